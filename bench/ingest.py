@@ -1,0 +1,221 @@
+"""End-to-end ingest benchmark: StatsD timing lines from another process into `vtmon serve`.
+
+Measures lines/s from the first byte sent until the running instance has counted every line
+(read back through `snapshot`), the largest gap between published Snapshots while ingesting,
+and, in the same run, a bare asyncio server that only splits the same lines into a list
+(the Python ceiling this machine allows).
+
+    python bench/ingest.py [--lines N] [--series K]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def make_payload(lines: int, series: int) -> bytes:
+    out = []
+    for i in range(lines):
+        c = i % series
+        out.append(
+            f"bench.s{c}.request_latency:{(i % 997) * 0.37 + 0.5:.3f}|ms|#component:bench{c}"
+        )
+    return ("\n".join(out) + "\n").encode()
+
+
+def sender(path: str, payload: bytes, ready: mp.Event, go: mp.Event) -> None:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    ready.set()
+    go.wait()
+    view = memoryview(payload)
+    step = 1 << 18
+    for i in range(0, len(view), step):
+        s.sendall(view[i : i + step])
+    s.close()
+
+
+def rpc(path: str, method: str) -> dict:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(30)
+    s.connect(path)
+    s.sendall(json.dumps({"jsonrpc": "2.0", "id": 1, "method": method}).encode() + b"\n")
+    buf = b""
+    while b"\n" not in buf:
+        chunk = s.recv(1 << 20)
+        if not chunk:
+            break
+        buf += chunk
+    s.close()
+    return json.loads(buf.split(b"\n", 1)[0])["result"]
+
+
+def wait_for_socket(path: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            rpc(path, "ping")
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"vtmon serve did not come up on {path}")
+
+
+def bench_vtmon(lines: int, series: int, payload: bytes) -> dict:
+    tmp = tempfile.mkdtemp(prefix="vtmon-bench-")
+    path = os.path.join(tmp, "bench.sock")
+    env = dict(os.environ)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vtmon.cli", "serve", "--socket", path],
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        wait_for_socket(path)
+        base = rpc(path, "ingest")["accepted"]
+        ready, go = mp.Event(), mp.Event()
+        p = mp.Process(target=sender, args=(path, payload, ready, go))
+        p.start()
+        ready.wait(10)
+        t0 = time.perf_counter()
+        go.set()
+        snap_times: list[float] = []
+        counted = 0
+        next_snap = 0.0
+        while True:
+            if time.perf_counter() >= next_snap:
+                next_snap = time.perf_counter() + 0.2
+                snap = rpc(path, "snapshot")
+                if not snap_times or snap["t"] != snap_times[-1]:
+                    snap_times.append(snap["t"])
+            counted = rpc(path, "ingest")["accepted"] - base
+            if counted >= lines:
+                break
+            if time.perf_counter() - t0 > 120:
+                break
+            time.sleep(0.02)
+        # Polled every 20 ms, so the rate is a slight underestimate.
+        elapsed = time.perf_counter() - t0
+        p.join()
+        gaps = [b - a for a, b in zip(snap_times, snap_times[1:], strict=False)]
+        return {
+            "counted": counted,
+            "elapsed_s": elapsed,
+            "lines_per_s": counted / elapsed,
+            "max_snapshot_gap_s": max(gaps) if gaps else None,
+            "snapshots_seen": len(snap_times),
+        }
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def bare_server(path: str, expected: int, result: mp.Queue) -> None:
+    """The ceiling: an asyncio Protocol that only splits the lines it gets into a list."""
+
+    async def main() -> None:
+        done = asyncio.Event()
+        state = {"n": 0, "t0": None}
+
+        class P(asyncio.Protocol):
+            pending = b""
+
+            def data_received(self, data: bytes) -> None:
+                if state["t0"] is None:
+                    state["t0"] = time.perf_counter()
+                data = self.pending + data
+                last = data.rfind(b"\n")
+                self.pending = data[last + 1 :]
+                parts = data[:last].split(b"\n")
+                state["n"] += len(parts)
+                if state["n"] >= expected:
+                    done.set()
+
+        loop = asyncio.get_running_loop()
+        srv = await loop.create_unix_server(P, path)
+        result.put("ready")
+        await done.wait()
+        result.put(time.perf_counter())
+        srv.close()
+
+    asyncio.run(main())
+
+
+def bench_bare(lines: int, payload: bytes) -> dict:
+    tmp = tempfile.mkdtemp(prefix="vtmon-bench-")
+    path = os.path.join(tmp, "bare.sock")
+    q: mp.Queue = mp.Queue()
+    srv = mp.Process(target=bare_server, args=(path, lines, q))
+    srv.start()
+    q.get(timeout=20)
+    ready, go = mp.Event(), mp.Event()
+    p = mp.Process(target=sender, args=(path, payload, ready, go))
+    p.start()
+    ready.wait(10)
+    t0 = time.perf_counter()
+    go.set()
+    t1 = q.get(timeout=120)
+    p.join()
+    srv.join()
+    return {"lines_per_s": lines / (t1 - t0), "elapsed_s": t1 - t0}
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--lines", type=int, default=3_000_000)
+    ap.add_argument("--series", type=int, default=10)
+    ap.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = ap.parse_args()
+    payload = make_payload(args.lines, args.series)
+    bare = bench_bare(args.lines, payload)
+    vt = bench_vtmon(args.lines, args.series, payload)
+    res = {
+        "machine": machine(),
+        "lines": args.lines,
+        "series": args.series,
+        "bytes": len(payload),
+        "vtmon": vt,
+        "bare_asyncio_split": bare,
+        "ratio": vt["lines_per_s"] / bare["lines_per_s"],
+    }
+    if args.json:
+        print(json.dumps(res, indent=2))
+        return
+    print(f"machine: {res['machine']}")
+    print(f"{args.lines:,} StatsD timing lines, {args.series} series, {len(payload) / 1e6:.0f} MB")
+    print(f"bare asyncio split      {bare['lines_per_s'] / 1e6:6.2f} M lines/s")
+    print(
+        f"vtmon serve end to end  {vt['lines_per_s'] / 1e6:6.2f} M lines/s "
+        f"({vt['counted']:,} counted, {res['ratio']:.0%} of bare)"
+    )
+    gap = vt["max_snapshot_gap_s"]
+    print(f"largest gap between Snapshots while ingesting: {gap:.2f} s" if gap else "no gaps seen")
+    if vt["counted"] < args.lines:
+        raise SystemExit(f"only {vt['counted']} of {args.lines} lines were counted")
+
+
+if __name__ == "__main__":
+    main()

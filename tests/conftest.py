@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from vtmon.config import Config
+from vtmon.engine.clock import ManualClock
+from vtmon.engine.monitor import Monitor
+from vtmon.ingest.server import IngestServer
+from vtmon.model import Batch
+
+
+class RecordingMonitor(Monitor):
+    """A real Monitor that lets a test wait until the server has handed it N lines."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.lines_in = 0
+        self._cond = threading.Condition()
+
+    def submit(self, batch: Batch, timeout: float = 5.0) -> bool:
+        ok = super().submit(batch, timeout)
+        with self._cond:
+            self.lines_in += batch.accepted + sum(batch.rejected.values())
+            self._cond.notify_all()
+        return ok
+
+    def wait_lines(self, n: int, timeout: float = 10.0) -> None:
+        with self._cond:
+            if not self._cond.wait_for(lambda: self.lines_in >= n, timeout):
+                raise AssertionError(f"server handed over {self.lines_in} of {n} lines")
+
+
+@pytest.fixture
+def sock_dir() -> Iterator[Path]:
+    # Unix socket paths are limited to ~107 bytes; pytest's tmp_path can be longer.
+    with tempfile.TemporaryDirectory(prefix="vt-") as d:
+        yield Path(d)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def monitor(clock: ManualClock) -> RecordingMonitor:
+    return RecordingMonitor(Config(), clock=clock, socket_path="test.sock")
+
+
+@pytest.fixture
+def server(sock_dir: Path, monitor: RecordingMonitor) -> Iterator[IngestServer]:
+    srv = IngestServer(sock_dir / "vtmon.sock", monitor)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_user_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Tests never read the developer's own config, themes or socket.
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.delenv("VTMON_SOCKET", raising=False)
+    os.environ.setdefault("TERM", "xterm-256color")

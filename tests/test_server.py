@@ -1,0 +1,224 @@
+"""The socket, end to end: real clients from PyPI, raw sockets, both framings, rejections."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import struct
+from pathlib import Path
+
+import pytest
+import statsd
+from datadog.dogstatsd import DogStatsd
+
+from tests.conftest import RecordingMonitor
+from vtmon.engine.clock import ManualClock
+from vtmon.ingest.server import IngestServer, SocketError, SocketInUse, prepare_path, rpc_call
+
+
+def _series(snap, name):
+    return [s for s in snap.series if s.name == name]
+
+
+def _connect(path: Path) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(os.fspath(path))
+    return s
+
+
+def _stats(s: socket.socket) -> dict:
+    """Ask this connection's counters; the answer comes after every earlier line is handled."""
+    s.sendall(b'{"jsonrpc":"2.0","id":99,"method":"connection.stats"}\n')
+    buf = b""
+    while b"\n" not in buf:
+        buf += s.recv(65536)
+    return json.loads(buf.split(b"\n")[0])["result"]
+
+
+def test_socat_style_line_shows_percentiles(server, monitor):
+    s = _connect(server.path)
+    s.sendall(b"api.request_latency:12.5|ms|#component:api-server\n")
+    assert _stats(s) == {"accepted": 1, "rejected": {}}
+    snap = monitor.tick()
+    (row,) = _series(snap, "api.request_latency")
+    assert row.component == "api-server"
+    assert row.windows["1m"].count == 1
+    assert row.windows["1m"].p50 == pytest.approx(12.5, rel=0.01)
+    assert row.target_ms == 100
+
+
+def test_socket_and_folder_permissions(server):
+    assert stat.S_IMODE(os.stat(server.path).st_mode) == 0o600
+
+
+def test_default_folder_created_private(tmp_path):
+    path = tmp_path / "run" / "vtmon" / "vtmon.sock"
+    prepare_path(path)
+    assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
+
+
+def test_pystatsd_unix_client_unchanged(server, monitor):
+    client = statsd.UnixSocketStatsClient(os.fspath(server.path))
+    for v in (5, 10, 15, 20):
+        client.timing("terminal.command_latency", v)
+    client.incr("terminal.throughput", 4)
+    client.gauge("terminal.queue_depth", 7)
+    client.close()
+    monitor.wait_lines(6)
+    snap = monitor.tick()
+    (lat,) = _series(snap, "terminal.command_latency")
+    assert lat.component == "terminal"
+    assert lat.windows["1m"].count == 4
+    assert lat.windows["1m"].max == pytest.approx(20, rel=0.01)
+    (thr,) = _series(snap, "terminal.throughput")
+    assert thr.windows["1m"].count == 4
+    (gauge,) = _series(snap, "terminal.queue_depth")
+    assert gauge.last == 7
+
+
+def test_datadog_client_length_prefixed_stream(server, monitor):
+    client = DogStatsd(socket_path=os.fspath(server.path), disable_telemetry=True)
+    for v in (100, 200, 300):
+        client.distribution("voice.transcribe_latency", v, tags=["component:voice-engine"])
+    client.increment("voice.error_count", tags=["component:voice-engine", "error_type:timeout"])
+    client.event("Deploy", "voice 1.2 rolled out", tags=["component:voice-engine"])
+    client.service_check("voice.up", 2, message="model failed to load")
+    client.flush()
+    client.close_socket()
+    monitor.wait_lines(6)
+    snap = monitor.tick()
+    (lat,) = _series(snap, "voice.transcribe_latency")
+    assert lat.component == "voice-engine"
+    assert lat.windows["1m"].count == 3
+    assert lat.windows["1m"].p50 == pytest.approx(200, rel=0.01)
+    assert lat.target_ms == 300
+    (err,) = [e for e in snap.errors if e.component == "voice-engine"]
+    assert err.by_type == {"timeout": 1}
+    kinds = {e.kind: e for e in snap.events}
+    assert kinds["event"].title == "Deploy"
+    assert kinds["service_check"].status == 2
+    assert snap.ingest.rejected == {}
+
+
+def test_length_framing_detected_from_first_bytes(server, monitor):
+    s = _connect(server.path)
+    packets = [b"a.latency:1|ms", b"a.latency:2|ms\na.latency:3|ms"]
+    data = b"".join(struct.pack("<I", len(p)) + p for p in packets)
+    # Split in awkward places: inside the length, inside a packet.
+    for piece in (data[:2], data[2:9], data[9:]):
+        s.sendall(piece)
+    s.close()
+    monitor.wait_lines(3)
+    (lat,) = _series(monitor.tick(), "a.latency")
+    assert lat.windows["1m"].count == 3
+
+
+def test_lines_split_across_reads_are_reassembled(server, monitor):
+    s = _connect(server.path)
+    for piece in (b"b.lat", b"ency:4", b"2|ms\nb.latency:", b"8|ms\n"):
+        s.sendall(piece)
+    assert _stats(s)["accepted"] == 2
+    (lat,) = _series(monitor.tick(), "b.latency")
+    assert lat.windows["1m"].count == 2
+    assert lat.windows["1m"].max == pytest.approx(42, rel=0.01)
+
+
+def test_bad_lines_counted_and_connection_stays_open(server, monitor):
+    s = _connect(server.path)
+    s.sendall(b"good.latency:1|ms\nnope\nx:abc|ms\ny:1|zz\nz:nan|ms\n" + b"w" * 70_000 + b"\n")
+    s.sendall(b"good.latency:2|ms\n")
+    stats = _stats(s)
+    assert stats["accepted"] == 2
+    assert stats["rejected"] == {
+        "bad syntax": 1,
+        "bad number": 2,
+        "unknown type": 1,
+        "too long": 1,
+    }
+    snap = monitor.tick()
+    assert snap.ingest.accepted == 3  # the stats request itself is a line too
+    assert snap.ingest.rejected_total == 5
+
+
+def test_unterminated_last_line_counts_at_close(server, monitor):
+    s = _connect(server.path)
+    s.sendall(b"c.latency:5|ms\nc.latency:6|ms")
+    s.close()
+    monitor.wait_lines(2)
+    (lat,) = _series(monitor.tick(), "c.latency")
+    assert lat.windows["1m"].count == 2
+
+
+def test_json_lines_and_snapshot_rpc(server, monitor):
+    s = _connect(server.path)
+    line = {
+        "name": "request_latency",
+        "value": 0.25,
+        "timestamp": monitor.clock.time() * 1000,
+        "unit": "ms",
+        "context": {"component": "api-server", "requestId": "r1"},
+    }
+    s.sendall(json.dumps(line).encode() + b"\n")
+    _stats(s)
+    monitor.tick()
+    result = rpc_call(server.path, "snapshot")
+    (row,) = [r for r in result["series"] if r["name"] == "request_latency"]
+    assert row["component"] == "api-server"
+    assert row["windows"]["1m"]["p50"] == pytest.approx(0.25, rel=0.01)  # sub-millisecond kept
+    assert "history" not in row
+    assert set(result) >= {"series", "resources", "sensors", "ingest"}
+
+
+def test_unknown_rpc_method_is_an_error_not_a_hangup(server):
+    with pytest.raises(RuntimeError, match="Method not found"):
+        rpc_call(server.path, "nope")
+
+
+def test_second_instance_refused(server, sock_dir, clock):
+    other = IngestServer(server.path, RecordingMonitor(clock=clock))
+    with pytest.raises(SocketInUse, match="Another vtmon is already listening"):
+        other.start()
+    # The first one still serves.
+    assert rpc_call(server.path, "ping") == "pong"
+
+
+def test_stale_socket_replaced(sock_dir, monitor):
+    path = sock_dir / "stale.sock"
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(os.fspath(path))
+    dead.close()  # the file stays, nothing listens
+    with IngestServer(path, monitor):
+        assert rpc_call(path, "ping") == "pong"
+    assert not path.exists()
+
+
+def test_regular_file_in_the_way_is_refused(sock_dir, monitor):
+    path = sock_dir / "file.sock"
+    path.write_text("not a socket")
+    with pytest.raises(SocketError, match="is not a socket"):
+        IngestServer(path, monitor).start()
+    assert path.read_text() == "not a socket"
+
+
+def test_many_lines_all_counted(server, monitor):
+    n = 50_000
+    payload = b"".join(b"bulk.latency:%d|ms\n" % (i % 500 + 1) for i in range(n))
+    s = _connect(server.path)
+    s.sendall(payload)
+    assert _stats(s)["accepted"] == n
+    (lat,) = _series(monitor.tick(), "bulk.latency")
+    assert lat.windows["1m"].count == n
+
+
+def test_monitor_clock_is_injected(clock: ManualClock, server, monitor):
+    s = _connect(server.path)
+    s.sendall(b"d.latency:5|ms\n")
+    _stats(s)
+    monitor.tick()
+    clock.advance(61)
+    (lat,) = _series(monitor.tick(), "d.latency")
+    assert lat.windows["1m"].count == 0
+    assert lat.windows["5m"].count == 1

@@ -1,0 +1,151 @@
+"""The demo workload: a synthetic voice-driven terminal application with three components.
+
+It speaks to vtmon through the real socket, as any application would: DogStatsD lines for
+latencies, throughput and errors, JSON lines for memory gauges. Every three minutes an
+incident starts (a latency spike, an error burst, slow memory growth) so that detection has
+something real to catch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+INCIDENT_PERIOD_S = 180.0
+INCIDENT_START_S = 60.0  # into each period
+INCIDENT_LENGTH_S = 90.0
+INCIDENTS = ("latency spike", "error burst", "memory growth")
+
+
+@dataclass(frozen=True)
+class Operation:
+    component: str
+    metric: str
+    median_ms: float
+    sigma: float
+    per_second: float
+    error_rate: float
+    error_types: tuple[str, ...]
+
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation("voice-engine", "voice.transcribe_latency", 140.0, 0.33, 20, 0.003,
+              ("timeout", "decode_error")),
+    Operation("voice-engine", "voice.synthesize_latency", 110.0, 0.30, 12, 0.002, ("timeout",)),
+    Operation("terminal-processor", "terminal.command_latency", 18.0, 0.45, 60, 0.0005,
+              ("parse_error", "exec_failed")),
+    Operation("api-server", "api.request_latency", 45.0, 0.40, 40, 0.005,
+              ("http_500", "http_503", "timeout")),
+    Operation("api-server", "api.db_query_latency", 8.0, 0.6, 80, 0.001, ("deadlock",)),
+)  # fmt: skip
+
+MEMORY_BASE_MB = {"voice-engine": 120.0, "terminal-processor": 28.0, "api-server": 60.0}
+
+
+def incident_at(t: float) -> tuple[str, float] | None:
+    """The incident active at ``t`` (seconds since the workload started) and its progress 0..1."""
+    into = t % INCIDENT_PERIOD_S
+    if not INCIDENT_START_S <= into < INCIDENT_START_S + INCIDENT_LENGTH_S:
+        return None
+    kind = INCIDENTS[int(t // INCIDENT_PERIOD_S) % len(INCIDENTS)]
+    return kind, (into - INCIDENT_START_S) / INCIDENT_LENGTH_S
+
+
+class DemoWorkload:
+    """Generates the lines an interval of the workload sends; deterministic for a seed."""
+
+    def __init__(self, seed: int = 7) -> None:
+        self.rng = random.Random(seed)
+
+    def lines(self, t: float, dt: float) -> list[str]:
+        """Lines for the interval [t, t+dt), t in seconds since the workload started."""
+        rng = self.rng
+        incident = incident_at(t)
+        out: list[str] = []
+        for op in OPERATIONS:
+            n = _poisson(rng, op.per_second * dt)
+            slow = 1.0
+            err_rate = op.error_rate
+            if incident and incident[0] == "latency spike" and op.component == "api-server":
+                slow = 1.0 + 4.0 * math.sin(math.pi * incident[1])
+            if incident and incident[0] == "error burst" and op.component == "voice-engine":
+                err_rate = 0.08
+            tags = f"#component:{op.component}"
+            for _ in range(n):
+                v = rng.lognormvariate(math.log(op.median_ms * slow), op.sigma)
+                if rng.random() < 0.01:  # a long tail, as real services have
+                    v *= rng.uniform(2.0, 4.0)
+                out.append(f"{op.metric}:{v:.3f}|ms|{tags}")
+            if n:
+                prefix = op.metric.split(".", 1)[0]
+                out.append(f"{prefix}.throughput:{n}|c|{tags}")
+            errors = sum(1 for _ in range(n) if rng.random() < err_rate)
+            for _ in range(errors):
+                etype = rng.choice(op.error_types)
+                out.append(
+                    f"{op.metric.split('.', 1)[0]}.error_count:1|c|{tags},error_type:{etype}"
+                )
+        for comp, base in MEMORY_BASE_MB.items():
+            mb = base + rng.uniform(-2, 2)
+            if incident and incident[0] == "memory growth" and comp == "terminal-processor":
+                mb = base + 20.0 * incident[1]  # towards its 50 MB budget
+            out.append(
+                json.dumps(
+                    {
+                        "name": "memory_heap_used",
+                        "value": round(mb * 1024 * 1024),
+                        "unit": "bytes",
+                        "context": {"component": comp},
+                    },
+                    separators=(",", ":"),
+                )
+            )
+        return out
+
+
+def _poisson(rng: random.Random, lam: float) -> int:
+    # Knuth's method is fine for the small rates of one tick.
+    if lam <= 0:
+        return 0
+    limit = math.exp(-lam)
+    k, p = 0, 1.0
+    while True:
+        p *= rng.random()
+        if p <= limit:
+            return k
+        k += 1
+
+
+def run(socket_path: str, stop: threading.Event, tick_s: float = 0.1, seed: int = 7) -> None:
+    """Send the workload to ``socket_path`` until ``stop`` is set; reconnects on its own."""
+    workload = DemoWorkload(seed)
+    start = time.monotonic()
+    deadline = start
+    sock: socket.socket | None = None
+    while not stop.is_set():
+        deadline += tick_s
+        if stop.wait(max(0.0, deadline - time.monotonic())):
+            break
+        payload = ("\n".join(workload.lines(deadline - start - tick_s, tick_s)) + "\n").encode()
+        try:
+            if sock is None:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.connect(socket_path)
+            sock.sendall(payload)
+        except OSError:
+            if sock is not None:
+                sock.close()
+            sock = None
+    if sock is not None:
+        sock.close()
+
+
+def start_thread(socket_path: str, stop: threading.Event) -> threading.Thread:
+    t = threading.Thread(target=run, args=(socket_path, stop), name="vtmon-demo", daemon=True)
+    t.start()
+    return t

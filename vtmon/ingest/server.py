@@ -1,0 +1,360 @@
+"""The Unix socket server: framing, parsing off the UI's loop, batches into the engine.
+
+It runs an asyncio loop in its own thread. Each connection is framed either by newlines or,
+as DogStatsD clients do on stream sockets, by a 4-byte little-endian length before each
+packet; the first bytes decide which (text never contains a NUL byte, a length below 16 MiB
+always does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import logging
+import os
+import socket
+import stat
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Protocol
+
+from vtmon.ingest.parse import parse_block
+from vtmon.model import REJECT_TOO_LONG, Batch
+
+log = logging.getLogger(__name__)
+
+LINES = "lines"
+LENGTH = "length"
+REJECT_BAD_FRAME = "bad frame"
+
+
+class SocketInUse(Exception):
+    """Another live vtmon listens on the path (message is one sentence for the user)."""
+
+
+class SocketError(Exception):
+    """The socket cannot be set up (message is one sentence for the user)."""
+
+
+class Engine(Protocol):
+    """What the server needs from the engine (vtmon.engine.monitor.Monitor provides it)."""
+
+    connections: Any
+
+    def submit(self, batch: Batch, timeout: float = ...) -> bool: ...
+
+    def handle_rpc(self, request: dict[str, Any]) -> dict[str, Any] | None: ...
+
+
+def probe(path: str | os.PathLike[str], timeout: float = 1.0) -> bool:
+    """True when something accepts connections on the Unix socket at ``path``."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(os.fspath(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def prepare_path(path: Path) -> None:
+    """Create the folder 0700, refuse a live socket, replace a stale one."""
+    folder = path.parent
+    if not folder.exists():
+        try:
+            folder.mkdir(mode=0o700, parents=True)
+        except OSError as e:
+            raise SocketError(f"Cannot create the socket folder {folder}: {e.strerror}.") from e
+    if path.exists() or path.is_symlink():
+        mode = path.lstat().st_mode
+        if not stat.S_ISSOCK(mode):
+            raise SocketError(
+                f"{path} exists and is not a socket; remove it or pass --socket "
+                "to use another path."
+            )
+        if probe(path):
+            raise SocketInUse(
+                f"Another vtmon is already listening on {path}; stop it or pass --socket "
+                "to use another path."
+            )
+        path.unlink()  # stale: nothing listens
+
+
+class _Conn(asyncio.Protocol):
+    def __init__(self, server: IngestServer) -> None:
+        self.server = server
+        self.mode: str | None = None
+        self.pending = b""
+        self.skipping = False  # inside an over-long line, dropping until its newline
+        self.transport: asyncio.Transport | None = None
+        self.accepted = 0
+        self.rejected: Counter[str] = Counter()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        c = self.server.engine.connections
+        c.open += 1
+        c.total += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # An unterminated last line is still a line the sender meant.
+        if self.pending and self.mode == LINES and not self.skipping:
+            batch = Batch(received=time.time())
+            parse_block(self.pending, batch, self.server.max_line)
+            self._submit(batch)
+        elif self.pending and self.mode == LENGTH:
+            batch = Batch(received=time.time())
+            batch.rejected[REJECT_BAD_FRAME] += 1  # a frame cut short by the close
+            self._submit(batch)
+        self.pending = b""
+        self.server.engine.connections.open -= 1
+        self.server._conns.discard(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.server.engine.connections.bytes += len(data)
+        if self.mode is None:
+            data = self.pending + data
+            self.pending = b""
+            head = data[:4]
+            if b"\x00" in head:
+                self.mode = LENGTH
+            elif len(head) == 4 or b"\n" in head:
+                self.mode = LINES
+            else:
+                self.pending = data
+                return
+        batch = Batch(received=time.time())
+        if self.mode == LINES:
+            self._lines(data, batch)
+        else:
+            self._frames(data, batch)
+        self._submit(batch)
+
+    def _lines(self, data: bytes, batch: Batch) -> None:
+        max_line = self.server.max_line
+        if self.skipping:
+            nl = data.find(b"\n")
+            if nl < 0:
+                return
+            data = data[nl + 1 :]
+            self.skipping = False
+        last = data.rfind(b"\n")
+        if last < 0:
+            self.pending += data
+        else:
+            block = self.pending + data[: last + 1] if self.pending else data[: last + 1]
+            self.pending = data[last + 1 :]
+            parse_block(block, batch, max_line)
+        if len(self.pending) > max_line:
+            batch.rejected[REJECT_TOO_LONG] += 1
+            self.pending = b""
+            self.skipping = True
+
+    def _frames(self, data: bytes, batch: Batch) -> None:
+        buf = self.pending + data if self.pending else data
+        pos = 0
+        end = len(buf)
+        limit = self.server.max_frame
+        blocks = []
+        while end - pos >= 4:
+            n = int.from_bytes(buf[pos : pos + 4], "little")
+            if n > limit:
+                # Framing is lost; nothing after this can be trusted on this connection.
+                batch.rejected[REJECT_BAD_FRAME] += 1
+                self.pending = b""
+                if blocks:
+                    parse_block(b"\n".join(blocks), batch, self.server.max_line)
+                if self.transport is not None:
+                    self.transport.close()
+                return
+            if end - pos - 4 < n:
+                break
+            blocks.append(buf[pos + 4 : pos + 4 + n])
+            pos += 4 + n
+        self.pending = buf[pos:]
+        if blocks:
+            parse_block(b"\n".join(blocks), batch, self.server.max_line)
+
+    def _submit(self, batch: Batch) -> None:
+        # Per connection, control requests are not counted: a sender asks what became of its
+        # metric lines.
+        self.accepted += batch.accepted - len(batch.rpc)
+        if batch.rejected:
+            self.rejected.update(batch.rejected)
+        rpcs = batch.rpc
+        batch.rpc = []
+        if not batch.is_empty() or batch.accepted:
+            self.server.engine.submit(batch)
+        for req in rpcs:
+            resp = self._answer(req)
+            if resp is not None and self.transport is not None and not self.transport.is_closing():
+                self.transport.write(json.dumps(resp, separators=(",", ":")).encode() + b"\n")
+
+    def _answer(self, req: dict[str, Any]) -> dict[str, Any] | None:
+        if req.get("method") == "connection.stats":
+            # This connection's own counters, so a sender can report what became of its lines.
+            if req.get("id") is None:
+                return None
+            return {
+                "jsonrpc": "2.0",
+                "id": req.get("id"),
+                "result": {"accepted": self.accepted, "rejected": dict(self.rejected)},
+            }
+        try:
+            return self.server.engine.handle_rpc(req)
+        except Exception as e:  # an engine bug must not take the connection down
+            log.exception("rpc failed")
+            if req.get("id") is None:
+                return None
+            return {
+                "jsonrpc": "2.0",
+                "id": req.get("id"),
+                "error": {"code": -32603, "message": f"Internal error: {e}."},
+            }
+
+
+class IngestServer:
+    """Serves one Unix stream socket from a background thread."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        engine: Engine,
+        *,
+        max_line: int = 65_536,
+        max_frame: int = 8 * 1024 * 1024,
+    ) -> None:
+        self.path = Path(path)
+        self.engine = engine
+        self.max_line = max_line
+        self.max_frame = max_frame
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._conns: set[_Conn] = set()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    def start(self) -> None:
+        """Bind and serve; raises SocketInUse / SocketError with a user-facing sentence."""
+        prepare_path(self.path)
+        self._thread = threading.Thread(target=self._run, name="vtmon-ingest", daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            sock = self._bind()
+            self._server = loop.run_until_complete(
+                loop.create_unix_server(self._make_conn, sock=sock, backlog=128)
+            )
+        except BaseException as e:
+            self._error = e
+            self._ready.set()
+            loop.close()
+            return
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            for t in list(self._conns):
+                if t.transport is not None:
+                    t.transport.abort()
+            loop.run_until_complete(asyncio.sleep(0))
+            loop.close()
+
+    def _bind(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        # The socket file must never exist with wider permissions, not even for a moment.
+        old = os.umask(0o177)
+        try:
+            sock.bind(os.fspath(self.path))
+        except OSError as e:
+            sock.close()
+            if e.errno == errno.EADDRINUSE:
+                raise SocketInUse(
+                    f"Another vtmon is already listening on {self.path}; stop it or pass "
+                    "--socket to use another path."
+                ) from e
+            raise SocketError(f"Cannot listen on {self.path}: {e.strerror}.") from e
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o600)
+        sock.setblocking(False)
+        return sock
+
+    def _make_conn(self) -> _Conn:
+        c = _Conn(self)
+        self._conns.add(c)
+        return c
+
+    def stop(self) -> None:
+        loop = self._loop
+        if loop is not None and self._thread is not None and loop.is_running():
+
+            def _close() -> None:
+                if self._server is not None:
+                    self._server.close()
+                loop.stop()
+
+            loop.call_soon_threadsafe(_close)
+            self._thread.join(5)
+        self._thread = None
+        with contextlib.suppress(FileNotFoundError):
+            # Only remove the file if it is still ours (another instance may have replaced it).
+            if self.path.exists() and stat.S_ISSOCK(self.path.lstat().st_mode):
+                self.path.unlink()
+
+    def __enter__(self) -> IngestServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def rpc_call(
+    path: str | os.PathLike[str],
+    method: str,
+    params: dict[str, Any] | None = None,
+    timeout: float = 5.0,
+) -> Any:
+    """Call one JSON-RPC method on a running vtmon; raises ConnectionError / RuntimeError."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(os.fspath(path))
+        req = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}}
+        s.sendall(json.dumps(req).encode() + b"\n")
+        line = _read_line(s)
+    finally:
+        s.close()
+    resp = json.loads(line)
+    if "error" in resp:
+        raise RuntimeError(resp["error"].get("message", "unknown error"))
+    return resp["result"]
+
+
+def _read_line(s: socket.socket) -> bytes:
+    chunks = []
+    while True:
+        data = s.recv(1 << 20)
+        if not data:
+            raise ConnectionError("vtmon closed the connection before answering.")
+        nl = data.find(b"\n")
+        if nl >= 0:
+            chunks.append(data[:nl])
+            return b"".join(chunks)
+        chunks.append(data)

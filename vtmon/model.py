@@ -1,0 +1,366 @@
+"""The values that cross module boundaries: plain dataclasses, no behaviour beyond conversion.
+
+Everything the ingest hands the engine (``Batch``) and everything the engine hands a screen,
+a script or a report (``Snapshot``) is defined here, so that no module needs to import
+another's internals to talk to it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field, fields, is_dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class Kind(StrEnum):
+    """What a series measures, decided by the wire type."""
+
+    DISTRIBUTION = "distribution"  # ms, h, d: latencies and other value distributions
+    COUNTER = "counter"  # c
+    GAUGE = "gauge"  # g
+    SET = "set"  # s
+
+
+Tags = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesKey:
+    """A series: metric name plus sorted tags, and the kind its samples arrived as."""
+
+    name: str
+    tags: Tags = ()
+    kind: Kind = Kind.DISTRIBUTION
+
+    @property
+    def component(self) -> str:
+        """The ``component`` tag, else the part of the name before the first dot."""
+        for k, v in self.tags:
+            if k == "component" and v:
+                return v
+        return self.name.split(".", 1)[0]
+
+    @property
+    def id(self) -> str:
+        """A stable, human-readable identity: ``name{k=v,k2=v2}``."""
+        if not self.tags:
+            return self.name
+        inner = ",".join(f"{k}={v}" if v else k for k, v in self.tags)
+        return f"{self.name}{{{inner}}}"
+
+
+def make_tags(pairs: dict[str, str] | list[tuple[str, str]] | None) -> Tags:
+    """Sorted, de-duplicated tag tuple (the last value of a repeated key wins)."""
+    if not pairs:
+        return ()
+    items = pairs.items() if isinstance(pairs, dict) else pairs
+    return tuple(sorted(dict(items).items()))
+
+
+# ---------------------------------------------------------------------------------------------
+# ingest -> engine
+
+
+@dataclass(slots=True)
+class DistBuf:
+    """Values of one distribution series in one batch; ``weights`` only when a rate was given."""
+
+    values: list[float] = field(default_factory=list)
+    weights: list[float] | None = None
+
+    def add(self, value: float, weight: float = 1.0) -> None:
+        if weight != 1.0 and self.weights is None:
+            self.weights = [1.0] * len(self.values)
+        self.values.append(value)
+        if self.weights is not None:
+            self.weights.append(weight)
+
+
+@dataclass(frozen=True, slots=True)
+class TimedSample:
+    """A distribution or counter sample that carried its own timestamp (seconds)."""
+
+    key: SeriesKey
+    value: float
+    weight: float
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A DogStatsD event (``_e{..}``) or service check (``_sc|..``), kept as it came."""
+
+    kind: str  # "event" | "service_check"
+    title: str
+    text: str = ""
+    ts: float = 0.0
+    tags: Tags = ()
+    priority: str = ""
+    alert_type: str = ""
+    status: int | None = None  # service checks: 0 ok, 1 warning, 2 critical, 3 unknown
+    hostname: str = ""
+
+
+@dataclass(slots=True)
+class Batch:
+    """Everything parsed from one read of one connection, handed to the engine in one piece.
+
+    ``accepted`` + sum(``rejected``) equals the number of lines that came in.
+    """
+
+    received: float = 0.0
+    dist: dict[SeriesKey, DistBuf] = field(default_factory=dict)
+    counts: dict[SeriesKey, float] = field(default_factory=dict)  # increments, already / rate
+    gauges: dict[SeriesKey, list[tuple[bool, float]]] = field(default_factory=dict)  # (is_delta, v)
+    sets: dict[SeriesKey, set[str]] = field(default_factory=dict)
+    timed: list[TimedSample] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    rpc: list[dict[str, Any]] = field(default_factory=list)  # JSON-RPC requests, in order
+    accepted: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+
+    def is_empty(self) -> bool:
+        return (
+            not (self.dist or self.counts or self.gauges or self.sets or self.timed or self.events)
+            and not self.rejected
+        )
+
+
+# Reasons a line is rejected; the UI and reports show these words.
+REJECT_SYNTAX = "bad syntax"
+REJECT_NUMBER = "bad number"
+REJECT_TYPE = "unknown type"
+REJECT_TOO_LONG = "too long"
+REJECT_ENCODING = "bad encoding"
+
+
+# ---------------------------------------------------------------------------------------------
+# engine -> screen / scripts / report
+
+WINDOWS: tuple[tuple[str, int], ...] = (("10s", 10), ("1m", 60), ("5m", 300))
+
+
+@dataclass(frozen=True, slots=True)
+class WindowStats:
+    """Statistics of one series over one window. Empty windows have count 0 and None values."""
+
+    count: float = 0.0
+    rate: float = 0.0
+    p50: float | None = None
+    p90: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    p999: float | None = None
+    mean: float | None = None
+    min: float | None = None
+    max: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPoint:
+    """One chart point of a distribution: percentiles of the 10 s window ending at ``t``."""
+
+    t: float
+    p50: float | None
+    p95: float | None
+    p99: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesStats:
+    name: str
+    tags: Tags
+    component: str
+    kind: Kind
+    windows: dict[str, WindowStats]  # keyed by WINDOWS names
+    last: float | None = None  # gauges: current value; sets: unique members in 1 m
+    target_ms: float | None = None  # distributions: the component's latency target
+    history: tuple[HistoryPoint, ...] = ()
+
+    @property
+    def id(self) -> str:
+        return SeriesKey(self.name, self.tags, self.kind).id
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorStats:
+    """Errors of one component over the last minute."""
+
+    component: str
+    errors: float
+    operations: float
+    error_rate: float | None  # errors / operations, None without operations
+    by_type: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Pressure:
+    """Pressure stall information for one resource (percent of time stalled)."""
+
+    resource: str  # cpu | memory | io
+    some_avg10: float
+    some_avg60: float
+    some_avg300: float
+    full_avg10: float | None = None
+    full_avg60: float | None = None
+    full_avg300: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DiskUsage:
+    mount: str
+    total: int
+    used: int
+    percent: float
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """One reading of the machine, rates per second since the previous reading."""
+
+    t: float = 0.0
+    cpu_percent: float | None = None
+    per_cpu: tuple[float, ...] = ()
+    load: tuple[float, float, float] | None = None
+    cpu_count: int = 0
+    mem_total: int = 0
+    mem_used: int = 0
+    mem_available: int = 0
+    mem_percent: float | None = None
+    swap_total: int = 0
+    swap_used: int = 0
+    swap_percent: float | None = None
+    swap_in_rate: float | None = None  # bytes/s
+    swap_out_rate: float | None = None
+    iowait_percent: float | None = None
+    disks: tuple[DiskUsage, ...] = ()
+    disk_read_rate: float | None = None  # bytes/s
+    disk_write_rate: float | None = None
+    disk_read_iops: float | None = None
+    disk_write_iops: float | None = None
+    net_rx_rate: float | None = None  # bytes/s
+    net_tx_rate: float | None = None
+    net_rx_packets: float | None = None  # packets/s
+    net_tx_packets: float | None = None
+    net_errors: float | None = None  # errors + drops per second
+    pressure: tuple[Pressure, ...] = ()
+    pressure_note: str = ""  # why pressure is missing, when it is
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceHistory:
+    """Recent resource readings for the charts, oldest first, one per collection."""
+
+    t: tuple[float, ...] = ()
+    cpu: tuple[float, ...] = ()
+    mem: tuple[float, ...] = ()
+    disk_read: tuple[float, ...] = ()
+    disk_write: tuple[float, ...] = ()
+    net_rx: tuple[float, ...] = ()
+    net_tx: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Temperature:
+    chip: str
+    label: str
+    current: float
+    high: float | None = None
+    critical: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fan:
+    chip: str
+    label: str
+    rpm: float
+
+
+@dataclass(frozen=True, slots=True)
+class PowerReading:
+    source: str  # "powercap" | "hwmon"
+    label: str
+    watts: float
+
+
+@dataclass(frozen=True, slots=True)
+class Battery:
+    percent: float
+    plugged: bool | None
+    seconds_left: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Sensors:
+    temperatures: tuple[Temperature, ...] = ()
+    fans: tuple[Fan, ...] = ()
+    power: tuple[PowerReading, ...] = ()
+    battery: Battery | None = None
+    note: str = ""  # why there is nothing to show, when there is nothing
+
+    @property
+    def empty(self) -> bool:
+        return not (self.temperatures or self.fans or self.power or self.battery)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestStats:
+    accepted: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    connections: int = 0  # open now
+    connections_total: int = 0
+    bytes: int = 0
+    events: int = 0
+    samples_dropped: int = 0  # dropped on the way into the engine (queue full)
+    client_dropped: int = 0  # reported by clients that dropped samples while vtmon was away
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything a screen or a report needs at one instant. Immutable; share it freely."""
+
+    t: float
+    host: str
+    socket: str
+    started: float
+    series: tuple[SeriesStats, ...] = ()
+    errors: tuple[ErrorStats, ...] = ()
+    resources: Resources = field(default_factory=Resources)
+    resource_history: ResourceHistory = field(default_factory=ResourceHistory)
+    sensors: Sensors = field(default_factory=Sensors)
+    ingest: IngestStats = field(default_factory=IngestStats)
+    events: tuple[Event, ...] = ()  # the most recent events and service checks
+    targets_ms: dict[str, float] = field(default_factory=dict)
+    watching: str = ""  # what is being watched, for the header
+    version: int = 1  # schema version of to_dict()
+
+    def to_dict(self, history: bool = True) -> dict[str, Any]:
+        """JSON-ready form. NaN and infinities become null. ``history=False`` drops chart data."""
+        d = _plain(self)
+        if not history:
+            for s in d["series"]:
+                s.pop("history", None)
+            d.pop("resource_history", None)
+        return d
+
+
+def _plain(obj: Any) -> Any:
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _plain(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, StrEnum):
+        return obj.value
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (tuple, list)):
+        if obj and isinstance(obj[0], tuple) and len(obj[0]) == 2 and isinstance(obj[0][0], str):
+            return {k: v for k, v in obj}  # tags
+        return [_plain(v) for v in obj]
+    return obj
