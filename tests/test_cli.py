@@ -120,3 +120,8 @@ def test_serve_headless_then_snapshot_then_sigterm(sock_dir):
 @pytest.mark.parametrize("cmd", [["send"], ["snapshot"]])
 def test_commands_take_socket_option(cmd):
     assert "--socket" in CliRunner().invoke(main, [*cmd, "--help"]).output
+
+
+def test_options_before_the_command_count(monkeypatch):
+    out = CliRunner().invoke(main, ["--socket", "/z/g.sock", "socket"]).output.strip()
+    assert out == "/z/g.sock"

@@ -55,8 +55,15 @@ def main(ctx: click.Context, socket_path: str | None, config_file: str | None) -
 
     Keys in the console: ? help, q quit.
     """
+    # Options given before the command (`vtmon --socket S demo`) count for the command too.
+    ctx.obj = {"socket": socket_path, "config": config_file}
     if ctx.invoked_subcommand is None:
         _console(socket_path, config_file, demo=False)
+
+
+def _inherit(socket_path: str | None, config_file: str | None = None) -> tuple[str | None, ...]:
+    obj = click.get_current_context().find_root().obj or {}
+    return socket_path or obj.get("socket"), config_file or obj.get("config")
 
 
 @main.command()
@@ -69,6 +76,7 @@ def demo(socket_path: str | None, config_file: str | None) -> None:
     socket, with an incident every three minutes. It uses its own socket (demo.sock beside
     the default one) so that it never collides with a running vtmon.
     """
+    socket_path, config_file = _inherit(socket_path, config_file)
     if socket_path is None:
         socket_path = str(resolve_socket_path(None).parent / "demo.sock")
     _console(socket_path, config_file, demo=True)
@@ -82,6 +90,7 @@ def serve(socket_path: str | None, config_file: str | None) -> None:
 
     Read its state with `vtmon snapshot`.
     """
+    socket_path, config_file = _inherit(socket_path, config_file)
     logging.basicConfig(level=logging.INFO, format="vtmon: %(message)s", stream=sys.stderr)
     cfg = _load(config_file)
     path = resolve_socket_path(socket_path)
@@ -114,6 +123,7 @@ def snapshot(socket_path: str | None, history: bool, compact: bool) -> None:
 
     The schema is described in docs/snapshot.md.
     """
+    socket_path = _inherit(socket_path)[0]
     from vtmon.ingest.server import rpc_call
 
     path = resolve_socket_path(socket_path)
@@ -139,6 +149,7 @@ def send(socket_path: str | None, quiet: bool) -> None:
       some_app | vtmon send
       printf 'api.request_latency:12.5|ms\\n' | vtmon send
     """
+    socket_path = _inherit(socket_path)[0]
     path = resolve_socket_path(socket_path)
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -184,6 +195,7 @@ def send(socket_path: str | None, quiet: bool) -> None:
 @socket_option
 def socket_cmd(socket_path: str | None) -> None:
     """Print the socket path vtmon uses (for scripts: socat - UNIX-CONNECT:"$(vtmon socket)")."""
+    socket_path = _inherit(socket_path)[0]
     click.echo(str(resolve_socket_path(socket_path)))
 
 

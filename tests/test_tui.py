@@ -1,0 +1,419 @@
+"""The screen, driven as a user would: a real Monitor on a ManualClock feeds the real app,
+Pilot presses keys, and the assertions read what the widgets show."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from textual.color import Color
+
+from vtmon.config import Config
+from vtmon.engine.clock import ManualClock
+from vtmon.engine.monitor import Monitor
+from vtmon.engine.sensors import SensorReader
+from vtmon.model import Batch, DistBuf, Event, SeriesKey, Snapshot, make_tags
+from vtmon.tui import fmt, keys
+from vtmon.tui.app import VtmonApp
+from vtmon.tui.charts import Chart
+from vtmon.tui.fmt import Severity
+from vtmon.tui.help import HelpScreen
+from vtmon.tui.latency import LatencyPanel, LatencyTable
+from vtmon.tui.live import LiveStatic
+from vtmon.tui.themes import load_theme_file, load_themes, theme_dirs
+
+API = SeriesKey("api.request_latency", make_tags({"component": "api-server", "endpoint": "/users"}))
+VOICE = SeriesKey("voice.synth_latency", make_tags({"component": "voice-engine"}))
+API_ID = API.id
+SOCK = "/tmp/vtmon-test/vtmon.sock"
+
+
+@pytest.fixture
+def monitor(tmp_path: Path, clock: ManualClock) -> Monitor:
+    # An empty fake /sys: the sensor reader finds nothing and says why (no real hardware).
+    (tmp_path / "sys").mkdir()
+    return Monitor(
+        Config(),
+        clock=clock,
+        socket_path=SOCK,
+        watching="test workload",
+        sensors=SensorReader(tmp_path / "sys", use_psutil=False),
+    )
+
+
+def feed(
+    monitor: Monitor,
+    clock: ManualClock,
+    series: dict[SeriesKey, list[float]],
+    rejected: dict[str, int] | None = None,
+    events: list[Event] | None = None,
+) -> None:
+    batch = Batch(received=clock.time())
+    for key, values in series.items():
+        batch.dist[key] = DistBuf(values=list(values))
+        batch.accepted += len(values)
+    for reason, n in (rejected or {}).items():
+        batch.rejected[reason] += n
+    batch.events.extend(events or [])
+    monitor.submit(batch)
+
+
+def mixed_latencies() -> list[float]:
+    """p50 within the 100 ms target, p95 within twice it, p99 beyond."""
+    return [50.0] * 60 + [150.0] * 35 + [300.0] * 5
+
+
+def same_colour(rich_color, css: str) -> bool:
+    # Textual may blend a component colour by a unit or two; a different theme colour is far.
+    want = Color.parse(css).rich_color.triplet
+    return all(abs(a - b) <= 3 for a, b in zip(rich_color.triplet, want, strict=True))
+
+
+def screen_text(app: VtmonApp) -> str:
+    # The composited screen as plain lines (what a person would read).
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+async def start(pilot, monitor: Monitor) -> Snapshot:
+    snap = monitor.tick()
+    await pilot.pause()
+    return snap
+
+
+# -- formatting ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ms", "text"),
+    [(0.85, "850 µs"), (12.5, "12.5 ms"), (1.234, "1.23 ms"), (999.9, "1.00 s"), (1200, "1.20 s")],
+)
+def test_latency_units_fit_the_magnitude(ms: float, text: str) -> None:
+    assert fmt.latency(ms) == text
+
+
+def test_severity_against_target() -> None:
+    assert [fmt.severity(v, 100.0) for v in (100.0, 200.0, 200.1, None)] == [
+        Severity.OK,
+        Severity.WARN,
+        Severity.BAD,
+        Severity.NONE,
+    ]
+
+
+# -- latency table ------------------------------------------------------------------------
+
+
+async def test_rows_show_the_snapshot_percentiles(monitor: Monitor, clock: ManualClock) -> None:
+    feed(monitor, clock, {API: mixed_latencies(), VOICE: [200.0, 250.0, 400.0]})
+    app = VtmonApp(monitor)
+    async with app.run_test(size=(120, 36)) as pilot:
+        snap = await start(pilot, monitor)
+        table = app.query_one(LatencyTable)
+        assert table.row_count == 2
+        for s in snap.series:
+            w = s.windows["1m"]
+            for col in ("p50", "p95", "p99"):
+                shown = table.get_cell(s.id, col).plain.strip()
+                assert shown == fmt.latency(getattr(w, col))
+        assert table.get_cell(API_ID, "count").plain.strip() == "100"
+
+
+async def test_cells_are_coloured_against_the_target(monitor: Monitor, clock: ManualClock) -> None:
+    feed(monitor, clock, {API: mixed_latencies()})
+    app = VtmonApp(monitor)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await start(pilot, monitor)
+        table = app.query_one(LatencyTable)
+        assert table.severity_at(API_ID, "p50") is Severity.OK
+        assert table.severity_at(API_ID, "p95") is Severity.WARN
+        assert table.severity_at(API_ID, "p99") is Severity.BAD
+        theme = app.current_theme
+        for col, expected in (("p50", theme.success), ("p95", theme.warning), ("p99", theme.error)):
+            assert same_colour(table.get_cell(API_ID, col).style.color, expected), col
+
+
+async def test_unchanged_cells_are_not_rewritten(monitor: Monitor, clock: ManualClock) -> None:
+    feed(monitor, clock, {API: mixed_latencies()})
+    app = VtmonApp(monitor)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await start(pilot, monitor)
+        table = app.query_one(LatencyTable)
+        before = table.get_cell(API_ID, "p50")
+        monitor.tick()  # same data: nothing on screen changes
+        await pilot.pause()
+        assert table.get_cell(API_ID, "p50") is before
+
+
+async def test_w_cycles_the_window(monitor: Monitor, clock: ManualClock) -> None:
+    feed(monitor, clock, {API: [10.0] * 50})
+    monitor.tick()
+    clock.advance(30)  # the 10 s window sees only what follows, 1 m and 5 m see both
+    feed(monitor, clock, {API: [90.0] * 50})
+    app = VtmonApp(monitor)
+    async with app.run_test(size=(120, 36)) as pilot:
+        snap = await start(pilot, monitor)
+        table = app.query_one(LatencyTable)
+        panel = app.query_one(LatencyPanel)
+        stats = snap.series[0].windows
+        assert stats["10s"].p50 != stats["1m"].p50
+        assert app.window == "1m" and "1m" in str(panel.border_title)
+        assert table.get_cell(API_ID, "p50").plain.strip() == fmt.latency(stats["1m"].p50)
+        await pilot.press("w")
+        assert app.window == "5m" and "5m" in str(panel.border_title)
+        await pilot.press("w")
+        assert app.window == "10s"
+        assert table.get_cell(API_ID, "p50").plain.strip() == fmt.latency(stats["10s"].p50)
+        assert table.get_cell(API_ID, "count").plain.strip() == "50"
+
+
+async def test_up_down_select_the_charted_series(monitor: Monitor, clock: ManualClock) -> None:
+    feed(monitor, clock, {API: mixed_latencies(), VOICE: [200.0] * 10})
+    app = VtmonApp(monitor)
+    async with app.run_test(size=(120, 36)) as pilot:
+        snap = await start(pilot, monitor)
+        table = app.query_one(LatencyTable)
+        chart = app.query_one("#latency-chart", Chart)
+        assert table.selected_id() == API_ID
+        api = next(s for s in snap.series if s.id == API_ID)
+        assert chart.data.hline == api.target_ms == 100.0
+        assert chart.data.lines[0].y == tuple(h.p50 for h in api.history)
+        await pilot.press("down")
+        assert table.selected_id() == VOICE.id
+        assert chart.data.hline == 300.0  # voice-engine's target
+        assert VOICE.id in app.query_one("#latency-legend", LiveStatic).shown_text
+        await pilot.press("up")
+        assert table.selected_id() == API_ID
+
+
+async def test_chart_redraws_on_resize(monitor: Monitor, clock: ManualClock) -> None:
+    feed(monitor, clock, {API: mixed_latencies()})
+    app = VtmonApp(monitor)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await start(pilot, monitor)
+        chart = app.query_one("#latency-chart", Chart)
+        before = chart.content_size
+        assert "ms" in str(chart.render())  # plotext drew axes with latency units
+        await pilot.resize_terminal(160, 45)
+        await pilot.pause()
+        assert chart.content_size != before
+        assert len(str(chart.render()).splitlines()) == chart.content_size.height
+
+
+async def test_empty_state_says_how_to_send(monitor: Monitor) -> None:
+    app = VtmonApp(monitor)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await start(pilot, monitor)
+        panel = app.query_one(LatencyPanel)
+        assert panel.has_class("-empty")
+        assert not app.query_one(LatencyTable).display
+        text = app.query_one("#latency-empty", LiveStatic).shown_text
+        assert f"socat - UNIX-CONNECT:{SOCK}" in text
+        assert "vtmon send" in text
+        assert "socat" in screen_text(app)
+
+
+# -- other panels -------------------------------------------------------------------------
+
+
+async def test_sensors_note_explains_nothing(monitor: Monitor) -> None:
+    app = VtmonApp(monitor)
+    async with app.run_test(size=(120, 36)) as pilot:
+        snap = await start(pilot, monitor)
+        assert snap.sensors.empty and snap.sensors.note
+        shown = app.query_one("#sensors-text", LiveStatic).shown_text
+        assert snap.sensors.note in shown
+
+
+async def test_rejections_are_visible(monitor: Monitor, clock: ManualClock) -> None:
+    feed(monitor, clock, {API: [10.0]}, rejected={"bad syntax": 3, "unknown type": 1})
+    app = VtmonApp(monitor)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await start(pilot, monitor)
+        events = app.query_one("#events-text", LiveStatic).shown_text
+        assert "3 bad syntax" in events and "1 unknown type" in events
+        header = app.query_one("#header").render()
+        assert "rej 4" in str(header)
+        assert "rej 4" in screen_text(app)
+
+
+async def test_events_and_errors_panel(monitor: Monitor, clock: ManualClock) -> None:
+    check = Event("service_check", "db.can_connect", ts=clock.time(), status=2)
+    feed(monitor, clock, {API: [10.0]}, events=[check])
+    app = VtmonApp(monitor)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await start(pilot, monitor)
+        text = app.query_one("#events-text", LiveStatic).shown_text
+        assert "CRIT db.can_connect" in text
+
+
+# -- keys, help, palette, themes ----------------------------------------------------------
+
+
+async def test_help_lists_every_key_from_the_registry(monitor: Monitor) -> None:
+    app = VtmonApp(monitor)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await start(pilot, monitor)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        text = str(app.screen.query_one("#help-text").render())
+        for action in keys.ACTIONS:
+            assert action.display in text and action.help in text, action.id
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_bindings_and_palette_come_from_the_registry(monitor: Monitor) -> None:
+    app = VtmonApp(monitor)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await start(pilot, monitor)
+        bound = {b.id: b for b in app.BINDINGS}  # type: ignore[union-attr]
+        for action in keys.ACTIONS:
+            if action.builtin:
+                continue
+            assert bound[action.id].key == action.key
+            assert bound[action.id].action == action.action
+            assert hasattr(app, f"action_{action.action}"), action.action
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for action in keys.ACTIONS:
+            if action.palette:
+                assert any(t.startswith(action.description) for t in titles), action.id
+
+
+async def test_t_cycles_themes_and_recolours_cells(monitor: Monitor, clock: ManualClock) -> None:
+    feed(monitor, clock, {API: mixed_latencies()})
+    app = VtmonApp(monitor)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await start(pilot, monitor)
+        assert app.theme == "vtmon-dark"
+        await pilot.press("t")
+        await pilot.pause()
+        assert app.theme == "vtmon-colorblind"
+        table = app.query_one(LatencyTable)
+        assert same_colour(table.get_cell(API_ID, "p50").style.color, app.current_theme.success)
+        for _ in app.vtmon_themes[1:]:
+            await pilot.press("t")
+        assert app.theme == "vtmon-dark"
+
+
+def test_shipped_themes_load_and_colourblind_avoids_green_and_red() -> None:
+    loaded = load_themes([theme_dirs()[0]])
+    assert not loaded.problems
+    assert {"vtmon-dark", "vtmon-colorblind"} <= set(loaded.themes)
+    cb = loaded.themes["vtmon-colorblind"]
+    success_hue = Color.parse(cb.success).hsl.h * 360
+    error_hue = Color.parse(cb.error).hsl.h * 360
+    assert 180 <= success_hue <= 250  # blue
+    assert 15 <= error_hue <= 45  # orange
+
+
+async def test_broken_user_theme_is_skipped_not_fatal(monitor: Monitor) -> None:
+    user = theme_dirs()[1]  # under the test's XDG_CONFIG_HOME
+    user.mkdir(parents=True)
+    (user / "broken.toml").write_text('name = "broken"\nprimary = "not-a-colour"\n')
+    (user / "bad-toml.toml").write_text("name = \n")
+    (user / "mine.toml").write_text('name = "mine"\nprimary = "#336699"\n')
+    with pytest.raises(Exception, match="not a colour"):
+        load_theme_file(user / "broken.toml")
+    app = VtmonApp(monitor, theme="mine")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await start(pilot, monitor)
+        assert app.theme == "mine"
+        assert "broken" not in app.available_themes
+        messages = [n.message for n in app._notifications]
+        assert any("broken.toml" in m for m in messages)
+        assert any("bad-toml.toml" in m for m in messages)
+
+
+# -- snapshots: threads, bursts, pause, unsubscribe ---------------------------------------
+
+
+async def test_burst_of_snapshots_renders_only_the_newest(
+    monitor: Monitor, clock: ManualClock
+) -> None:
+    app = VtmonApp(monitor)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await start(pilot, monitor)
+        rendered = app.snapshots_rendered
+        for i in range(5):
+            clock.advance(1)
+            feed(monitor, clock, {API: [float(10 * (i + 1))] * 10})
+            monitor.tick()
+        await pilot.pause()
+        assert app.snapshots_rendered == rendered + 1
+        assert app.shown is monitor.latest
+        assert app.query_one(LatencyTable).get_cell(API_ID, "count").plain.strip() == "50"
+
+
+async def test_snapshots_from_the_monitor_thread(monitor: Monitor, clock: ManualClock) -> None:
+    feed(monitor, clock, {API: [12.5] * 10})
+    app = VtmonApp(monitor)
+    async with app.run_test(size=(120, 36)) as pilot:
+        for _ in range(3):
+            await asyncio.to_thread(monitor.tick)
+        await pilot.pause()
+        assert app.shown is monitor.latest
+        assert app.query_one(LatencyTable).row_count == 1
+
+
+async def test_pause_freezes_the_screen(monitor: Monitor, clock: ManualClock) -> None:
+    app = VtmonApp(monitor)
+    async with app.run_test(size=(120, 36)) as pilot:
+        first = await start(pilot, monitor)
+        await pilot.press("space")
+        assert "PAUSED" in str(app.query_one("#header").render())
+        clock.advance(1)
+        monitor.tick()
+        await pilot.pause()
+        assert app.shown is first
+        await pilot.press("space")
+        assert app.shown is monitor.latest
+
+
+async def test_unmount_unsubscribes(monitor: Monitor) -> None:
+    app = VtmonApp(monitor)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await start(pilot, monitor)
+    rendered = app.snapshots_rendered
+    monitor.tick()  # no subscriber left: nothing posted to a closed app
+    assert app.snapshots_rendered == rendered
+    assert not monitor._subscribers
+
+
+# -- sizes --------------------------------------------------------------------------------
+
+
+async def test_80x24_shows_latency_rows(monitor: Monitor, clock: ManualClock) -> None:
+    feed(monitor, clock, {API: mixed_latencies(), VOICE: [200.0] * 10})
+    app = VtmonApp(monitor)
+    async with app.run_test(size=(80, 24)) as pilot:
+        snap = await start(pilot, monitor)
+        assert app.screen.has_class("-narrow") and app.screen.has_class("-short")
+        assert not app.query_one("#latency-chart").display  # no room for charts
+        text = screen_text(app)
+        api = next(s for s in snap.series if s.id == API_ID).windows["1m"]
+        row = next(line for line in text.splitlines() if "api.request_latency" in line)
+        for value in (api.p50, api.p95, api.p99):
+            assert fmt.latency(value) in row
+        assert "voice.synth_latency" in text
+        assert "rej" in text.splitlines()[0]  # the header keeps the counters
+
+
+async def test_200x50_uses_the_room(monitor: Monitor, clock: ManualClock) -> None:
+    feed(monitor, clock, {API: mixed_latencies(), VOICE: [200.0] * 10})
+    app = VtmonApp(monitor)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await start(pilot, monitor)
+        assert app.screen.has_class("-wide")
+        latency, side = app.query_one("#latency"), app.query_one("#side")
+        assert latency.region.y == side.region.y  # side by side
+        table = app.query_one(LatencyTable)
+        assert {"component", "rate", "target"} <= {c.key.value for c in table.columns.values()}
+        assert table.get_cell(API_ID, "target").plain.strip() == "100 ms"
+        chart = app.query_one("#latency-chart", Chart)
+        assert chart.display and chart.content_size.height >= 20
+        assert app.query_one("#cpu-chart").display
+        await pilot.press("c")  # charts off: the table may take the room
+        assert not chart.display and not app.query_one("#cpu-chart").display
+        await pilot.press("c")
+        assert chart.display

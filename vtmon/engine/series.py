@@ -1,0 +1,697 @@
+"""The series registry: every metric the application sends, kept in one-second slots and
+summarised over the sliding windows of ``model.WINDOWS``.
+
+Time model
+    ``now`` is wall-clock seconds; second ``S = floor(now)`` is the *current* slot. The window of
+    ``W`` seconds at ``now`` is the slots ``S - W + 1 .. S``: ``W - 1`` complete seconds plus the
+    second in progress. ``rate`` is ``count / W`` -- the full window length, a deliberate choice:
+    dividing by the elapsed part instead would make the rate jump at every second boundary and
+    overstate it right after vtmon starts. A new stream therefore ramps up to its true rate over
+    one window.
+
+What a window holds, per kind
+    distribution: count (sum of weights), rate, p50..p999 (within 1 % of the sample of that
+    rank, see ``sketch``), mean, exact min and max. counter: count = sum of increments, rate.
+    gauge: count = number of updates, rate, min and max of the values it was set to in the
+    window (None when it was not updated), and ``last`` = the current value, which outlives
+    the windows. set: count = unique members, rate, ``last`` = unique members in 1 m.
+
+Memory
+    Each series keeps at most ~300 slots (older ones are pruned as new seconds open) plus cached
+    merges of complete, aligned 10-second blocks. A distribution slot is a sketch whose size
+    depends on its number of buckets, never on its number of samples. Set slots keep at most
+    ``SET_SLOT_CAP`` members (64-bit hashes once the second is over). A series that has received
+    nothing for ``FORGET_AFTER_S`` is forgotten (checked every ``SWEEP_EVERY_S``).
+
+Speed
+    ``apply`` buffers a distribution's values for the current second as plain lists and
+    bucketizes them with one vectorised numpy pass when the series is read, its second ends or
+    ``FLUSH_AT`` values have piled up -- so a batch with a few values for many series does not
+    pay numpy's fixed cost per series. ``stats`` merges, per series and window, at most ~20
+    items: the run of the window's complete 10-second blocks (each block merged once; the run
+    merged once per 10 s; both invalidated when a late sample lands in them) and the loose
+    seconds at both ends. Results are cached per (second, series version), so
+    ``record_history``, ``errors`` and a repeated ``stats`` in the same second cost nothing
+    extra.
+
+The store is guarded by one lock, so ingest and the snapshot loop may call it from different
+threads.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from itertools import repeat
+from typing import Any
+
+import numpy as np
+
+from vtmon.engine.sketch import Sketch, summarise
+from vtmon.model import (
+    WINDOWS,
+    Batch,
+    DistBuf,
+    ErrorStats,
+    HistoryPoint,
+    Kind,
+    SeriesKey,
+    SeriesStats,
+    TimedSample,
+    WindowStats,
+)
+
+RING_S = max(w for _, w in WINDOWS)  # slots kept: exactly the longest window
+BLOCK_S = 10  # seconds per cached block
+FORGET_AFTER_S = 600
+SWEEP_EVERY_S = 10  # how often idle series are looked for
+FUTURE_SLACK_S = 1.0  # timed samples up to this far ahead keep their own second
+SET_SLOT_CAP = 10_000
+FLUSH_AT = 16_384  # buffered distribution values per series before they are bucketized
+QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.999)
+ERRORS_WINDOW = "1m"
+
+_ERROR_SUFFIXES = (".error_count", ".errors", ".error")
+_OPERATION_SUFFIXES = ("throughput", ".requests", ".operations")
+_EMPTY_BLOCK: Any = object()  # a cached block with no data in it
+_EMPTY = WindowStats()
+
+
+def is_error_counter(name: str) -> bool:
+    return name == "error_count" or name.endswith(_ERROR_SUFFIXES)
+
+
+def is_operation_counter(name: str) -> bool:
+    return name.endswith(_OPERATION_SUFFIXES)
+
+
+def _count_invalid(values: list[float], weights: list[float] | None) -> int:
+    """How many values a sketch will ignore (NaN, infinite, weight not > 0).
+
+    ``sum`` runs in C and is finite exactly when every term is (barring overflow), so the
+    common all-valid case costs one pass; numpy counts precisely otherwise.
+    """
+    if math.isfinite(sum(values)) and (
+        weights is None or (math.isfinite(sum(weights)) and min(weights) > 0)
+    ):
+        return 0
+    v = np.asarray(values, dtype=np.float64)
+    ok = np.isfinite(v)
+    if weights is not None:
+        w = np.asarray(weights, dtype=np.float64)
+        ok &= np.isfinite(w) & (w > 0)
+    return int(v.size - np.count_nonzero(ok))
+
+
+class _Series:
+    """Slots of one series keyed by second, plus the cached merges of its sealed blocks.
+
+    ``slots`` is kept in insertion order, which is second order except for late timed samples;
+    pruning from the front therefore may keep such a late slot a little longer than needed, which
+    is harmless because windows look slots up by second.
+    """
+
+    __slots__ = (
+        "key",
+        "component",
+        "slots",
+        "blocks",
+        "version",
+        "last_seen",
+        "cache_at",
+        "cache",
+        "runs",
+        "epoch",
+    )
+
+    def __init__(self, key: SeriesKey) -> None:
+        self.key = key
+        self.component = key.component
+        self.slots: dict[int, Any] = {}
+        self.blocks: dict[int, Any] = {}
+        self.version = 0
+        self.last_seen = 0
+        self.cache_at: tuple[int, int] | None = None
+        self.cache: dict[str, WindowStats] = {}
+        # per window length: (first block, last block, epoch, merge of those sealed blocks)
+        self.runs: dict[int, tuple[int, int, int, Any]] = {}
+        self.epoch = 0
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def _slot(self, sec: int, now_s: int, make: Callable[[], Any]) -> Any:
+        s = self.slots.get(sec)
+        if s is None:
+            s = self.slots[sec] = make()
+            self.prune(now_s)
+        return s
+
+    def _wrote(self, sec: int) -> None:
+        self.version += 1
+        # a late sample in a sealed block invalidates its cached merge and every run using it
+        if self.blocks and self.blocks.pop(sec // BLOCK_S, None) is not None:
+            self.epoch += 1
+
+    def prune(self, now_s: int) -> None:
+        cutoff = now_s - RING_S  # seconds <= cutoff are outside every window
+        slots = self.slots
+        while slots:
+            first = next(iter(slots))
+            if first > cutoff:
+                break
+            del slots[first]
+        blocks = self.blocks
+        first_block = -(-(cutoff + 1) // BLOCK_S)  # blocks before it can only be partly inside
+        while blocks:
+            first = next(iter(blocks))
+            if first >= first_block:
+                break
+            del blocks[first]
+            self.epoch += 1  # no run may outlive one of its blocks
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def flush(self, now_s: int) -> None:
+        """Move buffered writes into their slot (distributions buffer; the rest do not)."""
+
+    def windows(self, now_s: int) -> dict[str, WindowStats]:
+        at = (now_s, self.version)
+        if self.cache_at != at:
+            self.flush(now_s)
+            self.cache = {name: self._window(now_s, w) for name, w in WINDOWS}
+            self.cache_at = at
+        return self.cache
+
+    def _window(self, now_s: int, w: int) -> WindowStats:
+        items = self._gather(now_s - w + 1, now_s)
+        return self.summarise(items, w) if items else _EMPTY
+
+    def _gather(self, lo: int, hi: int) -> list[Any]:
+        """Slots and sealed-block merges that together cover seconds ``lo .. hi`` (hi = now)."""
+        slots = self.slots
+        first_b = -(-lo // BLOCK_S)
+        last_b = (hi - BLOCK_S) // BLOCK_S  # the last block that ends before second ``hi``
+        if first_b > last_b:
+            return [s for s in map(slots.get, range(lo, hi + 1)) if s is not None]
+        items = [s for s in map(slots.get, range(lo, first_b * BLOCK_S)) if s is not None]
+        run = self.runs.get(hi - lo)
+        if run is None or run[:3] != (first_b, last_b, self.epoch):
+            run = (first_b, last_b, self.epoch, self._merge_blocks(first_b, last_b))
+            self.runs[hi - lo] = run
+        if run[3] is not _EMPTY_BLOCK:
+            items.append(run[3])
+        items.extend(
+            s for s in map(slots.get, range((last_b + 1) * BLOCK_S, hi + 1)) if s is not None
+        )
+        return items
+
+    def _merge_blocks(self, first_b: int, last_b: int) -> Any:
+        """One item for sealed blocks ``first_b .. last_b``, merging and caching each block."""
+        slots, blocks, merged = self.slots, self.blocks, []
+        for b in range(first_b, last_b + 1):
+            m = blocks.get(b)
+            if m is None:
+                start = b * BLOCK_S
+                parts = [s for s in map(slots.get, range(start, start + BLOCK_S)) if s is not None]
+                m = blocks[b] = self.combine(parts) if parts else _EMPTY_BLOCK
+            if m is not _EMPTY_BLOCK:
+                merged.append(m)
+        if not merged:
+            return _EMPTY_BLOCK
+        return merged[0] if len(merged) == 1 else self.combine(merged)
+
+    # --- per kind ----------------------------------------------------------------------------
+
+    def combine(self, parts: list[Any]) -> Any:
+        """One item equivalent to ``parts`` (for a block cache)."""
+        raise NotImplementedError
+
+    def summarise(self, items: list[Any], w: int) -> WindowStats:
+        raise NotImplementedError
+
+    def last(self, windows: dict[str, WindowStats]) -> float | None:
+        return None
+
+
+class _DistSeries(_Series):
+    """Values of the second being written are buffered as plain lists and bucketized in one
+    vectorised pass when the series is read, the second changes or ``FLUSH_AT`` values have
+    piled up: a batch usually carries a handful of values per series, and a numpy pass costs
+    tens of microseconds however few values it gets.
+    """
+
+    __slots__ = ("history", "pend_sec", "pend_v", "pend_w")
+
+    def __init__(self, key: SeriesKey, history_len: int) -> None:
+        super().__init__(key)
+        self.history: deque[HistoryPoint] = deque(maxlen=history_len)
+        self.pend_sec = 0
+        self.pend_v: list[float] = []
+        self.pend_w: list[float] | None = None
+
+    def add(self, sec: int, now_s: int, values: list[float], weights: list[float] | None) -> int:
+        """Buffer values for second ``sec``; returns how many will be ignored (non-finite)."""
+        if weights is not None and len(weights) != len(values):
+            return len(values)  # a malformed buffer must not blow up the next read
+        bad = _count_invalid(values, weights)
+        pv = self.pend_v
+        if sec != self.pend_sec and pv:
+            self.flush(now_s)
+            pv = self.pend_v
+        self.pend_sec = sec
+        pw = self.pend_w
+        if weights is not None:
+            if pw is None:
+                pw = self.pend_w = [1.0] * len(pv)
+            pw.extend(weights)
+        elif pw is not None:
+            pw.extend(repeat(1.0, len(values)))
+        pv.extend(values)
+        if len(pv) >= FLUSH_AT:
+            self.flush(now_s)
+        self._wrote(sec)
+        return bad
+
+    def add_now(self, sec: int, now_s: int, values: list[float], weights: list[float]) -> int:
+        """Add straight into the slot of ``sec`` (timed samples, usually for an older second)."""
+        ignored = self._slot(sec, now_s, Sketch).add(values, weights)
+        self._wrote(sec)
+        return ignored
+
+    def flush(self, now_s: int) -> None:
+        if self.pend_v:
+            # invalid values were counted when they came; the sketch just skips them
+            self._slot(self.pend_sec, now_s, Sketch).add(self.pend_v, self.pend_w)
+            self.pend_v = []
+            self.pend_w = None
+
+    def combine(self, parts: list[Sketch]) -> Sketch:
+        return Sketch.merged(parts)
+
+    def summarise(self, items: list[Sketch], w: int) -> WindowStats:
+        m = summarise(items, QUANTILES)
+        if m is None:
+            return _EMPTY
+        p50, p90, p95, p99, p999 = m.quantiles
+        return WindowStats(
+            count=m.count,
+            rate=m.count / w,
+            p50=p50,
+            p90=p90,
+            p95=p95,
+            p99=p99,
+            p999=p999,
+            mean=m.sum / m.count,
+            min=m.min,
+            max=m.max,
+        )
+
+
+class _CounterSeries(_Series):
+    """Slots are plain floats: the sum of the increments in that second."""
+
+    __slots__ = ()
+
+    def add(self, sec: int, now_s: int, inc: float) -> None:
+        slots = self.slots
+        if sec in slots:
+            slots[sec] += inc
+        else:
+            slots[sec] = inc
+            self.prune(now_s)
+        self._wrote(sec)
+
+    def combine(self, parts: list[float]) -> float:
+        return sum(parts)
+
+    def summarise(self, items: list[float], w: int) -> WindowStats:
+        total = sum(items)
+        return WindowStats(count=total, rate=total / w)
+
+
+class _GaugeSlot:
+    __slots__ = ("n", "last", "min", "max")
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.last = math.nan
+        self.min = math.inf
+        self.max = -math.inf
+
+
+class _GaugeSeries(_Series):
+    """``value`` is the current value; it survives the seconds and windows it was set in."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, key: SeriesKey) -> None:
+        super().__init__(key)
+        self.value: float | None = None
+
+    def add(self, sec: int, now_s: int, ops: list[tuple[bool, float]]) -> int:
+        # Updates depend on each other in order (a delta adds to the previous result) and a
+        # gauge gets a handful per flush, so a plain loop is the right tool here.
+        slot = self._slot(sec, now_s, _GaugeSlot)
+        v = self.value
+        lo, hi, n, dropped = slot.min, slot.max, 0, 0
+        for is_delta, x in ops:
+            if not math.isfinite(x):
+                dropped += 1
+                continue
+            v = (v or 0.0) + x if is_delta else x
+            n += 1
+            if v < lo:
+                lo = v
+            if v > hi:
+                hi = v
+        if n:
+            slot.n += n
+            slot.min, slot.max, slot.last = lo, hi, v
+            self.value = v
+            self._wrote(sec)
+        return dropped
+
+    def combine(self, parts: list[_GaugeSlot]) -> _GaugeSlot:
+        m = _GaugeSlot()
+        m.n = sum(p.n for p in parts)
+        m.min = min(p.min for p in parts)
+        m.max = max(p.max for p in parts)
+        m.last = parts[-1].last
+        return m
+
+    def summarise(self, items: list[_GaugeSlot], w: int) -> WindowStats:
+        n = sum(p.n for p in items)
+        if n == 0:
+            return _EMPTY
+        return WindowStats(
+            count=float(n),
+            rate=n / w,
+            min=min(p.min for p in items),
+            max=max(p.max for p in items),
+        )
+
+    def last(self, windows: dict[str, WindowStats]) -> float | None:
+        return self.value
+
+
+class _SetSlot:
+    """Members of one second as 64-bit hashes: a Python set while it may still grow, then a
+    numpy array (8 bytes a member) once the second is over and a window has read it.
+
+    Python's string hash is salted per process, which is fine for counting; a collision among
+    a few million members is about as likely as one in 10^7.
+    """
+
+    __slots__ = ("members", "arr")
+
+    def __init__(self) -> None:
+        self.members: set[int] | None = set()
+        self.arr: np.ndarray | None = None
+
+    @classmethod
+    def of_array(cls, arr: np.ndarray) -> _SetSlot:
+        s = cls()
+        s.members, s.arr = None, arr
+        return s
+
+    def add(self, hashes: set[int]) -> None:
+        members = self.members
+        if members is None:
+            assert self.arr is not None
+            members = self.members = set(self.arr.tolist())
+        self.arr = None
+        room = SET_SLOT_CAP - len(members)
+        if len(hashes) <= room:
+            members |= hashes
+        elif room > 0:
+            # fill up to the cap; unique counts saturate rather than memory growing
+            for h in hashes:
+                if len(members) >= SET_SLOT_CAP:
+                    break
+                members.add(h)
+
+    def array(self, freeze: bool) -> np.ndarray:
+        if self.arr is None:
+            assert self.members is not None
+            self.arr = np.fromiter(self.members, dtype=np.int64, count=len(self.members))
+        if freeze:
+            self.members = None
+        return self.arr
+
+
+class _SetSeries(_Series):
+    __slots__ = ()
+
+    def add(self, sec: int, now_s: int, members: Iterable[str]) -> None:
+        self._slot(sec, now_s, _SetSlot).add(set(map(hash, members)))
+        self._wrote(sec)
+
+    def combine(self, parts: list[_SetSlot]) -> _SetSlot:
+        # a block is merged only once all its seconds are over: its slots can be frozen
+        arrays = [p.array(freeze=True) for p in parts]
+        return _SetSlot.of_array(np.unique(np.concatenate(arrays)))
+
+    def summarise(self, items: list[_SetSlot], w: int) -> WindowStats:
+        arrays = [p.array(freeze=False) for p in items]
+        n = arrays[0].size if len(arrays) == 1 else np.unique(np.concatenate(arrays)).size
+        if n == 0:
+            return _EMPTY
+        return WindowStats(count=float(n), rate=n / w)
+
+    def last(self, windows: dict[str, WindowStats]) -> float | None:
+        return windows["1m"].count
+
+
+class SeriesStore:
+    """All series, their slots and their windowed statistics. See the module docstring."""
+
+    def __init__(
+        self,
+        target_ms: Callable[[str], float],
+        max_series: int = 10_000,
+        history_len: int = 300,
+    ) -> None:
+        self._target_ms = target_ms
+        self._max_series = max_series
+        self._history_len = history_len
+        self._series: dict[SeriesKey, _Series] = {}
+        self._order: list[_Series] | None = None  # sorted for stats(); None when stale
+        self._next_sweep = -math.inf
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._series)
+
+    # --- ingest ----------------------------------------------------------------------------
+
+    def apply(self, batch: Batch, now: float) -> int:
+        """Add a batch received at ``now``; returns the number of samples dropped.
+
+        Dropped: samples of new series beyond ``max_series``, non-finite values, timed samples
+        older than the 5-minute window, and timed samples of kinds other than distribution and
+        counter (which the protocol does not timestamp).
+        """
+        now_s = math.floor(now)
+        dropped = 0
+        with self._lock:
+            self._sweep(now_s)
+            for key, buf in batch.dist.items():
+                if not buf.values:
+                    continue
+                s = self._get(key, now_s, _DistSeries)
+                if s is None:
+                    dropped += len(buf.values)
+                else:
+                    dropped += s.add(now_s, now_s, buf.values, buf.weights)
+            for key, inc in batch.counts.items():
+                c = self._get(key, now_s, _CounterSeries) if math.isfinite(inc) else None
+                if c is None:
+                    dropped += 1
+                else:
+                    c.add(now_s, now_s, inc)
+            for key, ops in batch.gauges.items():
+                if not ops:
+                    continue
+                g = self._get(key, now_s, _GaugeSeries)
+                if g is None:
+                    dropped += len(ops)
+                else:
+                    dropped += g.add(now_s, now_s, ops)
+            for key, members in batch.sets.items():
+                if not members:
+                    continue
+                m = self._get(key, now_s, _SetSeries)
+                if m is None:
+                    dropped += len(members)
+                else:
+                    m.add(now_s, now_s, members)
+            if batch.timed:
+                dropped += self._apply_timed(batch.timed, now, now_s)
+        return dropped
+
+    def _apply_timed(self, timed: list[TimedSample], now: float, now_s: int) -> int:
+        # Timed samples are objects, so one Python pass to group them by (series, second) is
+        # unavoidable; each group is then added with one vectorised call.
+        groups: dict[tuple[SeriesKey, int], DistBuf] = {}
+        dropped = 0
+        oldest = now_s - RING_S + 1  # the first second of the longest window
+        for t in timed:
+            ts = t.ts
+            if ts > now + FUTURE_SLACK_S:
+                sec = now_s  # a clock ahead of ours: keep the sample, in the present
+            elif ts >= oldest:  # also False for NaN
+                sec = math.floor(ts)
+            else:
+                dropped += 1
+                continue
+            g = groups.get((t.key, sec))
+            if g is None:
+                g = groups[(t.key, sec)] = DistBuf(values=[], weights=[])
+            g.values.append(t.value)
+            assert g.weights is not None
+            g.weights.append(t.weight)
+        for (key, sec), g in groups.items():
+            assert g.weights is not None
+            if key.kind is Kind.DISTRIBUTION:
+                d = self._get(key, now_s, _DistSeries)
+                if d is None:
+                    dropped += len(g.values)
+                else:
+                    dropped += d.add_now(sec, now_s, g.values, g.weights)
+            elif key.kind is Kind.COUNTER:
+                # a counter sample's increment is its value scaled up by its sample rate
+                inc = sum(v * w for v, w in zip(g.values, g.weights, strict=True))
+                c = self._get(key, now_s, _CounterSeries) if math.isfinite(inc) else None
+                if c is None:
+                    dropped += len(g.values)
+                else:
+                    c.add(sec, now_s, inc)
+            else:
+                dropped += len(g.values)
+        return dropped
+
+    def _get(self, key: SeriesKey, now_s: int, cls: type[_Series]) -> Any:
+        """The series for ``key`` (created when there is room), None when it must be dropped."""
+        s = self._series.get(key)
+        if s is None:
+            if len(self._series) >= self._max_series:
+                return None
+            s = _DistSeries(key, self._history_len) if cls is _DistSeries else cls(key)
+            self._series[key] = s
+            self._order = None
+        elif type(s) is not cls:
+            return None  # the same key arriving as another kind: keep the first
+        s.last_seen = now_s
+        return s
+
+    def _sweep(self, now_s: int) -> None:
+        """Forget idle series and drop expired slots, at most every ``SWEEP_EVERY_S``."""
+        if now_s < self._next_sweep:
+            return
+        self._next_sweep = now_s + SWEEP_EVERY_S
+        idle = now_s - FORGET_AFTER_S
+        gone = [k for k, s in self._series.items() if s.last_seen <= idle]
+        for k in gone:
+            del self._series[k]
+        if gone:
+            self._order = None
+        for s in self._series.values():
+            s.prune(now_s)
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def _sorted(self) -> list[_Series]:
+        if self._order is None:
+            self._order = sorted(
+                self._series.values(),
+                key=lambda s: (s.component, s.key.name, s.key.tags, s.key.kind),
+            )
+        return self._order
+
+    def stats(self, now: float) -> tuple[SeriesStats, ...]:
+        """Every series not yet forgotten, with its windows, sorted by component then name."""
+        now_s = math.floor(now)
+        with self._lock:
+            self._sweep(now_s)
+            targets: dict[str, float] = {}
+            out = []
+            for s in self._sorted():
+                key = s.key
+                windows = s.windows(now_s)
+                target = None
+                history: tuple[HistoryPoint, ...] = ()
+                if isinstance(s, _DistSeries):
+                    target = targets.get(s.component)
+                    if target is None:
+                        target = targets[s.component] = self._target_ms(s.component)
+                    history = tuple(s.history)
+                out.append(
+                    SeriesStats(
+                        name=key.name,
+                        tags=key.tags,
+                        component=s.component,
+                        kind=key.kind,
+                        windows=dict(windows),
+                        last=s.last(windows),
+                        target_ms=target,
+                        history=history,
+                    )
+                )
+            return tuple(out)
+
+    def record_history(self, now: float) -> None:
+        """Append one chart point (10 s window percentiles at ``now``) to every distribution."""
+        now_s = math.floor(now)
+        name = WINDOWS[0][0]
+        with self._lock:
+            for s in self._series.values():
+                if isinstance(s, _DistSeries):
+                    w = s.windows(now_s)[name]
+                    s.history.append(HistoryPoint(t=now, p50=w.p50, p95=w.p95, p99=w.p99))
+
+    def errors(self, now: float) -> tuple[ErrorStats, ...]:
+        """Errors, operations and error rate per component over the last minute.
+
+        Operations come from operation counters; a component whose operation counters counted
+        nothing in the minute (or that has none) falls back to its distribution sample count.
+        """
+        now_s = math.floor(now)
+        errors: dict[str, float] = {}
+        by_type: dict[str, dict[str, float]] = {}
+        ops: dict[str, float] = {}
+        samples: dict[str, float] = {}
+        with self._lock:
+            for s in self._series.values():
+                comp = s.component
+                if isinstance(s, _CounterSeries):
+                    name = s.key.name
+                    if is_error_counter(name):
+                        n = s.windows(now_s)[ERRORS_WINDOW].count
+                        errors[comp] = errors.get(comp, 0.0) + n
+                        if n:
+                            kind = dict(s.key.tags).get("error_type") or "unknown"
+                            types = by_type.setdefault(comp, {})
+                            types[kind] = types.get(kind, 0.0) + n
+                    elif is_operation_counter(name):
+                        ops[comp] = ops.get(comp, 0.0) + s.windows(now_s)[ERRORS_WINDOW].count
+                elif isinstance(s, _DistSeries):
+                    n = s.windows(now_s)[ERRORS_WINDOW].count
+                    samples[comp] = samples.get(comp, 0.0) + n
+        out = []
+        for comp in sorted(errors.keys() | ops.keys() | samples.keys()):
+            e = errors.get(comp, 0.0)
+            o = ops.get(comp, 0.0) or samples.get(comp, 0.0)
+            if e <= 0 and o <= 0:
+                continue
+            out.append(
+                ErrorStats(
+                    component=comp,
+                    errors=e,
+                    operations=o,
+                    error_rate=e / o if o > 0 else None,
+                    by_type=dict(sorted(by_type.get(comp, {}).items())),
+                )
+            )
+        return tuple(out)

@@ -1,0 +1,693 @@
+"""Turn blocks of received lines into a ``Batch``.
+
+A line is one of
+
+* StatsD / DogStatsD: ``name:value[:value...]|type[|@rate][|#tags][|T<unix s>][|x...]``
+  with types ``ms h d`` (distribution), ``c`` (counter), ``g`` (gauge; a leading ``+``/``-``
+  makes it a delta), ``s`` (set). Unknown ``|x...`` fields after the type are ignored.
+* DogStatsD events ``_e{title_len,text_len}:title|text|...`` and service checks
+  ``_sc|name|status|...``; ``\\n`` escapes in their texts become newlines.
+* A JSON object: a JSON-RPC 2.0 request (handed to the server in ``Batch.rpc``) or a
+  performance metric ``{"name", "value", "timestamp" (ms), "tags", "unit", "context"}``.
+
+Every non-blank line is counted exactly once, in ``Batch.accepted`` or under a ``REJECT_*``
+reason; nothing here raises for any input bytes.
+
+Samples that carry a timestamp go to ``Batch.timed`` as ``TimedSample(key, value, weight, ts)``
+with ``weight = 1 / sample rate``; for a counter the increment is ``value * weight``.
+
+Speed: the common StatsD form (``name:value|type[|...]``) is recognised for a whole block at
+once by one regex ``split`` (the scan runs in C); values are grouped per series with C-level
+``map`` calls and converted with ``map(float, ...)``. Lines the regex does not take (events,
+JSON, multi-values, ...) and lines it takes but cannot settle in bulk (timestamps, values like
+``1e999``) go one by one through the per-line parser, which decides every reject reason. The
+fast path accepts exactly what the per-line parser would, with the same result, except that
+within one batch a distribution's samples (and counter increments) may be added in another
+order; gauge updates always keep line order.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import operator
+import re
+from collections import defaultdict, deque
+from itertools import compress
+from typing import Any
+
+from vtmon.model import (
+    REJECT_ENCODING,
+    REJECT_NUMBER,
+    REJECT_SYNTAX,
+    REJECT_TOO_LONG,
+    REJECT_TYPE,
+    Batch,
+    DistBuf,
+    Event,
+    Kind,
+    SeriesKey,
+    TimedSample,
+    make_tags,
+)
+
+__all__ = ["parse_block", "parse_line"]
+
+DIST = Kind.DISTRIBUTION
+COUNTER = Kind.COUNTER
+GAUGE = Kind.GAUGE
+SET = Kind.SET
+
+_TYPES: dict[bytes, Kind] = {
+    b"ms": DIST,
+    b"h": DIST,
+    b"d": DIST,
+    b"c": COUNTER,
+    b"g": GAUGE,
+    b"s": SET,
+}
+
+# The characters a StatsD number may use. Checking them before float() keeps out what
+# float() would also take but StatsD does not mean: "nan", "inf", " 1", "1_000".
+_NUM_CHARS = b"0123456789.eE+-"
+_SIGNS = frozenset(b"+-")
+
+# One simple StatsD line, matched from the newline before it (a literal first character lets
+# the regex engine skip to candidates quickly). Every quantifier is possessive and the name
+# and value are bounded, so garbage costs linear time. After its first character a name may
+# run across a newline, because [^:] is much faster than [^:\n] in this engine; such names
+# are refused when the series is validated, and their lines go through the per-line parser.
+_FAST = re.compile(rb"\n([^:\n][^:]{0,255}+):([0-9.eE+\-]{1,64}+)\|([^\n]*+)")
+
+# What a StatsD name may not contain (besides the ':' that ends it).
+_BAD_NAME = re.compile(rb"[\x00-\x1f\x7f|#]")
+
+_SeriesInfo = tuple[SeriesKey, Kind, float, float | None]  # key, kind, rate, timestamp
+
+# (name bytes, rest-after-value bytes) -> parsed series. The same few series
+# repeat all the time; this keeps tags from being decoded and sorted once per line.
+_SERIES: dict[tuple[bytes, bytes], _SeriesInfo] = {}
+_INTERN: dict[SeriesKey, SeriesKey] = {}  # one object per distinct key, see _plan
+_SERIES_MAX = 100_000
+_SERIES_KEY_BYTES = 512  # longer keys are parsed every time rather than pinned in memory
+_CHUNK = 65536
+
+
+def parse_block(block: bytes, batch: Batch, max_line: int = 65536) -> None:
+    """Parse complete lines (``\\n``-separated, last newline optional) into ``batch``."""
+    _trim_caches()
+    if type(block) is not bytes:
+        block = bytes(block)  # bytearray slices are unhashable; the grouping needs bytes
+    if b"\r" in block:
+        block = block.replace(b"\r\n", b"\n")
+    body = block.strip(b"\n")
+    if len(body) <= 2 * _CHUNK:
+        if body:
+            _block(body, batch, max_line)
+        return
+    # Big blocks go in pieces: the objects one piece creates then stay in the CPU cache.
+    start = 0
+    while start < len(body):
+        end = body.find(b"\n", start + _CHUNK)
+        if end < 0:
+            end = len(body)
+        if end > start:
+            _block(body[start:end], batch, max_line)
+        start = end + 1
+
+
+def _block(body: bytes, batch: Batch, max_line: int) -> None:
+    try:
+        parts = _FAST.split(b"\n" + body)
+        names = parts[1::4]
+        vals = parts[2::4]
+        rests = parts[3::4]
+        # A matched line is at most 256 + 1 + 64 + 1 bytes plus its rest.
+        if len(body) > max_line and max(map(len, rests), default=0) > max_line - 322:
+            _slow(body, batch, max_line)  # a line may be too long; the careful path decides
+            return
+        plan, bad_groups, bad_lines, gauges = _plan(names, vals, rests)
+    except Exception:
+        _slow(body, batch, max_line)
+        return
+    # parts[4*i] is whatever lay before match i that no match covered: empty when the lines
+    # are all simple, else the odd lines (each starting with its newline).
+    seps = parts[0::4]
+    odd = any(seps)
+    n = len(names)
+    if not (odd or bad_groups or bad_lines):
+        _apply(plan, batch)
+        batch.accepted += n
+        return
+    if gauges:
+        # Gauge updates must stay in line order: group only the runs between odd lines.
+        start = 0
+        for i in compress(range(n + 1), seps):
+            if i > start:
+                _run(names[start:i], vals[start:i], rests[start:i], batch, max_line)
+            _slow(seps[i], batch, max_line)
+            start = i
+        if start < n:
+            _run(names[start:], vals[start:], rests[start:], batch, max_line)
+        return
+    # Without gauges, the order of samples inside one batch means nothing (they all arrived
+    # at once), so the grouped lines go in as planned and only the odd ones one by one.
+    flags = _flags(names, vals, rests, bad_groups, bad_lines)
+    _apply(plan, batch)
+    batch.accepted += n - sum(flags)
+    for i in sorted(set(compress(range(n + 1), seps)).union(compress(range(n), flags))):
+        if seps[i]:
+            _slow(seps[i], batch, max_line)
+        if i < n and flags[i]:
+            _slow(b"%s:%s|%s" % (names[i], vals[i], rests[i]), batch, max_line)
+
+
+def parse_line(line: bytes, batch: Batch, max_line: int = 65536) -> None:
+    """Parse one line (without its newline) into ``batch``; blank lines are not counted."""
+    _trim_caches()
+    try:
+        reason = _line(line, batch, max_line)
+    except Exception:
+        reason = REJECT_SYNTAX  # a parser bug must cost one line, not the connection
+    if reason is None:
+        batch.accepted += 1
+    elif reason:
+        batch.rejected[reason] += 1
+
+
+# ---------------------------------------------------------------------------------------------
+# fast path
+
+_Plan = list[tuple[SeriesKey, Kind, float, list[bytes], list[Any]]]
+_Groups = set[tuple[bytes, bytes]]  # (name, rest): every line of the series
+_Lines = set[tuple[bytes, bytes, bytes]]  # (name, rest, value): single lines
+
+
+def _run(
+    names: list[bytes],
+    vals: list[bytes],
+    rests: list[bytes],
+    batch: Batch,
+    max_line: int,
+    depth: int = 0,
+) -> None:
+    """Matched simple lines whose order must be kept: grouped where possible."""
+    try:
+        plan, bad_groups, bad_lines, _ = _plan(names, vals, rests)
+        flags = _flags(names, vals, rests, bad_groups, bad_lines)
+    except Exception:
+        depth = 99
+    else:
+        if not (bad_groups or bad_lines):
+            _apply(plan, batch)
+            batch.accepted += len(names)
+            return
+    if depth > 1:
+        for name, val, rest in zip(names, vals, rests, strict=True):
+            _slow(b"%s:%s|%s" % (name, val, rest), batch, max_line)
+        return
+    # The lines the per-line parser must see go one by one, in place; the runs between them
+    # are grouped again (without those lines they hold no bad ones, barring an overflow).
+    start = 0
+    for i in compress(range(len(names)), flags):
+        if i > start:
+            _run(names[start:i], vals[start:i], rests[start:i], batch, max_line, depth + 1)
+        _slow(b"%s:%s|%s" % (names[i], vals[i], rests[i]), batch, max_line)
+        start = i + 1
+    if start < len(names):
+        _run(names[start:], vals[start:], rests[start:], batch, max_line, depth + 1)
+
+
+def _plan(
+    names: list[bytes], vals: list[bytes], rests: list[bytes]
+) -> tuple[_Plan, _Groups, _Lines, bool]:
+    """What to add for these lines, which lines the per-line parser must see instead, and
+    whether any planned series is a gauge. Nothing is added to the batch here.
+    """
+    groups: defaultdict[tuple[bytes, bytes], list[bytes]] = defaultdict(list)
+    # The grouping loop runs in C: one list.append per line into its series' list.
+    deque(map(list.append, map(groups.__getitem__, zip(names, rests, strict=True)), vals), 0)
+    plan: _Plan = []
+    bad_groups: _Groups = set()
+    bad_lines: _Lines = set()
+    gauges: dict[int, tuple[bytes, bytes]] = {}
+    cached = _SERIES.get
+    for nr, raws in groups.items():
+        info = cached(nr) or _series(*nr)
+        if type(info) is str or info[3] is not None:
+            bad_groups.add(nr)  # rejected, or timestamped: the per-line parser decides
+            continue
+        key, kind, rate, _ = info  # type: ignore[misc]
+        if kind is GAUGE:
+            # Two spellings of one gauge (tag order, ignored fields) grouped apart would
+            # reorder its updates. Keys are interned, so identity finds them without hashing
+            # a SeriesKey (its __hash__ runs in Python).
+            other = gauges.setdefault(id(key), nr)
+            if other is not nr:
+                bad_groups.add(nr)
+                bad_groups.add(other)
+                continue
+        if kind is SET:
+            plan.append((key, kind, rate, raws, [r.decode() for r in raws]))
+            continue
+        try:
+            values = list(map(float, raws))
+            if math.isfinite(sum(values)):
+                plan.append((key, kind, rate, raws, values))
+                continue
+        except ValueError:
+            pass
+        # Leave out just the lines with values like "1e999" or "1e", not the whole series;
+        # if the rest still does not add up to a finite sum, leave out the series.
+        wrong = {r for r in raws if _num(r) is None}
+        raws = [r for r in raws if r not in wrong]
+        values = list(map(float, raws))
+        if not wrong or not math.isfinite(sum(values)):
+            bad_groups.add(nr)
+            continue
+        bad_lines.update((*nr, r) for r in wrong)
+        if raws:
+            plan.append((key, kind, rate, raws, values))
+    # A gauge whose only spellings clash is not planned; recompute from what is.
+    has_gauge = any(entry[1] is GAUGE for entry in plan) if gauges else False
+    return plan, bad_groups, bad_lines, has_gauge
+
+
+def _flags(
+    names: list[bytes], vals: list[bytes], rests: list[bytes], groups: _Groups, lines: _Lines
+) -> list[bool]:
+    """Per line: must the per-line parser see it?"""
+    if not groups and not lines:
+        return [False] * len(names)
+    in_groups = map(groups.__contains__, zip(names, rests, strict=True))
+    if not lines:
+        return list(in_groups)
+    in_lines = map(lines.__contains__, zip(names, rests, vals, strict=True))
+    return list(map(operator.or_, in_groups, in_lines))
+
+
+def _apply(plan: _Plan, batch: Batch) -> None:
+    for key, kind, rate, raws, values in plan:
+        _add(batch, key, kind, rate, raws, values)
+
+
+# ---------------------------------------------------------------------------------------------
+# per-line path
+
+
+def _slow(text: bytes, batch: Batch, max_line: int) -> None:
+    for line in text.split(b"\n"):
+        if line:
+            parse_line(line, batch, max_line)
+
+
+def _line(line: bytes, batch: Batch, max_line: int) -> str | None:
+    """Parse one line; returns the reject reason, None when accepted, "" when blank."""
+    if line[-1:] == b"\r":
+        line = line[:-1]
+    s = line.strip()
+    if not s:
+        return ""
+    if len(line) > max_line:
+        return REJECT_TOO_LONG
+    if s[:1] == b"{":
+        return _json(s, batch)
+    if s[:3] == b"_e{":
+        return _event(line.lstrip(), batch)  # trailing blanks may belong to the text
+    if s[:4] == b"_sc|":
+        return _service_check(s, batch)
+    return _statsd(s, batch)
+
+
+def _statsd(line: bytes, batch: Batch) -> str | None:
+    colon = line.find(b":")
+    if colon <= 0:
+        return REJECT_SYNTAX
+    pipe = line.find(b"|", colon + 1)
+    if pipe < 0:
+        return REJECT_SYNTAX
+    info = _series(line[:colon], line[pipe + 1 :])
+    if type(info) is str:
+        return info
+    key, kind, rate, ts = info  # type: ignore[misc]
+    raws = line[colon + 1 : pipe].split(b":")
+    if not all(raws):
+        return REJECT_SYNTAX
+    values: list[Any]
+    if kind is SET:
+        try:
+            values = [r.decode() for r in raws]
+        except UnicodeDecodeError:
+            return REJECT_ENCODING
+    else:
+        values = []
+        for r in raws:
+            v = _num(r)
+            if v is None:
+                return REJECT_NUMBER
+            values.append(v)
+    if ts is not None and (kind is DIST or kind is COUNTER):
+        weight = 1.0 / rate
+        batch.timed.extend([TimedSample(key, v, weight, ts) for v in values])
+    else:
+        _add(batch, key, kind, rate, raws, values)
+    return None
+
+
+def _series(name: bytes, rest: bytes) -> _SeriesInfo | str:
+    """The series of ``name:value|rest`` (cached), or why such a line is rejected."""
+    hit = _SERIES.get((name, rest))
+    if hit is not None:
+        return hit
+    t = rest.find(b"|T")
+    if t >= 0:
+        # Cache the series without its timestamp (which makes every line unique) and read
+        # the timestamp apart; anything unusual is parsed in full, uncached.
+        end = rest.find(b"|", t + 2)
+        if end < 0:
+            end = len(rest)
+        base = _series(name, rest[:t] + rest[end:])
+        ts = _num(rest[t + 2 : end])
+        if type(base) is str or base[3] is not None or ts is None or ts < 0:  # type: ignore[index]
+            return _parse_series(name, rest)
+        key, kind, rate, _ = base  # type: ignore[misc]
+        return key, kind, rate, ts
+    info = _parse_series(name, rest)
+    # Rejects are not cached: garbage is rarely repeated and would only crowd the cache.
+    if type(info) is not str:
+        key = _INTERN.setdefault(info[0], info[0])  # type: ignore[index]
+        info = (key, *info[1:])  # type: ignore[misc]
+        if len(name) + len(rest) <= _SERIES_KEY_BYTES:
+            _SERIES[(name, rest)] = info
+    return info
+
+
+def _trim_caches() -> None:
+    # Only between runs of lines: a clear inside _plan would break its identity check.
+    if len(_SERIES) > _SERIES_MAX:
+        _SERIES.clear()
+        _INTERN.clear()
+
+
+def _parse_series(name: bytes, rest: bytes) -> _SeriesInfo | str:
+    # A leading blank, '{' or '_e{' never reaches here from the per-line path (it strips and
+    # dispatches first); refusing them keeps the fast path from accepting such lines.
+    if not name or name[0] == 0x20 or name[0] == 0x7B or name[:3] == b"_e{":
+        return REJECT_SYNTAX
+    if _BAD_NAME.search(name) or rest[-1:].isspace():
+        return REJECT_SYNTAX
+    try:
+        name_s = name.decode()
+    except UnicodeDecodeError:
+        return REJECT_ENCODING
+    fields = rest.split(b"|")
+    kind = _TYPES.get(fields[0])
+    if kind is None:
+        return REJECT_TYPE if fields[0] else REJECT_SYNTAX
+    rate = 1.0
+    ts: float | None = None
+    pairs: list[tuple[str, str]] = []
+    for f in fields[1:]:
+        head = f[:1]
+        if head == b"@":
+            r = _num(f[1:])
+            if r is None or not 0.0 < r <= 1.0:
+                return REJECT_SYNTAX
+            rate = r
+        elif head == b"#":
+            try:
+                pairs.extend(_tag_pairs(f[1:].decode()))
+            except UnicodeDecodeError:
+                return REJECT_ENCODING
+        elif head == b"T":
+            t = _num(f[1:])
+            if t is None or t < 0:
+                return REJECT_SYNTAX
+            ts = t
+        # Other fields (c: container, e: external data, card: ...) do not change the series.
+    return SeriesKey(name_s, make_tags(pairs), kind), kind, rate, ts
+
+
+def _add(
+    batch: Batch, key: SeriesKey, kind: Kind, rate: float, raws: list[bytes], values: list[Any]
+) -> None:
+    """Add one series' samples; ``values`` must be a fresh list (it may be kept as is)."""
+    # setdefault hashes the key once; SeriesKey hashing is the costly part of this function.
+    if kind is DIST:
+        weight = 1.0 / rate
+        new = DistBuf(values, None if weight == 1.0 else [weight] * len(values))
+        buf = batch.dist.setdefault(key, new)
+        if buf is not new:
+            if weight != 1.0 and buf.weights is None:
+                buf.weights = [1.0] * len(buf.values)
+            buf.values.extend(values)
+            if buf.weights is not None:
+                buf.weights.extend([weight] * len(values))
+    elif kind is COUNTER:
+        # sum() adds left to right from 0, so grouped and line-by-line totals agree exactly.
+        inc = sum(values) if rate == 1.0 else sum([v / rate for v in values])
+        batch.counts[key] = batch.counts.get(key, 0.0) + inc
+    elif kind is GAUGE:
+        batch.gauges.setdefault(key, []).extend(
+            [(r[0] in _SIGNS, v) for r, v in zip(raws, values, strict=True)]
+        )
+    else:
+        batch.sets.setdefault(key, set()).update(values)
+
+
+def _num(raw: bytes) -> float | None:
+    """A finite StatsD number, else None."""
+    if not raw or raw.translate(None, _NUM_CHARS):
+        return None
+    try:
+        v = float(raw)
+    except ValueError:
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _tag_pairs(text: str) -> list[tuple[str, str]]:
+    pairs = []
+    for tag in text.split(","):
+        if tag:
+            k, _, v = tag.partition(":")
+            pairs.append((k, v))
+    return pairs
+
+
+# ---------------------------------------------------------------------------------------------
+# DogStatsD events and service checks
+
+
+def _event(raw: bytes, batch: Batch) -> str | None:
+    close = raw.find(b"}:", 3)
+    if close < 0:
+        return REJECT_SYNTAX
+    a, comma, b = raw[3:close].partition(b",")
+    if not (comma and a.isdigit() and b.isdigit() and len(a) < 10 and len(b) < 10):
+        return REJECT_SYNTAX
+    title_len, text_len = int(a), int(b)
+    start = close + 2
+    try:
+        cut = _event_cut(raw, start, title_len, text_len, b"|")
+        if cut is not None:
+            title, text, tail = (p.decode() for p in cut)
+        else:
+            # Some clients count characters rather than UTF-8 bytes.
+            s = raw.decode()
+            cut_s = _event_cut(s, start, title_len, text_len, "|")  # the prefix is ASCII
+            if cut_s is None:
+                return REJECT_SYNTAX
+            title, text, tail = cut_s
+    except UnicodeDecodeError:
+        return REJECT_ENCODING
+    if not title:
+        return REJECT_SYNTAX
+    meta = _meta(tail.rstrip().split("|") if tail.strip() else ())
+    if meta is None:
+        return REJECT_SYNTAX
+    ts, host, pairs, other = meta
+    priority = other.get("p", "")
+    alert_type = other.get("t", "")
+    batch.events.append(
+        Event(
+            kind="event",
+            title=_unescape(title),
+            text=_unescape(text),
+            ts=ts,
+            tags=make_tags(pairs),
+            priority=priority,
+            alert_type=alert_type,
+            hostname=host,
+        )
+    )
+    return None
+
+
+def _meta(
+    fields: Any,
+) -> tuple[float, str, list[tuple[str, str]], dict[str, str]] | None:
+    """The metadata fields events and service checks share: ``d:`` timestamp, ``h:`` host,
+    ``#`` tags, and any other ``x:`` field by its letter. None when the timestamp is bad."""
+    ts = 0.0
+    host = ""
+    pairs: list[tuple[str, str]] = []
+    other: dict[str, str] = {}
+    for f in fields:
+        if f[:2] == "d:":
+            t = _num(f[2:].encode())
+            if t is None:
+                return None
+            ts = t
+        elif f[:2] == "h:":
+            host = f[2:]
+        elif f[:1] == "#":
+            pairs.extend(_tag_pairs(f[1:]))
+        elif f[1:2] == ":":
+            other[f[:1]] = f[2:]
+    return ts, host, pairs, other
+
+
+def _event_cut(s: Any, start: int, title_len: int, text_len: int, bar: Any) -> Any:
+    """(title, text, rest) when the declared lengths fit the line, else None."""
+    mid = start + title_len
+    end = mid + 1 + text_len
+    if s[mid : mid + 1] != bar or len(s) < end or (len(s) > end and s[end : end + 1] != bar):
+        return None
+    return s[start:mid], s[mid + 1 : end], s[end + 1 :]
+
+
+def _service_check(line: bytes, batch: Batch) -> str | None:
+    try:
+        text = line.decode()
+    except UnicodeDecodeError:
+        return REJECT_ENCODING
+    fields = text.split("|")
+    if len(fields) < 3 or not fields[1].strip() or fields[2] not in ("0", "1", "2", "3"):
+        return REJECT_SYNTAX
+    rest = fields[3:]
+    message = ""
+    for i, f in enumerate(rest):
+        if f[:2] == "m:":
+            # The message comes last but may contain '|'; only the container/cardinality
+            # fields clients append after it are not part of it.
+            tail = rest[i:]
+            while len(tail) > 1 and (tail[-1][:2] == "c:" or tail[-1][:5] == "card:"):
+                tail.pop()
+            message = "|".join(tail)[2:].replace("\\n", "\n").replace("m\\:", "m:")
+            rest = rest[:i]
+            break
+    meta = _meta(rest)
+    if meta is None:
+        return REJECT_SYNTAX
+    ts, host, pairs, _ = meta
+    batch.events.append(
+        Event(
+            kind="service_check",
+            title=fields[1],
+            text=message,
+            ts=ts,
+            tags=make_tags(pairs),
+            status=int(fields[2]),
+            hostname=host,
+        )
+    )
+    return None
+
+
+def _unescape(s: str) -> str:
+    return s.replace("\\n", "\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON lines
+
+
+def _json(line: bytes, batch: Batch) -> str | None:
+    try:
+        obj = json.loads(line.decode())
+    except UnicodeDecodeError:
+        return REJECT_ENCODING
+    except (ValueError, RecursionError):
+        return REJECT_SYNTAX
+    if not isinstance(obj, dict):
+        return REJECT_SYNTAX
+    if obj.get("jsonrpc") == "2.0":
+        batch.rpc.append(obj)
+        return None
+    name = obj.get("name")
+    if not isinstance(name, str) or not name.strip() or "value" not in obj:
+        return REJECT_SYNTAX
+    value = _json_number(obj["value"])
+    if value is None:
+        return REJECT_NUMBER
+    ts: float | None = None
+    if obj.get("timestamp") is not None:
+        ms = _json_number(obj["timestamp"])
+        if ms is None or ms < 0:
+            return REJECT_SYNTAX
+        ts = ms / 1000.0
+    unit = obj.get("unit")
+    tags = obj.get("tags")
+    context = obj.get("context")
+    if unit is not None and not isinstance(unit, str):
+        return REJECT_SYNTAX
+    if tags is not None and not isinstance(tags, dict):
+        return REJECT_SYNTAX
+    if context is not None and not isinstance(context, dict):
+        return REJECT_SYNTAX
+    pairs: list[tuple[str, str]] = []
+    for k, v in (tags or {}).items():
+        tag = _json_tag(v)
+        if tag is None:
+            return REJECT_SYNTAX
+        pairs.append((k, tag))
+    for field in ("error_type", "component"):  # component last: the context's wins
+        v = (context or {}).get(field)
+        if v is not None:
+            tag = _json_tag(v)
+            if tag is None:
+                return REJECT_SYNTAX
+            pairs.append((field, tag))
+    kind = _json_kind(name, unit)
+    key = SeriesKey(name, make_tags(pairs), kind)
+    if kind is GAUGE:
+        batch.gauges.setdefault(key, []).append((False, value))
+    elif ts is not None:
+        batch.timed.append(TimedSample(key, value, 1.0, ts))
+    elif kind is DIST:
+        _add(batch, key, kind, 1.0, [], [value])
+    else:
+        batch.counts[key] = batch.counts.get(key, 0.0) + value
+    return None
+
+
+def _json_kind(name: str, unit: str | None) -> Kind:
+    low = name.lower()
+    if low.endswith(("latency", "duration")):
+        return DIST
+    if low.endswith(("error_count", "throughput")):
+        return COUNTER  # errors and operations, the two sides of an error rate
+    if unit is not None and unit.lower() == "ms":
+        return DIST
+    return GAUGE
+
+
+def _json_number(v: object) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    try:
+        f = float(v)
+    except OverflowError:  # an integer beyond float range
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _json_tag(v: object) -> str | None:
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    return None

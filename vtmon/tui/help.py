@@ -1,0 +1,55 @@
+"""The ``?`` screen: every key in the registry with what it does."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.content import Content
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from vtmon.tui.keys import ACTIONS, KeyAction
+
+
+def help_text(actions: tuple[KeyAction, ...] = ACTIONS) -> Content:
+    width = max(len(a.display) for a in actions) + 2
+    lines = [
+        Content.assemble(
+            (a.display.ljust(width), "bold $accent"),
+            (a.description.ljust(10), "bold"),
+            "  ",
+            a.help,
+        )
+        for a in actions
+    ]
+    lines += [
+        Content(""),
+        Content.styled(
+            "Latency cells: within target, within twice the target, beyond it "
+            "(colours follow the theme).",
+            "dim",
+        ),
+        Content.assemble(
+            ("  ", ""),
+            (" ≤ target ", "reverse $success"),
+            " ",
+            (" ≤ 2× target ", "reverse $warning"),
+            " ",
+            (" > 2× target ", "reverse $error bold"),
+        ),
+        Content(""),
+        Content.styled("Press escape, ? or q to close.", "dim"),
+    ]
+    return Content("\n").join(lines)
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [
+        Binding("escape,question_mark,q", "dismiss", "Close", show=False),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help-box") as box:
+            box.border_title = "vtmon keys"
+            yield Static(help_text(), id="help-text")
