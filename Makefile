@@ -30,6 +30,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check --fix vtmon tests bench
 
 bench: $(VENV)/.installed-test
+	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/ingest.py
 
 screenshots: $(VENV)/.installed-test

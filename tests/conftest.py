@@ -21,6 +21,7 @@ class RecordingMonitor(Monitor):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.lines_in = 0
+        self.rpcs_in = 0
         self._cond = threading.Condition()
 
     def submit(self, batch: Batch, timeout: float = 5.0) -> bool:
@@ -29,6 +30,18 @@ class RecordingMonitor(Monitor):
             self.lines_in += batch.accepted + sum(batch.rejected.values())
             self._cond.notify_all()
         return ok
+
+    def handle_rpc(self, request: dict) -> dict | None:
+        resp = super().handle_rpc(request)
+        with self._cond:
+            self.rpcs_in += 1
+            self._cond.notify_all()
+        return resp
+
+    def wait_rpcs(self, n: int, timeout: float = 10.0) -> None:
+        with self._cond:
+            if not self._cond.wait_for(lambda: self.rpcs_in >= n, timeout):
+                raise AssertionError(f"server handed over {self.rpcs_in} of {n} requests")
 
     def wait_lines(self, n: int, timeout: float = 10.0) -> None:
         with self._cond:

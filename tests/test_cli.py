@@ -92,7 +92,7 @@ def test_serve_headless_then_snapshot_then_sigterm(sock_dir):
             text=True,
             timeout=30,
         )
-        assert "accepted 1 lines" in sent.stderr
+        assert "vtmon accepted 1 line." in sent.stderr
         second = subprocess.Popen(
             [sys.executable, "-m", "vtmon.cli", "serve", "--socket", str(path)],
             stderr=subprocess.PIPE,

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import statistics
-import time
 from collections import namedtuple
 from pathlib import Path
 
@@ -132,17 +130,6 @@ def test_automatic_disks_skip_pseudo_network_and_file_mounts(
         assert m not in mounts
     if Path("/dev/shm").is_dir() and os.stat("/dev/shm").st_dev != os.stat("/").st_dev:
         assert "/dev/shm" in mounts
-
-
-def test_collect_is_cheap() -> None:
-    c = SystemCollector()
-    costs = []
-    for i in range(30):
-        t0 = time.perf_counter()
-        c.collect(float(i))
-        costs.append(time.perf_counter() - t0)
-    # median, so one scheduler hiccup on a busy CI box does not fail the build
-    assert statistics.median(costs) < 0.010
 
 
 # ---------------------------------------------------------------------------------------------

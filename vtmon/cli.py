@@ -182,7 +182,8 @@ def send(socket_path: str | None, quiet: bool) -> None:
     result = stats.get("result", {})
     rejected: dict[str, int] = result.get("rejected", {})
     if not quiet:
-        msg = f"vtmon accepted {result.get('accepted', 0)} lines"
+        n = result.get("accepted", 0)
+        msg = f"vtmon accepted {n} line{'' if n == 1 else 's'}"
         if rejected:
             reasons = ", ".join(f"{n} {why}" for why, n in sorted(rejected.items()))
             msg += f", rejected {sum(rejected.values())} ({reasons})"

@@ -183,15 +183,18 @@ class _Conn(asyncio.Protocol):
             parse_block(b"\n".join(blocks), batch, self.server.max_line)
 
     def _submit(self, batch: Batch) -> None:
-        # Per connection, control requests are not counted: a sender asks what became of its
-        # metric lines.
-        self.accepted += batch.accepted - len(batch.rpc)
-        if batch.rejected:
-            self.rejected.update(batch.rejected)
         rpcs = batch.rpc
         batch.rpc = []
+        # Control requests are answered here, not counted as metric lines: "in" on screen and
+        # what `vtmon send` reports are the lines that carried metrics.
+        batch.accepted -= len(rpcs)
+        self.accepted += batch.accepted
+        if batch.rejected:
+            self.rejected.update(batch.rejected)
         if not batch.is_empty() or batch.accepted:
             self.server.engine.submit(batch)
+        # Answer after handing the batch over: every line before a request on this connection
+        # is counted and in the engine's queue by the time the answer arrives.
         for req in rpcs:
             resp = self._answer(req)
             if resp is not None and self.transport is not None and not self.transport.is_closing():

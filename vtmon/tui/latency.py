@@ -272,7 +272,8 @@ class LatencyPanel(Panel):
         self.query_one("#latency-chart", Chart).set_data(data)
         target = f" [$chart-target]━ target {fmt.latency(s.target_ms)}[/]" if s.target_ms else ""
         legend = Content.from_markup(
-            f"[$chart-1]━ p50[/] [$chart-2]━ p95[/] [$chart-3]━ p99[/]{target}  [b]$sid[/b]",
+            f"[$chart-1]━ p50[/] [$chart-2]━ p95[/] [$chart-3]━ p99[/]{target}  [b]$sid[/b]"
+            "  [dim]each point: the 10 s before it[/]",
             sid=s.id,
         )
         self.query_one("#latency-legend", LiveStatic).show(legend)
