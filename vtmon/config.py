@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import platformdirs
@@ -17,6 +17,61 @@ DEFAULT_TARGETS_MS: dict[str, float] = {
     "api-server": 100.0,
 }
 DEFAULT_TARGET_MS = 100.0
+
+
+DEFAULT_MAX_MEMORY_MB: dict[str, float] = {
+    "voice-engine": 200.0,
+    "terminal-processor": 50.0,
+    "api-server": 100.0,
+}
+DEFAULT_ERROR_RATE: dict[str, float] = {
+    "voice-engine": 0.005,
+    "terminal-processor": 0.001,
+    "api-server": 0.01,
+}
+
+
+@dataclass(frozen=True)
+class ComponentLimits:
+    """Per-component thresholds, from ``[components.NAME]`` or the defaults."""
+
+    target_ms: float
+    max_memory_mb: float = 512.0
+    error_rate: float = 0.01  # errors / operations that is still fine
+    alert_latency_ms: float | None = None  # one sample above it alerts; default 2x target
+
+    @property
+    def alert_ms(self) -> float:
+        return self.alert_latency_ms if self.alert_latency_ms else 2.0 * self.target_ms
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """``[detector]``: when findings fire and clear, and the system thresholds (percent)."""
+
+    interval_s: float = 5.0  # how often the rules are evaluated
+    for_s: float = 15.0  # a condition must hold this long before it fires
+    clear_for_s: float = 15.0  # and stay below its clearing threshold this long to clear
+    clear_ratio: float = 0.9  # clearing threshold = firing threshold x this
+    warmup_s: float = 30.0  # no alerts right after start
+    cpu_high: float = 75.0
+    cpu_critical: float = 90.0
+    psi_cpu_high: float = 20.0  # PSI cpu some avg10, percent of time stalled
+    psi_cpu_critical: float = 50.0
+    load_per_core_high: float = 1.5
+    load_per_core_critical: float = 3.0
+    psi_memory_high: float = 10.0
+    psi_memory_critical: float = 30.0
+    swap_mb_s_high: float = 1.0  # swap in + out, MB/s
+    swap_mb_s_critical: float = 10.0
+    psi_io_high: float = 20.0
+    psi_io_critical: float = 50.0
+    iowait_high: float = 20.0
+    iowait_critical: float = 40.0
+    disk_high: float = 80.0
+    disk_critical: float = 90.0
+    regression_min_change: float = 0.2  # a step must be at least +20 % to be a regression
+    forecast_horizon_s: float = 900.0
 
 
 class ConfigError(Exception):
@@ -33,9 +88,23 @@ class Config:
     system_interval_s: float = 1.0
     sensors_interval_s: float = 5.0
     source: str = "defaults"  # where the config came from, shown in --help output and logs
+    max_memory_mb: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MAX_MEMORY_MB))
+    error_rates: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_ERROR_RATE))
+    alert_latency_ms: dict[str, float] = field(default_factory=dict)
+    default_max_memory_mb: float = 512.0
+    default_error_rate: float = 0.01
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
 
     def target_ms(self, component: str) -> float:
         return self.targets_ms.get(component, self.default_target_ms)
+
+    def limits(self, component: str) -> ComponentLimits:
+        return ComponentLimits(
+            target_ms=self.target_ms(component),
+            max_memory_mb=self.max_memory_mb.get(component, self.default_max_memory_mb),
+            error_rate=self.error_rates.get(component, self.default_error_rate),
+            alert_latency_ms=self.alert_latency_ms.get(component),
+        )
 
 
 def default_config_path() -> Path:
@@ -64,6 +133,9 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
 
 def config_from_dict(data: dict, source: str = "dict") -> Config:
     targets = dict(DEFAULT_TARGETS_MS)
+    memory = dict(DEFAULT_MAX_MEMORY_MB)
+    rates = dict(DEFAULT_ERROR_RATE)
+    alert_ms: dict[str, float] = {}
     default_target = DEFAULT_TARGET_MS
     comps = data.get("components", {})
     if not isinstance(comps, dict):
@@ -71,21 +143,56 @@ def config_from_dict(data: dict, source: str = "dict") -> Config:
     for name, table in comps.items():
         if not isinstance(table, dict):
             raise ConfigError(f"{source}: [components.{name}] must be a table.")
-        if "target_ms" in table:
-            targets[name] = _positive(table["target_ms"], f"components.{name}.target_ms", source)
-    if "default_target_ms" in data.get("defaults", {}):
-        default_target = _positive(
-            data["defaults"]["default_target_ms"], "defaults.default_target_ms", source
-        )
-    limits = data.get("limits", {})
+        for key, into in (
+            ("target_ms", targets),
+            ("max_memory_mb", memory),
+            ("error_rate", rates),
+            ("alert_latency_ms", alert_ms),
+        ):
+            if key in table:
+                into[name] = _positive(table[key], f"components.{name}.{key}", source)
+    defaults = data.get("defaults", {})
     kwargs: dict = {}
+    if "default_target_ms" in defaults:
+        default_target = _positive(
+            defaults["default_target_ms"], "defaults.default_target_ms", source
+        )
+    if "max_memory_mb" in defaults:
+        kwargs["default_max_memory_mb"] = _positive(
+            defaults["max_memory_mb"], "defaults.max_memory_mb", source
+        )
+    if "error_rate" in defaults:
+        kwargs["default_error_rate"] = _positive(
+            defaults["error_rate"], "defaults.error_rate", source
+        )
+    det = data.get("detector", {})
+    if not isinstance(det, dict):
+        raise ConfigError(f"{source}: [detector] must be a table.")
+    known = {f.name for f in fields(DetectorConfig)}
+    for key in det:
+        if key not in known:
+            raise ConfigError(
+                f"{source}: [detector] has no setting {key!r}; known: {', '.join(sorted(known))}."
+            )
+    kwargs["detector"] = DetectorConfig(
+        **{k: _positive(v, f"detector.{k}", source) for k, v in det.items()}
+    )
+    limits = data.get("limits", {})
     if "max_series" in limits:
         kwargs["max_series"] = int(_positive(limits["max_series"], "limits.max_series", source))
     if "max_line_bytes" in limits:
         kwargs["max_line_bytes"] = int(
             _positive(limits["max_line_bytes"], "limits.max_line_bytes", source)
         )
-    return Config(targets_ms=targets, default_target_ms=default_target, source=source, **kwargs)
+    return Config(
+        targets_ms=targets,
+        default_target_ms=default_target,
+        max_memory_mb=memory,
+        error_rates=rates,
+        alert_latency_ms=alert_ms,
+        source=source,
+        **kwargs,
+    )
 
 
 def _positive(value: object, key: str, source: str) -> float:
@@ -114,14 +221,34 @@ EXAMPLE_CONFIG = """\
 [defaults]
 default_target_ms = 100      # latency target of components not named below
 
+max_memory_mb = 512          # memory budget of components not named below
+error_rate = 0.01            # acceptable errors / operations
+
 [components.voice-engine]
-target_ms = 300
+target_ms = 300              # latency target: p95 above 2x is high, above 5x critical
+max_memory_mb = 200          # memory gauge above 80 % is high, 90 % critical
+error_rate = 0.005           # error rate above 2x is high, above 5x critical
+# alert_latency_ms = 600     # one sample above it raises an alert (default 2x target)
 
 [components.terminal-processor]
 target_ms = 50
+max_memory_mb = 50
+error_rate = 0.001
 
 [components.api-server]
 target_ms = 100
+max_memory_mb = 100
+error_rate = 0.01
+
+[detector]
+interval_s = 5               # how often the rules run
+for_s = 15                   # a condition must hold this long before it fires
+clear_for_s = 15             # and stay below 90 % of its threshold this long to clear
+warmup_s = 30                # no alerts in the first seconds after start
+cpu_high = 75                # system CPU %, average of the last 5 readings
+cpu_critical = 90
+disk_high = 80               # disk usage %
+disk_critical = 90
 
 [limits]
 max_series = 10000           # further series are dropped and counted
