@@ -125,3 +125,11 @@ def test_commands_take_socket_option(cmd):
 def test_options_before_the_command_count(monkeypatch):
     out = CliRunner().invoke(main, ["--socket", "/z/g.sock", "socket"]).output.strip()
     assert out == "/z/g.sock"
+
+
+def test_pid_that_does_not_exist_is_one_sentence(sock_dir):
+    res = CliRunner().invoke(
+        main, ["serve", "--socket", str(sock_dir / "p.sock"), "--pid", "999999"]
+    )
+    assert res.exit_code == 1
+    assert "No process has pid 999999" in res.output

@@ -350,3 +350,27 @@ def test_collector_reads_pressure_from_its_proc_root(tmp_path: Path) -> None:
     assert len(r.pressure) == 3 and r.pressure_note == ""
     r = SystemCollector(proc_root=tmp_path / "elsewhere").collect(1.0)
     assert r.pressure == () and "does not exist" in r.pressure_note
+
+
+def test_watched_process_cpu_and_memory() -> None:
+    import os as _os
+
+    c = SystemCollector(pid=_os.getpid())
+    c.collect(1.0)
+    sum(i * i for i in range(200_000))  # some CPU for this process between the readings
+    p = c.collect(2.0).process
+    assert p is not None and p.running
+    assert p.pid == _os.getpid()
+    assert p.rss and p.rss > 1_000_000
+    assert p.cpu_percent is not None and p.cpu_percent >= 0
+
+
+def test_watched_process_that_is_gone_says_so() -> None:
+    import subprocess
+    import sys as _sys
+
+    child = subprocess.Popen([_sys.executable, "-c", "pass"])
+    child.wait()
+    r = SystemCollector(pid=child.pid).collect(1.0)
+    assert r.process is not None and not r.process.running
+    assert str(child.pid) in r.process.note

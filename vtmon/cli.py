@@ -34,15 +34,27 @@ def config_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--config", "config_file", metavar="FILE", help=CONFIG_HELP)(f)
 
 
+def pid_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--pid",
+        type=int,
+        metavar="PID",
+        help="Also watch this process (its CPU and memory; the CPU rule covers it).",
+    )(f)
+
+
 @click.group(
     invoke_without_command=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @socket_option
 @config_option
+@pid_option
 @click.version_option(__version__, prog_name="vtmon")
 @click.pass_context
-def main(ctx: click.Context, socket_path: str | None, config_file: str | None) -> None:
+def main(
+    ctx: click.Context, socket_path: str | None, config_file: str | None, pid: int | None
+) -> None:
     """Watch and tune an application's performance from the terminal.
 
     With no command, opens the console on the socket. Applications send StatsD/DogStatsD
@@ -56,20 +68,24 @@ def main(ctx: click.Context, socket_path: str | None, config_file: str | None) -
     Keys in the console: ? help, q quit.
     """
     # Options given before the command (`vtmon --socket S demo`) count for the command too.
-    ctx.obj = {"socket": socket_path, "config": config_file}
+    ctx.obj = {"socket": socket_path, "config": config_file, "pid": pid}
     if ctx.invoked_subcommand is None:
-        _console(socket_path, config_file, demo=False)
+        _console(socket_path, config_file, demo=False, pid=pid)
+
+
+def _root_opt(name: str) -> Any:
+    return (click.get_current_context().find_root().obj or {}).get(name)
 
 
 def _inherit(socket_path: str | None, config_file: str | None = None) -> tuple[str | None, ...]:
-    obj = click.get_current_context().find_root().obj or {}
-    return socket_path or obj.get("socket"), config_file or obj.get("config")
+    return socket_path or _root_opt("socket"), config_file or _root_opt("config")
 
 
 @main.command()
 @socket_option
 @config_option
-def demo(socket_path: str | None, config_file: str | None) -> None:
+@pid_option
+def demo(socket_path: str | None, config_file: str | None, pid: int | None) -> None:
     """Open the console fed by a built-in voice-terminal workload.
 
     The workload (voice-engine, terminal-processor, api-server) sends through the real
@@ -79,13 +95,14 @@ def demo(socket_path: str | None, config_file: str | None) -> None:
     socket_path, config_file = _inherit(socket_path, config_file)
     if socket_path is None:
         socket_path = str(resolve_socket_path(None).parent / "demo.sock")
-    _console(socket_path, config_file, demo=True)
+    _console(socket_path, config_file, demo=True, pid=pid or _root_opt("pid"))
 
 
 @main.command()
 @socket_option
 @config_option
-def serve(socket_path: str | None, config_file: str | None) -> None:
+@pid_option
+def serve(socket_path: str | None, config_file: str | None, pid: int | None) -> None:
     """Run the engine with no screen (servers, CI, scripts) until Ctrl-C or SIGTERM.
 
     Read its state with `vtmon snapshot`.
@@ -94,7 +111,7 @@ def serve(socket_path: str | None, config_file: str | None) -> None:
     logging.basicConfig(level=logging.INFO, format="vtmon: %(message)s", stream=sys.stderr)
     cfg = _load(config_file)
     path = resolve_socket_path(socket_path)
-    monitor, server = _start_engine(cfg, path, watching=f"metrics on {path}")
+    monitor, server = _start_engine(cfg, path, f"metrics on {path}", pid or _root_opt("pid"))
     done = threading.Event()
 
     def _stop(signum: int, frame: object) -> None:
@@ -230,11 +247,25 @@ def _not_running(path: Path) -> str:
     )
 
 
-def _start_engine(cfg: Config, path: Path, watching: str) -> tuple[Any, Any]:
+def _start_engine(cfg: Config, path: Path, watching: str, pid: int | None) -> tuple[Any, Any]:
+    import psutil
+
+    from vtmon.engine.collector import SystemCollector
     from vtmon.engine.monitor import Monitor
     from vtmon.ingest.server import IngestServer, SocketError, SocketInUse
 
-    monitor = Monitor(cfg, socket_path=str(path), watching=watching)
+    if pid is not None:
+        try:
+            name = psutil.Process(pid).name()
+        except psutil.NoSuchProcess:
+            raise click.ClickException(
+                f"No process has pid {pid}; pass the pid of the running application."
+            ) from None
+        except psutil.AccessDenied:
+            name = "?"
+        watching = f"pid {pid} ({name}) and {watching}"
+    collector = SystemCollector(pid=pid)
+    monitor = Monitor(cfg, socket_path=str(path), watching=watching, collector=collector)
     server = IngestServer(path, monitor, max_line=cfg.max_line_bytes)
     try:
         server.start()
@@ -244,7 +275,9 @@ def _start_engine(cfg: Config, path: Path, watching: str) -> tuple[Any, Any]:
     return monitor, server
 
 
-def _console(socket_path: str | None, config_file: str | None, demo: bool) -> None:
+def _console(
+    socket_path: str | None, config_file: str | None, demo: bool, pid: int | None = None
+) -> None:
     # Log to a file: anything written to the terminal would tear the screen.
     log_dir = Path(platformdirs.user_log_dir(APP))
     try:
@@ -255,7 +288,7 @@ def _console(socket_path: str | None, config_file: str | None, demo: bool) -> No
     cfg = _load(config_file)
     path = resolve_socket_path(socket_path)
     watching = "demo workload" if demo else f"metrics on {path}"
-    monitor, server = _start_engine(cfg, path, watching=watching)
+    monitor, server = _start_engine(cfg, path, watching, pid)
     stop = threading.Event()
     try:
         if demo:

@@ -217,6 +217,20 @@ class DiskUsage:
 
 
 @dataclass(frozen=True, slots=True)
+class ProcessStats:
+    """The watched process (``--pid``), when there is one."""
+
+    pid: int
+    name: str = ""
+    running: bool = True
+    cpu_percent: float | None = None  # of one core: 200 means two cores busy
+    rss: int | None = None  # bytes
+    threads: int | None = None
+    nice: int | None = None
+    note: str = ""  # why readings are missing (gone, access denied)
+
+
+@dataclass(frozen=True, slots=True)
 class Resources:
     """One reading of the machine, rates per second since the previous reading."""
 
@@ -247,6 +261,7 @@ class Resources:
     net_errors: float | None = None  # errors + drops per second
     pressure: tuple[Pressure, ...] = ()
     pressure_note: str = ""  # why pressure is missing, when it is
+    process: ProcessStats | None = None  # the watched process (--pid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,7 +403,8 @@ class Cause:
 
     @property
     def text(self) -> str:
-        return f"{self.label} {_fmt_num(self.before)}{self.unit} -> {_fmt_num(self.after)}{self.unit}"
+        u = self.unit
+        return f"{self.label} {_fmt_num(self.before)}{u} -> {_fmt_num(self.after)}{u}"
 
 
 @dataclass(frozen=True, slots=True)

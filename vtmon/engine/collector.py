@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import psutil
 
-from vtmon.model import DiskUsage, Pressure, ResourceHistory, Resources
+from vtmon.model import DiskUsage, Pressure, ProcessStats, ResourceHistory, Resources
 
 _T = TypeVar("_T")
 
@@ -252,8 +252,15 @@ class SystemCollector:
         proc_root: str | Path = "/proc",
         history_len: int = 300,
         disk_paths: Sequence[str] | None = None,
+        pid: int | None = None,
     ) -> None:
         self.proc_root = Path(proc_root)
+        self.pid = pid
+        self._proc: psutil.Process | None = None
+        if pid is not None:
+            self._proc = _safe(lambda: psutil.Process(pid))
+            if self._proc is not None:
+                _safe(lambda: self._proc.cpu_percent(None))  # the baseline for the first reading
         self.history_len = max(1, int(history_len))
         # None: the root filesystem plus every real local mount; a sequence: root plus those
         self.disk_paths: tuple[str, ...] | None = (
@@ -304,6 +311,8 @@ class SystemCollector:
             pressure, note = (), f"Pressure stall information could not be read: {exc}."
         fields["pressure"] = pressure
         fields["pressure_note"] = note
+        if self.pid is not None:
+            fields["process"] = self._process()
         self._prev_t = now
         res = Resources(**fields)
         self._remember(res)
@@ -318,6 +327,26 @@ class SystemCollector:
             return self._hist_cache
 
     # -- parts ----------------------------------------------------------------------------
+
+    def _process(self) -> ProcessStats:
+        pid = self.pid or 0
+        proc = self._proc
+        if proc is None:
+            return ProcessStats(pid, running=False, note=f"No process has pid {pid}.")
+        try:
+            with proc.oneshot():
+                return ProcessStats(
+                    pid,
+                    name=proc.name(),
+                    cpu_percent=proc.cpu_percent(None),
+                    rss=proc.memory_info().rss,
+                    threads=proc.num_threads(),
+                    nice=proc.nice(),
+                )
+        except psutil.NoSuchProcess:
+            return ProcessStats(pid, running=False, note=f"Process {pid} has exited.")
+        except psutil.AccessDenied:
+            return ProcessStats(pid, note=f"Not allowed to read process {pid}; run as its user.")
 
     def _remember(self, r: Resources) -> None:
         row = (
