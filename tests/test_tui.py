@@ -4,13 +4,16 @@ Pilot presses keys, and the assertions read what the widgets show."""
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
+import psutil
 import pytest
 from textual.color import Color
 
 from vtmon.config import Config
 from vtmon.engine.clock import ManualClock
+from vtmon.engine.collector import SystemCollector
 from vtmon.engine.monitor import Monitor
 from vtmon.engine.sensors import SensorReader
 from vtmon.model import Batch, DistBuf, Event, SeriesKey, Snapshot, make_tags
@@ -417,3 +420,40 @@ async def test_200x50_uses_the_room(monitor: Monitor, clock: ManualClock) -> Non
         assert not chart.display and not app.query_one("#cpu-chart").display
         await pilot.press("c")
         assert chart.display
+
+
+async def test_watched_process_is_shown_in_resources(tmp_path: Path, clock: ManualClock) -> None:
+    # --pid: the real collector reads this test's own process through psutil.
+    (tmp_path / "sys").mkdir()
+    monitor = Monitor(
+        Config(),
+        clock=clock,
+        socket_path=SOCK,
+        collector=SystemCollector(pid=os.getpid()),
+        sensors=SensorReader(tmp_path / "sys", use_psutil=False),
+    )
+    app = VtmonApp(monitor)
+    async with app.run_test(size=(160, 45)) as pilot:
+        snap = await start(pilot, monitor)
+        text = app.main_screen.query_one("#resources-text", LiveStatic).shown_text
+        me = snap.resources.process
+        assert me is not None and me.running and me.rss
+        proc = " ".join(text[text.index("Proc") :].split())
+        assert f"Proc {me.name} {os.getpid()}" in proc
+        assert f"rss {fmt.size(me.rss)}" in proc and f"threads {me.threads}" in proc
+
+
+async def test_a_gone_process_says_so(tmp_path: Path, clock: ManualClock) -> None:
+    (tmp_path / "sys").mkdir()
+    gone = max(psutil.pids()) + 100_000
+    monitor = Monitor(
+        Config(),
+        clock=clock,
+        collector=SystemCollector(pid=gone),
+        sensors=SensorReader(tmp_path / "sys", use_psutil=False),
+    )
+    app = VtmonApp(monitor)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await start(pilot, monitor)
+        text = app.main_screen.query_one("#resources-text", LiveStatic).shown_text
+        assert f"gone No process has pid {gone}." in " ".join(text.split())

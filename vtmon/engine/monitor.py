@@ -14,9 +14,11 @@ import sys
 import threading
 from collections import Counter, deque
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from vtmon.config import Config
+from vtmon.engine.analysis import Analyzer
 from vtmon.engine.clock import Clock, SystemClock
 from vtmon.engine.collector import SystemCollector
 from vtmon.engine.sensors import SensorReader
@@ -63,6 +65,7 @@ class Monitor:
         self.sensor_reader = sensors if sensors is not None else SensorReader()
         self.series = SeriesStore(self.config.target_ms, max_series=self.config.max_series)
         self.connections = ConnectionCounters()
+        self.analyzer = Analyzer(self.config, self.started)
         self.latest: Snapshot | None = None
 
         self._queue: queue.Queue[Batch] = queue.Queue(maxsize=QUEUE_BATCHES)
@@ -156,6 +159,7 @@ class Monitor:
 
     def _apply(self, batch: Batch, now: float) -> None:
         self._dropped += self.series.apply(batch, now)
+        self.analyzer.observe_batch(batch, now)
         self._accepted += batch.accepted
         if batch.rejected:
             self._rejected.update(batch.rejected)
@@ -175,12 +179,14 @@ class Monitor:
         mono = self.clock.monotonic()
         if mono >= self._next_system:
             self._resources = self.collector.collect(now)
+            self.analyzer.observe_resources(self._resources)
             self._next_system = mono + self.config.system_interval_s
         if mono >= self._next_sensors:
             self._sensors = self.sensor_reader.read(now)
             self._next_sensors = mono + self.config.sensors_interval_s
         self.series.record_history(now)
         snap = self._build(now)
+        snap = replace(snap, **self.analyzer.evaluate(snap, now).as_fields())
         self.latest = snap
         with self._sub_lock:
             subs = list(self._subscribers)

@@ -15,13 +15,17 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import BindingType
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.events import Resize
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer
 
 from vtmon.model import WINDOWS, Snapshot
 from vtmon.tui import keys
+from vtmon.tui.alerts import AlertsPanel
+from vtmon.tui.bottlenecks import BottlenecksPanel
+from vtmon.tui.detail import BottleneckScreen
 from vtmon.tui.events import EventsPanel
 from vtmon.tui.header import HeaderBar
 from vtmon.tui.help import HelpScreen
@@ -103,9 +107,14 @@ class VtmonApp(App[None]):
     def compose(self) -> ComposeResult:
         yield HeaderBar(id="header")
         with Horizontal(id="body"):
-            yield LatencyPanel(id="latency", classes="panel")
+            with Vertical(id="main"):
+                yield LatencyPanel(id="latency", classes="panel")
+                # Under the latency rows at every size: what is wrong sits next to the numbers
+                # that show it, and the chart gives way to it, never the other way round.
+                yield BottlenecksPanel(id="bottlenecks", classes="panel")
             with VerticalScroll(id="side"):
                 yield ResourcesPanel(id="resources", classes="panel")
+                yield AlertsPanel(id="alerts", classes="panel")
                 # Errors and rejections matter more than fan speeds when the room runs out.
                 yield EventsPanel(id="events", classes="panel")
                 yield SensorsPanel(id="sensors", classes="panel")
@@ -118,6 +127,10 @@ class VtmonApp(App[None]):
         self.query_one(LatencyTable).focus()
         if self.monitor.latest is not None:
             self._on_snapshot(self.monitor.latest)
+
+    def on_resize(self, event: Resize) -> None:
+        # Less space between the keys on a narrow screen, so all of them stay readable.
+        self.main_screen.query_one(Footer).compact = event.size.width < 120
 
     def on_unmount(self) -> None:
         if self._unsubscribe is not None:
@@ -149,9 +162,14 @@ class VtmonApp(App[None]):
         screen = self.main_screen
         screen.query_one(HeaderBar).show(snap)
         screen.query_one(LatencyPanel).show(snap, self.window)
+        screen.query_one(BottlenecksPanel).show(snap, self.window)
         screen.query_one(ResourcesPanel).show(snap, self.window)
+        screen.query_one(AlertsPanel).show(snap, self.window)
         screen.query_one(SensorsPanel).show(snap, self.window)
         screen.query_one(EventsPanel).show(snap, self.window)
+        for top in self.screen_stack[1:]:
+            if isinstance(top, BottleneckScreen):
+                top.show(snap)
 
     @property
     def main_screen(self) -> Screen:
@@ -167,6 +185,13 @@ class VtmonApp(App[None]):
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
+
+    def action_bottlenecks(self) -> None:
+        if self.shown is None:
+            self.notify("No snapshot yet: nothing to explain.", timeout=2)
+            return
+        if not any(isinstance(s, BottleneckScreen) for s in self.screen_stack):
+            self.push_screen(BottleneckScreen(self.shown))
 
     def action_cycle_window(self) -> None:
         i = WINDOW_NAMES.index(self.window) if self.window in WINDOW_NAMES else 0

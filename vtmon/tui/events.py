@@ -1,7 +1,8 @@
 """Errors & events: errors per component, counters and gauges, recent events and service
 checks, and every rejected line by reason (nothing the ingest refuses goes unseen).
 
-Later versions put bottlenecks and tuning proposals here; this panel is their home.
+What is wrong and why has its own panels (``bottlenecks.py``, ``alerts.py``); this one keeps
+the raw material they are judged from.
 """
 
 from __future__ import annotations

@@ -193,3 +193,33 @@ def series_name(name: str, tags: Tags, width: int = 0, component: bool = False) 
         return name + short
     name_room = max(8, width - len(short))
     return ellipsize(ellipsize_middle(name, name_room) + short, width)
+
+
+def num(v: float | None) -> str:
+    """A measured value in few cells, as many decimals as its size deserves: ``612``,
+    ``61.5``, ``4.25``, ``0.004``."""
+    if v is None or not math.isfinite(v):
+        return DASH
+    a = abs(v)
+    if a >= 100:
+        return f"{v:.0f}"
+    if a >= 10:
+        return f"{v:.1f}".rstrip("0").rstrip(".")
+    if a >= 0.01 or a == 0:
+        return f"{v:.2f}".rstrip("0").rstrip(".") or "0"
+    return f"{v:.2g}"
+
+
+def clock_short(t: float) -> str:
+    """Local wall-clock time of ``t`` as ``HH:MM`` (when a change started)."""
+    return time.strftime("%H:%M", time.localtime(t))
+
+
+def eta(seconds: float) -> str:
+    """How long until a forecast limit: ``~45 s``, ``~12 min``, ``~2 h``."""
+    s = max(0.0, seconds)
+    if s < 90:
+        return f"~{s:.0f} s"
+    if s < 90 * 60:
+        return f"~{s / 60:.0f} min"
+    return f"~{s / 3600:.0f} h"

@@ -1,4 +1,9 @@
-"""One-line header: what is watched, where it arrives, how the ingest is doing, the time."""
+"""One-line header: what is watched, where it arrives, the verdict (active bottlenecks, overall
+health), how the ingest is doing, the time.
+
+The verdict is never cut: whatever the layout shows or scrolls away, the header still says
+how many bottlenecks are active.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from textual.widget import Widget
 
 from vtmon.model import Snapshot
 from vtmon.tui import fmt
+from vtmon.tui.severity import health_style, worst
 
 
 class HeaderBar(Widget):
@@ -34,26 +40,7 @@ class HeaderBar(Widget):
         snap = self.snapshot
         if snap is None:
             return Content.from_markup("[b]vtmon[/b]  waiting for the first snapshot…")
-        ing = snap.ingest
-        rejected = ing.rejected_total
-        # The right side is what changes and matters most; it is never cut. The left side
-        # (what and where) gives way, the socket path losing its middle first.
-        right = Content.assemble(
-            ("in ", "dim"),
-            fmt.count(ing.accepted),
-            ("  rej ", "dim"),
-            (fmt.count(rejected), "$error bold" if rejected else ""),
-            ("  conn ", "dim"),
-            str(ing.connections),
-            *(
-                (("  drop ", "dim"), (fmt.count(ing.samples_dropped), "$warning bold"))
-                if ing.samples_dropped
-                else ()
-            ),
-            ("  PAUSED", "$warning bold reverse") if self.paused else "",
-            "  ",
-            (fmt.clock(snap.t), "bold"),
-        )
+        right = self._right(snap, width)
         room = width - right.cell_length - 2
         watching = snap.watching or snap.host
         left_plain = f"vtmon  {watching}"
@@ -72,3 +59,43 @@ class HeaderBar(Widget):
             )
         gap = max(1, width - left.cell_length - right.cell_length)
         return Content.assemble(left, " " * gap, right)
+
+    def _right(self, snap: Snapshot, width: int) -> Content:
+        """The right side, giving way in steps when the line is short: first the connection
+        count, then the long words (``bottlenecks`` becomes ``btl``)."""
+        ing = snap.ingest
+        rejected = ing.rejected_total
+        n = len(snap.bottlenecks)
+        sev = worst([b.severity for b in snap.bottlenecks])
+        bad = sev is not None and sev.rank >= 2
+        health = snap.overall_health
+        for level in range(3):
+            parts: list[Content | tuple[str, str] | str] = []
+            if n:
+                word = ("bottleneck" if n == 1 else "bottlenecks") if level < 2 else "btl"
+                parts += [(f"▲ {n} {word}", "$error bold" if bad else "$warning bold"), "  "]
+            if health is not None:
+                status = health.status if level < 2 else health.status[:4]
+                parts += [
+                    ("health " if level < 2 else "h ", "dim"),
+                    (f"{health.score:.2f} {status}", health_style(health.status)),
+                    "  ",
+                ]
+            parts += [
+                ("in ", "dim"),
+                fmt.count(ing.accepted),
+                ("  rej ", "dim"),
+                (fmt.count(rejected), "$error bold" if rejected else ""),
+            ]
+            if level == 0:
+                parts += [("  conn ", "dim"), str(ing.connections)]
+            if ing.samples_dropped:
+                parts += [("  drop ", "dim"), (fmt.count(ing.samples_dropped), "$warning bold")]
+            if self.paused:
+                parts += ["  ", ("PAUSED", "$warning bold reverse")]
+            parts += ["  ", (fmt.clock(snap.t), "bold")]
+            right = Content.assemble(*parts)
+            # Keep room for "vtmon" and a little of what is watched.
+            if right.cell_length + 14 <= width:
+                break
+        return right

@@ -9,15 +9,18 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from vtmon.model import SEVERITY_ORDER
 from vtmon.tui.keys import ACTIONS, KeyAction
+from vtmon.tui.severity import badge
 
 
 def help_text(actions: tuple[KeyAction, ...] = ACTIONS) -> Content:
     width = max(len(a.display) for a in actions) + 2
+    desc_w = max(len(a.description) for a in actions)
     lines = [
         Content.assemble(
             (a.display.ljust(width), "bold $accent"),
-            (a.description.ljust(10), "bold"),
+            (a.description.ljust(desc_w), "bold"),
             "  ",
             a.help,
         )
@@ -37,6 +40,19 @@ def help_text(actions: tuple[KeyAction, ...] = ACTIONS) -> Content:
             (" ≤ 2× target ", "reverse $warning"),
             " ",
             (" > 2× target ", "reverse $error bold"),
+        ),
+        Content(""),
+        Content.styled(
+            "Bottlenecks and alerts: a word for each severity, so colour is never the only cue.",
+            "dim",
+        ),
+        Content.assemble(
+            "  ", *(part for sev in reversed(SEVERITY_ORDER) for part in (badge(sev), " "))
+        ),
+        Content.styled(
+            "Health 0..1, per component and overall: good above 0.8, warning above 0.6, "
+            "else critical.",
+            "dim",
         ),
         Content(""),
         Content.styled("Press escape, ? or q to close.", "dim"),

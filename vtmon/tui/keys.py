@@ -43,6 +43,13 @@ ACTIONS: tuple[KeyAction, ...] = (
         key_display="?",
     ),
     KeyAction(
+        "bottlenecks",
+        "b",
+        "bottlenecks",
+        "Bottlenecks",
+        "Why: evidence, ranked causes, advice, history and alerts (↑↓ choose, esc closes).",
+    ),
+    KeyAction(
         "window",
         "w",
         "cycle_window",

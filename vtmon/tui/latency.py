@@ -16,11 +16,12 @@ from textual.app import ComposeResult
 from textual.content import Content
 from textual.widgets import DataTable
 
-from vtmon.model import Kind, SeriesStats, Snapshot, WindowStats
+from vtmon.model import Health, Kind, SeriesStats, Snapshot, WindowStats
 from vtmon.tui import fmt
 from vtmon.tui.charts import Chart, ChartData, Line
 from vtmon.tui.fmt import Severity
 from vtmon.tui.live import LiveStatic, Panel
+from vtmon.tui.severity import HEALTH_CELL
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +46,10 @@ FULL_COLUMNS: tuple[Column, ...] = (
     Column("max", "max", 8),
     Column("target", "target", 8),
 )
-# When the full set leaves the series column too little room, the component and target
-# columns go (the target still shows as colour and in the chart legend) and so does the rate,
-# so the percentiles stay on screen at 80 columns.
+# When the full set leaves the series column too little room, the rate goes first, then the
+# component and target columns (the target still shows as colour and in the chart legend), so
+# the percentiles stay on screen at 80 columns.
+MEDIUM_COLUMNS: tuple[Column, ...] = tuple(c for c in FULL_COLUMNS if c.key != "rate")
 COMPACT_COLUMNS: tuple[Column, ...] = (
     Column("series", "series", None, numeric=False),
     Column("count", "count", 7),
@@ -56,18 +58,30 @@ COMPACT_COLUMNS: tuple[Column, ...] = (
     Column("p99", "p99", 8),
     Column("max", "max", 8),
 )
+# The component's health score (0..1), coloured by its status; only once the engine scores.
+HEALTH_COLUMN = Column("health", "health", 7)
 MIN_SERIES_WIDTH = 24
 COLORED = ("p50", "p95", "p99", "max")
 
 
-def layout_columns(width: int, component_width: int) -> tuple[tuple[Column, ...], dict[str, int]]:
+def with_health(columns: tuple[Column, ...]) -> tuple[Column, ...]:
+    """The health column goes last: right-aligned, it never runs into the series name."""
+    return (*columns, HEALTH_COLUMN)
+
+
+def layout_columns(
+    width: int, component_width: int, health: bool = False
+) -> tuple[tuple[Column, ...], dict[str, int]]:
     """The column set for a table ``width`` cells wide, and the width of every column."""
-    for columns in (FULL_COLUMNS, COMPACT_COLUMNS):
+    sets = (FULL_COLUMNS, MEDIUM_COLUMNS, COMPACT_COLUMNS)
+    for columns in sets:
+        if health:
+            columns = with_health(columns)
         widths = {c.key: c.width for c in columns if c.width is not None}
         if "component" in {c.key for c in columns}:
             widths["component"] = max(component_width, len("component")) + 2
         room = width - sum(widths.values()) - 1  # a cell for the vertical scrollbar
-        if room >= MIN_SERIES_WIDTH or columns is COMPACT_COLUMNS:
+        if room >= MIN_SERIES_WIDTH or "component" not in widths:
             widths["series"] = max(12, room)
             return columns, widths
     raise AssertionError("unreachable")  # pragma: no cover
@@ -186,10 +200,19 @@ class LatencyTable(DataTable):
                     self.update_cell(row_id, col.key, self.cell(*shown[col.key], col))
 
 
-def row_cells(s: SeriesStats, w: WindowStats, series_width: int) -> dict[str, tuple[str, Severity]]:
+def health_cell(h: Health | None) -> tuple[str, Severity]:
+    if h is None:
+        return (fmt.DASH, Severity.NONE)
+    return (f"{h.score:.2f}", HEALTH_CELL.get(h.status, Severity.NONE))
+
+
+def row_cells(
+    s: SeriesStats, w: WindowStats, series_width: int, health: Health | None = None
+) -> dict[str, tuple[str, Severity]]:
     target = s.target_ms
     none = Severity.NONE
     return {
+        "health": health_cell(health),
         "component": (s.component, none),
         "series": (series_label(s, series_width), none),
         "count": (fmt.count(w.count), none),
@@ -251,11 +274,16 @@ class LatencyPanel(Panel):
             return
         table = self.table
         comp_w = min(18, max(len(s.component) for s in rows))
-        columns, widths = layout_columns(self.content_size.width or 80, comp_w)
+        health = {h.component: h for h in snap.health if h.component != "overall"}
+        columns, widths = layout_columns(self.content_size.width or 80, comp_w, bool(health))
         table.set_columns(columns, widths)
         label_w = widths["series"] - 1
         empty_w = WindowStats()
-        table.sync([(s.id, row_cells(s, s.windows.get(window, empty_w), label_w)) for s in rows])
+        cells = []
+        for s in rows:
+            w = s.windows.get(window, empty_w)
+            cells.append((s.id, row_cells(s, w, label_w, health.get(s.component))))
+        table.sync(cells)
         self.update_chart()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:

@@ -7,7 +7,7 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.widgets import Static
 
-from vtmon.model import ResourceHistory, Resources, Snapshot
+from vtmon.model import ProcessStats, ResourceHistory, Resources, Snapshot
 from vtmon.tui import fmt
 from vtmon.tui.charts import Chart, ChartData, Line
 from vtmon.tui.live import LiveStatic, Panel, flow
@@ -137,6 +137,9 @@ def resources_text(r: Resources, width: int = 80) -> Content:
         net.append(_kv("errors", f"{fmt.rate(r.net_errors)}/s", "$warning bold"))
     lines += flow(_label("Net"), net, width)
 
+    if r.process is not None:
+        lines += flow(_label("Proc"), process_items(r.process, r.cpu_count), width)
+
     if r.pressure:
         psi = [Content.styled("some avg10", "dim")]
         psi += [
@@ -156,6 +159,26 @@ def resources_text(r: Resources, width: int = 80) -> Content:
             sep=" ",
         )
     return Content("\n").join(lines)
+
+
+def process_items(p: ProcessStats, cores: int | None = None) -> list[Content]:
+    """The watched process: name and pid, then its readings, or why there are none."""
+    items = [Content.assemble((p.name or "process", "bold"), (f" {p.pid}", "dim"))]
+    if not p.running:
+        items.append(Content.styled("gone", "$error bold"))
+    if p.cpu_percent is not None:
+        # Of one core (top's way): 200 % is two busy cores; coloured by its share of all cores.
+        share = p.cpu_percent / max(1, cores or 1)
+        items.append(_kv("cpu", fmt.percent(p.cpu_percent), level(share, 70, 90)))
+    if p.rss is not None:
+        items.append(_kv("rss", fmt.size(p.rss)))
+    if p.threads is not None:
+        items.append(_kv("threads", str(p.threads)))
+    if p.nice is not None:
+        items.append(_kv("nice", str(p.nice)))
+    if p.note:
+        items += [Content.styled(w, "dim italic") for w in p.note.split()]
+    return items
 
 
 def _percent_tick(v: float) -> str:

@@ -1,0 +1,272 @@
+"""The alerts log and the per-sample alert rules of the original design.
+
+Rules on incoming samples (``AlertLog.observe_batch``), each with its suppression window per
+component, counted from the last alert that was logged (not from the last one suppressed):
+
+    high latency   a distribution sample above the component's alert threshold
+                   (``alert_latency_ms``, default 2x target)                  HIGH      5 min
+    memory         a ``memory_heap_used`` / ``memory_rss`` gauge above 90 % of the
+                   component's ``max_memory_mb``                              CRITICAL  3 min
+    error spike    more than 5 errors for one component in one batch           HIGH     10 min
+
+Everything else (bottleneck fired / resolved, regressions) comes in through ``add``. No alert is
+logged before ``started + [detector] warmup_s``: the first seconds after start see half-filled
+windows and whatever backlog a client flushes when it connects.
+
+Cost: ``observe_batch`` runs for every batch, at up to ~1.5 million samples/s. Per distribution
+series it does one C-level ``max()`` over the batch's values, and none at all while the
+component's latency alert is suppressed (which is exactly when a slow component floods it);
+per gauge and counter series it does a cached name check. Only timed samples, which arrive as
+objects, cost a Python step each -- the series store pays the same for them.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import deque
+from collections.abc import Iterable
+
+from vtmon.config import Config
+from vtmon.engine.series import is_error_counter
+from vtmon.model import Alert, Batch, Kind, SeriesKey, Severity
+
+MIB = 1024.0 * 1024.0
+MEMORY_GAUGES = ("memory_heap_used", "memory_rss")
+MEMORY_ALERT_FRACTION = 0.9
+ERROR_SPIKE_COUNT = 5  # more than this many errors in one batch
+LATENCY_SUPPRESS_S = 300.0
+MEMORY_SUPPRESS_S = 180.0
+ERROR_SUPPRESS_S = 600.0
+_CACHE_MAX = 50_000  # per-key caches are cleared beyond this (series churn must not grow them)
+
+
+class AlertLog:
+    """The last ``max_len`` alerts, newest first, with suppression and warm-up."""
+
+    def __init__(self, config: Config, started: float, max_len: int = 1000) -> None:
+        self.config = config
+        self.started = started
+        self.quiet_until = started + config.detector.warmup_s
+        self._log: deque[Alert] = deque(maxlen=max_len)
+        self._view: tuple[Alert, ...] = ()
+        self._last: dict[str, float] = {}  # suppression key -> time of the last logged alert
+        # Batches are applied on the engine thread while the Analyzer adds alerts on the tick;
+        # one lock around the few writes is far cheaper than anything per sample.
+        self._lock = threading.Lock()
+        self._alert_ms: dict[str, float] = {}
+        self._memory_mb: dict[str, float] = {}
+        self._is_memory: dict[SeriesKey, bool] = {}
+        self._is_error: dict[SeriesKey, bool] = {}
+
+    # -- the log ---------------------------------------------------------------------------
+
+    def add(self, alert: Alert, key: str | None = None, suppress_s: float = 0.0) -> bool:
+        """Log ``alert`` unless it falls in the warm-up or ``key`` alerted within ``suppress_s``
+        before it; True when it was logged."""
+        t = alert.t
+        if t < self.quiet_until:
+            return False
+        with self._lock:
+            if key is not None:
+                last = self._last.get(key)
+                if last is not None and suppress_s > 0 and t - last < suppress_s:
+                    return False
+                self._last[key] = t
+            self._log.appendleft(alert)
+            self._view = tuple(self._log)
+        return True
+
+    def alerts(self) -> tuple[Alert, ...]:
+        """Newest first; the same tuple object until something is logged."""
+        return self._view
+
+    def _suppressed(self, key: str, now: float, suppress_s: float) -> bool:
+        last = self._last.get(key)
+        return last is not None and now - last < suppress_s
+
+    # -- per-sample rules ------------------------------------------------------------------
+
+    def observe_batch(self, batch: Batch, now: float) -> None:
+        """Apply the per-sample rules to one batch received at ``now``."""
+        if now < self.quiet_until:
+            return
+        if batch.dist or batch.timed:
+            self._latency(batch, now)
+        if batch.gauges:
+            self._memory(batch, now)
+        if batch.counts or batch.timed:
+            self._error_spike(batch, now)
+
+    def _threshold_ms(self, comp: str) -> float:
+        thr = self._alert_ms.get(comp)
+        if thr is None:
+            if len(self._alert_ms) > _CACHE_MAX:
+                self._alert_ms.clear()
+            thr = self._alert_ms[comp] = self.config.limits(comp).alert_ms
+        return thr
+
+    def _latency(self, batch: Batch, now: float) -> None:
+        worst: dict[str, tuple[float, SeriesKey, float]] = {}  # comp -> (value, series, thr)
+        skip: set[str] = set()  # components whose alert is suppressed: no max() for them
+        for key, buf in batch.dist.items():
+            values = buf.values
+            if not values:
+                continue
+            comp = key.component
+            if comp in skip:
+                continue
+            if self._suppressed("high_latency:" + comp, now, LATENCY_SUPPRESS_S):
+                skip.add(comp)
+                continue
+            thr = self._threshold_ms(comp)
+            m = _finite_max(values)
+            if m is not None and m > thr and (comp not in worst or m > worst[comp][0]):
+                worst[comp] = (m, key, thr)
+        for ts in batch.timed:
+            key = ts.key
+            if key.kind is not Kind.DISTRIBUTION:
+                continue
+            v = ts.value
+            comp = key.component
+            if comp in skip or not math.isfinite(v):
+                continue
+            thr = self._threshold_ms(comp)
+            if v > thr and (comp not in worst or v > worst[comp][0]):
+                if self._suppressed("high_latency:" + comp, now, LATENCY_SUPPRESS_S):
+                    skip.add(comp)
+                    continue
+                worst[comp] = (v, key, thr)
+        for comp, (v, key, thr) in worst.items():
+            self.add(
+                Alert(
+                    t=now,
+                    severity=Severity.HIGH,
+                    kind="high_latency",
+                    message=f"{comp} {_label(key)} took {_ms(v)}, above its {_ms(thr)} "
+                    "alert threshold",
+                    component=comp,
+                    metric=key.id,
+                    value=v,
+                    threshold=thr,
+                ),
+                key="high_latency:" + comp,
+                suppress_s=LATENCY_SUPPRESS_S,
+            )
+
+    def _memory(self, batch: Batch, now: float) -> None:
+        is_memory = self._is_memory
+        worst: dict[str, tuple[float, SeriesKey]] = {}  # comp -> (MB, series)
+        for key, ops in batch.gauges.items():
+            hit = is_memory.get(key)
+            if hit is None:
+                if len(is_memory) > _CACHE_MAX:
+                    is_memory.clear()
+                hit = is_memory[key] = key.name.rsplit(".", 1)[-1] in MEMORY_GAUGES
+            if not hit:
+                continue
+            # The value the gauge was last set to; a relative change (+/-) says nothing alone.
+            absolute = [v for is_delta, v in ops if not is_delta]
+            if not absolute or not math.isfinite(absolute[-1]):
+                continue
+            mb = absolute[-1] / MIB
+            comp = key.component
+            if comp not in worst or mb > worst[comp][0]:
+                worst[comp] = (mb, key)
+        for comp, (mb, key) in worst.items():
+            budget = self._memory_mb.get(comp)
+            if budget is None:
+                budget = self._memory_mb[comp] = self.config.limits(comp).max_memory_mb
+            thr = MEMORY_ALERT_FRACTION * budget
+            if mb <= thr:
+                continue
+            self.add(
+                Alert(
+                    t=now,
+                    severity=Severity.CRITICAL,
+                    kind="memory",
+                    message=f"{comp} memory is {mb:.1f} MB ({100 * mb / budget:.0f} % of its "
+                    f"{budget:g} MB budget), above the {thr:g} MB alert threshold",
+                    component=comp,
+                    metric=key.id,
+                    value=round(mb, 2),
+                    threshold=thr,
+                ),
+                key="memory:" + comp,
+                suppress_s=MEMORY_SUPPRESS_S,
+            )
+
+    def _error_spike(self, batch: Batch, now: float) -> None:
+        is_error = self._is_error
+        errors: dict[str, dict[str, float]] = {}  # comp -> error type -> count
+        names: dict[str, str] = {}
+
+        def count(key: SeriesKey, n: float) -> None:
+            hit = is_error.get(key)
+            if hit is None:
+                if len(is_error) > _CACHE_MAX:
+                    is_error.clear()
+                hit = is_error[key] = is_error_counter(key.name)
+            if not hit or not n > 0 or not math.isfinite(n):
+                return
+            comp = key.component
+            etype = "unknown"
+            for k, v in key.tags:
+                if k == "error_type" and v:
+                    etype = v
+            types = errors.setdefault(comp, {})
+            types[etype] = types.get(etype, 0.0) + n
+            names.setdefault(comp, key.name)
+
+        for key, inc in batch.counts.items():
+            count(key, inc)
+        for ts in batch.timed:
+            if ts.key.kind is Kind.COUNTER:
+                count(ts.key, ts.value * ts.weight)
+        for comp, types in errors.items():
+            total = sum(types.values())
+            if total <= ERROR_SPIKE_COUNT:
+                continue
+            self.add(
+                Alert(
+                    t=now,
+                    severity=Severity.HIGH,
+                    kind="error_spike",
+                    message=f"{comp} reported {total:.0f} errors at once "
+                    f"({_types(types.items())}), more than {ERROR_SPIKE_COUNT}",
+                    component=comp,
+                    metric=names[comp],
+                    value=total,
+                    threshold=float(ERROR_SPIKE_COUNT),
+                ),
+                key="error_spike:" + comp,
+                suppress_s=ERROR_SUPPRESS_S,
+            )
+
+
+def _finite_max(values: list[float]) -> float | None:
+    m = max(values)
+    if math.isfinite(m):
+        # NaN never wins a comparison, so it may be skipped -- unless it came first and max()
+        # kept it; isfinite catches that case and the infinities the series store drops.
+        return m
+    finite = [v for v in values if math.isfinite(v)]
+    return max(finite) if finite else None
+
+
+def _label(key: SeriesKey) -> str:
+    """The series name, with its tags other than ``component`` when it has any."""
+    extra = [f"{k}={v}" if v else k for k, v in key.tags if k != "component"]
+    return f"{key.name}{{{','.join(extra)}}}" if extra else key.name
+
+
+def _ms(v: float) -> str:
+    if v >= 1000:
+        return f"{v / 1000:.1f} s"
+    if v >= 10:
+        return f"{v:.0f} ms"
+    return f"{v:.1f} ms"
+
+
+def _types(items: Iterable[tuple[str, float]]) -> str:
+    return ", ".join(f"{k} {v:.0f}" for k, v in sorted(items, key=lambda kv: (-kv[1], kv[0])))
