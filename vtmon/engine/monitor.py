@@ -70,6 +70,7 @@ class Monitor:
 
         self._queue: queue.Queue[Batch] = queue.Queue(maxsize=QUEUE_BATCHES)
         self._subscribers: list[Callable[[Snapshot], None]] = []
+        self._batch_listeners: list[Callable[[Batch, float], None]] = []
         self._sub_lock = threading.Lock()
         self._accepted = 0
         self._rejected: Counter[str] = Counter()
@@ -105,6 +106,12 @@ class Monitor:
                     self._subscribers.remove(fn)
 
         return unsubscribe
+
+    def on_batch(self, fn: Callable[[Batch, float], None]) -> None:
+        """Call ``fn(batch, now)`` for every batch the engine applies, on the engine's thread,
+        after the series have it (exporters, recorders). It must be quick and must not keep
+        the batch's lists, which the engine owns."""
+        self._batch_listeners.append(fn)
 
     def handle_rpc(self, request: dict[str, Any]) -> dict[str, Any] | None:
         """Answer one JSON-RPC 2.0 request; None for notifications (no ``id``)."""
@@ -160,6 +167,11 @@ class Monitor:
     def _apply(self, batch: Batch, now: float) -> None:
         self._dropped += self.series.apply(batch, now)
         self.analyzer.observe_batch(batch, now)
+        for fn in self._batch_listeners:
+            try:
+                fn(batch, now)
+            except Exception:  # an exporter's bug must not stop the engine
+                log.exception("batch listener failed")
         self._accepted += batch.accepted
         if batch.rejected:
             self._rejected.update(batch.rejected)
