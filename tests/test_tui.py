@@ -11,12 +11,13 @@ import psutil
 import pytest
 from textual.color import Color
 
+from tests.screen import same_colour, screen_text, start
 from vtmon.config import Config
 from vtmon.engine.clock import ManualClock
 from vtmon.engine.collector import SystemCollector
 from vtmon.engine.monitor import Monitor
 from vtmon.engine.sensors import SensorReader
-from vtmon.model import Batch, DistBuf, Event, SeriesKey, Snapshot, make_tags
+from vtmon.model import Batch, DistBuf, Event, SeriesKey, make_tags
 from vtmon.tui import fmt, keys
 from vtmon.tui.app import VtmonApp
 from vtmon.tui.charts import Chart
@@ -65,23 +66,6 @@ def feed(
 def mixed_latencies() -> list[float]:
     """p50 within the 100 ms target, p95 within twice it, p99 beyond."""
     return [50.0] * 60 + [150.0] * 35 + [300.0] * 5
-
-
-def same_colour(rich_color, css: str) -> bool:
-    # Textual may blend a component colour by a unit or two; a different theme colour is far.
-    want = Color.parse(css).rich_color.triplet
-    return all(abs(a - b) <= 3 for a, b in zip(rich_color.triplet, want, strict=True))
-
-
-def screen_text(app: VtmonApp) -> str:
-    # The composited screen as plain lines (what a person would read).
-    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
-
-
-async def start(pilot, monitor: Monitor) -> Snapshot:
-    snap = monitor.tick()
-    await pilot.pause()
-    return snap
 
 
 # -- formatting ---------------------------------------------------------------------------

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from textual.color import Color
 
+from tests.screen import same_colour, screen_text, start
 from vtmon.config import Config
 from vtmon.engine.clock import ManualClock
 from vtmon.engine.monitor import Monitor
@@ -226,17 +226,8 @@ def findings(now: float) -> dict[str, Any]:
 # -- helpers --------------------------------------------------------------------------------
 
 
-def screen_text(app: VtmonApp) -> str:
-    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
-
-
 def panel_text(app: VtmonApp, widget_id: str) -> str:
     return app.main_screen.query_one(f"#{widget_id}", LiveStatic).shown_text
-
-
-def same_colour(rich_color, css: str) -> bool:
-    want = Color.parse(css).rich_color.triplet
-    return all(abs(a - b) <= 3 for a, b in zip(rich_color.triplet, want, strict=True))
 
 
 def style_of(app: VtmonApp, word: str):
@@ -246,12 +237,6 @@ def style_of(app: VtmonApp, word: str):
             if word in seg.text:
                 return seg.style
     raise AssertionError(f"{word!r} is not on screen")
-
-
-async def start(pilot, monitor: Monitor) -> Snapshot:
-    snap = monitor.tick()
-    await pilot.pause()
-    return snap
 
 
 # -- the Bottlenecks panel ------------------------------------------------------------------

@@ -28,11 +28,10 @@ from collections import deque
 from collections.abc import Iterable
 
 from vtmon.config import Config
+from vtmon.engine.common import MIB, memory_gauge, ms_text
 from vtmon.engine.series import is_error_counter
 from vtmon.model import Alert, Batch, Kind, SeriesKey, Severity
 
-MIB = 1024.0 * 1024.0
-MEMORY_GAUGES = ("memory_heap_used", "memory_rss")
 MEMORY_ALERT_FRACTION = 0.9
 ERROR_SPIKE_COUNT = 5  # more than this many errors in one batch
 LATENCY_SUPPRESS_S = 300.0
@@ -143,7 +142,7 @@ class AlertLog:
                     t=now,
                     severity=Severity.HIGH,
                     kind="high_latency",
-                    message=f"{comp} {_label(key)} took {_ms(v)}, above its {_ms(thr)} "
+                    message=f"{comp} {_label(key)} took {ms_text(v)}, above its {ms_text(thr)} "
                     "alert threshold",
                     component=comp,
                     metric=key.id,
@@ -162,7 +161,7 @@ class AlertLog:
             if hit is None:
                 if len(is_memory) > _CACHE_MAX:
                     is_memory.clear()
-                hit = is_memory[key] = key.name.rsplit(".", 1)[-1] in MEMORY_GAUGES
+                hit = is_memory[key] = memory_gauge(key.name) is not None
             if not hit:
                 continue
             # The value the gauge was last set to; a relative change (+/-) says nothing alone.
@@ -258,14 +257,6 @@ def _label(key: SeriesKey) -> str:
     """The series name, with its tags other than ``component`` when it has any."""
     extra = [f"{k}={v}" if v else k for k, v in key.tags if k != "component"]
     return f"{key.name}{{{','.join(extra)}}}" if extra else key.name
-
-
-def _ms(v: float) -> str:
-    if v >= 1000:
-        return f"{v / 1000:.1f} s"
-    if v >= 10:
-        return f"{v:.0f} ms"
-    return f"{v:.1f} ms"
 
 
 def _types(items: Iterable[tuple[str, float]]) -> str:

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vtmon.engine.common import MIB
 from vtmon.model import Cause, Resources
-
-MIB = 1024.0 * 1024.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,14 +27,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from vtmon.config import Config
-from vtmon.engine.causes import MIB, SignalHistory, process_cores, rank_causes
+from vtmon.engine.causes import SignalHistory, process_cores, rank_causes
+from vtmon.engine.common import (
+    ERROR_MIN_OPERATIONS,
+    MIB,
+    component_memory,
+    component_p95,
+    share_text,
+)
 from vtmon.model import (
     TYPE_WEIGHT,
     Bottleneck,
     Cause,
     DiskUsage,
     Evidence,
-    Kind,
     Resources,
     SeriesKey,
     SeriesStats,
@@ -42,7 +48,6 @@ from vtmon.model import (
     Snapshot,
 )
 
-MEMORY_GAUGES = ("memory_heap_used", "memory_rss")
 MEMORY_HIGH_PCT = 80.0
 MEMORY_CRITICAL_PCT = 90.0
 MEMORY_IMMEDIATE_PCT = 95.0
@@ -50,10 +55,8 @@ CPU_READINGS = 5  # the CPU rule averages this many system readings
 LATENCY_HIGH_X = 2.0
 LATENCY_CRITICAL_X = 5.0
 LATENCY_IMMEDIATE_X = 10.0  # one sample above this many targets is an immediate critical
-LATENCY_MIN_SAMPLES = 10  # a p95 of fewer samples is the maximum of a handful
 ERROR_HIGH_X = 2.0
 ERROR_CRITICAL_X = 5.0
-ERROR_MIN_OPERATIONS = 20  # so 1 error in 3 operations is not critical
 ERROR_Z = 1.2816  # one-sided 90 % Wilson bound: the rate must be above the limit, not just look so
 RESOLVED_KEEP = 200
 
@@ -306,21 +309,10 @@ class Detector:
         ]
 
     def _memory(self, snap: Snapshot) -> list[_Reading]:
-        worst: dict[str, tuple[float, str, float]] = {}  # component -> (percent, gauge, MB)
-        for s in snap.series:
-            if s.kind is not Kind.GAUGE or s.last is None:
-                continue
-            gauge = s.name.rsplit(".", 1)[-1]
-            if gauge not in MEMORY_GAUGES:
-                continue
-            limit = self.config.limits(s.component).max_memory_mb
-            mb = s.last / MIB
-            pct = 100.0 * mb / limit
-            if s.component not in worst or pct > worst[s.component][0]:
-                worst[s.component] = (pct, gauge, mb)
         out = []
-        for comp, (pct, gauge, mb) in worst.items():
+        for comp, (mb, gauge) in component_memory(snap).items():
             limit = self.config.limits(comp).max_memory_mb
+            pct = 100.0 * mb / limit
             what = "heap" if gauge == "memory_heap_used" else "resident memory"
             if gauge == "memory_heap_used":
                 action = (
@@ -433,17 +425,16 @@ class Detector:
         ]
 
     def _latency(self, snap: Snapshot, peaks: Mapping[str, float]) -> list[_Reading]:
-        worst: dict[str, tuple[float, str, float, float]] = {}  # comp -> (x target, id, p95, n)
-        for s in snap.series:
-            if s.kind is not Kind.DISTRIBUTION:
-                continue
-            w = s.windows.get("1m")
-            if w is None or w.p95 is None or w.count < LATENCY_MIN_SAMPLES:
-                continue
-            target = self.config.limits(s.component).target_ms
-            x = w.p95 / target
-            if s.component not in worst or x > worst[s.component][0]:
-                worst[s.component] = (x, _series_label(s), w.p95, w.count)
+        # A component has one target, so its worst p95 is also its worst against the target.
+        worst = {
+            comp: (
+                p95 / self.config.limits(comp).target_ms,
+                _series_label(s),
+                p95,
+                s.windows["1m"].count,
+            )
+            for comp, (p95, s) in component_p95(snap).items()
+        }
         out = []
         for comp in worst.keys() | peaks.keys():
             target = self.config.limits(comp).target_ms
@@ -536,9 +527,9 @@ class Detector:
                         Evidence("acceptable error rate", round(100 * limit, 3), None, "%"),
                     ),
                     description=(
-                        f"{e.component} failed {_pct(e.error_rate)} of {e.operations:.0f} "
+                        f"{e.component} failed {share_text(e.error_rate)} of {e.operations:.0f} "
                         f"operations in the last minute ({e.errors:.0f} errors, acceptable "
-                        f"{_pct(limit)}){mostly}."
+                        f"{share_text(limit)}){mostly}."
                     ),
                     action=(
                         f"Look at {e.component}'s {first} first: check its log and the "
@@ -731,15 +722,6 @@ def _psi(res: Resources, resource: str) -> float | None:
         if p.resource == resource:
             return p.some_avg10
     return None
-
-
-def _pct(v: float) -> str:
-    pct = 100.0 * v
-    if pct >= 10:
-        return f"{pct:.0f} %"
-    if pct >= 1:
-        return f"{pct:.1f} %"
-    return f"{pct:.2g} %"
 
 
 def _size(n: float) -> str:

@@ -10,7 +10,7 @@ Health per component starts at 1 and loses:
 ``use`` and the memory threshold are fractions of the component's ``max_memory_mb`` (the
 original design's numbers are fractions: a threshold of 0.8 = 80 % of the budget), so a
 component at its full budget loses 0.1 and one at 140 % the maximum 0.3. The worst p95 is taken
-over distributions with at least ``MIN_SAMPLES`` values in the minute, as the latency rule does
+over distributions with at least ``P95_MIN_SAMPLES`` values in the minute, as the latency rule does
 (the p95 of three samples is their maximum). ``error_rate`` is the component's errors /
 operations over the last minute against its ``error_rate`` setting. Status: good above 0.8,
 warning above 0.6, else critical. ``penalties`` lists each non-zero deduction.
@@ -41,23 +41,19 @@ component's active bottleneck, when there is one.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from vtmon.config import Config
+from vtmon.engine.common import ERROR_MIN_OPERATIONS, MIB, component_memory, component_p95
 from vtmon.model import Bottleneck, Health, Kind, Recommendation, Severity, Snapshot
 
-MIB = 1024.0 * 1024.0
-MEMORY_GAUGES = ("memory_heap_used", "memory_rss")
-MIN_SAMPLES = 10
 MEMORY_THRESHOLD = 0.8
 GOOD = 0.8
 WARNING = 0.6
 LATENCY_REC_X = 2.0  # recommend when p95 is above this many targets
 CRITICAL_X = 5.0
 CROSS_P95_MS = 500.0
-ERROR_MIN_OPERATIONS = 20  # 1 error in 3 operations is not a rate to act on
 SYSTEM = "system"
 MACHINE_MEMORY_PCT = 90.0  # the machine's memory use that makes the components' share matter
 MACHINE_MEMORY_HIGH_PCT = 95.0
@@ -79,19 +75,12 @@ def _gather(snap: Snapshot, bottlenecks: Sequence[Bottleneck]) -> dict[str, _Com
     comps: dict[str, _Comp] = {}
     for s in snap.series:
         if s.kind is Kind.DISTRIBUTION:
-            c = comps.setdefault(s.component, _Comp())
-            w = s.windows.get("1m")
-            if w is None or w.p95 is None or w.count < MIN_SAMPLES:
-                continue
-            if c.p95 is None or w.p95 > c.p95:
-                c.p95, c.p95_series = w.p95, _label(s.name, s.tags)
-        elif s.kind is Kind.GAUGE and s.name.rsplit(".", 1)[-1] in MEMORY_GAUGES:
-            if s.last is None or not math.isfinite(s.last):
-                continue
-            c = comps.setdefault(s.component, _Comp())
-            mb = s.last / MIB
-            if c.memory_mb is None or mb > c.memory_mb:
-                c.memory_mb = mb
+            comps.setdefault(s.component, _Comp())  # scored even before its p95 counts
+    for comp, (p95, s) in component_p95(snap).items():
+        c = comps[comp]
+        c.p95, c.p95_series = p95, _label(s.name, s.tags)
+    for comp, (mb, _) in component_memory(snap).items():
+        comps.setdefault(comp, _Comp()).memory_mb = mb
     for e in snap.errors:
         c = comps.setdefault(e.component, _Comp())
         c.error_rate, c.errors, c.operations = e.error_rate, e.errors, e.operations

@@ -8,7 +8,7 @@ What is tracked (one point per ``STEP_S``, the last ``WINDOW_S`` kept):
              where the detector turns critical -- by 100 % writes already fail, so the warning
              has to come while there is still room to act
     p95      per component: the worst 1-minute p95 of its distributions (with at least
-             ``MIN_SAMPLES`` values); limit = 5x the component's target, the detector's
+             ``P95_MIN_SAMPLES`` values); limit = 5x the component's target, the detector's
              critical latency level
 
 The model is an ordinary least-squares line over the window rather than Holt's smoothing: with
@@ -34,18 +34,16 @@ from collections import deque
 from dataclasses import dataclass
 
 from vtmon.config import Config
-from vtmon.model import Kind, Prediction, Snapshot
+from vtmon.engine.common import component_memory, component_p95
+from vtmon.model import Prediction, Snapshot
 
 STEP_S = 10.0
 WINDOW_S = 600.0
 MIN_SPAN_S = 110.0  # ~2 minutes of points (12 at one per 10 s)
 MIN_POINTS = 10
 STALE_S = 60.0
-MIN_SAMPLES = 10  # a p95 of fewer values is the maximum of a handful
 P95_LIMIT_X = 5.0
 T_MIN = 3.0
-MIB = 1024.0 * 1024.0
-MEMORY_GAUGES = ("memory_heap_used", "memory_rss")
 _METRIC_ORDER = {"memory": 0, "disk": 1, "p95": 2}
 
 
@@ -73,25 +71,10 @@ class Forecaster:
         if now < self._next:
             return
         self._next = now + STEP_S
-        memory: dict[str, float] = {}
-        p95: dict[str, float] = {}
-        for s in snap.series:
-            if s.kind is Kind.GAUGE:
-                if s.last is None or s.name.rsplit(".", 1)[-1] not in MEMORY_GAUGES:
-                    continue
-                mb = s.last / MIB
-                if math.isfinite(mb) and mb > memory.get(s.component, -math.inf):
-                    memory[s.component] = mb
-            elif s.kind is Kind.DISTRIBUTION:
-                w = s.windows.get("1m")
-                if w is None or w.p95 is None or w.count < MIN_SAMPLES:
-                    continue
-                if w.p95 > p95.get(s.component, -math.inf):
-                    p95[s.component] = w.p95
-        for comp, v in memory.items():
-            self._record(("memory", comp), now, v)
-        for comp, v in p95.items():
-            self._record(("p95", comp), now, v)
+        for comp, (mb, _) in component_memory(snap).items():
+            self._record(("memory", comp), now, mb)
+        for comp, (p95, _) in component_p95(snap).items():
+            self._record(("p95", comp), now, p95)
         for d in snap.resources.disks:
             self._record(("disk", d.mount), now, d.percent)
         # Tracks of components and mounts that went away: dropped once they hold nothing recent.

@@ -80,6 +80,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from vtmon.engine.common import ms_text, share_text
 from vtmon.model import Kind, Regression, SeriesStats, Snapshot
 
 MIN_SAMPLES = 20  # a p95 of fewer values than this is too coarse to compare
@@ -294,7 +295,7 @@ class RegressionDetector:
             since=since,
             detected=now,
             message=f"{tr.component} {tr.label} p95 {_pct(change)} since {_hhmm(since)} "
-            f"({_ms(before)} -> {_ms(after)})",
+            f"({ms_text(before)} -> {ms_text(after)})",
         )
 
     def _window_alarm(self, tr: _Track, mu: float, sigma: float, in_run: int) -> bool:
@@ -379,9 +380,9 @@ class RegressionDetector:
             detected=now,
             message=(
                 f"{comp} error rate {_pct(change)} since {_hhmm(since)} "
-                f"({_rate(before)} -> {_rate(after)})"
+                f"({share_text(before)} -> {share_text(after)})"
                 if before > 0
-                else f"{comp} error rate up from 0 to {_rate(after)} since {_hhmm(since)}"
+                else f"{comp} error rate up from 0 to {share_text(after)} since {_hhmm(since)}"
             ),
         )
 
@@ -441,15 +442,3 @@ def _pct(change: float) -> str:
 
 def _hhmm(t: float) -> str:
     return time.strftime("%H:%M", time.localtime(t))
-
-
-def _ms(v: float) -> str:
-    if v >= 1000:
-        return f"{v / 1000:.2f} s"
-    if v >= 10:
-        return f"{v:.0f} ms"
-    return f"{v:.1f} ms"
-
-
-def _rate(r: float) -> str:
-    return f"{100 * r:.2g} %" if r < 0.1 else f"{100 * r:.0f} %"
