@@ -32,6 +32,8 @@ lint: $(VENV)/.installed-test
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/store.py
+	$(BIN)/python bench/prometheus.py
 
 screenshots: $(VENV)/.installed-test
 	$(BIN)/python screenshots/make.py

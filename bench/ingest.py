@@ -5,7 +5,7 @@ Measures lines/s from the first byte sent until the running instance has counted
 and, in the same run, a bare asyncio server that only splits the same lines into a list
 (the Python ceiling this machine allows).
 
-    python bench/ingest.py [--lines N] [--series K]
+    python bench/ingest.py [--lines N] [--series K] [--prometheus]
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import asyncio
 import json
 import multiprocessing as mp
 import os
-import platform
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
+
+from common import machine
 
 
 def make_payload(lines: int, series: int) -> bytes:
@@ -72,12 +72,12 @@ def wait_for_socket(path: str, timeout: float = 20.0) -> None:
     raise SystemExit(f"vtmon serve did not come up on {path}")
 
 
-def bench_vtmon(lines: int, series: int, payload: bytes) -> dict:
+def bench_vtmon(lines: int, series: int, payload: bytes, serve_args: tuple[str, ...] = ()) -> dict:
     tmp = tempfile.mkdtemp(prefix="vtmon-bench-")
     path = os.path.join(tmp, "bench.sock")
     env = dict(os.environ)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "vtmon.cli", "serve", "--socket", path],
+        [sys.executable, "-m", "vtmon.cli", "serve", "--socket", path, *serve_args],
         stderr=subprocess.DEVNULL,
         env=env,
     )
@@ -209,32 +209,27 @@ def bench_bare(lines: int, payload: bytes, server=None) -> dict:
     return {"lines_per_s": lines / (t1 - t0), "elapsed_s": t1 - t0}
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--lines", type=int, default=6_000_000)
     ap.add_argument("--series", type=int, default=10)
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
+    ap.add_argument(
+        "--prometheus",
+        action="store_true",
+        help="run vtmon serve with its Prometheus exporter on (--prometheus 127.0.0.1:0)",
+    )
     args = ap.parse_args()
     payload = make_payload(args.lines, args.series)
     bare = bench_bare(args.lines, payload)
     readline = bench_bare(args.lines, payload, readline_server)
-    vt = bench_vtmon(args.lines, args.series, payload)
+    serve_args = ("--prometheus", "127.0.0.1:0") if args.prometheus else ()
+    vt = bench_vtmon(args.lines, args.series, payload, serve_args)
     res = {
         "machine": machine(),
         "lines": args.lines,
         "series": args.series,
+        "prometheus": args.prometheus,
         "bytes": len(payload),
         "vtmon": vt,
         "bare_asyncio_split": bare,

@@ -7,13 +7,13 @@ import os
 import socket
 import stat
 import struct
-from pathlib import Path
 
 import pytest
 import statsd
 from datadog.dogstatsd import DogStatsd
 
 from tests.conftest import RecordingMonitor
+from tests.sockets import connect, connection_stats
 from vtmon.engine.clock import ManualClock
 from vtmon.ingest.server import IngestServer, SocketError, SocketInUse, prepare_path, rpc_call
 
@@ -22,26 +22,10 @@ def _series(snap, name):
     return [s for s in snap.series if s.name == name]
 
 
-def _connect(path: Path) -> socket.socket:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(10)
-    s.connect(os.fspath(path))
-    return s
-
-
-def _stats(s: socket.socket) -> dict:
-    """Ask this connection's counters; the answer comes after every earlier line is handled."""
-    s.sendall(b'{"jsonrpc":"2.0","id":99,"method":"connection.stats"}\n')
-    buf = b""
-    while b"\n" not in buf:
-        buf += s.recv(65536)
-    return json.loads(buf.split(b"\n")[0])["result"]
-
-
 def test_socat_style_line_shows_percentiles(server, monitor):
-    s = _connect(server.path)
+    s = connect(server.path)
     s.sendall(b"api.request_latency:12.5|ms|#component:api-server\n")
-    assert _stats(s) == {"accepted": 1, "rejected": {}}
+    assert connection_stats(s) == {"accepted": 1, "rejected": {}}
     snap = monitor.tick()
     (row,) = _series(snap, "api.request_latency")
     assert row.component == "api-server"
@@ -104,7 +88,7 @@ def test_datadog_client_length_prefixed_stream(server, monitor):
 
 
 def test_length_framing_detected_from_first_bytes(server, monitor):
-    s = _connect(server.path)
+    s = connect(server.path)
     packets = [b"a.latency:1|ms", b"a.latency:2|ms\na.latency:3|ms"]
     data = b"".join(struct.pack("<I", len(p)) + p for p in packets)
     # Split in awkward places: inside the length, inside a packet.
@@ -117,20 +101,20 @@ def test_length_framing_detected_from_first_bytes(server, monitor):
 
 
 def test_lines_split_across_reads_are_reassembled(server, monitor):
-    s = _connect(server.path)
+    s = connect(server.path)
     for piece in (b"b.lat", b"ency:4", b"2|ms\nb.latency:", b"8|ms\n"):
         s.sendall(piece)
-    assert _stats(s)["accepted"] == 2
+    assert connection_stats(s)["accepted"] == 2
     (lat,) = _series(monitor.tick(), "b.latency")
     assert lat.windows["1m"].count == 2
     assert lat.windows["1m"].max == pytest.approx(42, rel=0.01)
 
 
 def test_bad_lines_counted_and_connection_stays_open(server, monitor):
-    s = _connect(server.path)
+    s = connect(server.path)
     s.sendall(b"good.latency:1|ms\nnope\nx:abc|ms\ny:1|zz\nz:nan|ms\n" + b"w" * 70_000 + b"\n")
     s.sendall(b"good.latency:2|ms\n")
-    stats = _stats(s)
+    stats = connection_stats(s)
     assert stats["accepted"] == 2
     assert stats["rejected"] == {
         "bad syntax": 1,
@@ -144,7 +128,7 @@ def test_bad_lines_counted_and_connection_stays_open(server, monitor):
 
 
 def test_unterminated_last_line_counts_at_close(server, monitor):
-    s = _connect(server.path)
+    s = connect(server.path)
     s.sendall(b"c.latency:5|ms\nc.latency:6|ms")
     s.close()
     monitor.wait_lines(2)
@@ -153,7 +137,7 @@ def test_unterminated_last_line_counts_at_close(server, monitor):
 
 
 def test_json_lines_and_snapshot_rpc(server, monitor):
-    s = _connect(server.path)
+    s = connect(server.path)
     line = {
         "name": "request_latency",
         "value": 0.25,
@@ -162,7 +146,7 @@ def test_json_lines_and_snapshot_rpc(server, monitor):
         "context": {"component": "api-server", "requestId": "r1"},
     }
     s.sendall(json.dumps(line).encode() + b"\n")
-    _stats(s)
+    connection_stats(s)
     monitor.tick()
     result = rpc_call(server.path, "snapshot")
     (row,) = [r for r in result["series"] if r["name"] == "request_latency"]
@@ -206,17 +190,17 @@ def test_regular_file_in_the_way_is_refused(sock_dir, monitor):
 def test_many_lines_all_counted(server, monitor):
     n = 50_000
     payload = b"".join(b"bulk.latency:%d|ms\n" % (i % 500 + 1) for i in range(n))
-    s = _connect(server.path)
+    s = connect(server.path)
     s.sendall(payload)
-    assert _stats(s)["accepted"] == n
+    assert connection_stats(s)["accepted"] == n
     (lat,) = _series(monitor.tick(), "bulk.latency")
     assert lat.windows["1m"].count == n
 
 
 def test_monitor_clock_is_injected(clock: ManualClock, server, monitor):
-    s = _connect(server.path)
+    s = connect(server.path)
     s.sendall(b"d.latency:5|ms\n")
-    _stats(s)
+    connection_stats(s)
     monitor.tick()
     clock.advance(61)
     (lat,) = _series(monitor.tick(), "d.latency")

@@ -18,6 +18,7 @@ from vtmon.engine.collector import SystemCollector
 from vtmon.engine.monitor import Monitor
 from vtmon.engine.sensors import SensorReader
 from vtmon.model import Batch, DistBuf, Event, SeriesKey, make_tags
+from vtmon.store.db import HistoryStore
 from vtmon.tui import fmt, keys
 from vtmon.tui.app import VtmonApp
 from vtmon.tui.charts import Chart
@@ -441,3 +442,20 @@ async def test_a_gone_process_says_so(tmp_path: Path, clock: ManualClock) -> Non
         await start(pilot, monitor)
         text = app.main_screen.query_one("#resources-text", LiveStatic).shown_text
         assert f"gone No process has pid {gone}." in " ".join(text.split())
+
+
+async def test_history_that_cannot_be_written_is_said_once_and_marked(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")  # no one, root included, can make a folder below it
+    store = HistoryStore.open(blocker / "history", clock=clock)
+    monitor = Monitor(Config(), clock=clock, socket_path=SOCK, store=store)
+    app = VtmonApp(monitor)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await start(pilot, monitor)
+        await start(pilot, monitor)
+        assert "⚠ no history" in screen_text(app).splitlines()[0]
+        said = [n.message for n in app._notifications if n.title == "History"]
+        assert said == [store.warning]  # two snapshots, one notification
+    monitor.stop()

@@ -43,6 +43,65 @@ def pid_option(f: Callable[..., Any]) -> Callable[..., Any]:
     )(f)
 
 
+def _listen(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    from vtmon.store.prometheus import parse_listen
+
+    try:
+        return parse_listen(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+def prometheus_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--prometheus",
+        metavar="HOST:PORT",
+        callback=_listen,
+        help="Serve /metrics for Prometheus on HOST:PORT (PORT or :PORT: loopback; "
+        "0.0.0.0:PORT: every interface). Off by default.",
+    )(f)
+
+
+def record_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--record",
+        "record_file",
+        metavar="FILE",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Also record everything that arrives on the socket into FILE (see `vtmon record`).",
+    )(f)
+
+
+def _remember(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    def store(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        if value:  # given here, or before the command (meta is shared by the whole chain)
+            ctx.meta[f"vtmon.{name}"] = value
+
+    return store
+
+
+def history_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--data-dir`` and ``--no-history``; read back by ``_open_store``."""
+    f = click.option(
+        "--no-history",
+        is_flag=True,
+        expose_value=False,
+        callback=_remember("no_history"),
+        help="Keep history in memory only: nothing is written to disk.",
+    )(f)
+    return click.option(
+        "--data-dir",
+        metavar="DIR",
+        expose_value=False,
+        callback=_remember("data_dir"),
+        help="Keep history (an SQLite file: vtmon.db, demo.db for the demo) in DIR. "
+        "Default: the user data folder, e.g. ~/.local/share/vtmon. If DIR cannot be "
+        "written, vtmon runs in memory and says so.",
+    )(f)
+
+
 @click.group(
     invoke_without_command=True,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -50,10 +109,18 @@ def pid_option(f: Callable[..., Any]) -> Callable[..., Any]:
 @socket_option
 @config_option
 @pid_option
+@history_options
+@prometheus_option
+@record_option
 @click.version_option(__version__, prog_name="vtmon")
 @click.pass_context
 def main(
-    ctx: click.Context, socket_path: str | None, config_file: str | None, pid: int | None
+    ctx: click.Context,
+    socket_path: str | None,
+    config_file: str | None,
+    pid: int | None,
+    prometheus: tuple[str, int] | None,
+    record_file: Path | None,
 ) -> None:
     """Watch and tune an application's performance from the terminal.
 
@@ -69,8 +136,17 @@ def main(
     """
     # Options given before the command (`vtmon --socket S demo`) count for the command too.
     ctx.obj = {"socket": socket_path, "config": config_file, "pid": pid}
+    ctx.obj["prometheus"] = prometheus
+    ctx.obj["record"] = record_file
     if ctx.invoked_subcommand is None:
-        _console(socket_path, config_file, demo=False, pid=pid)
+        _console(
+            socket_path,
+            config_file,
+            demo=False,
+            pid=pid,
+            prometheus=prometheus,
+            record_file=record_file,
+        )
 
 
 def _root_opt(name: str) -> Any:
@@ -85,7 +161,14 @@ def _inherit(socket_path: str | None, config_file: str | None = None) -> tuple[s
 @socket_option
 @config_option
 @pid_option
-def demo(socket_path: str | None, config_file: str | None, pid: int | None) -> None:
+@history_options
+@prometheus_option
+def demo(
+    socket_path: str | None,
+    config_file: str | None,
+    pid: int | None,
+    prometheus: tuple[str, int] | None,
+) -> None:
     """Open the console fed by a built-in voice-terminal workload.
 
     The workload (voice-engine, terminal-processor, api-server) sends through the real
@@ -95,14 +178,29 @@ def demo(socket_path: str | None, config_file: str | None, pid: int | None) -> N
     socket_path, config_file = _inherit(socket_path, config_file)
     if socket_path is None:
         socket_path = str(resolve_socket_path(None).parent / "demo.sock")
-    _console(socket_path, config_file, demo=True, pid=pid or _root_opt("pid"))
+    _console(
+        socket_path,
+        config_file,
+        demo=True,
+        pid=pid or _root_opt("pid"),
+        prometheus=prometheus or _root_opt("prometheus"),
+    )
 
 
 @main.command()
 @socket_option
 @config_option
 @pid_option
-def serve(socket_path: str | None, config_file: str | None, pid: int | None) -> None:
+@history_options
+@prometheus_option
+@record_option
+def serve(
+    socket_path: str | None,
+    config_file: str | None,
+    pid: int | None,
+    prometheus: tuple[str, int] | None,
+    record_file: Path | None,
+) -> None:
     """Run the engine with no screen (servers, CI, scripts) until Ctrl-C or SIGTERM.
 
     Read its state with `vtmon snapshot`.
@@ -111,7 +209,15 @@ def serve(socket_path: str | None, config_file: str | None, pid: int | None) -> 
     logging.basicConfig(level=logging.INFO, format="vtmon: %(message)s", stream=sys.stderr)
     cfg = _load(config_file)
     path = resolve_socket_path(socket_path)
-    monitor, server = _start_engine(cfg, path, f"metrics on {path}", pid or _root_opt("pid"))
+    recorder = _recorder(record_file or _root_opt("record"), path)
+    monitor, server = _start_engine(
+        cfg,
+        path,
+        f"metrics on {path}",
+        pid or _root_opt("pid"),
+        prometheus=prometheus or _root_opt("prometheus"),
+        recorder=recorder,
+    )
     done = threading.Event()
 
     def _stop(signum: int, frame: object) -> None:
@@ -128,6 +234,7 @@ def serve(socket_path: str | None, config_file: str | None, pid: int | None) -> 
     finally:
         server.stop()
         monitor.stop()
+        _finish_recording(recorder)
     click.echo("vtmon stopped.", err=True)
 
 
@@ -230,6 +337,262 @@ def config(example: bool) -> None:
     click.echo(f"{p} ({'exists' if p.exists() else 'not present: defaults apply'})")
 
 
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@socket_option
+@config_option
+@pid_option
+@click.option("--force", is_flag=True, help="Overwrite FILE when it exists.")
+@click.pass_context
+def record(
+    ctx: click.Context,
+    file: Path,
+    socket_path: str | None,
+    config_file: str | None,
+    pid: int | None,
+    force: bool,
+) -> None:
+    """Serve like `vtmon serve` and record everything that arrives on the socket into FILE.
+
+    Every read of every connection is stored with its arrival time, so `vtmon replay FILE`
+    plays it back through the same ingest and engine. A FILE ending in .gz is compressed.
+    Stop with Ctrl-C or SIGTERM; the format is in docs/recording.md. `vtmon --record FILE`
+    records from the console.
+    """
+    ctx.meta["vtmon.record.overwrite"] = force
+    ctx.invoke(serve, socket_path=socket_path, config_file=config_file, pid=pid, record_file=file)
+
+
+def _recorder(file: Path | None, path: Path) -> Any:
+    """A Recorder for ``--record FILE`` (None without it), finished when the command ends."""
+    if file is None:
+        return None
+    from vtmon.store.recording import Recorder, RecordingError
+
+    ctx = click.get_current_context()
+    try:
+        rec = Recorder(
+            file, socket_path=str(path), overwrite=ctx.meta.get("vtmon.record.overwrite", False)
+        )
+    except RecordingError as e:
+        raise click.ClickException(str(e)) from None
+    ctx.call_on_close(lambda: _finish_recording(rec))
+    click.echo(f"vtmon recording everything that arrives on {path} to {file}.", err=True)
+    return rec
+
+
+def _finish_recording(rec: Any) -> None:
+    """Close the recording (after the server stopped) and say what it holds; idempotent."""
+    if rec is None or getattr(rec, "finished", False):
+        return
+    rec.finished = True
+    rec.close()
+    if rec.error:
+        raise click.ClickException(rec.error)
+    if rec.connections == 0:
+        rec.path.unlink(missing_ok=True)
+        click.echo(f"Nothing arrived on the socket, so {rec.path} was not kept.", err=True)
+        return
+    click.echo(rec.summary(), err=True)
+
+
+class _BadRecording(click.ClickException):
+    exit_code = 2
+
+
+def _speed(ctx: click.Context, param: click.Parameter, value: str) -> float:
+    if value.strip().lower() == "max":
+        return 0.0
+    try:
+        n = float(value)
+    except ValueError:
+        n = -1.0
+    if not 0 <= n < float("inf"):
+        raise click.BadParameter("give a number (2 is twice as fast; 0 is max) or max.")
+    return n
+
+
+@main.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option(
+    "--speed",
+    default="1",
+    callback=_speed,
+    metavar="N",
+    help="Play N times as fast as recorded (0.5 is half speed); 0 or max: as fast as possible.",
+)
+@click.option(
+    "--serve",
+    "headless",
+    is_flag=True,
+    help="No screen: serve the replay on the socket for `vtmon snapshot`, like `vtmon serve`.",
+)
+@socket_option
+@config_option
+def replay(
+    file: Path, speed: float, headless: bool, socket_path: str | None, config_file: str | None
+) -> None:
+    """Play a recording made by `vtmon record` through the same ingest and engine as live data.
+
+    The engine's clock follows the recorded arrival times, so windows, percentiles and
+    detection see the recorded timeline at any speed. Opens the console, or with --serve
+    runs headless; at the end it keeps showing (or serving) the final state until you quit.
+    Machine readings (CPU, sensors) are not part of a recording and stay empty.
+
+    \b
+      vtmon replay incident.vtmrec --speed 10
+      vtmon replay incident.vtmrec --speed max --serve --socket /tmp/r.sock
+    """
+    from vtmon.engine.clock import ManualClock
+    from vtmon.engine.monitor import Monitor
+    from vtmon.store.recording import (
+        NullCollector,
+        NullSensors,
+        RecordingError,
+        RecordingReader,
+        ReplayEndpoint,
+        replay_into,
+    )
+
+    socket_path, config_file = _inherit(socket_path, config_file)
+    try:
+        reader = RecordingReader(file)
+    except RecordingError as e:
+        raise _BadRecording(str(e)) from None
+    try:
+        cfg = _load(config_file)
+    except click.ClickException:
+        reader.close()
+        raise
+    pace = f"x{speed:g}" if speed else "max speed"
+    watching = f"replay of {file.name} ({pace})"
+    clock = ManualClock(start=reader.started)
+    path = resolve_socket_path(socket_path) if headless else None
+    monitor = Monitor(
+        cfg,
+        clock=clock,
+        socket_path=str(path or ""),
+        watching=watching,
+        collector=NullCollector(),  # type: ignore[arg-type]
+        sensors=NullSensors(),  # type: ignore[arg-type]
+    )
+    stop = threading.Event()
+    finished = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["stats"] = replay_into(
+                monitor,
+                reader,
+                clock,
+                speed,
+                stop=stop,
+                end_text=f"replay of {file.name} ({pace}, finished)",
+            )
+        except Exception as e:  # reported, never a traceback on the screen
+            logging.getLogger(__name__).exception("replay failed")
+            outcome["error"] = f"The replay of {file} failed: {e}."
+        finally:
+            finished.set()
+            if headless:
+                _report_replay(outcome, serving=path)
+
+    thread = threading.Thread(target=run, name="vtmon-replay", daemon=True)
+    if headless:
+        assert path is not None
+        _replay_headless(monitor, path, thread, stop, ReplayEndpoint(monitor), watching)
+    else:
+        _replay_console(monitor, thread, stop)
+    finished.wait(5)
+    if not headless:
+        _report_replay(outcome, serving=None)
+    if "error" in outcome:
+        if headless:
+            sys.exit(1)  # already said, when it happened
+        raise click.ClickException(outcome["error"])
+
+
+def _replay_headless(
+    monitor: Any,
+    path: Path,
+    thread: threading.Thread,
+    stop: threading.Event,
+    endpoint: Any,
+    watching: str,
+) -> None:
+    from vtmon.ingest.server import IngestServer, SocketError, SocketInUse
+
+    logging.basicConfig(level=logging.INFO, format="vtmon: %(message)s", stream=sys.stderr)
+    server = IngestServer(path, endpoint, max_line=monitor.config.max_line_bytes)
+    try:
+        server.start()
+    except (SocketInUse, SocketError) as e:
+        raise click.ClickException(str(e)) from None
+    done = _stop_on_signals()
+    click.echo(
+        f"vtmon {watching} on {path}; `vtmon snapshot --socket {path}` reads its state.",
+        err=True,
+    )
+    thread.start()
+    try:
+        while not done.wait(0.5):
+            pass
+    finally:
+        stop.set()
+        thread.join(5)
+        server.stop()
+    click.echo("vtmon stopped.", err=True)
+
+
+def _replay_console(monitor: Any, thread: threading.Thread, stop: threading.Event) -> None:
+    log_dir = Path(platformdirs.user_log_dir(APP))
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        logging.basicConfig(filename=log_dir / "vtmon.log", level=logging.WARNING)
+    except OSError:
+        logging.basicConfig(level=logging.CRITICAL)
+    from vtmon.tui.app import VtmonApp
+
+    thread.start()
+    try:
+        VtmonApp(monitor).run()
+    finally:
+        stop.set()
+        thread.join(5)
+
+
+def _report_replay(outcome: dict[str, Any], serving: Path | None) -> None:
+    stats = outcome.get("stats")
+    if stats is None:
+        if serving is not None and "error" in outcome:
+            click.echo(f"Error: {outcome['error']}", err=True)
+        return
+    if stats.note:
+        click.echo(f"Note: {stats.note}", err=True)
+    if stats.stopped:
+        click.echo(f"Stopped early. {stats.summary()}", err=True)
+    elif serving is not None:
+        click.echo(
+            f"Replay finished. {stats.summary()} Serving its final state on {serving} "
+            "until Ctrl-C.",
+            err=True,
+        )
+    else:
+        click.echo(f"Replay finished. {stats.summary()}", err=True)
+
+
+def _stop_on_signals() -> threading.Event:
+    done = threading.Event()
+
+    def _stop(signum: int, frame: object) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    return done
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -247,7 +610,15 @@ def _not_running(path: Path) -> str:
     )
 
 
-def _start_engine(cfg: Config, path: Path, watching: str, pid: int | None) -> tuple[Any, Any]:
+def _start_engine(
+    cfg: Config,
+    path: Path,
+    watching: str,
+    pid: int | None,
+    recorder: Any = None,
+    prometheus: tuple[str, int] | None = None,
+    demo: bool = False,
+) -> tuple[Any, Any]:
     import psutil
 
     from vtmon.engine.collector import SystemCollector
@@ -265,8 +636,13 @@ def _start_engine(cfg: Config, path: Path, watching: str, pid: int | None) -> tu
             name = "?"
         watching = f"pid {pid} ({name}) and {watching}"
     collector = SystemCollector(pid=pid)
-    monitor = Monitor(cfg, socket_path=str(path), watching=watching, collector=collector)
-    server = IngestServer(path, monitor, max_line=cfg.max_line_bytes)
+    store = _open_store(cfg, demo)
+    monitor = Monitor(
+        cfg, socket_path=str(path), watching=watching, collector=collector, store=store
+    )
+    if prometheus is not None:  # before the socket opens, so that every batch is exported
+        _start_prometheus(monitor, prometheus)
+    server = IngestServer(path, monitor, max_line=cfg.max_line_bytes, recorder=recorder)
     try:
         server.start()
     except (SocketInUse, SocketError) as e:
@@ -275,8 +651,44 @@ def _start_engine(cfg: Config, path: Path, watching: str, pid: int | None) -> tu
     return monitor, server
 
 
+def _open_store(cfg: Config, demo: bool) -> Any:
+    """The history file from ``--data-dir`` (else the user data folder); None with
+    ``--no-history``. Never fails: an unusable folder gives a store that says why."""
+    from vtmon.store.db import DB_NAME, DEMO_DB_NAME, HistoryStore
+
+    ctx = click.get_current_context()
+    if ctx.meta.get("vtmon.no_history"):
+        return None
+    data_dir = ctx.meta.get("vtmon.data_dir") or platformdirs.user_data_dir(APP)
+    store = HistoryStore.open(data_dir, cfg.retention, name=DEMO_DB_NAME if demo else DB_NAME)
+    ctx.call_on_close(store.close)  # Monitor.stop closes it first; this covers failed starts
+    return store
+
+
+class _CannotServe(click.ClickException):
+    exit_code = 2
+
+
+def _start_prometheus(monitor: Any, listen: tuple[str, int]) -> None:
+    """Serve /metrics until the command ends (the click context closes)."""
+    from vtmon.store.prometheus import ExporterError, PrometheusExporter
+
+    exporter = PrometheusExporter(monitor)
+    try:
+        exporter.serve(*listen)
+    except ExporterError as e:
+        raise _CannotServe(str(e)) from None
+    click.get_current_context().call_on_close(exporter.stop)
+    logging.getLogger(__name__).info("Prometheus metrics on %s", exporter.url)
+
+
 def _console(
-    socket_path: str | None, config_file: str | None, demo: bool, pid: int | None = None
+    socket_path: str | None,
+    config_file: str | None,
+    demo: bool,
+    pid: int | None = None,
+    prometheus: tuple[str, int] | None = None,
+    record_file: Path | None = None,
 ) -> None:
     # Log to a file: anything written to the terminal would tear the screen.
     log_dir = Path(platformdirs.user_log_dir(APP))
@@ -288,7 +700,10 @@ def _console(
     cfg = _load(config_file)
     path = resolve_socket_path(socket_path)
     watching = "demo workload" if demo else f"metrics on {path}"
-    monitor, server = _start_engine(cfg, path, watching, pid)
+    recorder = _recorder(record_file, path)
+    monitor, server = _start_engine(
+        cfg, path, watching, pid, prometheus=prometheus, recorder=recorder, demo=demo
+    )
     stop = threading.Event()
     try:
         if demo:
@@ -302,6 +717,7 @@ def _console(
         stop.set()
         server.stop()
         monitor.stop()
+        _finish_recording(recorder)
 
 
 def _read_json_line(s: socket.socket, rid: str = "send") -> dict[str, Any]:

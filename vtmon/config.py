@@ -74,6 +74,32 @@ class DetectorConfig:
     forecast_horizon_s: float = 900.0
 
 
+@dataclass(frozen=True)
+class RetentionConfig:
+    """``[retention]``: how often history is written and how long each layer keeps it.
+
+    Each layer is collected at its resolution; inside its retention older points are kept at
+    10x, 60x and 600x that resolution (docs/history.md has the schedule).
+    """
+
+    flush_interval_s: float = 5.0  # history is written this often; a crash loses at most this
+    rollup_interval_s: float = 60.0  # how often rollups and retention run
+    application_resolution_s: float = 1.0  # metrics from the socket
+    application_days: float = 7.0
+    system_resolution_s: float = 5.0  # CPU, memory, disk, pressure
+    system_days: float = 30.0
+    network_resolution_s: float = 10.0  # network rates
+    network_days: float = 14.0
+    hardware_resolution_s: float = 30.0  # sensors: temperatures, fans, power, battery
+    hardware_days: float = 90.0
+
+    def resolution_s(self, layer: str) -> int:
+        return int(getattr(self, f"{layer}_resolution_s"))
+
+    def retention_s(self, layer: str) -> int:
+        return int(getattr(self, f"{layer}_days") * 86400)
+
+
 class ConfigError(Exception):
     """A config file that cannot be used; the message is one sentence for the user."""
 
@@ -94,6 +120,7 @@ class Config:
     default_max_memory_mb: float = 512.0
     default_error_rate: float = 0.01
     detector: DetectorConfig = field(default_factory=DetectorConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
 
     def target_ms(self, component: str) -> float:
         return self.targets_ms.get(component, self.default_target_ms)
@@ -177,6 +204,7 @@ def config_from_dict(data: dict, source: str = "dict") -> Config:
     kwargs["detector"] = DetectorConfig(
         **{k: _positive(v, f"detector.{k}", source) for k, v in det.items()}
     )
+    kwargs["retention"] = _retention(data.get("retention", {}), source)
     limits = data.get("limits", {})
     if "max_series" in limits:
         kwargs["max_series"] = int(_positive(limits["max_series"], "limits.max_series", source))
@@ -193,6 +221,23 @@ def config_from_dict(data: dict, source: str = "dict") -> Config:
         source=source,
         **kwargs,
     )
+
+
+def _retention(table: object, source: str) -> RetentionConfig:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: [retention] must be a table.")
+    known = {f.name for f in fields(RetentionConfig)}
+    values: dict[str, float] = {}
+    for key, value in table.items():
+        if key not in known:
+            raise ConfigError(
+                f"{source}: [retention] has no setting {key!r}; known: {', '.join(sorted(known))}."
+            )
+        v = _positive(value, f"retention.{key}", source)
+        if key.endswith("_resolution_s") and v != int(v):
+            raise ConfigError(f"{source}: retention.{key} must be a whole number of seconds.")
+        values[key] = v
+    return RetentionConfig(**values)
 
 
 def _positive(value: object, key: str, source: str) -> float:
@@ -253,4 +298,15 @@ disk_critical = 90
 [limits]
 max_series = 10000           # further series are dropped and counted
 max_line_bytes = 65536       # longer lines are rejected as "too long"
+
+[retention]                  # the history file (docs/history.md)
+flush_interval_s = 5         # written this often: a crash loses at most this much
+application_resolution_s = 1 # metrics from the socket: every second ...
+application_days = 7         # ... kept 7 days (coarser with age: 10 s, 1 min, 10 min)
+system_resolution_s = 5      # CPU, memory, disk, pressure
+system_days = 30
+network_resolution_s = 10
+network_days = 14
+hardware_resolution_s = 30   # sensors
+hardware_days = 90
 """

@@ -519,6 +519,7 @@ class Snapshot:
     predictions: tuple[Prediction, ...] = ()
     health: tuple[Health, ...] = ()  # per component, then "overall" last
     recommendations: tuple[Recommendation, ...] = ()
+    store_warning: str = ""  # one sentence: why history is not saved, or that its file was replaced
     version: int = 1  # schema version of to_dict()
 
     @property

@@ -8,6 +8,7 @@ monitor's thread, and must only hand it over (the screen posts a message, never 
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import socket
 import sys
@@ -15,7 +16,7 @@ import threading
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vtmon.config import Config
 from vtmon.engine.analysis import Analyzer
@@ -24,6 +25,9 @@ from vtmon.engine.collector import SystemCollector
 from vtmon.engine.sensors import SensorReader
 from vtmon.engine.series import SeriesStore
 from vtmon.model import Batch, Event, IngestStats, Resources, Sensors, Snapshot
+
+if TYPE_CHECKING:
+    from vtmon.store.db import HistoryStore
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,7 @@ class Monitor:
         watching: str = "",
         collector: SystemCollector | None = None,
         sensors: SensorReader | None = None,
+        store: HistoryStore | None = None,
     ) -> None:
         self.config = config or Config()
         self.clock: Clock = clock or SystemClock()
@@ -67,6 +72,7 @@ class Monitor:
         self.connections = ConnectionCounters()
         self.analyzer = Analyzer(self.config, self.started)
         self.latest: Snapshot | None = None
+        self.store = store  # the history file; None keeps nothing beyond the windows
 
         self._queue: queue.Queue[Batch] = queue.Queue(maxsize=QUEUE_BATCHES)
         self._subscribers: list[Callable[[Snapshot], None]] = []
@@ -192,13 +198,25 @@ class Monitor:
         if mono >= self._next_system:
             self._resources = self.collector.collect(now)
             self.analyzer.observe_resources(self._resources)
+            if self.store is not None:
+                self.store.add_resources(self._resources)
             self._next_system = mono + self.config.system_interval_s
         if mono >= self._next_sensors:
             self._sensors = self.sensor_reader.read(now)
+            if self.store is not None:
+                self.store.add_sensors(self._sensors, now)
             self._next_sensors = mono + self.config.sensors_interval_s
         self.series.record_history(now)
         snap = self._build(now)
-        snap = replace(snap, **self.analyzer.evaluate(snap, now).as_fields())
+        found = self.analyzer.evaluate(snap, now).as_fields()
+        if self.store is not None:
+            # every second closed since the last tick (an append; the store's thread writes)
+            self.store.add_seconds(self.series.closed_seconds(math.floor(now)))
+            found["store_warning"] = self.store.warning
+            seed = self.store.take_seed()  # charts continue where the last run left them
+            if seed:
+                self.series.seed_history(seed)
+        snap = replace(snap, **found)
         self.latest = snap
         with self._sub_lock:
             subs = list(self._subscribers)
@@ -252,6 +270,9 @@ class Monitor:
         # on time (bench/ingest.py measures the largest gap) at no measurable cost to ingest.
         if sys.getswitchinterval() > SWITCH_INTERVAL_S:
             sys.setswitchinterval(SWITCH_INTERVAL_S)
+        if self.store is not None:
+            # its thread reads the stored last 5 minutes of chart points for tick() to seed
+            self.store.start(seed_at=self.clock.time())
         self._thread = threading.Thread(target=self._run, name="vtmon-monitor", daemon=True)
         self._thread.start()
 
@@ -260,6 +281,10 @@ class Monitor:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        if self.store is not None:
+            # the current second too: nothing received is left unwritten
+            self.store.add_seconds(self.series.closed_seconds(math.floor(self.clock.time()) + 1))
+            self.store.close()
 
     def _run(self) -> None:
         interval = self.config.snapshot_interval_s

@@ -19,6 +19,7 @@ import stat
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,6 +31,13 @@ log = logging.getLogger(__name__)
 LINES = "lines"
 LENGTH = "length"
 REJECT_BAD_FRAME = "bad frame"
+
+# What a recorder is told about each connection: ``recorder(conn_id, kind, data)``, called in
+# the server's thread as it happens (vtmon.store.recording.Recorder stamps and stores it).
+READ_DATA = 0  # bytes exactly as one read returned them
+READ_OPEN = 1
+READ_CLOSE = 2
+ReadRecorder = Callable[[int, int, bytes], None]
 
 
 class SocketInUse(Exception):
@@ -89,6 +97,8 @@ def prepare_path(path: Path) -> None:
 class _Conn(asyncio.Protocol):
     def __init__(self, server: IngestServer) -> None:
         self.server = server
+        server._last_id += 1
+        self.id = server._last_id
         self.mode: str | None = None
         self.pending = b""
         self.skipping = False  # inside an over-long line, dropping until its newline
@@ -99,9 +109,14 @@ class _Conn(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        self.opened()
+
+    def opened(self) -> None:
         c = self.server.engine.connections
         c.open += 1
         c.total += 1
+        if self.server.recorder is not None:
+            self.server.recorder(self.id, READ_OPEN, b"")
 
     def connection_lost(self, exc: Exception | None) -> None:
         # An unterminated last line is still a line the sender meant.
@@ -116,8 +131,12 @@ class _Conn(asyncio.Protocol):
         self.pending = b""
         self.server.engine.connections.open -= 1
         self.server._conns.discard(self)
+        if self.server.recorder is not None:
+            self.server.recorder(self.id, READ_CLOSE, b"")
 
     def data_received(self, data: bytes) -> None:
+        if self.server.recorder is not None:  # one test per read, not per line
+            self.server.recorder(self.id, READ_DATA, data)
         self.server.engine.connections.bytes += len(data)
         if self.mode is None:
             data = self.pending + data
@@ -233,11 +252,14 @@ class IngestServer:
         *,
         max_line: int = 65_536,
         max_frame: int = 8 * 1024 * 1024,
+        recorder: ReadRecorder | None = None,
     ) -> None:
         self.path = Path(path)
         self.engine = engine
         self.max_line = max_line
         self.max_frame = max_frame
+        self.recorder = recorder  # told of every open, read and close (vtmon record)
+        self._last_id = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.base_events.Server | None = None
         self._thread: threading.Thread | None = None
@@ -301,6 +323,14 @@ class IngestServer:
     def _make_conn(self) -> _Conn:
         c = _Conn(self)
         self._conns.add(c)
+        return c
+
+    def connection(self) -> asyncio.Protocol:
+        """A connection with no socket behind it, already counted as open: feed it with
+        ``data_received(bytes)`` and end it with ``connection_lost(None)``. Replays use it, so
+        recorded reads go through exactly the framing and parsing of a live read."""
+        c = self._make_conn()
+        c.opened()
         return c
 
     def stop(self) -> None:

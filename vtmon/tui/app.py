@@ -73,6 +73,7 @@ class VtmonApp(App[None]):
         self.paused = False
         self.snapshots_rendered = 0  # how many snapshots reached the screen (tests, debugging)
         self.shown: Snapshot | None = None
+        self._store_warning = ""  # the last one notified
         self._lock = threading.Lock()
         self._newest: Snapshot | None = None
         self._pending = False
@@ -157,6 +158,10 @@ class VtmonApp(App[None]):
 
     def render_snapshot(self, snap: Snapshot) -> None:
         """Show ``snap`` on every panel (main thread only)."""
+        if snap.store_warning and snap.store_warning != self._store_warning:
+            # Said once in full; the header keeps a short mark while it lasts.
+            self.notify(snap.store_warning, title="History", severity="warning", timeout=15)
+        self._store_warning = snap.store_warning
         self.shown = snap
         self.snapshots_rendered += 1
         screen = self.main_screen

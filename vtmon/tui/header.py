@@ -89,6 +89,9 @@ class HeaderBar(Widget):
             ]
             if level == 0:
                 parts += [("  conn ", "dim"), str(ing.connections)]
+            if snap.store_warning:
+                # History is not being written (see the notification / store_warning).
+                parts += [("  ⚠ " + ("no history" if level < 2 else "hist"), "$warning bold")]
             if ing.samples_dropped:
                 parts += [("  drop ", "dim"), (fmt.count(ing.samples_dropped), "$warning bold")]
             if self.paused:

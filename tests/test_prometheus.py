@@ -1,0 +1,609 @@
+"""The Prometheus exposition: parsed back with prometheus-client's own parser, served over HTTP,
+and scraped by a real Prometheus server whose ``histogram_quantile`` must agree with vtmon."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import queue
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import statsd
+from click.testing import CliRunner
+from prometheus_client.parser import text_string_to_metric_families
+
+from vtmon.cli import main
+from vtmon.config import Config
+from vtmon.engine.monitor import Monitor
+from vtmon.engine.sketch import Sketch
+from vtmon.ingest.server import rpc_call
+from vtmon.model import (
+    Batch,
+    Bottleneck,
+    DistBuf,
+    Fan,
+    Health,
+    Kind,
+    PowerReading,
+    Sensors,
+    SeriesKey,
+    Severity,
+    Temperature,
+    TimedSample,
+)
+from vtmon.store.prometheus import (
+    BUCKETS,
+    PrometheusExporter,
+    label_name,
+    latency_buckets,
+    parse_listen,
+)
+
+LATENCY = "vtmon_latency_milliseconds"
+
+
+def families(exporter: PrometheusExporter) -> dict[str, Any]:
+    text = exporter.exposition().decode("utf-8")
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def histogram(fams: dict[str, Any], series: str) -> dict[str, Any]:
+    """Buckets (le -> cumulative count), sum, count and labels of one series' histogram."""
+    out: dict[str, Any] = {"buckets": {}}
+    for s in fams[LATENCY].samples:
+        if s.labels.get("series") != series:
+            continue
+        if s.name.endswith("_bucket"):
+            out["buckets"][s.labels["le"]] = s.value
+            out["labels"] = {k: v for k, v in s.labels.items() if k != "le"}
+        else:
+            out[s.name.rsplit("_", 1)[1]] = s.value
+    return out
+
+
+def values_of(fams: dict[str, Any], name: str, key: str) -> dict[str, float]:
+    return {s.labels[key]: s.value for s in fams[name].samples}
+
+
+@pytest.fixture
+def exporter(monitor) -> PrometheusExporter:
+    return PrometheusExporter(monitor)
+
+
+def send(path: Path, text: str) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(os.fspath(path))
+        s.sendall(text.encode())
+
+
+# ---------------------------------------------------------------------------------------------
+# the exposition, parsed back
+
+
+def test_histogram_counts_are_exact_through_the_real_socket(server, monitor, exporter):
+    rng = np.random.default_rng(1)
+    values = np.round(rng.lognormal(np.log(30), 1.0, 2000), 3)
+    values[:4] = [BUCKETS[10], BUCKETS[50], 0.0, 200_000.0]  # on a boundary (le is inclusive)
+    lines = [f"api.request_latency:{v}|ms|#component:api-server,region:eu" for v in values]
+    lines.append("api.request_latency:40|ms|@0.25|#component:api-server,region:eu")  # weight 4
+    send(server.path, "\n".join(lines) + "\n")
+    monitor.wait_lines(len(lines))
+    monitor.tick()
+
+    h = histogram(families(exporter), "api.request_latency")
+    assert h["labels"] == {
+        "series": "api.request_latency",
+        "component": "api-server",
+        "region": "eu",
+    }
+    sent = np.append(values, [40.0] * 4)
+    assert h["count"] == len(values) + 4
+    assert h["sum"] == pytest.approx(sent.sum(), rel=1e-12)
+    les = [float(le) for le in h["buckets"]]
+    assert les == [*BUCKETS, math.inf]
+    got = list(h["buckets"].values())
+    assert got == sorted(got), "cumulative buckets never decrease"
+    want = [float(np.count_nonzero(sent <= le)) for le in les]
+    assert got == want
+    assert h["buckets"]["+Inf"] == h["count"]
+
+
+def test_boundaries_are_a_fine_geometric_grid():
+    assert BUCKETS[0] == 0.1 and BUCKETS[-1] >= 120_000
+    ratios = np.asarray(BUCKETS[1:]) / np.asarray(BUCKETS[:-1])
+    assert ratios.min() > 1.078 and ratios.max() < 1.082
+    assert latency_buckets(10, 1.0, 1000.0)[10::10] == (10.0, 100.0, 1000.0)
+
+
+@pytest.mark.parametrize(
+    ("buckets", "table"),
+    [
+        (BUCKETS, True),
+        ([1, 2, 5, 10, 100], True),  # any increasing positive grid, not only geometric
+        ([0.5, 0.502, 0.6], False),  # boundaries 0.4 % apart: searchsorted instead
+        ([-1, 0, 1], False),
+    ],
+)
+def test_bucket_of_a_value_matches_the_inclusive_bound(monitor, buckets, table):
+    ex = PrometheusExporter(monitor, buckets=buckets, process_metrics=False)
+    assert (ex._table is not None) == table
+    b = np.asarray(buckets, dtype=np.float64)
+    v = np.concatenate(
+        [
+            b,
+            np.nextafter(b, math.inf),
+            np.nextafter(b, -math.inf),
+            np.random.default_rng(2).lognormal(0, 4, 50_000),
+            [0.0, -0.0, -5.0, -1e300, 1e-300, 5e-324, 1e300, 2e5, 1.7e308],
+        ]
+    )
+    assert np.array_equal(ex._bucket_of(v), np.searchsorted(b, v, side="left"))
+
+
+def test_non_finite_values_and_bad_weights_are_skipped_like_the_engine(monitor, exporter):
+    key = SeriesKey("w.latency", (("component", "w"),))
+    b = Batch(accepted=6)
+    b.dist[key] = DistBuf([10.0, math.nan, math.inf, 20.0, 30.0, 5.0], [1, 1, 1, 0, 2, -1])
+    monitor.submit(b)
+    snap = monitor.tick()
+    h = histogram(families(exporter), "w.latency")
+    (eng,) = [s for s in snap.series if s.name == "w.latency"]
+    assert h["count"] == eng.windows["1m"].count == 3.0
+    assert h["sum"] == 10.0 + 60.0
+
+
+def test_hostile_tag_values_and_names_survive_escaping(monitor, exporter):
+    hostile = 'say "hi"\nthen \\ leave'
+    tags = (
+        ("component", "c"),
+        ("evil", hostile),
+        ("http.status", "200"),
+        ("9lives", "x"),
+        ("le", "0.5"),
+        ("job", "mine"),
+        ("__name__", "sneaky"),
+        ("flag", ""),
+    )
+    b = Batch(accepted=1)
+    b.dist[SeriesKey("hostile.latency", tags)] = DistBuf([1.0])
+    monitor.submit(b)
+    monitor.tick()
+    text = exporter.exposition().decode()
+    assert 'evil="say \\"hi\\"\\nthen \\\\ leave"' in text
+    labels = histogram(families(exporter), "hostile.latency")["labels"]
+    assert labels == {
+        "series": "hostile.latency",
+        "component": "c",
+        "evil": hostile,
+        "http_status": "200",
+        "_9lives": "x",
+        "tag_le": "0.5",
+        "tag_job": "mine",
+        "tag___name__": "sneaky",
+        "flag": "true",
+    }
+
+
+def test_label_names():
+    assert label_name("ok_name1") == "ok_name1"
+    assert label_name("a-b.c/d") == "a_b_c_d"
+    assert label_name("série") == "s_rie"
+    assert label_name("") == "_"
+    assert label_name("series") == "tag_series"
+    assert label_name("instance") == "tag_instance"
+
+
+def test_counters_gauges_and_sets(server, monitor, exporter):
+    send(server.path, "api.requests:5|c|@0.5\n")  # 5 / 0.5 = 10 (pystatsd would sample it)
+    client = statsd.UnixSocketStatsClient(os.fspath(server.path))
+    client.incr("api.requests", 3)
+    client.gauge("api.queue_depth", 7)
+    client.gauge("api.queue_depth", 3, delta=True)
+    client.set("api.users", "alice")
+    client.set("api.users", "bob")
+    client.close()
+    monitor.wait_lines(6)
+    monitor.tick()
+    fams = families(exporter)
+    assert values_of(fams, "vtmon_counter", "series") == {"api.requests": 13.0}
+    assert fams["vtmon_counter"].type == "counter"
+    assert values_of(fams, "vtmon_gauge", "series") == {"api.queue_depth": 10.0}
+    assert values_of(fams, "vtmon_set_members", "series") == {"api.users": 2.0}
+    lines = {
+        (s.labels["result"], s.labels.get("reason")): s.value
+        for s in fams["vtmon_ingest_lines"].samples
+    }
+    assert lines == {("accepted", None): 6.0}
+
+
+def test_timed_samples_count_unless_the_engine_would_drop_them(clock, monitor, exporter):
+    now = clock.time()
+    lat = SeriesKey("t.latency")
+    ops = SeriesKey("t.requests", kind=Kind.COUNTER)
+    b = Batch(accepted=4)
+    b.timed = [
+        TimedSample(lat, 12.0, 1.0, now - 30),
+        TimedSample(lat, 99.0, 1.0, now - 400),  # older than the 5-minute window: dropped
+        TimedSample(ops, 2.0, 10.0, now - 5),  # increment 2 at rate 0.1: 20
+        TimedSample(ops, 1.0, 1.0, math.nan),
+    ]
+    monitor.submit(b)
+    monitor.tick()
+    fams = families(exporter)
+    assert histogram(fams, "t.latency")["count"] == 1.0
+    assert values_of(fams, "vtmon_counter", "series") == {"t.requests": 20.0}
+
+
+def test_rejected_lines_by_reason(server, monitor, exporter):
+    send(server.path, "a.latency:1|ms\na.latency:x|ms\nnot a metric\na.latency:2|zz\n")
+    monitor.wait_lines(4)
+    monitor.tick()
+    fams = families(exporter)
+    got = {
+        (s.labels["result"], s.labels.get("reason")): s.value
+        for s in fams["vtmon_ingest_lines"].samples
+    }
+    assert got[("accepted", None)] == 1.0
+    assert sum(v for (r, _), v in got.items() if r == "rejected") == 3.0
+    assert set(got) - {("accepted", None)} == {
+        ("rejected", r) for r in monitor.latest.ingest.rejected
+    }
+
+
+def test_series_beyond_the_limit_are_dropped_and_counted(clock):
+    monitor = Monitor(Config(max_series=2), clock=clock)
+    ex = PrometheusExporter(monitor)
+    b = Batch(accepted=4)
+    for i in range(3):
+        b.dist[SeriesKey(f"s{i}.latency")] = DistBuf([1.0, 2.0])
+    b.counts[SeriesKey("s.requests", kind=Kind.COUNTER)] = 1.0
+    monitor.submit(b)
+    monitor.tick()
+    fams = families(ex)
+    assert {s.labels["series"] for s in fams[LATENCY].samples} == {"s0.latency", "s1.latency"}
+    assert "vtmon_counter" not in fams or not fams["vtmon_counter"].samples
+    assert fams["vtmon_exporter_samples_dropped"].samples[0].value == 3.0
+
+
+def test_idle_series_are_forgotten_and_start_again_from_zero(clock, monitor, exporter):
+    def batch(name: str, v: float) -> Batch:
+        b = Batch(accepted=1)
+        b.dist[SeriesKey(name)] = DistBuf([v])
+        b.counts[SeriesKey(name + "_total", kind=Kind.COUNTER)] = 1.0
+        return b
+
+    monitor.submit(batch("old.latency", 5.0))
+    monitor.submit(batch("kept.latency", 5.0))
+    monitor.tick()
+    for _ in range(7):  # 700 s; "kept" keeps arriving
+        clock.advance(100)
+        monitor.submit(batch("kept.latency", 6.0))
+        monitor.tick()
+    fams = families(exporter)
+    assert {s.labels["series"] for s in fams[LATENCY].samples} == {"kept.latency"}
+    assert histogram(fams, "kept.latency")["count"] == 8.0
+    assert values_of(fams, "vtmon_counter", "series") == {"kept.latency_total": 8.0}
+    monitor.submit(batch("old.latency", 7.0))
+    monitor.tick()
+    assert histogram(families(exporter), "old.latency")["count"] == 1.0
+    assert len(exporter._rows) == 2  # the freed row was reused, not a new one grown
+
+
+def test_resources_health_and_bottlenecks_from_the_real_engine(server, monitor, exporter):
+    send(server.path, "voice.transcribe_latency:250|ms|#component:voice-engine\n")
+    monitor.wait_lines(1)
+    snap = monitor.tick()
+    fams = families(exporter)
+    r = snap.resources
+    assert fams["vtmon_memory_total_bytes"].samples[0].value == r.mem_total > 0
+    assert fams["vtmon_memory_used_bytes"].samples[0].value == r.mem_used
+    assert values_of(fams, "vtmon_disk_used_bytes", "mount") == {d.mount: d.used for d in r.disks}
+    if r.pressure:
+        assert set(values_of(fams, "vtmon_pressure_some_avg10_percent", "resource")) == {
+            p.resource for p in r.pressure
+        }
+    health = values_of(fams, "vtmon_health_score", "component")
+    assert health == {h.component: h.score for h in snap.health}
+    assert {"voice-engine", "overall"} <= set(health)
+    assert values_of(fams, "vtmon_bottlenecks", "severity") == {s.value: 0.0 for s in Severity}
+    assert values_of(fams, "vtmon_latency_target_milliseconds", "component") == {
+        "voice-engine": 300.0
+    }
+    assert fams["vtmon_info"].samples[0].labels["host"] == snap.host
+    assert "process_resident_memory_bytes" in fams  # vtmon's own, deliberately included
+
+
+def test_sensors_process_and_bottleneck_counts_follow_the_snapshot(monitor, exporter):
+    snap = monitor.tick()
+
+    def bn(i: int, sev: Severity) -> Bottleneck:
+        return Bottleneck(f"r:{i}", "latency", sev, "api", "", 0.5, 1.0, (), "", 0.0)
+
+    monitor.latest = replace(
+        snap,
+        sensors=Sensors(
+            temperatures=(Temperature("coretemp", "Package id 0", 61.5, 90.0, 100.0),),
+            fans=(Fan("nct6798", "fan1", 1200.0),),
+            power=(PowerReading("powercap", "package-0", 14.25),),
+        ),
+        bottlenecks=(bn(1, Severity.HIGH), bn(2, Severity.HIGH), bn(3, Severity.CRITICAL)),
+        health=(Health("api", 0.4, "critical"), Health("overall", 0.4, "critical")),
+    )
+    fams = families(exporter)
+    temps = fams["vtmon_temperature_celsius"].samples
+    assert [(s.labels, s.value) for s in temps] == [
+        ({"chip": "coretemp", "label": "Package id 0"}, 61.5)
+    ]
+    assert values_of(fams, "vtmon_fan_rpm", "label") == {"fan1": 1200.0}
+    assert values_of(fams, "vtmon_power_watts", "label") == {"package-0": 14.25}
+    assert values_of(fams, "vtmon_bottlenecks", "severity") == {
+        "low": 0.0,
+        "medium": 0.0,
+        "high": 2.0,
+        "critical": 1.0,
+    }
+    assert values_of(fams, "vtmon_health_score", "component") == {"api": 0.4, "overall": 0.4}
+
+
+def test_watched_process(clock):
+    from vtmon.engine.collector import SystemCollector
+
+    monitor = Monitor(Config(), clock=clock, collector=SystemCollector(pid=os.getpid()))
+    ex = PrometheusExporter(monitor)
+    monitor.tick()
+    fams = families(ex)
+    (rss,) = fams["vtmon_watched_process_resident_memory_bytes"].samples
+    assert rss.labels["pid"] == str(os.getpid())
+    assert rss.value > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP and the command line
+
+
+@pytest.mark.parametrize(
+    ("spec", "want"),
+    [
+        ("9108", ("127.0.0.1", 9108)),
+        (":9108", ("127.0.0.1", 9108)),
+        ("0.0.0.0:9108", ("0.0.0.0", 9108)),
+        ("localhost:0", ("localhost", 0)),
+        ("[::1]:9108", ("::1", 9108)),
+    ],
+)
+def test_parse_listen(spec, want):
+    assert parse_listen(spec) == want
+
+
+@pytest.mark.parametrize("spec", ["", "host", "host:", "host:99999", "::1:9108", "[::1]", "a:b"])
+def test_parse_listen_refuses(spec):
+    with pytest.raises(ValueError):
+        parse_listen(spec)
+
+
+def test_http_endpoint_serves_and_stops(monitor, exporter):
+    b = Batch(accepted=1)
+    b.dist[SeriesKey("h.latency")] = DistBuf([3.0])
+    monitor.submit(b)
+    monitor.tick()
+    host, port = exporter.serve("127.0.0.1", 0)
+    assert (host, exporter.url) == ("127.0.0.1", f"http://127.0.0.1:{port}/metrics")
+    try:
+        with urllib.request.urlopen(exporter.url, timeout=10) as resp:
+            assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            text = resp.read().decode()
+    finally:
+        exporter.stop()
+    fams = {f.name: f for f in text_string_to_metric_families(text)}
+    assert histogram(fams, "h.latency")["count"] == 1.0
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5)
+
+
+@pytest.mark.parametrize("before_command", [False, True])
+def test_port_in_use_is_one_sentence_and_exit_2(sock_dir, before_command):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        opt = ["--prometheus", f"127.0.0.1:{port}"]
+        sock = ["--socket", str(sock_dir / "p.sock")]
+        args = [*opt, "serve", *sock] if before_command else ["serve", *sock, *opt]
+        res = CliRunner().invoke(main, args)
+    assert res.exit_code == 2
+    assert res.output.strip() == (
+        f"Error: Cannot serve Prometheus metrics on 127.0.0.1:{port}: the port is in use; "
+        "pick another with --prometheus HOST:PORT."
+    )
+    assert not (sock_dir / "p.sock").exists()  # nothing was started
+
+
+def test_bad_listen_address_is_a_usage_error(sock_dir):
+    res = CliRunner().invoke(main, ["serve", "--socket", str(sock_dir / "s"), "--prometheus", "x"])
+    assert res.exit_code == 2
+    assert "is not HOST:PORT" in res.output and "Traceback" not in res.output
+    for cmd in (["--help"], ["demo", "--help"], ["serve", "--help"]):
+        assert "--prometheus HOST:PORT" in CliRunner().invoke(main, cmd).output
+
+
+# ---------------------------------------------------------------------------------------------
+# a real Prometheus server scraping `vtmon serve`
+
+PROMETHEUS = shutil.which("prometheus")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Serve:
+    """`vtmon serve --prometheus 127.0.0.1:0` in a subprocess; stderr read by a thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "vtmon.cli", "serve", "--socket", str(path)]
+            + ["--prometheus", "127.0.0.1:0"],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.put(line)
+        self.lines.put("")
+
+    def metrics_address(self, deadline: float) -> str:
+        """HOST:PORT of /metrics, once the socket is listening as well."""
+        seen: list[str] = []
+        address = ""
+        while True:
+            line = self.lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            seen.append(line)
+            if "Prometheus metrics on http://" in line:
+                address = line.split("http://", 1)[1].split("/", 1)[0]
+            if address and f"vtmon serving on {self.path}" in line:
+                return address
+            if not line or time.monotonic() > deadline:
+                raise AssertionError(f"vtmon serve did not start: {''.join(seen)}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def _query(port: int, promql: str) -> list[dict[str, Any]]:
+    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        body = json.load(resp)
+    assert body["status"] == "success", body
+    return body["data"]["result"]
+
+
+def _poll(what: str, fn: Any, deadline: float, log: Path | None = None) -> Any:
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = fn()
+        except OSError as e:  # the server is not listening yet
+            last = e
+        else:
+            if last is not None:
+                return last
+        time.sleep(0.1)
+    extra = log.read_text()[-2000:] if log is not None and log.exists() else ""
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r}) {extra}")
+
+
+@pytest.mark.skipif(
+    PROMETHEUS is None,
+    reason="the prometheus binary is missing (Debian: apt-get install prometheus; .ci/run does)",
+)
+def test_real_prometheus_histogram_quantile_agrees_with_vtmon(sock_dir, tmp_path):
+    """Two vtmon instances (a fleet) with different latency distributions and maxima; a real
+    Prometheus scrapes both. Per instance, histogram_quantile(0.99) must be within 5 % of the
+    p99 vtmon itself reports; across the fleet, within 5 % of the p99 of everything sent."""
+    assert PROMETHEUS is not None
+    rng = np.random.default_rng(42)
+    workloads = {
+        "a": np.round(rng.lognormal(np.log(20), 0.6, 20_000), 3),  # max ~250 ms
+        "b": np.round(rng.lognormal(np.log(90), 0.9, 6_000), 3),  # slower, max seconds
+    }
+    name = "fleet.request_latency"
+    deadline = time.monotonic() + 60
+    vt = {k: _Serve(sock_dir / f"{k}.sock") for k in workloads}
+    prom: subprocess.Popen[bytes] | None = None
+    log = tmp_path / "prometheus.log"
+    try:
+        targets = {k: v.metrics_address(deadline) for k, v in vt.items()}
+        prom_port = _free_port()
+        config = tmp_path / "prometheus.yml"
+        config.write_text(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+            "scrape_configs:\n  - job_name: vtmon\n    static_configs:\n"
+            f"      - targets: {json.dumps(sorted(targets.values()))}\n"
+        )
+        with log.open("wb") as log_file:
+            prom = subprocess.Popen(
+                [
+                    PROMETHEUS,
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={tmp_path / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{prom_port}",
+                    "--log.level=warn",
+                ],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        # the workload, through the real socket, while Prometheus starts
+        for k, values in workloads.items():
+            send(vt[k].path, "".join(f"{name}:{v}|ms|#component:api,fleet:{k}\n" for v in values))
+        own_p99 = {}
+        for k, values in workloads.items():
+
+            def snapshot_p99(k: str = k, n: int = len(values)) -> float | None:
+                snap = rpc_call(vt[k].path, "snapshot", {"history": False})
+                for s in snap["series"]:
+                    if s["name"] == name and s["windows"]["5m"]["count"] == n:
+                        return s["windows"]["5m"]["p99"]
+                return None
+
+            own_p99[k] = _poll(f"vtmon {k} to count every sample", snapshot_p99, deadline)
+
+        def scraped_everything() -> bool | None:
+            want = sum(len(v) for v in workloads.values())
+            got = _query(prom_port, f'sum(vtmon_latency_milliseconds_count{{series="{name}"}})')
+            return True if got and float(got[0]["value"][1]) == want else None
+
+        _poll("Prometheus to scrape every sample", scraped_everything, deadline, log)
+
+        def hq(selector: str) -> float:
+            q = f"histogram_quantile(0.99, sum by (le) ({LATENCY}_bucket{{{selector}}}))"
+            (res,) = _query(prom_port, q)
+            return float(res["value"][1])
+
+        for k, values in workloads.items():
+            prom_p99 = hq(f'series="{name}",instance="{targets[k]}"')
+            exact = float(np.quantile(values, 0.99, method="inverted_cdf"))
+            print(f"{k}: prometheus {prom_p99:.3f}, vtmon {own_p99[k]:.3f}, exact {exact:.3f}")
+            assert prom_p99 == pytest.approx(own_p99[k], rel=0.05)
+            assert prom_p99 == pytest.approx(exact, rel=0.05)
+        everything = np.concatenate(list(workloads.values()))
+        fleet = hq(f'series="{name}"')
+        exact = float(np.quantile(everything, 0.99, method="inverted_cdf"))
+        merged = Sketch.of(everything).quantile(0.99)
+        print(f"fleet: prometheus {fleet:.3f}, merged sketch {merged:.3f}, exact {exact:.3f}")
+        assert fleet == pytest.approx(exact, rel=0.05)
+        assert fleet == pytest.approx(merged, rel=0.05)
+    finally:
+        if prom is not None:
+            prom.terminate()
+            try:
+                prom.wait(10)
+            except subprocess.TimeoutExpired:
+                prom.kill()
+                prom.wait(5)
+        for v in vt.values():
+            v.stop()

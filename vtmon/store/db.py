@@ -1,0 +1,1046 @@
+"""The history store: one SQLite file (WAL mode) that keeps every series and the machine's
+readings across restarts, at coarser resolutions as they age, within a retention per layer.
+
+Feeding it is cheap and may happen on any thread: ``add_seconds`` (the Monitor hands over the
+seconds its series closed), ``add_resources`` and ``add_sensors`` only append to a pending
+list. A writer thread (``start``) writes the pending list every ``flush_interval_s`` in one
+transaction and runs rollups and retention every ``rollup_interval_s``, so a slow disk never
+delays a Snapshot and a SIGKILL loses at most one flush interval. Tests call ``flush`` and
+``maintain`` themselves with an injected clock.
+
+When the file cannot be used the store keeps vtmon running: a corrupt or unreadable file is
+moved aside (``vtmon.db.corrupt-<UTC time>``) and a fresh one started; a folder that cannot be
+written, a full disk or a read-only file leaves history in memory only, with ``warning``
+saying so in one sentence (the Snapshot carries it as ``store_warning``). Writes are retried
+every ``RETRY_S``, so history resumes once the disk has room again.
+
+Layout, resolutions and the rollup schedule: docs/history.md. What a row holds and how rows
+merge: ``vtmon.store.rollup``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from vtmon.config import RetentionConfig
+from vtmon.engine.clock import Clock, SystemClock
+from vtmon.engine.series import RING_S
+from vtmon.model import HistoryPoint, Kind, Resources, Sensors, SeriesKey
+from vtmon.store.rollup import (
+    LAYERS,
+    CorruptBlob,
+    Row,
+    Tier,
+    decode,
+    merge,
+    merge_blobs,
+    point,
+    sliding_quantiles,
+    tiers_for,
+)
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+SCHEMA_VERSION = 1
+DB_NAME = "vtmon.db"
+DEMO_DB_NAME = "demo.db"
+RETRY_S = 60.0  # after a failed write, how long before the next attempt
+MAX_PENDING = 500_000  # items waiting for the writer; beyond this the oldest are dropped
+MAX_POINTS = 1000  # the default query resolution keeps a range under this many points
+LATE_S = RING_S  # timed samples may correct seconds this old (see SeriesStore)
+HISTORY_WINDOW_S = 10  # chart points are percentiles of the 10 s window (SeriesStore)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS series (
+    id INTEGER PRIMARY KEY,
+    layer TEXT NOT NULL,           -- application | system | network | hardware
+    kind TEXT NOT NULL,            -- distribution | counter | gauge | set
+    name TEXT NOT NULL,
+    tags TEXT NOT NULL,            -- JSON list of [key, value] pairs, sorted
+    component TEXT NOT NULL,
+    first_t INTEGER NOT NULL,      -- first and last second with data
+    last_t INTEGER NOT NULL,
+    UNIQUE (layer, kind, name, tags)
+);
+CREATE TABLE IF NOT EXISTS points (
+    series_id INTEGER NOT NULL,
+    res INTEGER NOT NULL,          -- seconds the point covers
+    t INTEGER NOT NULL,            -- its first second (a multiple of res)
+    n REAL NOT NULL,               -- see vtmon/store/rollup.py for each kind
+    total REAL NOT NULL,
+    lo REAL NOT NULL,
+    hi REAL NOT NULL,
+    last REAL,
+    sketch BLOB,                   -- distributions: sparse sketch buckets
+    PRIMARY KEY (series_id, res, t)
+);
+CREATE TABLE IF NOT EXISTS tiers (
+    layer TEXT NOT NULL,
+    res INTEGER NOT NULL,
+    rolled_upto INTEGER,           -- rollups into this tier are done up to here
+    kept_from INTEGER,             -- retention removed points before this
+    PRIMARY KEY (layer, res)
+);
+CREATE TABLE IF NOT EXISTS actions (
+    id INTEGER PRIMARY KEY,
+    proposed REAL NOT NULL,        -- Unix seconds
+    applied REAL,
+    reverted REAL,
+    strategy TEXT NOT NULL,
+    target_kind TEXT NOT NULL,     -- knob | pid | command
+    target TEXT NOT NULL,
+    component TEXT,
+    previous_value TEXT,           -- JSON: how to undo it, recorded before applying
+    new_value TEXT,                -- JSON
+    state TEXT NOT NULL,           -- proposed | applied | rejected | reverted | failed
+    metric TEXT,                   -- what the effect is measured on, e.g. "p95"
+    before_value REAL,
+    after_value REAL,
+    effectiveness REAL,            -- relative improvement, +0.2 = 20 % better
+    decision TEXT,                 -- kept | reverted | ... and why
+    note TEXT
+);
+CREATE INDEX IF NOT EXISTS actions_state ON actions (state, proposed);
+CREATE TABLE IF NOT EXISTS strategy_effectiveness (
+    strategy TEXT NOT NULL,
+    component TEXT NOT NULL DEFAULT '',
+    tries INTEGER NOT NULL DEFAULT 0,
+    successes INTEGER NOT NULL DEFAULT 0,
+    mean_effectiveness REAL,
+    updated REAL NOT NULL,
+    PRIMARY KEY (strategy, component)
+);
+"""
+
+_UPSERT = """
+INSERT INTO points (series_id, res, t, n, total, lo, hi, last, sketch)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (series_id, res, t) DO UPDATE SET
+    n = n + excluded.n,
+    total = total + excluded.total,
+    lo = min(lo, excluded.lo),
+    hi = max(hi, excluded.hi),
+    last = coalesce(excluded.last, last),
+    sketch = merge_sketch(sketch, excluded.sketch)
+"""
+
+# Readings of the machine kept as gauge series: (layer, name, Resources field).
+RESOURCE_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("system", "system.cpu", "cpu_percent"),
+    ("system", "system.mem", "mem_percent"),
+    ("system", "system.swap", "swap_percent"),
+    ("system", "system.iowait", "iowait_percent"),
+    ("system", "system.disk_read", "disk_read_rate"),
+    ("system", "system.disk_write", "disk_write_rate"),
+    ("system", "system.disk_read_iops", "disk_read_iops"),
+    ("system", "system.disk_write_iops", "disk_write_iops"),
+    ("system", "system.swap_in", "swap_in_rate"),
+    ("system", "system.swap_out", "swap_out_rate"),
+    ("network", "network.rx", "net_rx_rate"),
+    ("network", "network.tx", "net_tx_rate"),
+    ("network", "network.rx_packets", "net_rx_packets"),
+    ("network", "network.tx_packets", "net_tx_packets"),
+    ("network", "network.errors", "net_errors"),
+)
+# Columns of ``resources()``: column -> (layer, series name)
+RESOURCE_COLUMNS: dict[str, tuple[str, str]] = {
+    "cpu": ("system", "system.cpu"),
+    "mem": ("system", "system.mem"),
+    "disk_read": ("system", "system.disk_read"),
+    "disk_write": ("system", "system.disk_write"),
+    "net_rx": ("network", "network.rx"),
+    "net_tx": ("network", "network.tx"),
+    "psi_cpu": ("system", "system.pressure.cpu"),
+    "psi_memory": ("system", "system.pressure.memory"),
+    "psi_io": ("system", "system.pressure.io"),
+}
+
+_CORRUPT_WORDS = ("not a database", "malformed", "file is encrypted", "corrupt")
+
+
+class _Corrupt(Exception):
+    """The file is not a usable vtmon database (message: why)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesInfo:
+    """A stored series: what ``series()`` lists."""
+
+    key: SeriesKey
+    layer: str
+    component: str
+    first: int  # first and last second with data
+    last: int
+
+
+@dataclass(slots=True)
+class _TierState:
+    tier: Tier
+    rolled_upto: int | None  # None: nothing rolled into it yet
+    kept_from: int | None  # None: nothing removed yet
+
+
+def _tags_json(key: SeriesKey) -> str:
+    return json.dumps([list(p) for p in key.tags], separators=(",", ":"))
+
+
+def _tags_of(text: str) -> tuple[tuple[str, str], ...]:
+    return tuple((str(k), str(v)) for k, v in json.loads(text))
+
+
+def _align(t: float, res: int) -> int:
+    return int(math.floor(t / res)) * res
+
+
+def _is_corrupt(e: sqlite3.Error) -> bool:
+    # SQLITE_CORRUPT and SQLITE_NOTADB arrive as the base DatabaseError class itself
+    return type(e) is sqlite3.DatabaseError or any(w in str(e).lower() for w in _CORRUPT_WORDS)
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, OSError):
+        return e.strerror or str(e)
+    text = str(e).rstrip(".")
+    if "disk is full" in text:
+        return "the disk is full"
+    if "readonly" in text or "read-only" in text:
+        return "the file or its folder is read-only"
+    return text
+
+
+class HistoryStore:
+    """See the module docstring. ``HistoryStore.open`` never raises."""
+
+    def __init__(
+        self,
+        path: Path | None,
+        retention: RetentionConfig | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.path = path
+        self.retention = retention or RetentionConfig()
+        self.clock: Clock = clock or SystemClock()
+        self.warning = ""  # one sentence when history is not being saved, else ""
+        self.notice = ""  # one sentence about something done to the file (moved aside)
+        self.rows_written = 0
+        self.rows_dropped = 0  # rows that could not be written (disk full, read-only, ...)
+        self.last_flush_s = 0.0  # how long the last flush took
+        self._tiers: dict[str, list[_TierState]] = {
+            layer: [
+                _TierState(t, None, None)
+                for t in tiers_for(
+                    self.retention.resolution_s(layer), self.retention.retention_s(layer)
+                )
+            ]
+            for layer in LAYERS
+        }
+        self._conn: sqlite3.Connection | None = None
+        self._db_lock = threading.RLock()
+        self._lock = threading.Lock()
+        # ("s", closed seconds) | ("r", Resources) | ("h", Sensors, now), oldest first
+        self._pending: list[tuple[Any, ...]] = []
+        self._pending_n = 0  # items in _pending (a closed-seconds list counts its length)
+        self._ids: dict[tuple[str, SeriesKey], int] = {}
+        self._retry_at = 0.0
+        self._behind = False  # the pending list overflowed since the last good flush
+        self._seed: dict[SeriesKey, list[HistoryPoint]] | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    # --- opening -----------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        data_dir: str | os.PathLike[str],
+        retention: RetentionConfig | None = None,
+        clock: Clock | None = None,
+        name: str = DB_NAME,
+    ) -> HistoryStore:
+        """The store in ``data_dir/name``; never raises (see the module docstring)."""
+        folder = Path(data_dir)
+        store = cls(folder / name, retention, clock)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            store._memory_only(f"cannot create {folder} ({_reason(e)})")
+            return store
+        try:
+            store._connect()
+        except _Corrupt as e:
+            store._move_aside(str(e))
+        except sqlite3.Error as e:
+            store._close_conn()
+            store._memory_only(f"cannot open {store.path} ({_reason(e)})")
+        return store
+
+    @property
+    def persistent(self) -> bool:
+        """True while history goes to a file."""
+        return self._conn is not None
+
+    def _connect(self) -> None:
+        assert self.path is not None
+        path = self.path
+        if path.exists() and not os.access(path, os.R_OK):
+            raise _Corrupt("it cannot be read")
+        if path.exists() and not os.access(path, os.W_OK):
+            raise sqlite3.OperationalError("the file is read-only")
+        conn = sqlite3.connect(
+            os.fspath(path), timeout=5.0, check_same_thread=False, isolation_level=None
+        )
+        self._conn = conn
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA journal_size_limit=8388608")
+            conn.create_function("merge_sketch", 2, merge_blobs, deterministic=True)
+            version = self._schema_version(conn)
+            if version is not None and version > SCHEMA_VERSION:
+                self._close_conn()
+                self._memory_only(
+                    f"{path} was written by a newer vtmon (schema {version}); it is left as it is"
+                )
+                return
+            conn.executescript(SCHEMA)
+            conn.execute("BEGIN")
+            now = self.clock.time()
+            conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?), "
+                "('created', ?)",
+                (str(SCHEMA_VERSION), str(now)),
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO tiers (layer, res) VALUES (?, ?)",
+                [(layer, st.tier.res) for layer, sts in self._tiers.items() for st in sts],
+            )
+            self._load_tiers(conn)
+            conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            if _is_corrupt(e):
+                self._close_conn()
+                raise _Corrupt(_reason(e)) from e
+            raise
+
+    def _load_tiers(self, conn: sqlite3.Connection) -> None:
+        """How far rollups and retention got, per layer and resolution, from the file."""
+        for layer, states in self._tiers.items():
+            for st in states:
+                row = conn.execute(
+                    "SELECT rolled_upto, kept_from FROM tiers WHERE layer = ? AND res = ?",
+                    (layer, st.tier.res),
+                ).fetchone()
+                st.rolled_upto, st.kept_from = row if row else (None, None)
+
+    @staticmethod
+    def _schema_version(conn: sqlite3.Connection) -> int | None:
+        has_meta = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        ).fetchone()
+        if not has_meta:
+            return None
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        try:
+            return int(row[0]) if row else None
+        except ValueError as e:
+            raise _Corrupt("its schema version is not a number") from e
+
+    def _close_conn(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+
+    def _move_aside(self, why: str) -> None:
+        """Rename the unusable file (and its WAL) with a ``.corrupt-<UTC time>`` suffix and
+        start a fresh one; memory only when even that fails."""
+        assert self.path is not None
+        self._close_conn()
+        self._ids.clear()
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        try:
+            os.replace(self.path, aside)
+            for suffix in ("-wal", "-shm"):
+                side = self.path.with_name(self.path.name + suffix)
+                if side.exists():
+                    os.replace(side, aside.with_name(aside.name + suffix))
+        except OSError as e:
+            self._memory_only(f"{self.path} is unusable ({why}) and cannot be moved ({_reason(e)})")
+            return
+        for st in (s for states in self._tiers.values() for s in states):
+            st.rolled_upto = st.kept_from = None
+        self.notice = (
+            f"The history file {self.path} could not be used ({why}); "
+            f"it was moved to {aside.name} and a new one started."
+        )
+        log.warning("%s", self.notice)
+        self.warning = self.notice
+        try:
+            self._connect()
+        except (_Corrupt, sqlite3.Error) as e:
+            self._close_conn()
+            self._memory_only(f"cannot start a new {self.path} ({_reason(e)})")
+
+    def _memory_only(self, why: str) -> None:
+        self.warning = f"History is not being saved: {why}; vtmon keeps running in memory."
+        log.warning("%s", self.warning)
+
+    # --- feeding (any thread; cheap) -----------------------------------------------------------
+
+    @property
+    def _accepting(self) -> bool:
+        """False when nothing will ever be written (no file), so feeding costs nothing."""
+        return self._conn is not None or bool(self._retry_at)
+
+    def add_seconds(self, items: Iterable[tuple[SeriesKey, Kind, int, Any]]) -> None:
+        """Seconds closed by the series (``SeriesStore.closed_seconds``)."""
+        if self._accepting:
+            items = items if isinstance(items, list) else list(items)
+            if items:
+                self._append(("s", items), len(items))
+
+    def add_resources(self, r: Resources) -> None:
+        """One reading of the machine."""
+        if self._accepting:
+            self._append(("r", r), 1)
+
+    def add_sensors(self, s: Sensors, now: float) -> None:
+        """One sensor reading taken at ``now``."""
+        if self._accepting and not s.empty:
+            self._append(("h", s, now), 1)
+
+    def _append(self, entry: tuple[Any, ...], n: int) -> None:
+        with self._lock:
+            self._pending.append(entry)
+            self._pending_n += n
+            if self._pending_n <= MAX_PENDING:
+                return
+            while self._pending_n > MAX_PENDING and len(self._pending) > 1:
+                old = self._pending.pop(0)
+                k = len(old[1]) if old[0] == "s" else 1
+                self._pending_n -= k
+                self.rows_dropped += k
+            self._behind = True
+            self.warning = (
+                f"History writes are falling behind; {self.rows_dropped} readings were "
+                "dropped so far."
+            )
+
+    # --- the writer ------------------------------------------------------------------------
+
+    def start(self, seed_at: float | None = None) -> None:
+        """Start the writer thread (flush every ``flush_interval_s``, maintain every
+        ``rollup_interval_s``). With ``seed_at``, it first reads ``recent_history(seed_at)``
+        for ``take_seed``, so that reading it never delays the first Snapshot."""
+        if self._thread is not None or self._conn is None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._run, args=(seed_at,), name="vtmon-history", daemon=True
+        )
+        self._thread.start()
+
+    def take_seed(self) -> dict[SeriesKey, list[HistoryPoint]] | None:
+        """The chart history read for ``start(seed_at=...)``, once, when it is ready."""
+        if self._seed is None:
+            return None
+        with self._lock:
+            seed, self._seed = self._seed, None
+        return seed
+
+    def _run(self, seed_at: float | None) -> None:
+        cfg = self.retention
+        if seed_at is not None:
+            seed = self.recent_history(seed_at)
+            with self._lock:
+                self._seed = seed
+        next_maint = time.monotonic()  # at once: catch up on retention after a long stop
+        while True:
+            try:  # the writer must outlive any bug in one flush or rollup
+                if time.monotonic() >= next_maint:
+                    next_maint = time.monotonic() + cfg.rollup_interval_s
+                    self.maintain()
+                if self._stop.wait(cfg.flush_interval_s):
+                    return
+                self.flush()
+            except Exception:
+                log.exception("history writer failed")
+
+    def close(self) -> None:
+        """Stop the writer, write what is pending, close the file. Safe to call twice."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+            self._thread = None
+        if self._closed:
+            return
+        self._closed = True
+        self._retry_at = 0.0
+        self.flush()
+        with self._db_lock:
+            self._close_conn()
+
+    def flush(self) -> int:
+        """Write everything pending in one transaction; returns the rows written."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+            n, self._pending_n = self._pending_n, 0
+        if not pending:
+            return 0
+        if self._retry_at and self.clock.monotonic() < self._retry_at:
+            self.rows_dropped += n  # still failing: keep memory bounded
+            return 0
+        if self._conn is None and self._retry_at:
+            self._reopen()
+        if self._conn is None:
+            self.rows_dropped += n
+            return 0
+        t0 = time.perf_counter()
+        rows = self._rows(pending)
+        try:
+            with self._db_lock, self._transaction() as conn:
+                self._write(conn, rows)
+        except sqlite3.Error as e:
+            self._failed(e, len(rows))
+            return 0
+        self.last_flush_s = time.perf_counter() - t0
+        self.rows_written += len(rows)
+        if self._retry_at or self._behind:  # writing works (again): no more warning
+            self._retry_at = 0.0
+            self._behind = False
+            self.warning = self.notice
+        return len(rows)
+
+    def _failed(self, e: sqlite3.Error, rows: int) -> None:
+        self.rows_dropped += rows
+        self._ids.clear()  # series added by the rolled-back transaction are not in the file
+        with self._db_lock:
+            if self._conn is not None:
+                try:  # nor are the rollup and retention steps it took
+                    self._load_tiers(self._conn)
+                except sqlite3.Error:
+                    pass
+        if _is_corrupt(e):
+            with self._db_lock:
+                self._move_aside(_reason(e))
+            return
+        self._retry_at = self.clock.monotonic() + RETRY_S
+        self._memory_only(f"writing {self.path} failed ({_reason(e)})")
+
+    def _reopen(self) -> None:
+        try:
+            with self._db_lock:
+                self._connect()
+        except (_Corrupt, sqlite3.Error):
+            self._close_conn()
+            self._retry_at = self.clock.monotonic() + RETRY_S
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn
+        if conn is None:
+            raise sqlite3.OperationalError("the history file is closed")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")  # may fail too (disk full): then roll back as well
+        except BaseException:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise
+
+    def _rows(self, pending: list[tuple[Any, ...]]) -> dict[tuple[str, SeriesKey, int, int], Row]:
+        """Pending items as rows of each layer's finest tier, merged per bucket."""
+        groups: dict[tuple[str, SeriesKey, int, int], list[Row]] = {}
+        app_res = self._tiers["application"][0].tier.res
+
+        def put(layer: str, key: SeriesKey, res: int, t: float, row: Row) -> None:
+            groups.setdefault((layer, key, res, _align(t, res)), []).append(row)
+
+        for p in pending:
+            tag = p[0]
+            if tag == "s":
+                for key, kind, sec, payload in p[1]:
+                    row = _payload_row(kind, payload)
+                    if row is not None:
+                        put("application", key, app_res, sec, row)
+            elif tag == "r":
+                r: Resources = p[1]
+                for layer, key, v in resource_values(r):
+                    put(layer, key, self._tiers[layer][0].tier.res, r.t, Row.of_value(v))
+            else:
+                _, s, now = p
+                res = self._tiers["hardware"][0].tier.res
+                for key, v in sensor_values(s):
+                    put("hardware", key, res, now, Row.of_value(v))
+        return {k: merge(v) for k, v in groups.items()}
+
+    def _write(
+        self, conn: sqlite3.Connection, rows: dict[tuple[str, SeriesKey, int, int], Row]
+    ) -> None:
+        last: dict[int, int] = {}
+        params = []
+        for (layer, key, res, t), row in rows.items():
+            sid = self._series_id(conn, layer, key, t, create=True)
+            assert sid is not None
+            end = t + res - 1
+            if last.get(sid, -1) < end:
+                last[sid] = end
+            params.append((sid, res, t, row.n, row.sum, row.min, row.max, row.last, row.blob()))
+        conn.executemany(_UPSERT, params)
+        conn.executemany(
+            "UPDATE series SET last_t = max(last_t, ?) WHERE id = ?",
+            [(t, sid) for sid, t in last.items()],
+        )
+
+    def _series_id(
+        self, conn: sqlite3.Connection, layer: str, key: SeriesKey, t: int = 0, create: bool = False
+    ) -> int | None:
+        sid = self._ids.get((layer, key))
+        if sid is not None:
+            return sid
+        tags = _tags_json(key)
+        row = conn.execute(
+            "SELECT id FROM series WHERE layer = ? AND kind = ? AND name = ? AND tags = ?",
+            (layer, key.kind.value, key.name, tags),
+        ).fetchone()
+        if row is None:
+            if not create:
+                return None
+            cur = conn.execute(
+                "INSERT INTO series (layer, kind, name, tags, component, first_t, last_t) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (layer, key.kind.value, key.name, tags, key.component, t, t),
+            )
+            sid = int(cur.lastrowid or 0)
+        else:
+            sid = int(row[0])
+        self._ids[(layer, key)] = sid
+        return sid
+
+    # --- rollups and retention --------------------------------------------------------------
+
+    def maintain(self, now: float | None = None) -> None:
+        """Roll finished intervals into the coarser tiers, then drop what is past each tier's
+        keep time and series past their layer's retention."""
+        if self._conn is None:
+            return
+        now = self.clock.time() if now is None else now
+        try:
+            with self._db_lock:
+                for layer in LAYERS:
+                    with self._transaction() as conn:
+                        self._roll_layer(conn, layer, now)
+                    with self._transaction() as conn:
+                        self._expire_layer(conn, layer, now)
+        except sqlite3.Error as e:
+            self._failed(e, 0)
+
+    def _lag(self, layer: str) -> float:
+        """How far behind now rollups into a layer's second tier stay: a point of its finest
+        tier may still grow until then (flush delay, its own length, late timed samples)."""
+        base = self._tiers[layer][0].tier.res
+        late = LATE_S if layer == "application" else 0
+        return 2 * self.retention.flush_interval_s + base + late + 5
+
+    def _roll_layer(self, conn: sqlite3.Connection, layer: str, now: float) -> None:
+        states = self._tiers[layer]
+        for i in range(1, len(states)):
+            src, dst = states[i - 1], states[i]
+            res = dst.tier.res
+            if i == 1:
+                upto = _align(now - self._lag(layer), res)
+            else:
+                if src.rolled_upto is None:
+                    break
+                upto = _align(src.rolled_upto, res)
+            frm = dst.rolled_upto
+            if frm is None:
+                row = conn.execute(
+                    "SELECT min(p.t) FROM points p JOIN series s ON s.id = p.series_id "
+                    "WHERE s.layer = ? AND p.res = ?",
+                    (layer, src.tier.res),
+                ).fetchone()
+                if row[0] is None:
+                    continue  # nothing to roll yet: start from the first point when it comes
+                frm = _align(row[0], res)
+            if upto <= frm:
+                continue
+            self._roll(conn, layer, src.tier.res, res, frm, upto)
+            dst.rolled_upto = upto
+            conn.execute(
+                "UPDATE tiers SET rolled_upto = ? WHERE layer = ? AND res = ?", (upto, layer, res)
+            )
+
+    def _roll(
+        self, conn: sqlite3.Connection, layer: str, src: int, res: int, frm: int, upto: int
+    ) -> None:
+        ids = [
+            r[0]
+            for r in conn.execute(
+                "SELECT id FROM series WHERE layer = ? AND last_t >= ?", (layer, frm)
+            ).fetchall()
+        ]
+        for sid in ids:
+            groups: dict[int, list[Row]] = {}
+            for t, row in self._read(conn, sid, src, frm, upto):
+                groups.setdefault(t - t % res, []).append(row)
+            conn.executemany(
+                _UPSERT,
+                [
+                    (sid, res, t, m.n, m.sum, m.min, m.max, m.last, m.blob())
+                    for t, m in ((t, merge(rows)) for t, rows in groups.items())
+                ],
+            )
+
+    def _expire_layer(self, conn: sqlite3.Connection, layer: str, now: float) -> None:
+        states = self._tiers[layer]
+        for i, st in enumerate(states):
+            cutoff = now - st.tier.keep_s
+            if i + 1 < len(states):
+                nxt = states[i + 1]
+                cutoff = min(_align(cutoff, nxt.tier.res), nxt.rolled_upto or -math.inf)
+            else:
+                cutoff = _align(cutoff, st.tier.res)
+            if not math.isfinite(cutoff) or (st.kept_from is not None and cutoff <= st.kept_from):
+                continue
+            cutoff = int(cutoff)
+            conn.execute(
+                "DELETE FROM points WHERE series_id IN (SELECT id FROM series WHERE layer = ?) "
+                "AND res = ? AND t < ?",
+                (layer, st.tier.res, cutoff),
+            )
+            st.kept_from = cutoff
+            conn.execute(
+                "UPDATE tiers SET kept_from = ? WHERE layer = ? AND res = ?",
+                (cutoff, layer, st.tier.res),
+            )
+        gone = now - self.retention.retention_s(layer)
+        old = [
+            r[0]
+            for r in conn.execute(
+                "SELECT id FROM series WHERE layer = ? AND last_t < ?", (layer, gone)
+            ).fetchall()
+        ]
+        if old:
+            conn.executemany("DELETE FROM points WHERE series_id = ?", [(i,) for i in old])
+            conn.executemany("DELETE FROM series WHERE id = ?", [(i,) for i in old])
+            dead = set(old)
+            self._ids = {k: v for k, v in self._ids.items() if v not in dead}
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def _read(
+        self, conn: sqlite3.Connection, sid: int, res: int, lo: float, hi: float
+    ) -> Iterator[tuple[int, Row]]:
+        cur = conn.execute(
+            "SELECT t, n, total, lo, hi, last, sketch FROM points "
+            "WHERE series_id = ? AND res = ? AND t >= ? AND t < ? ORDER BY t",
+            (sid, res, lo, hi),
+        )
+        for t, n, total, mn, mx, last, blob in cur:
+            keys = counts = None
+            if blob is not None:
+                try:
+                    keys, counts = decode(blob)
+                except CorruptBlob:
+                    log.warning("skipped an unreadable sketch of series %s at %s", sid, t)
+                    continue
+            yield t, Row(n, total, mn, mx, last, keys, counts)
+
+    def _sources(
+        self, layer: str, start: float, end: float, res: int
+    ) -> list[tuple[int, int, int]]:
+        """Which tier to read for which part of ``[start, end)``: ``(tier res, lo, hi)``.
+
+        The coarsest tier not coarser than ``res`` where it has been rolled up; finer tiers for
+        the recent part not rolled into it yet; coarser tiers for what its retention removed.
+        """
+        states = self._tiers[layer]
+        inf = math.inf
+        his = [inf] + [(s.rolled_upto if s.rolled_upto is not None else -inf) for s in states[1:]]
+        los = [(s.kept_from if s.kept_from is not None else -inf) for s in states]
+        c = max([i for i, s in enumerate(states) if s.tier.res <= res] or [0])
+        segs: list[tuple[int, float, float]] = []
+        for i in range(c):
+            segs.append((i, max(his[i + 1], los[i]), his[i]))
+        segs.append((c, los[c], his[c]))
+        edge = min((lo for _, lo, hi in segs if lo < hi), default=inf)
+        for j in range(c + 1, len(states)):
+            lo, hi = los[j], min(his[j], edge)
+            segs.append((j, lo, hi))
+            if lo < hi:
+                edge = lo
+        out = []
+        for i, lo, hi in segs:
+            tres = states[i].tier.res
+            # whole stored intervals: one overlapping the start of the range counts
+            lo, hi = max(lo, math.ceil(start) - tres + 1), min(hi, end)
+            if lo < hi:
+                out.append((tres, int(math.ceil(lo)), int(math.ceil(hi))))
+        return out
+
+    def _guarded(self, fn: Callable[[], _T], empty: _T) -> _T:
+        """A query never raises to a screen or a report: a damaged file answers nothing."""
+        try:
+            return fn()
+        except (sqlite3.Error, ValueError) as e:
+            log.warning("a history query failed (%s); answered with no data", e)
+            return empty
+
+    def _key_rows(
+        self, layer: str, key: SeriesKey, start: float, end: float, res: int
+    ) -> list[tuple[int, int, Row]]:
+        """``(t, row res, row)`` of one series over ``[start, end)`` as ``_sources`` picks."""
+        return self._guarded(lambda: self._key_rows_q(layer, key, start, end, res), [])
+
+    def _key_rows_q(
+        self, layer: str, key: SeriesKey, start: float, end: float, res: int
+    ) -> list[tuple[int, int, Row]]:
+        if self._conn is None:
+            return []
+        out: list[tuple[int, int, Row]] = []
+        with self._db_lock:
+            conn = self._conn
+            if conn is None:
+                return []
+            sid = self._series_id(conn, layer, key)
+            if sid is None:
+                return []
+            for tres, lo, hi in self._sources(layer, start, end, res):
+                out.extend((t, tres, row) for t, row in self._read(conn, sid, tres, lo, hi))
+        out.sort(key=lambda x: x[0])
+        return out
+
+    def resolution_for(self, layer: str, start: float, end: float) -> int:
+        """The finest resolution that gives at most ``MAX_POINTS`` points over the range: a
+        multiple of the coarsest stored resolution not above it (1 day: 2 min, from 1 min
+        points)."""
+        want = max(1, math.ceil(max(end - start, 1.0) / MAX_POINTS))
+        return self._res(layer, start, end, want, up=True)
+
+    def points(
+        self,
+        key: SeriesKey,
+        start: float,
+        end: float,
+        resolution: int | None = None,
+        layer: str = "application",
+    ) -> list[dict[str, float | None]]:
+        """Statistics of one series over ``[start, end)``, one point per ``resolution``
+        seconds (made a multiple of the stored resolutions below it; default: the finest that
+        gives at most ``MAX_POINTS`` points, see ``resolution_for``).
+
+        Every point has ``t`` and ``res`` (the seconds it covers: the requested resolution,
+        or the stored one where only coarser points are left) and, by kind: distribution
+        ``count, sum, mean, min, max, p50, p90, p95, p99, p999``; counter ``count`` (sum of
+        increments) and ``rate`` (per second); gauge ``count, mean, min, max, last``; set
+        ``count`` (unique members in a second; the largest second of the point) and ``mean``.
+        Stored intervals are never split: one that overlaps either end of the range counts
+        whole, so with coarse (old) data a point may start before ``start``.
+        """
+        res = self._res(layer, start, end, resolution)
+        buckets: dict[int, tuple[int, list[Row]]] = {}
+        for t, tres, row in self._key_rows(layer, key, start, end, res):
+            b = t - t % res if tres <= res else t
+            cur = buckets.get(b)
+            if cur is None:
+                buckets[b] = (max(tres, res), [row])
+            else:
+                cur[1].append(row)
+        kind = key.kind.value
+        return [point(kind, float(t), float(r), merge(rows)) for t, (r, rows) in buckets.items()]
+
+    def _res(
+        self, layer: str, start: float, end: float, resolution: int | None, up: bool = False
+    ) -> int:
+        """``resolution`` as a multiple of the coarsest tier not above it (rounded down, or
+        up with ``up``), so that every point is made of whole stored points."""
+        if resolution is None:
+            return self.resolution_for(layer, start, end)
+        finest = self._tiers[layer][0].tier.res
+        res = max(int(resolution), finest)
+        for s in reversed(self._tiers[layer]):
+            r = s.tier.res
+            if r <= res:
+                return -(-res // r) * r if up else res - res % r
+        return res
+
+    def summary(
+        self, key: SeriesKey, start: float, end: float, layer: str = "application"
+    ) -> dict[str, float | None] | None:
+        """One point merging the whole of ``[start, end)`` (report tables); None without data.
+        Percentiles stay within 1 % of the sample of that rank however long the range."""
+        rows = [row for _, _, row in self._key_rows(layer, key, start, end, 2**62)]
+        if not rows:
+            return None
+        return point(key.kind.value, float(start), float(end - start), merge(rows))
+
+    def series(self, start: float, end: float, layer: str | None = None) -> list[SeriesInfo]:
+        """The series with data in ``[start, end)``, by layer, component and name."""
+        return self._guarded(lambda: self._series_q(start, end, layer), [])
+
+    def _series_q(self, start: float, end: float, layer: str | None) -> list[SeriesInfo]:
+        if self._conn is None:
+            return []
+        q = (
+            "SELECT layer, kind, name, tags, component, first_t, last_t FROM series "
+            "WHERE first_t < ? AND last_t >= ?"
+        )
+        args: list[Any] = [end, start]
+        if layer is not None:
+            q += " AND layer = ?"
+            args.append(layer)
+        with self._db_lock:
+            if self._conn is None:
+                return []
+            found = self._conn.execute(q, args).fetchall()
+        out = [
+            SeriesInfo(SeriesKey(name, _tags_of(tags), Kind(kind)), lay, comp, first, last)
+            for lay, kind, name, tags, comp, first, last in found
+        ]
+        out.sort(key=lambda s: (LAYERS.index(s.layer), s.component, s.key.name, s.key.tags))
+        return out
+
+    def resources(
+        self, start: float, end: float, resolution: int | None = None
+    ) -> dict[str, list[float | None]]:
+        """Resource history over ``[start, end)``: lists ``t`` and, per point (the mean of the
+        readings in it), ``cpu``, ``mem`` (percent), ``disk_read``, ``disk_write``, ``net_rx``,
+        ``net_tx`` (bytes/s), ``psi_cpu``, ``psi_memory``, ``psi_io`` (percent stalled, some
+        avg10). None where nothing was read."""
+        layers = ("system", "network")
+        if resolution is None:
+            res = max(self.resolution_for(lay, start, end) for lay in layers)
+        else:
+            res = max(self._res(lay, start, end, resolution, up=True) for lay in layers)
+        # one grid for both layers: a resolution made of whole points of each
+        while any(self._res(lay, start, end, res) != res for lay in layers):
+            res += self._tiers["system"][0].tier.res
+        cols: dict[str, dict[float | None, float | None]] = {}
+        for col, (layer, name) in RESOURCE_COLUMNS.items():
+            pts = self.points(SeriesKey(name, (), Kind.GAUGE), start, end, res, layer)
+            cols[col] = {p["t"]: p["mean"] for p in pts}
+        ts = sorted({t for c in cols.values() for t in c if t is not None})
+        out: dict[str, list[float | None]] = {"t": list(ts)}
+        for col, vals in cols.items():
+            out[col] = [vals.get(t) for t in ts]
+        return out
+
+    def recent_history(self, now: float, seconds: int = 300) -> dict[SeriesKey, list[HistoryPoint]]:
+        """Chart points of every distribution with data in the ``seconds`` before ``now``:
+        per second, p50/p95/p99 of the 10 s window ending there (what ``record_history``
+        would have drawn), oldest first. Used to seed the charts after a restart."""
+        return self._guarded(lambda: self._recent_history_q(now, seconds), {})
+
+    def _recent_history_q(self, now: float, seconds: int) -> dict[SeriesKey, list[HistoryPoint]]:
+        if self._conn is None:
+            return {}
+        now_s = math.floor(now)
+        first = now_s - seconds
+        res = self._tiers["application"][0].tier.res
+        out: dict[SeriesKey, list[HistoryPoint]] = {}
+        qs = (0.5, 0.95, 0.99)
+        with self._db_lock:
+            conn = self._conn
+            if conn is None:
+                return {}
+            found = conn.execute(
+                "SELECT id, name, tags FROM series WHERE layer = 'application' "
+                "AND kind = 'distribution' AND last_t >= ?",
+                (first - HISTORY_WINDOW_S,),
+            ).fetchall()
+            for sid, name, tags in found:
+                rows = dict(self._read(conn, sid, res, first - HISTORY_WINDOW_S, now_s))
+                if not rows:
+                    continue
+                # up to the last second with data: nothing was drawn while vtmon was down
+                lo, hi = max(first, min(rows)), max(rows) + 1
+                pts = [
+                    HistoryPoint(t=float(sec), p50=p50, p95=p95, p99=p99)
+                    for sec, (p50, p95, p99) in sliding_quantiles(
+                        rows, lo, hi, HISTORY_WINDOW_S, qs
+                    )
+                ]
+                if pts:
+                    key = SeriesKey(name, _tags_of(tags), Kind.DISTRIBUTION)
+                    out[key] = pts
+        return out
+
+
+# --- conversions ---------------------------------------------------------------------------
+
+
+def _payload_row(kind: Kind, payload: Any) -> Row | None:
+    """A row of one second from a ``SeriesStore.closed_seconds`` payload."""
+    if kind is Kind.DISTRIBUTION:
+        return Row.of_sketch(payload) if payload.count > 0 else None
+    if kind is Kind.COUNTER:
+        v = float(payload)
+        return Row(1.0, v, v, v) if math.isfinite(v) else None
+    if kind is Kind.GAUGE:
+        n, total, lo, hi, last = payload
+        return Row(float(n), total, lo, hi, last) if n else None
+    n = float(payload)
+    return Row(1.0, n, n, n, n) if n else None
+
+
+def resource_values(r: Resources) -> Iterator[tuple[str, SeriesKey, float]]:
+    """The gauge series a resource reading feeds: ``(layer, key, value)``."""
+    for layer, name, attr in RESOURCE_FIELDS:
+        v = getattr(r, attr)
+        if v is not None and math.isfinite(v):
+            yield layer, SeriesKey(name, (), Kind.GAUGE), float(v)
+    if r.mem_total:  # 0 when memory could not be read
+        yield "system", SeriesKey("system.mem_used", (), Kind.GAUGE), float(r.mem_used)
+    if r.load is not None:
+        yield "system", SeriesKey("system.load1", (), Kind.GAUGE), float(r.load[0])
+    for p in r.pressure:
+        yield "system", SeriesKey(f"system.pressure.{p.resource}", (), Kind.GAUGE), p.some_avg10
+    for d in r.disks:
+        key = SeriesKey("system.disk_used", (("mount", d.mount),), Kind.GAUGE)
+        yield "system", key, float(d.percent)
+    proc = r.process
+    if proc is not None and proc.running:
+        tags = (("pid", str(proc.pid)),)
+        if proc.cpu_percent is not None:
+            yield "system", SeriesKey("system.process.cpu", tags, Kind.GAUGE), proc.cpu_percent
+        if proc.rss is not None:
+            yield "system", SeriesKey("system.process.rss", tags, Kind.GAUGE), float(proc.rss)
+
+
+def sensor_values(s: Sensors) -> Iterator[tuple[SeriesKey, float]]:
+    """The gauge series a sensor reading feeds (all in the hardware layer)."""
+    for t in s.temperatures:
+        tags = (("chip", t.chip), ("label", t.label))
+        yield SeriesKey("hardware.temperature", tags, Kind.GAUGE), t.current
+    for f in s.fans:
+        yield SeriesKey("hardware.fan", (("chip", f.chip), ("label", f.label)), Kind.GAUGE), f.rpm
+    for p in s.power:
+        tags = (("label", p.label), ("source", p.source))
+        yield SeriesKey("hardware.power", tags, Kind.GAUGE), p.watts
+    if s.battery is not None:
+        yield SeriesKey("hardware.battery", (), Kind.GAUGE), s.battery.percent

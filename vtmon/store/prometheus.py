@@ -1,0 +1,756 @@
+"""Prometheus exposition: ``/metrics`` in the text format, so a fleet of vtmon instances can be
+scraped and aggregated by a Prometheus server.
+
+What is exported (docs/prometheus.md lists every metric):
+
+* every distribution series as the histogram ``vtmon_latency_milliseconds`` (cumulative since
+  the exporter started), counters as ``vtmon_counter_total``, gauges as ``vtmon_gauge`` and sets
+  as ``vtmon_set_members``, labelled ``series`` (the metric name), ``component`` and the series'
+  tags;
+* from the latest Snapshot: resources, pressure, the watched process, sensors, health scores,
+  active bottlenecks by severity and the ingest counters.
+
+Histograms and counters are kept here, from every batch the engine applies
+(``Monitor.on_batch``), because Prometheus needs totals since start and the engine only keeps
+five minutes. Everything else is read from ``monitor.latest`` at scrape time.
+
+The buckets
+    ``histogram_quantile`` finds the bucket that holds the rank and interpolates linearly inside
+    it, so its answer is never further from the true quantile than one bucket's width. The
+    boundaries are a fixed geometric grid, ``BUCKETS_PER_DECADE`` = 30 per decade (ratio
+    10^(1/30) = 1.080) from 0.1 ms to 125.9 s, rounded to 4 significant digits so that ``le``
+    reads well: 184 boundaries plus ``+Inf``. For a smooth distribution the linear interpolation
+    inside an 8 % bucket lands within 1-2 % of the true quantile (tests/test_prometheus.py
+    measures it through a real Prometheus server); the worst case, every sample at one bucket's
+    lower edge, is 8 %.
+
+    Every series always carries all the boundaries. Emitting only those up to the series' maximum
+    would be stable for ``rate()`` (a maximum since start only grows) but breaks the fleet
+    query: ``sum by (le)`` over instances with different maxima lacks the instance with the
+    smaller maximum in every higher bucket, which counts it as missing, not as complete, and
+    drags the quantile towards ``+Inf``. Omitting buckets below the minimum would be fleet-safe
+    (they are zero), but shifts the buckets as the minimum falls; the saving is a few dozen
+    lines per series, not worth the irregularity.
+
+    Counts are exact: each value is put in its bucket with ``v <= le`` (Prometheus' inclusive
+    bound), not through the engine's sketch, so the only error left is Prometheus'
+    interpolation. Sample rates weigh values (and ``_count``) by 1 / rate, as the engine does;
+    NaN, infinities and weights that are not positive are skipped, as the engine skips them.
+
+Cardinality
+    At most ``config.max_series`` histogram and counter series are kept (the engine's own
+    limit); further ones are dropped. A series that has received nothing for
+    ``FORGET_AFTER_S`` (10 minutes, as in the engine) is forgotten; if it comes back it starts
+    from zero, which Prometheus' ``rate()`` treats as a counter reset.
+
+Threads
+    ``observe`` runs on the engine thread, ``collect`` on the HTTP server's threads. One lock
+    guards the state; a scrape holds it only to copy the arrays, so the engine never waits for
+    the text to be built.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import re
+import socket
+import threading
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from itertools import repeat
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry, generate_latest, start_http_server
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
+
+from vtmon import __version__
+from vtmon.engine.series import FORGET_AFTER_S, RING_S, SWEEP_EVERY_S
+from vtmon.model import SEVERITY_ORDER, Batch, Kind, SeriesKey, Snapshot
+
+if TYPE_CHECKING:
+    from vtmon.engine.monitor import Monitor
+
+BUCKETS_PER_DECADE = 30
+LOWEST_MS = 0.1
+HIGHEST_MS = 120_000.0  # the grid goes on to the first boundary at or above this
+DEFAULT_HOST = "127.0.0.1"
+TABLE_BITS = 8  # mantissa bits of the bucket lookup table (see _bucket_of)
+
+LatencyLabels = tuple[tuple[str, str], ...]
+
+# Labels a tag must not take over: the ones vtmon sets, the ones Prometheus gives meaning.
+RESERVED_LABELS = frozenset({"series", "component", "le", "quantile", "job", "instance"})
+TAG_PREFIX = "tag_"
+_INVALID_LABEL_CHARS = re.compile(r"[^a-zA-Z0-9_]")
+
+
+def latency_buckets(
+    per_decade: int = BUCKETS_PER_DECADE, lowest: float = LOWEST_MS, highest: float = HIGHEST_MS
+) -> tuple[float, ...]:
+    """The ``le`` boundaries: ``lowest * 10**(k / per_decade)`` up to the first >= ``highest``,
+    rounded to 4 significant digits (strictly increasing for up to ~200 per decade)."""
+    n = math.ceil(per_decade * math.log10(highest / lowest) - 1e-9)
+    return tuple(float(f"{lowest * 10 ** (k / per_decade):.4g}") for k in range(n + 1))
+
+
+BUCKETS = latency_buckets()
+
+
+def label_name(tag: str) -> str:
+    """A tag key as a Prometheus label name: ``[a-zA-Z_][a-zA-Z0-9_]*``, never a reserved one
+    (those, and names Prometheus keeps for itself, ``__*``, get the prefix ``tag_``)."""
+    name = _INVALID_LABEL_CHARS.sub("_", tag) or "_"
+    if name[0].isdigit():
+        name = "_" + name
+    if name in RESERVED_LABELS or name.startswith("__"):
+        name = TAG_PREFIX + name
+    return name
+
+
+def _label_value(v: str) -> str:
+    """Label values are any UTF-8 (prometheus-client escapes ``\\``, ``"`` and newlines); a
+    lone surrogate is not encodable and would fail the whole scrape, so it is replaced."""
+    try:
+        v.encode("utf-8")
+        return v
+    except UnicodeEncodeError:
+        return v.encode("utf-8", "replace").decode("utf-8")
+
+
+def series_labels(key: SeriesKey) -> LatencyLabels:
+    """``series`` (the name), ``component``, then the tags as sanitised labels, sorted.
+
+    The ``component`` tag is the ``component`` label. A tag without a value gets ``true``
+    (Prometheus treats an empty label as no label). When two tags sanitise to the same label
+    name the first (in tag order) is kept.
+    """
+    labels = {"series": _label_value(key.name), "component": _label_value(key.component)}
+    for k, v in key.tags:
+        if k == "component":
+            continue
+        name = label_name(k)
+        if name not in labels:
+            labels[name] = _label_value(v) if v else "true"
+    return tuple(sorted(labels.items()))
+
+
+def parse_listen(spec: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``:PORT`` or ``PORT`` (loopback), ``[IPv6]:PORT``; port 0 picks a free one.
+
+    Raises ValueError with one sentence for the user.
+    """
+    s = spec.strip()
+    if s.isdigit():
+        host, port = "", s
+    elif s.startswith("["):
+        inner, sep, port = s[1:].partition("]:")
+        if not sep or not inner:
+            raise ValueError(f"{spec!r} is not [IPv6]:PORT, e.g. [::1]:9108.")
+        host = inner
+    else:
+        host, sep, port = s.rpartition(":")
+        if not sep:
+            raise ValueError(f"{spec!r} is not HOST:PORT, :PORT or PORT, e.g. 127.0.0.1:9108.")
+        if ":" in host:
+            raise ValueError(f"{spec!r}: put an IPv6 address in brackets, e.g. [::1]:9108.")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{spec!r}: the port must be a number from 0 to 65535.")
+    return host or DEFAULT_HOST, int(port)
+
+
+class ExporterError(Exception):
+    """The endpoint cannot be served; the message is one sentence for the user."""
+
+
+class PrometheusExporter:
+    """Totals per series from every applied batch, and ``/metrics`` built at scrape time.
+
+    ``PrometheusExporter(monitor)`` registers with the monitor; ``serve(host, port)`` starts the
+    HTTP endpoint; ``exposition()`` is the same text without HTTP.
+    """
+
+    def __init__(
+        self,
+        monitor: Monitor,
+        *,
+        buckets: Iterable[float] = BUCKETS,
+        max_series: int | None = None,
+        process_metrics: bool = True,
+    ) -> None:
+        self.monitor = monitor
+        self.buckets = tuple(float(b) for b in buckets)
+        if list(self.buckets) != sorted(set(self.buckets)) or not self.buckets:
+            raise ValueError("buckets must be strictly increasing")
+        self.max_series = monitor.config.max_series if max_series is None else max_series
+        self._bounds = np.asarray(self.buckets, dtype=np.float64)
+        self._bounds_inf = np.append(self._bounds, math.inf)  # index n = the +Inf bucket
+        self._nb = len(self.buckets) + 1
+        self._table = self._lookup_table()
+        self._le = [floatToGoString(b) for b in self.buckets] + ["+Inf"]
+
+        self._lock = threading.Lock()
+        # histograms: one row per label set (different keys that sanitise alike share a row)
+        self._rows: dict[LatencyLabels, int] = {}
+        self._free: list[int] = []
+        self._counts = np.zeros((0, self._nb), dtype=np.float64)  # per bucket, not cumulative
+        self._sum = np.zeros(0, dtype=np.float64)
+        self._count = np.zeros(0, dtype=np.float64)
+        self._seen = np.zeros(0, dtype=np.float64)
+        # counters: label set -> [total, last seen]
+        self._counters: dict[LatencyLabels, list[float]] = {}
+        self._labels: dict[SeriesKey, LatencyLabels] = {}
+        self._dropped = 0  # samples of series beyond max_series
+        self._accepted = 0
+        self._rejected: Counter[str] = Counter()
+        self._next_sweep = -math.inf
+
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_Collector(self))
+        if process_metrics:  # vtmon's own CPU and memory: process_* (deliberately included)
+            ProcessCollector(registry=self.registry)
+        self._httpd: Any = None
+        self._thread: threading.Thread | None = None
+        monitor.on_batch(self.observe)
+
+    def _lookup_table(self) -> tuple[int, int, np.ndarray] | None:
+        """For ``_bucket_of``: the first boundary >= the lower end of every float range that
+        shares its exponent and top ``TABLE_BITS`` mantissa bits, between half the lowest
+        boundary and twice the highest. None when a range could hold two boundaries (boundaries
+        closer than 0.8 %, or not all positive): then ``searchsorted`` does the work."""
+        b = self._bounds
+        if b[0] <= 0 or (b.size > 1 and np.min(b[1:] / b[:-1]) <= 1 + 2.0 ** (1 - TABLE_BITS)):
+            return None
+        shift = 52 - TABLE_BITS
+        lo = int(np.float64(b[0] / 2).view(np.int64)) >> shift
+        hi = int(np.float64(b[-1] * 2).view(np.int64)) >> shift
+        lower = (np.arange(lo, hi + 1, dtype=np.int64) << shift).view(np.float64)
+        return lo, hi, np.searchsorted(b, lower, side="left").astype(np.intp)
+
+    # -- the engine thread -----------------------------------------------------------------
+
+    def observe(self, batch: Batch, now: float) -> None:
+        """Add one applied batch (``Monitor.on_batch``): quick, and keeps none of its lists."""
+        timed = batch.timed
+        if not (batch.dist or batch.counts or timed or batch.accepted or batch.rejected):
+            return
+        with self._lock:
+            self._accepted += batch.accepted
+            if batch.rejected:
+                self._rejected.update(batch.rejected)
+            rows: list[int] = []
+            lens: list[int] = []
+            vals: list[float] = []
+            wts: list[float] | None = None
+            for key, buf in batch.dist.items():
+                n = len(buf.values)
+                if not n:
+                    continue
+                if buf.weights is not None and len(buf.weights) != n:
+                    continue  # the engine drops such a buffer whole
+                r = self._row(key, now)
+                if r is None:
+                    self._dropped += n
+                    continue
+                if buf.weights is not None:
+                    if wts is None:
+                        wts = [1.0] * len(vals)
+                    wts.extend(buf.weights)
+                elif wts is not None:
+                    wts.extend(repeat(1.0, n))
+                rows.append(r)
+                lens.append(n)
+                vals.extend(buf.values)
+            for key, inc in batch.counts.items():
+                self._add_count(key, inc, now)
+            if timed:
+                oldest = math.floor(now) - RING_S + 1  # the engine drops anything older
+                for t in timed:
+                    if not t.ts >= oldest:
+                        continue
+                    if t.key.kind is Kind.COUNTER:
+                        self._add_count(t.key, t.value * t.weight, now)
+                    elif t.key.kind is Kind.DISTRIBUTION:
+                        r = self._row(t.key, now)
+                        if r is None:
+                            self._dropped += 1
+                            continue
+                        if wts is None:
+                            wts = [1.0] * len(vals)
+                        wts.append(t.weight)
+                        rows.append(r)
+                        lens.append(1)
+                        vals.append(t.value)
+            if vals:
+                self._add_values(rows, lens, vals, wts, now)
+            if now >= self._next_sweep:
+                self._sweep(now)
+
+    def _add_values(
+        self,
+        rows: list[int],
+        lens: list[int],
+        vals: list[float],
+        wts: list[float] | None,
+        now: float,
+    ) -> None:
+        v = np.asarray(vals, dtype=np.float64)
+        rows_a = np.asarray(rows, dtype=np.intp)
+        local = np.repeat(np.arange(len(rows)), lens)  # which of this batch's rows
+        w = None if wts is None else np.asarray(wts, dtype=np.float64)
+        ok = np.isfinite(v)
+        if w is not None:
+            ok &= np.isfinite(w)
+            ok &= w > 0
+        if not ok.all():
+            v, local = v[ok], local[ok]
+            w = None if w is None else w[ok]
+        if v.size:
+            flat = rows_a[local] * self._nb + self._bucket_of(v)
+            np.add.at(self._counts.reshape(-1), flat, 1.0 if w is None else w)
+            # totals per row of the batch with bincount (fast), then one add per row
+            k = len(rows)
+            np.add.at(self._count, rows_a, np.bincount(local, weights=w, minlength=k))
+            vw = v if w is None else v * w
+            np.add.at(self._sum, rows_a, np.bincount(local, weights=vw, minlength=k))
+        self._seen[rows_a] = now
+
+    def _bucket_of(self, v: np.ndarray) -> np.ndarray:
+        """Index of the first boundary >= each value (``len(buckets)`` for +Inf).
+
+        ``searchsorted`` is exact but slow (~30 ns a value over 185 boundaries). Instead the
+        top bits of each float (exponent and ``TABLE_BITS`` of mantissa: a range 0.4 % wide at
+        most) index a table of the bucket of the range's lower end; a range holds at most one
+        boundary, so one comparison finishes the job. Zero and negative values have negative
+        or zero bits and land in the first bucket, as they should.
+        """
+        if self._table is None:
+            return np.searchsorted(self._bounds, v, side="left")
+        lo, hi, table = self._table
+        k = v.view(np.int64) >> (52 - TABLE_BITS)
+        np.clip(k, lo, hi, out=k)
+        k -= lo
+        idx = table[k]
+        idx += v > self._bounds_inf[idx]
+        return idx
+
+    def _labels_of(self, key: SeriesKey) -> LatencyLabels:
+        labels = self._labels.get(key)
+        if labels is None:
+            if len(self._labels) >= 4 * self.max_series + 1024:
+                self._labels.clear()  # keys of forgotten series; rebuilt as they come
+            labels = self._labels[key] = series_labels(key)
+        return labels
+
+    def _room(self) -> bool:
+        return len(self._rows) + len(self._counters) < self.max_series
+
+    def _row(self, key: SeriesKey, now: float) -> int | None:
+        labels = self._labels_of(key)
+        r = self._rows.get(labels)
+        if r is not None:
+            return r
+        if not self._room():
+            return None
+        if self._free:
+            r = self._free.pop()
+        else:
+            r = len(self._rows)
+            if r >= self._counts.shape[0]:
+                self._grow(max(16, 2 * self._counts.shape[0]))
+        self._rows[labels] = r
+        self._seen[r] = now
+        return r
+
+    def _grow(self, cap: int) -> None:
+        old = self._counts.shape[0]
+        counts = np.zeros((cap, self._nb), dtype=np.float64)
+        counts[:old] = self._counts
+        self._counts = counts
+        for name in ("_sum", "_count", "_seen"):
+            a = np.zeros(cap, dtype=np.float64)
+            a[:old] = getattr(self, name)
+            setattr(self, name, a)
+
+    def _add_count(self, key: SeriesKey, inc: float, now: float) -> None:
+        if not math.isfinite(inc):
+            return
+        labels = self._labels_of(key)
+        c = self._counters.get(labels)
+        if c is None:
+            if not self._room():
+                self._dropped += 1
+                return
+            c = self._counters[labels] = [0.0, now]
+        c[0] += inc
+        c[1] = now
+
+    def _sweep(self, now: float) -> None:
+        """Forget series idle for ``FORGET_AFTER_S``; their rows are zeroed for reuse."""
+        self._next_sweep = now + SWEEP_EVERY_S
+        idle = now - FORGET_AFTER_S
+        for labels, r in list(self._rows.items()):
+            if self._seen[r] <= idle:
+                del self._rows[labels]
+                self._counts[r] = 0.0
+                self._sum[r] = self._count[r] = 0.0
+                self._free.append(r)
+        for labels, c in list(self._counters.items()):
+            if c[1] <= idle:
+                del self._counters[labels]
+
+    # -- scrape time (HTTP threads) --------------------------------------------------------
+
+    def _copy(self) -> tuple[list[LatencyLabels], np.ndarray, np.ndarray, np.ndarray, Any]:
+        with self._lock:
+            labels = list(self._rows)
+            idx = np.fromiter(self._rows.values(), dtype=np.intp, count=len(labels))
+            counters = [(k, c[0]) for k, c in self._counters.items()]
+            totals = (self._accepted, dict(self._rejected), self._dropped)
+            return (
+                labels,
+                self._counts[idx],  # fancy indexing copies
+                self._sum[idx],
+                self._count[idx],
+                (counters, totals),
+            )
+
+    def collect(self) -> Iterator[Metric]:
+        labels, counts, sums, totals, (counters, ingest) = self._copy()
+        yield self._histograms(labels, counts, sums, totals)
+        c = CounterMetricFamily(
+            "vtmon_counter", "Counter series: the sum of increments since start (1 / rate each)."
+        )
+        for lab, v in sorted(counters):
+            c.samples.append(Sample("vtmon_counter_total", dict(lab), v))
+        yield c
+        accepted, rejected, dropped = ingest
+        lines = CounterMetricFamily(
+            "vtmon_ingest_lines", "Lines received on the socket, by result and rejection reason."
+        )
+        lines.samples.append(Sample("vtmon_ingest_lines_total", {"result": "accepted"}, accepted))
+        for reason, n in sorted(rejected.items()):
+            lines.samples.append(
+                Sample("vtmon_ingest_lines_total", {"result": "rejected", "reason": reason}, n)
+            )
+        yield lines
+        yield CounterMetricFamily(
+            "vtmon_exporter_samples_dropped",
+            "Samples the exporter did not count: their series was beyond the series limit.",
+            value=dropped,
+        )
+        yield from self._info()
+        snap = self.monitor.latest
+        if snap is not None:
+            yield from _from_snapshot(snap)
+
+    def _histograms(
+        self,
+        labels: list[LatencyLabels],
+        counts: np.ndarray,
+        sums: np.ndarray,
+        totals: np.ndarray,
+    ) -> Metric:
+        h = HistogramMetricFamily(
+            "vtmon_latency_milliseconds",
+            "Distribution series (latencies) since start, in milliseconds.",
+        )
+        if not labels:
+            return h
+        cum = np.cumsum(counts, axis=1).tolist()
+        les = self._le
+        out = h.samples
+        order = sorted(range(len(labels)), key=labels.__getitem__)
+        for i in order:
+            base = dict(labels[i])
+            for le, v in zip(les, cum[i], strict=True):
+                out.append(Sample("vtmon_latency_milliseconds_bucket", {**base, "le": le}, v))
+            # _count is the +Inf bucket, by definition (float sums could differ in the last bit)
+            out.append(Sample("vtmon_latency_milliseconds_count", base, cum[i][-1]))
+            out.append(Sample("vtmon_latency_milliseconds_sum", base, float(sums[i])))
+        return h
+
+    def _info(self) -> Iterator[Metric]:
+        m = self.monitor
+        info = GaugeMetricFamily(
+            "vtmon_info", "Always 1: this vtmon's version and host.", labels=["version", "host"]
+        )
+        info.add_metric([__version__, _label_value(m.host)], 1.0)
+        yield info
+        yield GaugeMetricFamily(
+            "vtmon_start_time_seconds", "When this vtmon started, Unix seconds.", value=m.started
+        )
+
+    def exposition(self) -> bytes:
+        """``/metrics`` as the HTTP endpoint serves it (text format 0.0.4)."""
+        return generate_latest(self.registry)
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    def serve(self, host: str = DEFAULT_HOST, port: int = 0) -> tuple[str, int]:
+        """Serve ``/metrics`` on ``host:port`` from a daemon thread; returns the bound address.
+
+        Raises ExporterError (one sentence) when the address cannot be bound.
+        """
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        try:
+            self._httpd, self._thread = start_http_server(port, addr=host, registry=self.registry)
+        except socket.gaierror as e:
+            raise ExporterError(
+                f"Cannot serve Prometheus metrics on {where}: unknown host ({e.strerror})."
+            ) from None
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                why = "the port is in use; pick another with --prometheus HOST:PORT"
+            elif e.errno == errno.EACCES:
+                why = "permission denied (ports below 1024 need privileges)"
+            elif e.errno == errno.EADDRNOTAVAIL:
+                why = "this machine has no such address"
+            else:
+                why = (e.strerror or str(e)).rstrip(".").lower()
+            raise ExporterError(f"Cannot serve Prometheus metrics on {where}: {why}.") from None
+        addr = self._httpd.server_address
+        return addr[0], int(addr[1])
+
+    @property
+    def url(self) -> str | None:
+        if self._httpd is None:
+            return None
+        host, port = self._httpd.server_address[:2]
+        return f"http://{f'[{host}]' if ':' in host else host}:{port}/metrics"
+
+    def stop(self) -> None:
+        """Stop the HTTP endpoint (the totals stay; the monitor keeps calling ``observe``)."""
+        httpd, self._httpd = self._httpd, None
+        if httpd is not None:
+            httpd.shutdown()
+            httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+
+
+class _Collector:
+    """The prometheus-client Collector: builds the families at every scrape."""
+
+    def __init__(self, exporter: PrometheusExporter) -> None:
+        self._exporter = exporter
+
+    def collect(self) -> Iterator[Metric]:
+        return self._exporter.collect()
+
+
+# ---------------------------------------------------------------------------------------------
+# from the Snapshot
+
+
+def _gauge(name: str, doc: str, value: float | None) -> Iterator[Metric]:
+    if value is not None and math.isfinite(value):
+        yield GaugeMetricFamily(name, doc, value=value)
+
+
+def _labelled(
+    name: str, doc: str, labels: list[str], rows: Iterable[tuple[list[str], float | None]]
+) -> Iterator[Metric]:
+    g = GaugeMetricFamily(name, doc, labels=labels)
+    for values, v in rows:
+        if v is not None and math.isfinite(v):
+            g.add_metric([_label_value(x) for x in values], v)
+    if g.samples:
+        yield g
+
+
+def _series_gauges(snap: Snapshot) -> Iterator[Metric]:
+    gauges = GaugeMetricFamily("vtmon_gauge", "Gauge series: the current value.")
+    sets = GaugeMetricFamily("vtmon_set_members", "Set series: unique members in the last minute.")
+    targets: dict[str, float] = {}
+    seen: set[tuple[str, LatencyLabels]] = set()
+    for s in snap.series:
+        if s.kind is Kind.DISTRIBUTION and s.target_ms is not None:
+            targets.setdefault(s.component, s.target_ms)
+            continue
+        fam = gauges if s.kind is Kind.GAUGE else sets if s.kind is Kind.SET else None
+        if fam is None or s.last is None or not math.isfinite(s.last):
+            continue
+        labels = series_labels(SeriesKey(s.name, s.tags, s.kind))
+        if (fam.name, labels) in seen:
+            continue  # two series whose tags sanitise alike: the first one wins
+        seen.add((fam.name, labels))
+        fam.samples.append(Sample(fam.name, dict(labels), s.last))
+    for fam in (gauges, sets):
+        if fam.samples:
+            yield fam
+    yield from _labelled(
+        "vtmon_latency_target_milliseconds",
+        "The latency target of each component with distribution series.",
+        ["component"],
+        (([c], t) for c, t in sorted(targets.items())),
+    )
+
+
+def _from_snapshot(snap: Snapshot) -> Iterator[Metric]:
+    yield from _series_gauges(snap)
+    r = snap.resources
+    yield from _gauge("vtmon_cpu_percent", "System CPU use, percent of all cores.", r.cpu_percent)
+    yield from _gauge(
+        "vtmon_cpu_count", "Logical CPUs.", float(r.cpu_count) if r.cpu_count else None
+    )
+    if r.load is not None:
+        yield from _labelled(
+            "vtmon_load_average",
+            "System load average.",
+            ["period"],
+            (([p], v) for p, v in zip(("1m", "5m", "15m"), r.load, strict=True)),
+        )
+    if r.mem_total:
+        yield from _gauge("vtmon_memory_total_bytes", "Physical memory.", float(r.mem_total))
+        yield from _gauge("vtmon_memory_used_bytes", "Memory in use.", float(r.mem_used))
+        yield from _gauge(
+            "vtmon_memory_available_bytes", "Memory available.", float(r.mem_available)
+        )
+    yield from _gauge("vtmon_memory_used_percent", "Memory in use, percent.", r.mem_percent)
+    if r.swap_total:
+        yield from _gauge("vtmon_swap_total_bytes", "Swap space.", float(r.swap_total))
+        yield from _gauge("vtmon_swap_used_bytes", "Swap in use.", float(r.swap_used))
+    yield from _labelled(
+        "vtmon_swap_bytes_per_second",
+        "Swap traffic.",
+        ["direction"],
+        [(["in"], r.swap_in_rate), (["out"], r.swap_out_rate)],
+    )
+    yield from _gauge("vtmon_iowait_percent", "CPU time waiting for IO, percent.", r.iowait_percent)
+    yield from _labelled(
+        "vtmon_disk_total_bytes",
+        "Size of each mounted disk.",
+        ["mount"],
+        (([d.mount], float(d.total)) for d in r.disks),
+    )
+    yield from _labelled(
+        "vtmon_disk_used_bytes",
+        "Used space of each mounted disk.",
+        ["mount"],
+        (([d.mount], float(d.used)) for d in r.disks),
+    )
+    yield from _labelled(
+        "vtmon_disk_used_percent",
+        "Used space of each mounted disk, percent.",
+        ["mount"],
+        (([d.mount], d.percent) for d in r.disks),
+    )
+    yield from _labelled(
+        "vtmon_disk_bytes_per_second",
+        "Disk traffic, all disks.",
+        ["direction"],
+        [(["read"], r.disk_read_rate), (["write"], r.disk_write_rate)],
+    )
+    yield from _labelled(
+        "vtmon_disk_iops",
+        "Disk operations per second, all disks.",
+        ["direction"],
+        [(["read"], r.disk_read_iops), (["write"], r.disk_write_iops)],
+    )
+    yield from _labelled(
+        "vtmon_network_bytes_per_second",
+        "Network traffic, all interfaces.",
+        ["direction"],
+        [(["rx"], r.net_rx_rate), (["tx"], r.net_tx_rate)],
+    )
+    yield from _labelled(
+        "vtmon_network_packets_per_second",
+        "Network packets, all interfaces.",
+        ["direction"],
+        [(["rx"], r.net_rx_packets), (["tx"], r.net_tx_packets)],
+    )
+    yield from _gauge(
+        "vtmon_network_errors_per_second", "Network errors and drops per second.", r.net_errors
+    )
+    for kind in ("some", "full"):
+        for window in ("avg10", "avg60", "avg300"):
+            yield from _labelled(
+                f"vtmon_pressure_{kind}_{window}_percent",
+                f"Pressure stall information: {kind} {window}, percent of time stalled.",
+                ["resource"],
+                (([p.resource], getattr(p, f"{kind}_{window}")) for p in r.pressure),
+            )
+    p = r.process
+    if p is not None and p.running:
+        who = [str(p.pid), p.name]
+        yield from _labelled(
+            "vtmon_watched_process_cpu_percent",
+            "The --pid process: CPU, percent of one core.",
+            ["pid", "name"],
+            [(who, p.cpu_percent)],
+        )
+        yield from _labelled(
+            "vtmon_watched_process_resident_memory_bytes",
+            "The --pid process: resident memory.",
+            ["pid", "name"],
+            [(who, None if p.rss is None else float(p.rss))],
+        )
+        yield from _labelled(
+            "vtmon_watched_process_threads",
+            "The --pid process: threads.",
+            ["pid", "name"],
+            [(who, None if p.threads is None else float(p.threads))],
+        )
+    s = snap.sensors
+    yield from _labelled(
+        "vtmon_temperature_celsius",
+        "Temperature sensors.",
+        ["chip", "label"],
+        (([t.chip, t.label], t.current) for t in s.temperatures),
+    )
+    yield from _labelled(
+        "vtmon_fan_rpm",
+        "Fan speeds.",
+        ["chip", "label"],
+        (([f.chip, f.label], f.rpm) for f in s.fans),
+    )
+    yield from _labelled(
+        "vtmon_power_watts",
+        "Power draw (powercap, hwmon).",
+        ["source", "label"],
+        (([w.source, w.label], w.watts) for w in s.power),
+    )
+    if s.battery is not None:
+        yield from _gauge("vtmon_battery_percent", "Battery charge, percent.", s.battery.percent)
+    yield from _labelled(
+        "vtmon_health_score",
+        "Health per component and overall, 0 (bad) to 1 (good).",
+        ["component"],
+        (([h.component], h.score) for h in snap.health),
+    )
+    severities = Counter(b.severity for b in snap.bottlenecks)
+    yield from _labelled(
+        "vtmon_bottlenecks",
+        "Active bottlenecks by severity.",
+        ["severity"],
+        (([sev.value], float(severities[sev])) for sev in SEVERITY_ORDER),
+    )
+    i = snap.ingest
+    yield CounterMetricFamily(
+        "vtmon_ingest_bytes", "Bytes received on the socket.", value=float(i.bytes)
+    )
+    yield GaugeMetricFamily(
+        "vtmon_ingest_open_connections", "Connections open now.", value=float(i.connections)
+    )
+    yield CounterMetricFamily(
+        "vtmon_ingest_connections", "Connections accepted.", value=float(i.connections_total)
+    )
+    dropped = CounterMetricFamily(
+        "vtmon_samples_dropped",
+        "Samples lost: refused by the engine, or dropped by clients.",
+        labels=["by"],
+    )
+    dropped.add_metric(["engine"], float(i.samples_dropped))
+    dropped.add_metric(["client"], float(i.client_dropped))
+    yield dropped
