@@ -15,6 +15,7 @@ import asyncio
 import json
 import multiprocessing as mp
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -77,7 +78,9 @@ def bench_vtmon(lines: int, series: int, payload: bytes, serve_args: tuple[str, 
     path = os.path.join(tmp, "bench.sock")
     env = dict(os.environ)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "vtmon.cli", "serve", "--socket", path, *serve_args],
+        # History on, as by default, in the temporary folder (not the user's own file).
+        [sys.executable, "-m", "vtmon.cli", "serve", "--socket", path, "--data-dir", tmp,
+         *serve_args],  # fmt: skip
         stderr=subprocess.DEVNULL,
         env=env,
     )
@@ -133,6 +136,7 @@ def bench_vtmon(lines: int, series: int, payload: bytes, serve_args: tuple[str, 
     finally:
         proc.terminate()
         proc.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def bare_server(path: str, expected: int, result: mp.Queue) -> None:
@@ -206,6 +210,7 @@ def bench_bare(lines: int, payload: bytes, server=None) -> dict:
     t1 = q.get(timeout=120)
     p.join()
     srv.join()
+    shutil.rmtree(tmp, ignore_errors=True)
     return {"lines_per_s": lines / (t1 - t0), "elapsed_s": t1 - t0}
 
 
