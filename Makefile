@@ -34,6 +34,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/store.py
 	$(BIN)/python bench/prometheus.py
+	$(BIN)/python bench/report.py
 
 screenshots: $(VENV)/.installed-test
 	$(BIN)/python screenshots/make.py

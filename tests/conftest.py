@@ -31,8 +31,8 @@ class RecordingMonitor(Monitor):
             self._cond.notify_all()
         return ok
 
-    def handle_rpc(self, request: dict) -> dict | None:
-        resp = super().handle_rpc(request)
+    def handle_rpc(self, request: dict, conn: object = None) -> dict | None:
+        resp = super().handle_rpc(request, conn)
         with self._cond:
             self.rpcs_in += 1
             self._cond.notify_all()

@@ -194,16 +194,26 @@ def demo(
 @history_options
 @prometheus_option
 @record_option
+@click.option(
+    "--keep-applied",
+    is_flag=True,
+    help="Keep the tuning actions a previous run left applied (found in the journal) instead "
+    "of reverting them; they are listed, and `vtmon revert` undoes them.",
+)
 def serve(
     socket_path: str | None,
     config_file: str | None,
     pid: int | None,
     prometheus: tuple[str, int] | None,
     record_file: Path | None,
+    keep_applied: bool = False,
 ) -> None:
     """Run the engine with no screen (servers, CI, scripts) until Ctrl-C or SIGTERM.
 
-    Read its state with `vtmon snapshot`.
+    Read its state with `vtmon snapshot`; approve, reject and revert tuning actions with
+    `vtmon approve ID`, `vtmon reject ID`, `vtmon revert ID`. On Ctrl-C or SIGTERM it reverts
+    every tuning action it applied before it exits. Actions a previous run left applied (it
+    was killed) are reverted at start, unless --keep-applied.
     """
     socket_path, config_file = _inherit(socket_path, config_file)
     logging.basicConfig(level=logging.INFO, format="vtmon: %(message)s", stream=sys.stderr)
@@ -217,6 +227,7 @@ def serve(
         pid or _root_opt("pid"),
         prometheus=prometheus or _root_opt("prometheus"),
         recorder=recorder,
+        recovery="keep" if keep_applied else "revert",
     )
     done = threading.Event()
 
@@ -232,6 +243,7 @@ def serve(
         while not done.wait(0.5):
             pass
     finally:
+        monitor.stop_tuning()  # reverts what it applied: the applications are still connected
         server.stop()
         monitor.stop()
         _finish_recording(recorder)
@@ -335,6 +347,166 @@ def config(example: bool) -> None:
         return
     p = default_config_path()
     click.echo(f"{p} ({'exists' if p.exists() else 'not present: defaults apply'})")
+
+
+class _ReportError(click.ClickException):
+    exit_code = 2
+
+
+_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float:
+    """``90s``, ``30m``, ``1h``, ``1h30m``, ``2d``, ``1w`` (a bare number is seconds) in seconds;
+    ValueError when it is none of these or not positive."""
+    import re
+
+    t = text.strip().lower().replace(" ", "")
+    if re.fullmatch(r"\d+(\.\d+)?", t):
+        total = float(t)
+    else:
+        parts = re.findall(r"(\d+(?:\.\d+)?)([smhdw])", t)
+        if not parts or "".join(n + u for n, u in parts) != t:
+            raise ValueError(text)
+        total = sum(float(n) * _UNITS_S[u] for n, u in parts)
+    if not 0 < total < float("inf"):
+        raise ValueError(text)
+    return total
+
+
+def _parse_time(text: str, option: str) -> float:
+    from datetime import datetime
+
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise _ReportError(
+            f"{option} takes an ISO 8601 time such as 2026-11-27T14:00 (local time) or "
+            f"2026-11-27T14:00+01:00; got {text!r}."
+        ) from None
+    return when.astimezone().timestamp() if when.tzinfo is None else when.timestamp()
+
+
+def _report_period(since: str | None, start: str | None, end: str | None) -> tuple[float, float]:
+    import time
+
+    if since is not None and (start is not None or end is not None):
+        raise _ReportError("Give either --since or --from/--to, not both.")
+    now = time.time()
+    if since is not None:
+        try:
+            return now - parse_duration(since), now
+        except ValueError:
+            raise _ReportError(
+                f"--since takes a duration such as 30m, 1h, 1h30m or 2d; got {since!r}."
+            ) from None
+    t1 = _parse_time(end, "--to") if end is not None else now
+    t0 = _parse_time(start, "--from") if start is not None else t1 - 3600.0
+    if t0 >= t1:
+        raise _ReportError("The period is empty: --from must be before --to.")
+    return t0, t1
+
+
+@main.command()
+@click.option(
+    "--since",
+    metavar="DURATION",
+    help="Report on the last DURATION: 30m, 1h, 1h30m, 2d, 1w. Default: 1h.",
+)
+@click.option(
+    "--from",
+    "start",
+    metavar="TIME",
+    help="Start of the period, ISO 8601: 2026-11-27T14:00 (local time) or with an offset.",
+)
+@click.option("--to", "end", metavar="TIME", help="End of the period (ISO 8601). Default: now.")
+@click.option(
+    "--data-dir",
+    metavar="DIR",
+    expose_value=False,
+    callback=_remember("data_dir"),
+    help="The folder holding the history file (vtmon.db). Default: the user data folder.",
+)
+@click.option("--demo", "demo_db", is_flag=True, help="Report on the demo's history (demo.db).")
+@click.option(
+    "-o",
+    "--output",
+    metavar="FILE",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="Write the report to FILE (- for standard output). "
+    "Default: vtmon-report-<date>-<time>.<format> in the current folder.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["html", "json"]),
+    default="html",
+    show_default=True,
+    help="html: one self-contained page to open, print or send; json: the same content.",
+)
+@config_option
+def report(
+    since: str | None,
+    start: str | None,
+    end: str | None,
+    demo_db: bool,
+    output: Path | None,
+    fmt: str,
+    config_file: str | None,
+) -> None:
+    """Write the report of a period from the stored history: one HTML file, no network.
+
+    How each component performed (latency percentiles against targets, resources), what went
+    wrong (bottlenecks, alerts, regressions, forecasts), what was changed and whether it
+    helped. Needs no running vtmon. The console's `e` key writes the same report.
+
+    \b
+      vtmon report                          # the last hour
+      vtmon report --since 24h -o day.html
+      vtmon report --from 2026-11-27T09:00 --to 2026-11-27T12:00 --format json
+    """
+    import time
+
+    from vtmon.report import NoData, build_report, default_name, render_html, render_json
+    from vtmon.report import write_report as write
+    from vtmon.store.db import DB_NAME, DEMO_DB_NAME, HistoryStore
+
+    config_file = _inherit(None, config_file)[1]
+    t0, t1 = _report_period(since, start, end)
+    cfg = _load(config_file)
+    ctx = click.get_current_context()
+    data_dir = Path(ctx.meta.get("vtmon.data_dir") or platformdirs.user_data_dir(APP))
+    name = DEMO_DB_NAME if demo_db else DB_NAME
+    if not (data_dir / name).is_file():
+        raise _ReportError(
+            f"There is no history file {data_dir / name}: vtmon keeps one while it runs "
+            "(`vtmon`, `vtmon serve`); pass --data-dir for another folder."
+        )
+    store = HistoryStore.open(data_dir, cfg.retention, name=name)
+    try:
+        if not store.persistent or store.notice:
+            raise _ReportError(f"Cannot read {data_dir / name}: {store.warning}")
+        try:
+            data = build_report(store, t0, t1, config=cfg, source=str(data_dir / name))
+        except NoData as e:
+            raise _ReportError(str(e)) from None
+    finally:
+        store.close()
+    text = render_json(data) if fmt == "json" else render_html(data)
+    if output is not None and str(output) == "-":
+        click.echo(text, nl=False)
+        return
+    path = output or Path(default_name(time.time(), fmt))
+    try:
+        write(text, path)
+    except OSError as e:
+        raise click.ClickException(f"Cannot write {path}: {e.strerror or e}.") from None
+    size = len(text.encode()) / 1024
+    click.echo(
+        f"Wrote the report of {data['period']['duration_s'] / 60:.0f} min to {path} "
+        f"({size:,.0f} KiB).",
+        err=True,
+    )
 
 
 @main.command()
@@ -618,6 +790,7 @@ def _start_engine(
     recorder: Any = None,
     prometheus: tuple[str, int] | None = None,
     demo: bool = False,
+    recovery: str = "offer",
 ) -> tuple[Any, Any]:
     import psutil
 
@@ -640,6 +813,7 @@ def _start_engine(
     monitor = Monitor(
         cfg, socket_path=str(path), watching=watching, collector=collector, store=store
     )
+    _recovered(monitor, recovery)
     if prometheus is not None:  # before the socket opens, so that every batch is exported
         _start_prometheus(monitor, prometheus)
     server = IngestServer(path, monitor, max_line=cfg.max_line_bytes, recorder=recorder)
@@ -667,6 +841,81 @@ def _open_store(cfg: Config, demo: bool) -> Any:
 
 class _CannotServe(click.ClickException):
     exit_code = 2
+
+
+def _recovered(monitor: Any, policy: str) -> None:
+    """Say what a previous run left applied, and what becomes of it (``serve``: reverted
+    unless --keep-applied; the console offers it)."""
+    monitor.tuner.set_recovery(policy)
+    left = [a for a in monitor.tuner.actions() if a.recovered and a.in_effect]
+    if not left or policy == "offer":  # the console says it on screen
+        return
+    what = "; ".join(f"{a.id} {a.title}" for a in left)
+    n = len(left)
+    it = "it" if n == 1 else "them"
+    fate = {
+        "revert": f"reverting {it} (--keep-applied keeps {it})",
+        "keep": f"kept as asked; `vtmon revert ID` undoes {it}",
+        "offer": f"the console offers to revert {it}",
+    }[policy]
+    click.echo(
+        f"Found {n} tuning action{'' if n == 1 else 's'} left applied by a previous run: "
+        f"{what}; {fate}.",
+        err=True,
+    )
+
+
+# -- tuning from scripts ----------------------------------------------------------------------
+
+
+def _tuner_call(socket_path: str | None, method: str, params: dict[str, Any]) -> None:
+    """One tuner request to the running vtmon; prints its one sentence."""
+    from vtmon.ingest.server import rpc_call
+
+    path = resolve_socket_path(_inherit(socket_path)[0])
+    try:
+        result = rpc_call(path, method, params)
+    except (FileNotFoundError, ConnectionRefusedError):
+        raise _CannotServe(_not_running(path)) from None
+    except RuntimeError as e:  # the tuner's refusal: unknown id, not a proposal, ...
+        raise _CannotServe(str(e)) from None
+    except (OSError, ConnectionError, ValueError) as e:
+        raise _CannotServe(f"Could not reach vtmon on {path}: {e}") from None
+    if isinstance(result, dict) and "message" in result:
+        click.echo(result["message"])
+    else:
+        click.echo(json.dumps(result))
+
+
+@main.command()
+@click.argument("action_id", metavar="ID")
+@socket_option
+def approve(action_id: str, socket_path: str | None) -> None:
+    """Approve the proposed tuning action ID (as the console and `vtmon snapshot` show it)."""
+    _tuner_call(socket_path, "actions.approve", {"id": action_id})
+
+
+@main.command()
+@click.argument("action_id", metavar="ID")
+@socket_option
+def reject(action_id: str, socket_path: str | None) -> None:
+    """Reject the proposed tuning action ID; it is not proposed again for 5 minutes."""
+    _tuner_call(socket_path, "actions.reject", {"id": action_id})
+
+
+@main.command()
+@click.argument("action_id", metavar="ID", required=False)
+@click.option("--all", "all_", is_flag=True, help="Revert every applied action.")
+@socket_option
+def revert(action_id: str | None, all_: bool, socket_path: str | None) -> None:
+    """Revert the applied tuning action ID at once (its previous value is set back), or
+    every applied action with --all."""
+    if all_ == (action_id is not None):
+        raise click.UsageError("Give an action's ID or --all (not both).")
+    if all_:
+        _tuner_call(socket_path, "actions.revert", {"all": True})
+    else:
+        _tuner_call(socket_path, "actions.revert", {"id": action_id})
 
 
 def _start_prometheus(monitor: Any, listen: tuple[str, int]) -> None:
@@ -714,10 +963,15 @@ def _console(
 
         VtmonApp(monitor).run()
     finally:
+        # Revert what was applied (unless "keep and quit") while applications (the demo's
+        # too) are still connected and can answer.
+        said = monitor.stop_tuning()
         stop.set()
         server.stop()
         monitor.stop()
         _finish_recording(recorder)
+        if said and said != "Nothing was applied.":
+            click.echo(said, err=True)
 
 
 def _read_json_line(s: socket.socket, rid: str = "send") -> dict[str, Any]:

@@ -100,8 +100,50 @@ class RetentionConfig:
         return int(getattr(self, f"{layer}_days") * 86400)
 
 
+TUNER_ACTUATORS = ("knob", "process", "command")  # vtmon.model.ACTUATORS (no model import here)
+TUNER_MODES = ("off", "ask", "auto")
+
+
+@dataclass(frozen=True)
+class TunerConfig:
+    """``[tuner]``: how tuning actions are proposed, applied, judged and undone
+    (docs/tuning.md)."""
+
+    mode: str = "ask"  # off: recommend only; ask: wait for a key; auto: apply without asking
+    modes: dict[str, str] = field(default_factory=dict)  # [tuner.modes] knob = "auto", ...
+    evaluation_s: float = 60.0  # the window compared before and after a change
+    settle_s: float = 10.0  # after a change, this long is not judged (windows catch up)
+    retry_after_s: float = 300.0  # an action tried (or rejected) is not proposed again sooner
+    knob_timeout_s: float = 5.0  # an application that has not answered a set by then failed
+    command_timeout_s: float = 60.0  # the same for process changes and configured commands
+    revert_below: float = 0.2  # effectiveness (0..1) below which a change is undone
+    min_samples: int = 5  # readings each window needs; fewer is inconclusive
+
+    def mode_of(self, actuator: str) -> str:
+        return self.modes.get(actuator, self.mode)
+
+
 class ConfigError(Exception):
     """A config file that cannot be used; the message is one sentence for the user."""
+
+
+# Bottleneck types an [[actions]] command may apply to (vtmon.model.TYPE_WEIGHT's keys).
+BOTTLENECK_TYPES = ("memory", "cpu", "latency", "database", "errors", "throughput", "io", "network")
+
+
+@dataclass(frozen=True)
+class ActionCommand:
+    """``[[actions]]``: a command the tuner may propose for some bottleneck types.
+
+    ``apply`` and ``revert`` are argument lists run as they are, never through a shell;
+    nothing from a metric or an action is ever put into them.
+    """
+
+    name: str
+    applies_to: tuple[str, ...]  # bottleneck types
+    apply: tuple[str, ...]
+    revert: tuple[str, ...]
+    timeout_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -121,6 +163,8 @@ class Config:
     default_error_rate: float = 0.01
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    actions: tuple[ActionCommand, ...] = ()  # [[actions]]: configured commands
+    tuner: TunerConfig = field(default_factory=TunerConfig)
 
     def target_ms(self, component: str) -> float:
         return self.targets_ms.get(component, self.default_target_ms)
@@ -205,6 +249,8 @@ def config_from_dict(data: dict, source: str = "dict") -> Config:
         **{k: _positive(v, f"detector.{k}", source) for k, v in det.items()}
     )
     kwargs["retention"] = _retention(data.get("retention", {}), source)
+    kwargs["actions"] = _actions(data.get("actions", []), source)
+    kwargs["tuner"] = _tuner(data.get("tuner", {}), source)
     limits = data.get("limits", {})
     if "max_series" in limits:
         kwargs["max_series"] = int(_positive(limits["max_series"], "limits.max_series", source))
@@ -238,6 +284,99 @@ def _retention(table: object, source: str) -> RetentionConfig:
             raise ConfigError(f"{source}: retention.{key} must be a whole number of seconds.")
         values[key] = v
     return RetentionConfig(**values)
+
+
+def _tuner(table: object, source: str) -> TunerConfig:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: [tuner] must be a table.")
+    known = {f.name for f in fields(TunerConfig)}
+    values: dict[str, object] = {}
+    for key, value in table.items():
+        if key not in known:
+            raise ConfigError(
+                f"{source}: [tuner] has no setting {key!r}; known: {', '.join(sorted(known))}."
+            )
+        if key == "mode":
+            values[key] = _mode(value, "tuner.mode", source)
+        elif key == "modes":
+            if not isinstance(value, dict):
+                raise ConfigError(f'{source}: [tuner.modes] must be a table, e.g. knob = "auto".')
+            modes = {}
+            for actuator, mode in value.items():
+                if actuator not in TUNER_ACTUATORS:
+                    raise ConfigError(
+                        f"{source}: [tuner.modes] has no action class {actuator!r}; known: "
+                        f"{', '.join(TUNER_ACTUATORS)}."
+                    )
+                modes[actuator] = _mode(mode, f"tuner.modes.{actuator}", source)
+            values[key] = modes
+        elif key == "revert_below":
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not 0 <= value <= 1
+            ):
+                raise ConfigError(f"{source}: tuner.revert_below must be between 0 and 1.")
+            values[key] = float(value)
+        elif key == "min_samples":
+            values[key] = int(_positive(value, "tuner.min_samples", source))
+        else:
+            values[key] = _positive(value, f"tuner.{key}", source)
+    return TunerConfig(**values)  # type: ignore[arg-type]
+
+
+def _mode(value: object, key: str, source: str) -> str:
+    if value not in TUNER_MODES:
+        raise ConfigError(
+            f"{source}: {key} must be one of {', '.join(TUNER_MODES)}, not {value!r}."
+        )
+    return str(value)
+
+
+def _actions(items: object, source: str) -> tuple[ActionCommand, ...]:
+    if not isinstance(items, list) or not all(isinstance(t, dict) for t in items):
+        raise ConfigError(f"{source}: actions must be [[actions]] tables.")
+    known = {"name", "applies_to", "apply", "revert", "timeout_s"}
+    out: list[ActionCommand] = []
+    for i, table in enumerate(items, 1):
+        name = table.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"{source}: [[actions]] number {i} needs a name (a string).")
+        where = f"[[actions]] {name!r}"
+        for key in table:
+            if key not in known:
+                raise ConfigError(
+                    f"{source}: {where} has no setting {key!r}; known: {', '.join(sorted(known))}."
+                )
+        if any(a.name == name for a in out):
+            raise ConfigError(f"{source}: {where} is defined twice; names must be unique.")
+        types = table.get("applies_to")
+        if (
+            not isinstance(types, list)
+            or not types
+            or not all(isinstance(t, str) and t in BOTTLENECK_TYPES for t in types)
+        ):
+            raise ConfigError(
+                f"{source}: {where} applies_to must be a list of bottleneck types among "
+                f"{', '.join(BOTTLENECK_TYPES)}."
+            )
+        argvs = []
+        for key in ("apply", "revert"):
+            argv = table.get(key)
+            if (
+                not isinstance(argv, list)
+                or not argv
+                or not all(isinstance(a, str) for a in argv)
+                or not argv[0]
+            ):
+                raise ConfigError(
+                    f"{source}: {where} {key} must be a command as a list of strings "
+                    f'(["program", "arg", ...]), never a shell line.'
+                )
+            argvs.append(tuple(argv))
+        timeout = _positive(table.get("timeout_s", 30.0), f"{where} timeout_s", source)
+        out.append(ActionCommand(name, tuple(types), argvs[0], argvs[1], timeout))
+    return tuple(out)
 
 
 def _positive(value: object, key: str, source: str) -> float:
@@ -309,4 +448,25 @@ network_resolution_s = 10
 network_days = 14
 hardware_resolution_s = 30   # sensors
 hardware_days = 90
+
+[tuner]                      # tuning actions (docs/tuning.md)
+mode = "ask"                 # off: recommend only; ask: wait for a key (a / x); auto: apply
+evaluation_s = 60            # the window compared before and after a change
+settle_s = 10                # not judged right after a change (the windows catch up)
+retry_after_s = 300          # an action tried or rejected is not proposed again sooner
+knob_timeout_s = 5           # an application must answer a knob set within this
+revert_below = 0.2           # effectiveness 0..1 below which a change is undone
+
+[tuner.modes]                # per action class: knob, process, command
+# knob = "auto"
+# command = "off"
+
+# Commands the tuner may propose (and a person approve) for some bottleneck types. Each is an
+# argument list run as it is, never through a shell; nothing from a metric is put into it.
+# [[actions]]
+# name = "add-api-replica"
+# applies_to = ["latency", "cpu"]    # memory cpu latency database errors throughput io network
+# apply = ["/usr/local/bin/scale", "api", "+1"]
+# revert = ["/usr/local/bin/scale", "api", "-1"]
+# timeout_s = 30                     # killed after this; a non-zero exit is a failure
 """

@@ -4,6 +4,15 @@ It speaks to vtmon through the real socket, as any application would: DogStatsD 
 latencies, throughput and errors, JSON lines for memory gauges. Every three minutes an
 incident starts (a latency spike, an error burst, slow memory growth) so that detection has
 something real to catch.
+
+It also registers knobs (``vtmon.client``) that really change what it sends, so a tuning
+action can be approved and seen to work, or not:
+
+* ``api.cache_enabled`` (0/1): on, api.request_latency's median and tail drop by about 65 %.
+* ``api.db_pool_size`` (4..64): larger cuts api-server latency, most of all in the spike.
+* ``voice.buffer_mb`` (8..128): voice-engine's memory gauge moves with it, MB for MB.
+* ``terminal.workers`` (1..16): more workers cut terminal.command_latency (by sqrt(4/n)).
+* ``voice.log_verbosity`` (0..5): does nothing at all.
 """
 
 from __future__ import annotations
@@ -15,6 +24,9 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
+
+from vtmon.client import Client
 
 INCIDENT_PERIOD_S = 180.0
 INCIDENT_START_S = 60.0  # into each period
@@ -49,6 +61,28 @@ OPERATIONS: tuple[Operation, ...] = (
 MEMORY_BASE_MB = {"voice-engine": 120.0, "terminal-processor": 28.0, "api-server": 60.0}
 
 
+@dataclass(frozen=True)
+class DemoKnob:
+    name: str
+    value: float  # the default, at which the workload sends what it always sent
+    min: float
+    max: float
+    step: float
+    unit: str
+    component: str
+    kind: str
+
+
+DEMO_KNOBS: tuple[DemoKnob, ...] = (
+    DemoKnob("api.cache_enabled", 0, 0, 1, 1, "", "api-server", "caching"),
+    DemoKnob("api.db_pool_size", 16, 4, 64, 1, "connections", "api-server", "connection_pools"),
+    DemoKnob("voice.buffer_mb", 64, 8, 128, 8, "MB", "voice-engine", "buffers"),
+    DemoKnob("terminal.workers", 4, 1, 16, 1, "workers", "terminal-processor", "workers"),
+    DemoKnob("voice.log_verbosity", 2, 0, 5, 1, "", "voice-engine", "custom"),
+)
+CACHE_FACTOR = 0.35  # api.request_latency with the cache on
+
+
 def incident_at(t: float) -> tuple[str, float] | None:
     """The incident active at ``t`` (seconds since the workload started) and its progress 0..1."""
     into = t % INCIDENT_PERIOD_S
@@ -61,27 +95,59 @@ def incident_at(t: float) -> tuple[str, float] | None:
 class DemoWorkload:
     """Generates the lines an interval of the workload sends; deterministic for a seed."""
 
-    def __init__(self, seed: int = 7) -> None:
+    def __init__(self, seed: int = 7, knobs: dict[str, float] | None = None) -> None:
         self.rng = random.Random(seed)
+        self.knobs: dict[str, float] = {k.name: float(k.value) for k in DEMO_KNOBS}
+        for name, value in (knobs or {}).items():
+            self.set_knob(name, value)
+
+    def set_knob(self, name: str, value: float) -> float:
+        """Change a knob (any thread); returns the value in effect (whole steps)."""
+        spec = next((k for k in DEMO_KNOBS if k.name == name), None)
+        if spec is None:
+            raise ValueError(f"The demo has no knob named {name!r}.")
+        v = spec.min + round((float(value) - spec.min) / spec.step) * spec.step
+        if not spec.min <= v <= spec.max:
+            raise ValueError(f"{value:g} is outside {name}'s bounds [{spec.min:g}, {spec.max:g}].")
+        self.knobs[name] = v
+        return v
+
+    def _factors(self) -> tuple[dict[str, float], float, float, float]:
+        """Per metric a latency factor; the spike's amplitude; the tail's; voice memory, MB.
+        All exactly neutral at the default knob values, so the lines are what they were."""
+        k = self.knobs
+        crowd = 16.0 / k["api.db_pool_size"]  # requests per pooled connection, relative
+        pool = 1.0 + 0.25 * (crowd - 1.0)
+        cache = CACHE_FACTOR if k["api.cache_enabled"] >= 0.5 else 1.0
+        workers = math.sqrt(4.0 / k["terminal.workers"])
+        factors = {
+            "api.request_latency": pool * cache,
+            "api.db_query_latency": pool,
+            "terminal.command_latency": workers,
+        }
+        return factors, 4.0 * math.sqrt(crowd), cache, k["voice.buffer_mb"] - 64.0
 
     def lines(self, t: float, dt: float) -> list[str]:
         """Lines for the interval [t, t+dt), t in seconds since the workload started."""
         rng = self.rng
         incident = incident_at(t)
+        factors, spike, tail_cut, voice_mb = self._factors()
         out: list[str] = []
         for op in OPERATIONS:
             n = _poisson(rng, op.per_second * dt)
-            slow = 1.0
+            slow = factors.get(op.metric, 1.0)
+            tail = tail_cut if op.metric == "api.request_latency" else 1.0
             err_rate = op.error_rate
             if incident and incident[0] == "latency spike" and op.component == "api-server":
-                slow = 1.0 + 4.0 * math.sin(math.pi * incident[1])
+                slow *= 1.0 + spike * math.sin(math.pi * incident[1])
             if incident and incident[0] == "error burst" and op.component == "voice-engine":
                 err_rate = 0.08
             tags = f"#component:{op.component}"
             for _ in range(n):
                 v = rng.lognormvariate(math.log(op.median_ms * slow), op.sigma)
                 if rng.random() < 0.01:  # a long tail, as real services have
-                    v *= rng.uniform(2.0, 4.0)
+                    m = rng.uniform(2.0, 4.0)
+                    v *= m if tail == 1.0 else 1.0 + (m - 1.0) * tail
                 out.append(f"{op.metric}:{v:.3f}|ms|{tags}")
             if n:
                 prefix = op.metric.split(".", 1)[0]
@@ -93,6 +159,8 @@ class DemoWorkload:
                     f"{op.metric.split('.', 1)[0]}.error_count:1|c|{tags},error_type:{etype}"
                 )
         for comp, base in MEMORY_BASE_MB.items():
+            if comp == "voice-engine":
+                base += voice_mb  # its buffers
             mb = base + rng.uniform(-2, 2)
             if incident and incident[0] == "memory growth" and comp == "terminal-processor":
                 mb = base + 20.0 * incident[1]  # towards its 50 MB budget
@@ -123,9 +191,38 @@ def _poisson(rng: random.Random, lam: float) -> int:
         k += 1
 
 
-def run(socket_path: str, stop: threading.Event, tick_s: float = 0.1, seed: int = 7) -> None:
-    """Send the workload to ``socket_path`` until ``stop`` is set; reconnects on its own."""
+def run(
+    socket_path: str,
+    stop: threading.Event,
+    tick_s: float = 0.1,
+    seed: int = 7,
+    knobs: bool = True,
+) -> None:
+    """Send the workload to ``socket_path`` until ``stop`` is set; reconnects on its own.
+    With ``knobs`` it registers DEMO_KNOBS over a ``vtmon.client.Client`` connection."""
     workload = DemoWorkload(seed)
+    client = Client(socket_path) if knobs else None
+    try:
+        if client is not None:
+            for k in DEMO_KNOBS:
+                client.knob(
+                    k.name,
+                    workload.knobs[k.name],
+                    k.min,
+                    k.max,
+                    step=k.step,
+                    unit=k.unit,
+                    component=k.component,
+                    kind=k.kind,
+                    on_change=partial(workload.set_knob, k.name),
+                )
+        _send(workload, socket_path, stop, tick_s)
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _send(workload: DemoWorkload, socket_path: str, stop: threading.Event, tick_s: float) -> None:
     start = time.monotonic()
     deadline = start
     sock: socket.socket | None = None

@@ -566,6 +566,8 @@ class TuningAction:
     evaluate_until: float | None = None  # when its evaluation window ends
     decided_at: float | None = None
     message: str = ""  # the last thing that happened to it, one sentence
+    recovered: bool = False  # left applied by a previous run (found in the journal at start)
+    in_effect: bool = False  # the change may be in effect now: quitting or `r` would undo it
 
 
 def _fmt_num(v: float) -> str:
@@ -617,6 +619,11 @@ class Snapshot:
     def to_dict(self, history: bool = True) -> dict[str, Any]:
         """JSON-ready form. NaN and infinities become null. ``history=False`` drops chart data."""
         d = _plain(self)
+        for a in (*d["proposals"], *d["actions"]):
+            # The issue's words: status (= state) and decision (the final state, once decided;
+            # why is in the message). docs/tuning.md.
+            a["status"] = a["state"]
+            a["decision"] = None if ActionState(a["state"]).open else a["state"]
         if not history:
             for s in d["series"]:
                 s.pop("history", None)

@@ -271,6 +271,8 @@ class SystemCollector:
         )
         self._hist_lock = threading.Lock()
         self._hist_cache: ResourceHistory | None = ResourceHistory()
+        self._seeded = 0  # readings from before a restart at the front of _hist
+        self._seed_span_s = 0.0  # how long they stay behind the newest reading
         self._prev_t: float | None = None
         self._prev_swap: tuple[float, float] | None = None
         self._prev_disk: tuple[float, float, float, float] | None = None
@@ -326,6 +328,36 @@ class SystemCollector:
                 self._hist_cache = ResourceHistory(*(tuple(c) for c in cols))
             return self._hist_cache
 
+    def seed_history(self, seed: ResourceHistory, span_s: float) -> int:
+        """Put readings from before a restart (oldest first, e.g. the history file's last
+        minutes) in front of the live ones, so the charts continue where the last run left
+        them. Live readings leave the history by count; seeded ones also by age, once they are
+        more than ``span_s`` older than the newest reading (they may be coarser than live
+        ones, so counting them would stretch the charts). Returns how many were added."""
+        with self._hist_lock:
+            first = self._hist[0][0] if self._hist else math.inf
+            rows = [
+                r
+                for r in zip(
+                    seed.t,
+                    seed.cpu,
+                    seed.mem,
+                    seed.disk_read,
+                    seed.disk_write,
+                    seed.net_rx,
+                    seed.net_tx,
+                    strict=True,
+                )
+                if r[0] < first
+            ]
+            room = self.history_len - len(self._hist)
+            rows = rows[-room:] if room > 0 else []
+            self._hist.extendleft(reversed(rows))
+            self._seeded += len(rows)
+            self._seed_span_s = span_s
+            self._hist_cache = None
+            return len(rows)
+
     # -- parts ----------------------------------------------------------------------------
 
     def _process(self) -> ProcessStats:
@@ -359,7 +391,12 @@ class SystemCollector:
             r.net_tx_rate or 0.0,
         )
         with self._hist_lock:
+            if self._seeded and len(self._hist) == self.history_len:
+                self._seeded -= 1  # the append pushes out the oldest, a seeded one
             self._hist.append(row)
+            while self._seeded and self._hist[0][0] < r.t - self._seed_span_s:
+                self._hist.popleft()
+                self._seeded -= 1
             self._hist_cache = None  # rebuilt lazily: history() is asked for every tick
 
     def _cpu(self) -> dict[str, Any]:

@@ -9,22 +9,43 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import queue
 import socket
 import sys
 import threading
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from vtmon.config import Config
+from vtmon.engine.actuators import (
+    CommandActuator,
+    KnobActuator,
+    KnobRegistry,
+    KnobTaken,
+    ProcessActuator,
+    knob_dict,
+)
 from vtmon.engine.analysis import Analyzer
 from vtmon.engine.clock import Clock, SystemClock
 from vtmon.engine.collector import SystemCollector
 from vtmon.engine.sensors import SensorReader
 from vtmon.engine.series import SeriesStore
-from vtmon.model import Batch, Event, IngestStats, Resources, Sensors, Snapshot
+from vtmon.engine.tuner import Tuner, action_dict
+from vtmon.model import (
+    Batch,
+    Event,
+    HistoryPoint,
+    IngestStats,
+    ResourceHistory,
+    Resources,
+    Sensors,
+    SeriesKey,
+    Snapshot,
+)
+from vtmon.store.journal import open_journal
 
 if TYPE_CHECKING:
     from vtmon.store.db import HistoryStore
@@ -36,6 +57,29 @@ log = logging.getLogger(__name__)
 QUEUE_BATCHES = 2048
 RECENT_EVENTS = 50
 SWITCH_INTERVAL_S = 0.001
+# Long-span charts: at most this many points, each a round number of seconds (a multiple of
+# the stored resolutions with the default tiers: 1 h in 10 s points, 7 days in 30 min).
+CHART_POINTS = 400
+CHART_RESOLUTIONS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600)
+
+
+@dataclass(frozen=True, slots=True)
+class ChartHistory:
+    """A distribution's stored percentiles over a span, for a chart longer than the five
+    minutes a Snapshot carries. Each point's ``t`` is the end of the ``resolution_s``
+    seconds it covers (as a live point is the 10 s window ending at ``t``)."""
+
+    key: SeriesKey
+    span_s: float
+    resolution_s: float
+    now: float  # the range ends here
+    points: tuple[HistoryPoint, ...]
+
+
+def chart_resolution(span_s: float) -> int:
+    """A round resolution that draws ``span_s`` in at most ``CHART_POINTS`` points."""
+    want = span_s / CHART_POINTS
+    return next((r for r in CHART_RESOLUTIONS_S if r >= want), CHART_RESOLUTIONS_S[-1])
 
 
 class ConnectionCounters:
@@ -73,6 +117,23 @@ class Monitor:
         self.analyzer = Analyzer(self.config, self.started)
         self.latest: Snapshot | None = None
         self.store = store  # the history file; None keeps nothing beyond the windows
+        # Knobs applications register on their connections (the socket server's thread
+        # registers and answers; the tuner sets through vtmon.engine.actuators.KnobActuator).
+        self.knobs = KnobRegistry(
+            clock=self.clock.monotonic, timeout_s=self.config.tuner.knob_timeout_s
+        )
+        # The tuner (vtmon/engine/tuner.py) and its journal, in the history file when there is
+        # one; what a previous run left applied is taken in now (set_recovery decides its fate).
+        self.journal = open_journal(store)
+        self.tuner = Tuner(
+            self.config,
+            self.journal,
+            self._actuators(),
+            run=f"{os.getpid()}@{self.started:.0f}",
+        )
+        self.knobs.on_lost = self.tuner.knobs_lost
+        self.knobs.on_registered = self.tuner.knob_registered
+        self.tuner.recover(self.journal.open_actions(), self.started)
 
         self._queue: queue.Queue[Batch] = queue.Queue(maxsize=QUEUE_BATCHES)
         self._subscribers: list[Callable[[Snapshot], None]] = []
@@ -119,8 +180,10 @@ class Monitor:
         the batch's lists, which the engine owns."""
         self._batch_listeners.append(fn)
 
-    def handle_rpc(self, request: dict[str, Any]) -> dict[str, Any] | None:
-        """Answer one JSON-RPC 2.0 request; None for notifications (no ``id``)."""
+    def handle_rpc(self, request: dict[str, Any], conn: Any = None) -> dict[str, Any] | None:
+        """Answer one JSON-RPC 2.0 request; None for notifications (no ``id``). ``conn`` is
+        the connection it came on (a vtmon.engine.actuators.Connection), which the knob
+        methods need; None when it came from no application connection."""
         rid = request.get("id")
         method = request.get("method")
         params = request.get("params") or {}
@@ -145,11 +208,76 @@ class Monitor:
             }
         elif method == "ping":
             result = "pong"
+        elif method in ("knobs.register", "knobs.unregister"):
+            try:
+                if method == "knobs.register":
+                    result = self.knobs.register(conn, params)
+                else:
+                    result = self.knobs.unregister(conn, params)
+            except ValueError as e:
+                return _rpc_error(rid, -32000 if isinstance(e, KnobTaken) else -32602, str(e))
+        elif method == "knobs.list":
+            result = [knob_dict(k) for k in self.knobs.knobs()]
+        elif method in TUNER_METHODS:
+            try:
+                result = self._tuner_rpc(method, params)
+            except ValueError as e:
+                return _rpc_error(rid, -32000, str(e))
         else:
             return _rpc_error(rid, -32601, f"Method not found: {method}.")
         if rid is None:
             return None
         return {"jsonrpc": "2.0", "id": rid, "result": result}
+
+    def _tuner_rpc(self, method: str, params: Any) -> Any:
+        """``actions.*`` and ``tuner.mode`` (docs/tuning.md); ValueError is one sentence."""
+        p = params if isinstance(params, dict) else {}
+        t = self.tuner
+        if method == "actions.list":
+            return {
+                "proposals": [action_dict(a) for a in t.proposals()],
+                "actions": [action_dict(a) for a in t.actions()],
+                "modes": t.modes(),
+            }
+        if method == "tuner.mode":
+            if "actuator" not in p and "mode" not in p:
+                return {"modes": t.modes()}
+            actuator, mode = p.get("actuator"), p.get("mode")
+            if not isinstance(actuator, str) or not isinstance(mode, str):
+                raise ValueError("tuner.mode needs actuator (knob, process, command) and mode.")
+            return {"message": t.set_mode(actuator, mode), "modes": t.modes()}
+        if method == "actions.revert" and p.get("all") is True:
+            return {"message": t.revert_all()}
+        aid = p.get("id")
+        if not isinstance(aid, (str, int)) or isinstance(aid, bool) or not str(aid).strip():
+            raise ValueError(f"{method} needs params with the id of an action, such as a3.")
+        command = {"actions.approve": t.approve, "actions.reject": t.reject}.get(method, t.revert)
+        return {"message": command(str(aid))}
+
+    def _actuators(self) -> list[Any]:
+        """What the tuner may change: knobs always, the watched process with --pid, the
+        configured commands when there are some."""
+        found: list[Any] = [KnobActuator(self.knobs)]
+        pid = getattr(self.collector, "pid", None)
+        if pid is not None:
+            found.append(ProcessActuator(pid))
+        if self.config.actions:
+            found.append(CommandActuator(self.config.actions))
+        return found
+
+    def stop_tuning(self, revert: bool | None = None) -> str:
+        """Revert what the tuner applied (unless ``revert`` is False or the console chose to
+        keep it) and stop the tuner; waits, bounded, for applications to answer, so call it
+        while the socket still serves. Returns what happened in one sentence; idempotent."""
+        return self.tuner.stop(self.clock.time(), revert)
+
+    def handle_rpc_response(self, message: dict[str, Any], conn: Any) -> None:
+        """An application's answer to a request vtmon sent it (``knobs.set``); any thread."""
+        self.knobs.handle_response(conn.id, message)
+
+    def connection_closed(self, conn_id: int) -> None:
+        """The socket server says a connection is gone (after its last batch)."""
+        self.knobs.connection_closed(conn_id)
 
     # -- the work ----------------------------------------------------------------------------
 
@@ -195,6 +323,7 @@ class Monitor:
             self.drain()
         now = self.clock.time()
         mono = self.clock.monotonic()
+        self.knobs.expire(mono)  # knob sets not answered in time fail
         if mono >= self._next_system:
             self._resources = self.collector.collect(now)
             self.analyzer.observe_resources(self._resources)
@@ -216,7 +345,13 @@ class Monitor:
             seed = self.store.take_seed()  # charts continue where the last run left them
             if seed:
                 self.series.seed_history(seed)
+            machine = self.store.take_resource_seed()
+            if machine:
+                self.collector.seed_history(_resource_history(machine), self._resource_span_s())
+        self._tune(replace(snap, **found), now, found)
         snap = replace(snap, **found)
+        if self.store is not None:  # what it found, kept for reports (vtmon/store/findings.py)
+            self.store.observe(snap)
         self.latest = snap
         with self._sub_lock:
             subs = list(self._subscribers)
@@ -226,6 +361,17 @@ class Monitor:
             except Exception:  # a broken subscriber must not stop the engine
                 log.exception("snapshot subscriber failed")
         return snap
+
+    def _tune(self, snap: Snapshot, now: float, found: dict[str, Any]) -> None:
+        """The tuner's step on what the analysis found; its fields go into the Snapshot."""
+        try:
+            self.tuner.step(snap, now)
+        except Exception:  # a tuner bug must not stop the Snapshots
+            log.exception("tuning step failed")
+        found["proposals"] = self.tuner.proposals()
+        found["actions"] = self.tuner.actions()
+        found["tuner_modes"] = self.tuner.modes()
+        found["alerts"] = self.tuner.merge_alerts(found["alerts"])
 
     def tick_preview(self) -> Snapshot:
         """A Snapshot of the current state without publishing (for early RPC callers)."""
@@ -256,6 +402,7 @@ class Monitor:
             events=tuple(self._events),
             targets_ms=dict(self.config.targets_ms),
             watching=self.watching,
+            knobs=self.knobs.knobs(),
         )
 
     # -- the thread --------------------------------------------------------------------------
@@ -270,13 +417,52 @@ class Monitor:
         # on time (bench/ingest.py measures the largest gap) at no measurable cost to ingest.
         if sys.getswitchinterval() > SWITCH_INTERVAL_S:
             sys.setswitchinterval(SWITCH_INTERVAL_S)
-        if self.store is not None:
-            # its thread reads the stored last 5 minutes of chart points for tick() to seed
-            self.store.start(seed_at=self.clock.time())
+        self.start_store()
         self._thread = threading.Thread(target=self._run, name="vtmon-monitor", daemon=True)
         self._thread.start()
 
+    def start_store(self) -> None:
+        """Start the history writer (``start`` does). Its thread first reads the stored last
+        minutes of chart points and machine readings, for ``tick`` to seed the charts with."""
+        if self.store is not None:
+            self.store.start(seed_at=self.clock.time(), resources_s=self._resource_span_s())
+
+    def _resource_span_s(self) -> float:
+        """How far back the live resource charts reach (their readings times the interval)."""
+        return self.collector.history_len * self.config.system_interval_s
+
+    # -- history for the screen (any thread) -------------------------------------------------
+
+    @property
+    def history_on(self) -> bool:
+        """True when a history file keeps more than the Snapshot's last five minutes."""
+        return self.store is not None and self.store.persistent
+
+    def chart_history(self, key: SeriesKey, span_s: float) -> ChartHistory | None:
+        """The stored p50/p95/p99 of ``key`` over the last ``span_s`` seconds, in at most
+        ``CHART_POINTS`` points, including what earlier runs stored; None when history is off.
+
+        It reads the file (a week of a busy series: about 40 ms, longer while the writer
+        holds the file), so the screen calls it from a worker thread; the store serialises
+        it with its writer. The seconds not flushed yet (at most ``flush_interval_s``) are not
+        in it.
+        """
+        store = self.store
+        if store is None or not store.persistent:
+            return None
+        now = self.clock.time()
+        res = chart_resolution(span_s)
+        pts: list[HistoryPoint] = []
+        shown = math.inf  # the store may round to its tiers; older points may be coarser
+        for p in store.points(key, now - span_s, now, resolution=res):
+            t, r = p["t"] or 0.0, p["res"] or float(res)
+            shown = min(shown, r)
+            pts.append(HistoryPoint(min(t + r, now), p["p50"], p["p95"], p["p99"]))
+        shown = shown if math.isfinite(shown) else float(res)
+        return ChartHistory(key, float(span_s), shown, now, tuple(pts))
+
     def stop(self, timeout: float = 5.0) -> None:
+        self.stop_tuning()  # a no-op when the caller already did, as it should (socket open)
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -285,6 +471,7 @@ class Monitor:
             # the current second too: nothing received is left unwritten
             self.store.add_seconds(self.series.closed_seconds(math.floor(self.clock.time()) + 1))
             self.store.close()
+        self.journal.close()
 
     def _run(self) -> None:
         interval = self.config.snapshot_interval_s
@@ -307,6 +494,29 @@ class Monitor:
             except queue.Empty:
                 continue
             self._apply(batch, self.clock.time())
+
+
+def _resource_history(cols: dict[str, list[float | None]]) -> ResourceHistory:
+    """``HistoryStore.resources`` columns as the collector's chart history: the points where
+    anything charted was read, missing values 0.0 as in live readings."""
+    names = ("cpu", "mem", "disk_read", "disk_write", "net_rx", "net_tx")
+    rows = [
+        (t, *(v or 0.0 for v in vals))
+        for t, *vals in zip(cols["t"], *(cols[n] for n in names), strict=True)
+        if t is not None and any(v is not None for v in vals)
+    ]
+    return (
+        ResourceHistory(*(tuple(c) for c in zip(*rows, strict=True))) if rows else ResourceHistory()
+    )
+
+
+TUNER_METHODS = (
+    "actions.list",
+    "actions.approve",
+    "actions.reject",
+    "actions.revert",
+    "tuner.mode",
+)
 
 
 def _sample_count(batch: Batch) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import inspect
 import json
 import logging
 import os
@@ -49,13 +50,20 @@ class SocketError(Exception):
 
 
 class Engine(Protocol):
-    """What the server needs from the engine (vtmon.engine.monitor.Monitor provides it)."""
+    """What the server needs from the engine (vtmon.engine.monitor.Monitor provides it).
+
+    ``handle_rpc`` gets the connection a request came on as a second argument when it takes
+    one (the connection is a ``vtmon.engine.actuators.Connection``). Two more methods are used
+    when the engine has them: ``handle_rpc_response(message, conn)`` for JSON-RPC responses
+    an application sends back (answers to ``knobs.set``), and ``connection_closed(conn_id)``
+    once a connection is gone and its last batch was submitted.
+    """
 
     connections: Any
 
     def submit(self, batch: Batch, timeout: float = ...) -> bool: ...
 
-    def handle_rpc(self, request: dict[str, Any]) -> dict[str, Any] | None: ...
+    def handle_rpc(self, request: dict[str, Any], conn: Any = ...) -> dict[str, Any] | None: ...
 
 
 def probe(path: str | os.PathLike[str], timeout: float = 1.0) -> bool:
@@ -105,6 +113,7 @@ class _Conn(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.accepted = 0
         self.rejected: Counter[str] = Counter()
+        self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -119,6 +128,7 @@ class _Conn(asyncio.Protocol):
             self.server.recorder(self.id, READ_OPEN, b"")
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True  # send() refuses from now on
         # An unterminated last line is still a line the sender meant.
         if self.pending and self.mode == LINES and not self.skipping:
             batch = Batch(received=time.time())
@@ -133,6 +143,30 @@ class _Conn(asyncio.Protocol):
         self.server._conns.discard(self)
         if self.server.recorder is not None:
             self.server.recorder(self.id, READ_CLOSE, b"")
+        closed = self.server._on_closed
+        if closed is not None:
+            try:
+                closed(self.id)  # after the last batch: its knobs go, its sets in flight fail
+            except Exception:
+                log.exception("connection_closed failed")
+
+    def send(self, message: dict[str, Any]) -> bool:
+        """Queue one JSON-RPC message to the application, from any thread; False when the
+        connection is closed (or has no socket: a replay's)."""
+        loop = self.server._loop
+        if self.closed or self.transport is None or loop is None:
+            return False
+        data = json.dumps(message, separators=(",", ":"), allow_nan=False).encode() + b"\n"
+        try:
+            loop.call_soon_threadsafe(self._write, data)
+        except RuntimeError:  # the loop is closed: the server stopped
+            return False
+        return True
+
+    def _write(self, data: bytes) -> None:
+        t = self.transport
+        if t is not None and not self.closed and not t.is_closing():
+            t.write(data)
 
     def data_received(self, data: bytes) -> None:
         if self.server.recorder is not None:  # one test per read, not per line
@@ -215,9 +249,21 @@ class _Conn(asyncio.Protocol):
         # Answer after handing the batch over: every line before a request on this connection
         # is counted and in the engine's queue by the time the answer arrives.
         for req in rpcs:
+            if "method" not in req and ("result" in req or "error" in req):
+                self._response(req)  # an application answering vtmon (knobs.set)
+                continue
             resp = self._answer(req)
             if resp is not None and self.transport is not None and not self.transport.is_closing():
                 self.transport.write(json.dumps(resp, separators=(",", ":")).encode() + b"\n")
+
+    def _response(self, message: dict[str, Any]) -> None:
+        fn = self.server._on_response
+        if fn is None:
+            return
+        try:
+            fn(message, self)
+        except Exception:  # an engine bug must not take the connection down
+            log.exception("rpc response failed")
 
     def _answer(self, req: dict[str, Any]) -> dict[str, Any] | None:
         if req.get("method") == "connection.stats":
@@ -230,6 +276,8 @@ class _Conn(asyncio.Protocol):
                 "result": {"accepted": self.accepted, "rejected": dict(self.rejected)},
             }
         try:
+            if self.server._rpc_with_conn:
+                return self.server.engine.handle_rpc(req, self)
             return self.server.engine.handle_rpc(req)
         except Exception as e:  # an engine bug must not take the connection down
             log.exception("rpc failed")
@@ -259,6 +307,12 @@ class IngestServer:
         self.max_line = max_line
         self.max_frame = max_frame
         self.recorder = recorder  # told of every open, read and close (vtmon record)
+        # What the engine can hear beyond requests (a replay's endpoint hears none of it).
+        self._rpc_with_conn = _takes_conn(engine.handle_rpc)
+        self._on_response: Callable[[dict[str, Any], Any], Any] | None = getattr(
+            engine, "handle_rpc_response", None
+        )
+        self._on_closed: Callable[[int], Any] | None = getattr(engine, "connection_closed", None)
         self._last_id = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.base_events.Server | None = None
@@ -356,6 +410,18 @@ class IngestServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _takes_conn(fn: Callable[..., Any]) -> bool:
+    """Whether ``handle_rpc`` takes the connection as a second positional argument."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+        return True
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(p.kind in positional for p in params) >= 2
 
 
 def rpc_call(

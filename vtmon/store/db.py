@@ -34,10 +34,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
+
 from vtmon.config import RetentionConfig
 from vtmon.engine.clock import Clock, SystemClock
 from vtmon.engine.series import RING_S
-from vtmon.model import HistoryPoint, Kind, Resources, Sensors, SeriesKey
+from vtmon.engine.sketch import key_values
+from vtmon.model import HistoryPoint, Kind, Resources, Sensors, SeriesKey, Snapshot
+from vtmon.store.findings import Finding, FindingsTracker
 from vtmon.store.rollup import (
     LAYERS,
     CorruptBlob,
@@ -99,34 +103,48 @@ CREATE TABLE IF NOT EXISTS tiers (
     PRIMARY KEY (layer, res)
 );
 CREATE TABLE IF NOT EXISTS actions (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY,        -- the number of the action's id: 12 is "a12"
     proposed REAL NOT NULL,        -- Unix seconds
-    applied REAL,
-    reverted REAL,
+    applied REAL,                  -- when the change was started (written before it is made)
+    reverted REAL,                 -- when it was undone (or found not made)
     strategy TEXT NOT NULL,
-    target_kind TEXT NOT NULL,     -- knob | pid | command
-    target TEXT NOT NULL,
+    target_kind TEXT NOT NULL,     -- the actuator: knob | process | command
+    target TEXT NOT NULL,          -- the knob's name, nice / affinity, the command's name
     component TEXT,
     previous_value TEXT,           -- JSON: how to undo it, recorded before applying
     new_value TEXT,                -- JSON
-    state TEXT NOT NULL,           -- proposed | applied | rejected | reverted | failed
-    metric TEXT,                   -- what the effect is measured on, e.g. "p95"
+    state TEXT NOT NULL,           -- vtmon.model.ActionState: applying | evaluating | kept | ...
+    metric TEXT,                   -- what the effect is measured on, e.g. "p95 api-server"
     before_value REAL,
     after_value REAL,
-    effectiveness REAL,            -- relative improvement, +0.2 = 20 % better
-    decision TEXT,                 -- kept | reverted | ... and why
-    note TEXT
+    effectiveness REAL,            -- 0..1: the improvement measured / the improvement expected
+    decision TEXT,                 -- kept | reverted | failed | lost | rejected, and why
+    note TEXT,                     -- the last thing that happened to it, one sentence
+    bottleneck TEXT,               -- the id of the bottleneck it answered
+    situation TEXT,                -- what was high when it was applied (learning key)
+    in_effect INTEGER NOT NULL DEFAULT 0,  -- 1 while the change may be in effect
+    pid INTEGER,                   -- process actions: the process changed
+    pid_started REAL,              -- and its start time (a reused pid is another process)
+    run TEXT,                      -- the vtmon process that applied it: "pid@start time"
+    action TEXT                    -- JSON of the whole TuningAction (crash recovery)
 );
 CREATE INDEX IF NOT EXISTS actions_state ON actions (state, proposed);
 CREATE TABLE IF NOT EXISTS strategy_effectiveness (
     strategy TEXT NOT NULL,
-    component TEXT NOT NULL DEFAULT '',
+    situation TEXT NOT NULL DEFAULT '',  -- "latency high, memory normal, cpu high, errors normal"
     tries INTEGER NOT NULL DEFAULT 0,
-    successes INTEGER NOT NULL DEFAULT 0,
-    mean_effectiveness REAL,
+    successes INTEGER NOT NULL DEFAULT 0,  -- tries kept (effectiveness at or above revert_below)
+    mean_effectiveness REAL,       -- running mean of the measured effectiveness, 0..1
     updated REAL NOT NULL,
-    PRIMARY KEY (strategy, component)
+    PRIMARY KEY (strategy, situation)
 );
+CREATE TABLE IF NOT EXISTS findings (  -- what the analysis found, for reports (findings.py)
+    t REAL NOT NULL,               -- Unix seconds
+    kind TEXT NOT NULL,            -- bottleneck | resolved | alert | regression | prediction | ...
+    component TEXT NOT NULL,
+    data TEXT NOT NULL             -- JSON: the finding's fields, as in the Snapshot
+);
+CREATE INDEX IF NOT EXISTS findings_t ON findings (t);
 """
 
 _UPSERT = """
@@ -197,6 +215,10 @@ class _TierState:
     kept_from: int | None  # None: nothing removed yet
 
 
+def _json(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), default=str)
+
+
 def _tags_json(key: SeriesKey) -> str:
     return json.dumps([list(p) for p in key.tags], separators=(",", ":"))
 
@@ -261,6 +283,9 @@ class HistoryStore:
         self._retry_at = 0.0
         self._behind = False  # the pending list overflowed since the last good flush
         self._seed: dict[SeriesKey, list[HistoryPoint]] | None = None
+        self._findings = FindingsTracker()  # Snapshots -> findings worth keeping (reports)
+        self._resource_seed: dict[str, list[float | None]] | None = None
+        self.seeded = threading.Event()  # set once the seeds asked of ``start`` are read
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -430,6 +455,17 @@ class HistoryStore:
         if self._accepting and not s.empty:
             self._append(("h", s, now), 1)
 
+    def observe(self, snap: Snapshot) -> None:
+        """A published Snapshot (the Monitor's thread): keeps what it adds to the findings
+        (new bottlenecks, alerts, regressions; health once a minute), see findings.py."""
+        if self._accepting:
+            self.add_findings(self._findings.observe(snap))
+
+    def add_findings(self, found: list[Finding]) -> None:
+        """Findings to keep (``observe`` makes them from Snapshots)."""
+        if self._accepting and found:
+            self._append(("f", found), 1)
+
     def _append(self, entry: tuple[Any, ...], n: int) -> None:
         with self._lock:
             self._pending.append(entry)
@@ -449,15 +485,17 @@ class HistoryStore:
 
     # --- the writer ------------------------------------------------------------------------
 
-    def start(self, seed_at: float | None = None) -> None:
+    def start(self, seed_at: float | None = None, resources_s: float = 0.0) -> None:
         """Start the writer thread (flush every ``flush_interval_s``, maintain every
         ``rollup_interval_s``). With ``seed_at``, it first reads ``recent_history(seed_at)``
-        for ``take_seed``, so that reading it never delays the first Snapshot."""
+        for ``take_seed`` and, with ``resources_s``, the ``resources`` of that many seconds
+        before it for ``take_resource_seed``, so that reading them never delays the first
+        Snapshot; ``seeded`` is set when both are ready."""
         if self._thread is not None or self._conn is None:
             return
         self._stop.clear()
         self._thread = threading.Thread(
-            target=self._run, args=(seed_at,), name="vtmon-history", daemon=True
+            target=self._run, args=(seed_at, resources_s), name="vtmon-history", daemon=True
         )
         self._thread.start()
 
@@ -469,12 +507,23 @@ class HistoryStore:
             seed, self._seed = self._seed, None
         return seed
 
-    def _run(self, seed_at: float | None) -> None:
+    def take_resource_seed(self) -> dict[str, list[float | None]] | None:
+        """The resource history read for ``start(seed_at=..., resources_s=...)``, once."""
+        if self._resource_seed is None:
+            return None
+        with self._lock:
+            seed, self._resource_seed = self._resource_seed, None
+        return seed
+
+    def _run(self, seed_at: float | None, resources_s: float = 0.0) -> None:
         cfg = self.retention
         if seed_at is not None:
             seed = self.recent_history(seed_at)
+            res = self.resources(seed_at - resources_s, seed_at) if resources_s > 0 else None
             with self._lock:
                 self._seed = seed
+                self._resource_seed = res
+            self.seeded.set()
         next_maint = time.monotonic()  # at once: catch up on retention after a long stop
         while True:
             try:  # the writer must outlive any bug in one flush or rollup
@@ -497,6 +546,9 @@ class HistoryStore:
             return
         self._closed = True
         self._retry_at = 0.0
+        found = self._findings.final(self.clock.time())
+        if found and self._conn is not None:
+            self._append(("f", found), 1)
         self.flush()
         with self._db_lock:
             self._close_conn()
@@ -518,9 +570,15 @@ class HistoryStore:
             return 0
         t0 = time.perf_counter()
         rows = self._rows(pending)
+        found = [f for p in pending if p[0] == "f" for f in p[1]]
         try:
             with self._db_lock, self._transaction() as conn:
                 self._write(conn, rows)
+                if found:
+                    conn.executemany(
+                        "INSERT INTO findings (t, kind, component, data) VALUES (?, ?, ?, ?)",
+                        [(f.t, f.kind, f.component, _json(f.data)) for f in found],
+                    )
         except sqlite3.Error as e:
             self._failed(e, len(rows))
             return 0
@@ -591,7 +649,7 @@ class HistoryStore:
                 r: Resources = p[1]
                 for layer, key, v in resource_values(r):
                     put(layer, key, self._tiers[layer][0].tier.res, r.t, Row.of_value(v))
-            else:
+            elif tag == "h":
                 _, s, now = p
                 res = self._tiers["hardware"][0].tier.res
                 for key, v in sensor_values(s):
@@ -656,6 +714,9 @@ class HistoryStore:
                         self._roll_layer(conn, layer, now)
                     with self._transaction() as conn:
                         self._expire_layer(conn, layer, now)
+                keep = max(self.retention.retention_s(layer) for layer in LAYERS)
+                with self._transaction() as conn:  # findings: as long as any layer keeps data
+                    conn.execute("DELETE FROM findings WHERE t < ?", (now - keep,))
         except sqlite3.Error as e:
             self._failed(e, 0)
 
@@ -988,6 +1049,153 @@ class HistoryStore:
                 if pts:
                     key = SeriesKey(name, _tags_of(tags), Kind.DISTRIBUTION)
                     out[key] = pts
+        return out
+
+    # --- reading for reports (vtmon/report) ---------------------------------------------------
+
+    def merged_points(
+        self,
+        keys: Iterable[SeriesKey],
+        start: float,
+        end: float,
+        resolution: int | None = None,
+        layer: str = "application",
+    ) -> list[dict[str, float | None]]:
+        """``points`` of several series of one kind merged into one (a component's latency
+        distributions, say): each point holds every sample of every key in its interval."""
+        keys = list(keys)
+        if not keys:
+            return []
+        res = self._res(layer, start, end, resolution)
+        buckets: dict[int, tuple[int, list[Row]]] = {}
+        for key in keys:
+            for t, tres, row in self._key_rows(layer, key, start, end, res):
+                b = t - t % res if tres <= res else t
+                cur = buckets.get(b)
+                if cur is None:
+                    buckets[b] = (max(tres, res), [row])
+                else:
+                    cur[1].append(row)
+        kind = keys[0].kind.value
+        return [
+            point(kind, float(t), float(r), merge(rows)) for t, (r, rows) in sorted(buckets.items())
+        ]
+
+    def histogram(
+        self,
+        keys: Iterable[SeriesKey],
+        start: float,
+        end: float,
+        bins: int = 40,
+        layer: str = "application",
+    ) -> list[tuple[float, float, float]]:
+        """How the values of the distributions ``keys`` over ``[start, end)`` spread:
+        ``(lower, upper, count)`` for ``bins`` bins between the smallest and the largest value,
+        of equal width on a log scale (linear when values reach 0). Counted from the merged
+        sketch buckets, so a value may sit in the neighbouring bin by up to 1 %."""
+        rows = [r for k in keys for _, _, r in self._key_rows(layer, k, start, end, 2**62)]
+        if not rows:
+            return []
+        m = merge(rows)
+        if m.keys is None or m.counts is None or not m.keys.size or m.n <= 0:
+            return []
+        values = key_values(m.keys)
+        lo = m.min if math.isfinite(m.min) else float(values.min())
+        hi = m.max if math.isfinite(m.max) else float(values.max())
+        if hi <= lo:
+            return [(lo, hi, float(m.counts.sum()))]
+        edges = np.geomspace(lo, hi, bins + 1) if lo > 0 else np.linspace(lo, hi, bins + 1)
+        idx = np.clip(
+            np.searchsorted(edges, np.clip(values, lo, hi), side="right") - 1, 0, bins - 1
+        )
+        sums = np.bincount(idx, weights=m.counts, minlength=bins)
+        return [(float(edges[i]), float(edges[i + 1]), float(sums[i])) for i in range(bins)]
+
+    def findings(
+        self,
+        start: float | None = None,
+        end: float | None = None,
+        kinds: Iterable[str] | None = None,
+    ) -> list[Finding]:
+        """The findings (vtmon/store/findings.py) with ``start <= t < end``, oldest first;
+        ``kinds`` limits them to those kinds."""
+        return self._guarded(lambda: self._findings_q(start, end, kinds), [])
+
+    def _findings_q(
+        self, start: float | None, end: float | None, kinds: Iterable[str] | None
+    ) -> list[Finding]:
+        q = "SELECT t, kind, component, data FROM findings WHERE 1"
+        args: list[Any] = []
+        if start is not None:
+            q += " AND t >= ?"
+            args.append(start)
+        if end is not None:
+            q += " AND t < ?"
+            args.append(end)
+        if kinds is not None:
+            ks = list(kinds)
+            q += f" AND kind IN ({','.join('?' * len(ks))})"
+            args.extend(ks)
+        with self._db_lock:
+            if self._conn is None:
+                return []
+            found = self._conn.execute(q + " ORDER BY t, rowid", args).fetchall()
+        out = []
+        for t, kind, comp, data in found:
+            try:
+                d = json.loads(data)
+            except ValueError:
+                continue
+            if isinstance(d, dict):
+                out.append(Finding(float(t), kind, comp, d))
+        return out
+
+    def actions_between(self, start: float, end: float) -> list[dict[str, Any]]:
+        """The tuning actions in the journal (the ``actions`` table) proposed before ``end``
+        and proposed, applied, decided or reverted at ``start`` or later, or still in effect;
+        oldest first. Each is the action's fields (vtmon.model.TuningAction) as last
+        recorded, with ``reverted`` and ``decision``."""
+        return self._guarded(lambda: self._actions_q(start, end), [])
+
+    def _actions_q(self, start: float, end: float) -> list[dict[str, Any]]:
+        with self._db_lock:
+            if self._conn is None:
+                return []
+            cur = self._conn.execute("SELECT * FROM actions WHERE proposed < ? ORDER BY id", (end,))
+            names = [d[0] for d in cur.description]
+            found = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        out = []
+        for row in found:
+            a: dict[str, Any] = {}
+            try:
+                a = json.loads(row.get("action") or "{}")
+            except ValueError:
+                pass
+            a = a if isinstance(a, dict) else {}
+            a.update(
+                id=f"a{row['id']}",
+                strategy=row["strategy"],
+                actuator=row["target_kind"],
+                target=row["target"],
+                component=row["component"] or a.get("component", ""),
+                state=row["state"],
+                decision=row["decision"],
+                metric=row["metric"] or a.get("metric", ""),
+                before=row["before_value"],
+                after=row["after_value"],
+                effectiveness=row["effectiveness"],
+                proposed_at=row["proposed"],
+                applied_at=row["applied"],
+                reverted=row["reverted"],
+            )
+            if row.get("note"):
+                a["message"] = row["note"]
+            if row.get("bottleneck"):
+                a["bottleneck"] = row["bottleneck"]
+            times = (a.get("proposed_at"), a.get("applied_at"), a.get("reverted"))
+            last = max((x for x in (*times, a.get("decided_at")) if x is not None), default=0.0)
+            if last >= start or row.get("in_effect"):
+                out.append(a)
         return out
 
 

@@ -9,9 +9,13 @@ burst of ticks therefore collapses into one redraw (toolong does the same with
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import threading
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import BindingType
@@ -20,8 +24,9 @@ from textual.events import Resize
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer
+from textual.worker import Worker, WorkerState
 
-from vtmon.model import WINDOWS, Snapshot
+from vtmon.model import WINDOWS, SeriesKey, Snapshot
 from vtmon.tui import keys
 from vtmon.tui.alerts import AlertsPanel
 from vtmon.tui.bottlenecks import BottlenecksPanel
@@ -29,16 +34,29 @@ from vtmon.tui.detail import BottleneckScreen
 from vtmon.tui.events import EventsPanel
 from vtmon.tui.header import HeaderBar
 from vtmon.tui.help import HelpScreen
-from vtmon.tui.latency import LatencyPanel, LatencyTable
+from vtmon.tui.latency import CHART_SPANS_S, LIVE_SPAN_S, LatencyPanel, LatencyTable, duration
 from vtmon.tui.resources import ResourcesPanel
 from vtmon.tui.sensors import SensorsPanel
 from vtmon.tui.themes import DEFAULT_THEME, chart_defaults, load_themes
+from vtmon.tui.tuning import (
+    QUIT_KEEP,
+    QUIT_REVERT,
+    ConfirmScreen,
+    QuitScreen,
+    TuningPanel,
+    applied_by_this_run,
+    left_by_a_previous_run,
+)
+from vtmon.tui.tuning import applied as tuning_rows_applied
 
 if TYPE_CHECKING:
     from vtmon.engine.monitor import Monitor
 
 WINDOW_NAMES: tuple[str, ...] = tuple(name for name, _ in WINDOWS)
 DEFAULT_WINDOW = "1m"
+HISTORY_REFRESH_S = 15.0  # a long-span chart is read again this often, not every second
+HISTORY_OFF = "History is off: only the last 5 minutes are kept"
+REPORT_MIN_S = 3600.0  # `e` reports on the chart's span, and on at least this much
 
 
 class SnapshotSource(Protocol):
@@ -74,6 +92,9 @@ class VtmonApp(App[None]):
         self.snapshots_rendered = 0  # how many snapshots reached the screen (tests, debugging)
         self.shown: Snapshot | None = None
         self._store_warning = ""  # the last one notified
+        self._recovered_said = False  # "left applied by a previous run" was notified
+        self._tuning_keys = (False, False)  # proposals to approve, actions to revert
+        self.report_dir = Path.cwd()  # where `e` writes the HTML report
         self._lock = threading.Lock()
         self._newest: Snapshot | None = None
         self._pending = False
@@ -113,6 +134,8 @@ class VtmonApp(App[None]):
                 # Under the latency rows at every size: what is wrong sits next to the numbers
                 # that show it, and the chart gives way to it, never the other way round.
                 yield BottlenecksPanel(id="bottlenecks", classes="panel")
+                # What to do about them, right under them: proposals, applied actions.
+                yield TuningPanel(id="tuning", classes="panel")
             with VerticalScroll(id="side"):
                 yield ResourcesPanel(id="resources", classes="panel")
                 yield AlertsPanel(id="alerts", classes="panel")
@@ -126,6 +149,16 @@ class VtmonApp(App[None]):
             self.notify(problem, title="Theme skipped", severity="warning", timeout=10)
         self._unsubscribe = self.monitor.subscribe(self._on_snapshot)
         self.query_one(LatencyTable).focus()
+        self.set_interval(HISTORY_REFRESH_S, self.refresh_chart_history)
+        if not self.is_headless:
+            # SIGTERM (and a SIGINT from outside: the terminal's ^C is a key here) quit at
+            # once, without the dialog; whoever started the app reverts what was applied.
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                try:
+                    loop.add_signal_handler(sig, self.exit)
+                except (NotImplementedError, RuntimeError, ValueError):
+                    pass
         if self.monitor.latest is not None:
             self._on_snapshot(self.monitor.latest)
 
@@ -168,6 +201,8 @@ class VtmonApp(App[None]):
         screen.query_one(HeaderBar).show(snap)
         screen.query_one(LatencyPanel).show(snap, self.window)
         screen.query_one(BottlenecksPanel).show(snap, self.window)
+        screen.query_one(TuningPanel).show(snap, self.window)
+        self._update_tuning_keys(snap)
         screen.query_one(ResourcesPanel).show(snap, self.window)
         screen.query_one(AlertsPanel).show(snap, self.window)
         screen.query_one(SensorsPanel).show(snap, self.window)
@@ -175,6 +210,18 @@ class VtmonApp(App[None]):
         for top in self.screen_stack[1:]:
             if isinstance(top, BottleneckScreen):
                 top.show(snap)
+        left = left_by_a_previous_run(snap.actions)
+        if left and not self._recovered_said:
+            self._recovered_said = True
+            n = len(left)
+            self.notify(
+                f"{n} tuning action{'' if n == 1 else 's'} left applied by a previous run "
+                f"({', '.join(a.id for a in left)}): select one in Tuning (tab, ↑↓) and press "
+                "r to revert it, or R to revert all.",
+                title="Tuning",
+                severity="warning",
+                timeout=20,
+            )
 
     @property
     def main_screen(self) -> Screen:
@@ -204,6 +251,123 @@ class VtmonApp(App[None]):
         self._rerender()
         self.notify(f"Latency window: {self.window}", timeout=2)
 
+    def action_cycle_span(self) -> None:
+        panel = self.main_screen.query_one(LatencyPanel)
+        if not getattr(self.monitor, "history_on", False):
+            panel.set_span(LIVE_SPAN_S)
+            self.notify(HISTORY_OFF, title="Chart span", timeout=4)
+            return
+        spans = CHART_SPANS_S
+        i = spans.index(panel.span_s) if panel.span_s in spans else -1
+        span = spans[(i + 1) % len(spans)]
+        panel.set_span(span)
+        live = " (live)" if span <= LIVE_SPAN_S else ""
+        self.notify(f"Chart span: {duration(span)}{live}", timeout=2)
+
+    # -- stored history for the long-span chart ----------------------------------------------
+
+    def on_latency_panel_history_wanted(self, message: LatencyPanel.HistoryWanted) -> None:
+        self._read_history(message.key, message.span_s)
+
+    def refresh_chart_history(self) -> None:
+        """Read the long-span chart again (a timer calls this every ``HISTORY_REFRESH_S``)."""
+        if self.paused:
+            return
+        wanted = self.main_screen.query_one(LatencyPanel).history_wanted()
+        if wanted is not None:
+            self._read_history(*wanted)
+
+    def _read_history(self, key: SeriesKey, span_s: float) -> None:
+        # The engine reads the file in a thread: the event loop never waits for the disk. A
+        # newer request cancels an older one still running (its result is dropped).
+        read = getattr(self.monitor, "chart_history", None)
+        if read is not None:
+            self.run_worker(
+                partial(read, key, span_s),
+                name="chart history",
+                group="chart-history",
+                thread=True,
+                exclusive=True,
+                exit_on_error=False,
+            )
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if worker.group == "report":
+            self._report_written(worker, event.state)
+            return
+        if worker.group != "chart-history":
+            return
+        panel = self.main_screen.query_one(LatencyPanel)
+        if event.state is WorkerState.SUCCESS:
+            if worker.result is None:  # the history file went away: back to what is kept
+                panel.set_span(LIVE_SPAN_S)
+                self.notify(HISTORY_OFF, title="Chart span", severity="warning", timeout=6)
+            else:
+                panel.set_history(worker.result)
+        elif event.state is WorkerState.ERROR:
+            panel.set_span(LIVE_SPAN_S)
+            self.notify(
+                f"The history file could not be read ({worker.error}); showing the last 5 minutes.",
+                title="Chart span",
+                severity="error",
+                timeout=10,
+            )
+
+    # -- the HTML report (`e`) -----------------------------------------------------------------
+
+    def action_export_report(self) -> None:
+        """Write the report of the chart's span, at least the last hour, from the history file,
+        in a thread worker (it reads the file and renders charts: tens of milliseconds to a
+        second, never on the event loop)."""
+        if not getattr(self.monitor, "history_on", False):
+            self.notify(
+                "History is off, and the report is built from the history file.",
+                title="Report",
+                severity="warning",
+                timeout=6,
+            )
+            return
+        span = max(self.main_screen.query_one(LatencyPanel).span_s, REPORT_MIN_S)
+        self.notify(
+            f"Writing the report of the last {duration(span)}...", title="Report", timeout=3
+        )
+        self.run_worker(
+            partial(self._write_report, span),
+            name="report",
+            group="report",
+            thread=True,
+            exclusive=True,
+            exit_on_error=False,
+        )
+
+    def _write_report(self, span_s: float) -> Path:
+        from vtmon.report import default_name, make_report
+
+        monitor: Any = self.monitor
+        store = monitor.store
+        store.flush()  # what the writer thread has not written yet belongs in it too
+        now = monitor.clock.time()
+        path = self.report_dir / default_name(now)
+        return make_report(
+            store, now - span_s, now, path, config=monitor.config, host=monitor.host, now=now
+        )
+
+    def _report_written(self, worker: Worker[Any], state: WorkerState) -> None:
+        if state is WorkerState.SUCCESS:
+            self.notify(str(worker.result), title="Report written", timeout=15)
+        elif state is WorkerState.ERROR:
+            from vtmon.report import NoData
+
+            err = worker.error
+            if isinstance(err, NoData):  # one sentence saying what the file holds
+                text = str(err)
+            elif isinstance(err, OSError):
+                text = f"Cannot write it in {self.report_dir}: {err.strerror or err}."
+            else:
+                text = f"It failed: {err}."
+            self.notify(text, title="Report", severity="error", timeout=15)
+
     def action_cycle_theme(self) -> None:
         names = self.vtmon_themes or list(self.available_themes)
         i = names.index(self.theme) if self.theme in names else -1
@@ -229,6 +393,101 @@ class VtmonApp(App[None]):
     def action_toggle_charts(self) -> None:
         self.main_screen.toggle_class("-no-charts")
 
+    # -- tuning: keys become the tuner's commands (they only record intent) ------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # a, x and r are in the Footer only while there is something for them to act on
+        if action in ("approve", "reject"):
+            return self._tuning_keys[0]
+        if action == "revert":
+            return self._tuning_keys[1]
+        return True
+
+    def _update_tuning_keys(self, snap: Snapshot) -> None:
+        now = (bool(snap.proposals), bool(tuning_rows_applied(snap)))
+        if now != self._tuning_keys:
+            self._tuning_keys = now
+            self.refresh_bindings()
+
+    def _tuner(self) -> Any:
+        tuner = getattr(self.monitor, "tuner", None)
+        if tuner is None:
+            self.notify("Tuning is not available here.", title="Tuning", severity="warning")
+        return tuner
+
+    def _tune(self, command: Callable[[], str]) -> None:
+        try:
+            said = command()
+        except ValueError as e:
+            self.notify(str(e), title="Tuning", severity="error", timeout=6)
+            return
+        self.notify(said, title="Tuning", timeout=4)
+
+    def _selected(self, want: str) -> Any:
+        row = self.main_screen.query_one(TuningPanel).selected()
+        if row is None:
+            self.notify(f"Nothing to {want}: the Tuning panel is empty.", title="Tuning")
+        return row
+
+    def action_approve(self) -> None:
+        tuner, row = self._tuner(), self._selected("approve")
+        if tuner is not None and row is not None:
+            self._tune(lambda: tuner.approve(row.id))
+
+    def action_reject(self) -> None:
+        tuner, row = self._tuner(), self._selected("reject")
+        if tuner is not None and row is not None:
+            self._tune(lambda: tuner.reject(row.id))
+
+    def action_revert(self) -> None:
+        tuner, row = self._tuner(), self._selected("revert")
+        if tuner is not None and row is not None:
+            self._tune(lambda: tuner.revert(row.id))
+
+    def action_revert_all(self) -> None:
+        tuner = self._tuner()
+        if tuner is None:
+            return
+        n = sum(1 for a in tuner.actions() if a.in_effect)
+        if not n:
+            self.notify("Nothing is applied, so there is nothing to revert.", title="Tuning")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._tune(tuner.revert_all)
+
+        self.push_screen(
+            ConfirmScreen(f"Revert all {n} applied tuning action{'' if n == 1 else 's'}?"),
+            answered,
+        )
+
+    def action_cycle_mode(self) -> None:
+        tuner = self._tuner()
+        if tuner is None:
+            return
+        row = self.main_screen.query_one(TuningPanel).selected()
+        actuator = row.actuator if row is not None else "knob"
+        self._tune(lambda: tuner.set_mode(actuator, _next_mode(tuner.modes().get(actuator))))
+
+    async def action_quit(self) -> None:
+        tuner = getattr(self.monitor, "tuner", None)
+        applied = applied_by_this_run(tuner.actions()) if tuner is not None else []
+        if not applied:
+            self.exit()
+            return
+
+        def chosen(choice: str | None) -> None:
+            if choice == QUIT_REVERT:
+                tuner.keep_at_exit = False
+                self.exit()
+            elif choice == QUIT_KEEP:
+                tuner.keep_at_exit = True
+                self.exit()
+
+        if not any(isinstance(s, QuitScreen) for s in self.screen_stack):
+            self.push_screen(QuitScreen(applied), chosen)
+
     # -- command palette ---------------------------------------------------------------------
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
@@ -243,6 +502,11 @@ class VtmonApp(App[None]):
         for cmd in super().get_system_commands(screen):
             if cmd.title not in ("Quit", "Keys"):
                 yield cmd
+
+
+def _next_mode(mode: str | None) -> str:
+    modes = ("off", "ask", "auto")
+    return modes[(modes.index(mode) + 1) % len(modes)] if mode in modes else "ask"
 
 
 def _theme_order(name: str) -> tuple[int, str]:

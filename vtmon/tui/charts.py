@@ -43,8 +43,9 @@ class ChartData:
     y_max: float | None = None  # a fixed top (percentages); else 10 % above the data
     y_format: Callable[[float], str] | None = None  # tick labels; plotext's own when None
     binary: bool = False  # bytes: round ticks in KiB/MiB rather than in powers of ten
-    x_span: float = 0.0  # seconds shown; the x axis reads "-60s .. now"
+    x_span: float = 0.0  # seconds shown; the x axis reads "-60s .. now" (or "-6h .. now")
     message: str = ""  # shown instead of a chart (e.g. "collecting…")
+    gap: float = 0.0  # points further apart than this are not joined (vtmon was down); 0: all
 
 
 def _clean(xs: Sequence[float], ys: Sequence[float | None]) -> tuple[list[float], list[float]]:
@@ -65,18 +66,49 @@ def nice_ticks(lo: float, hi: float, count: int) -> list[float]:
     return [start + i * step for i in range(n + 1)]
 
 
-def _x_ticks(span: float) -> tuple[list[float], list[str]]:
+# Steps between x ticks, so that they read as round times: -45s, -2m, -3h, -2d.
+_X_STEPS = (
+    *(1, 2, 5, 10, 15, 30),
+    *(m * 60 for m in (1, 2, 5, 10, 15, 30)),
+    *(h * 3600 for h in (1, 2, 3, 6, 12)),
+    *(d * 86400 for d in (1, 2, 7, 14, 30)),
+)
+
+
+def _x_ticks(span: float, most: int = 4) -> tuple[list[float], list[str]]:
+    """Ticks at a round step, about ``most`` steps back from "now"; a step that ends exactly
+    at the left edge is preferred (-5m -4m … now rather than -4m -2m now)."""
     if span <= 0:
         return [0.0], ["now"]
-    pos = [-span, -span / 2, 0.0]
-    labels = [f"-{_short_span(span)}", f"-{_short_span(span / 2)}", "now"]
-    return pos, labels
+    exact = [s for s in _X_STEPS if span % s == 0 and 2 <= span // s <= most + 1]
+    exact.sort(key=lambda s: (span // s > most, s))  # within ``most`` if it can be
+    step = exact[0] if exact else next((s for s in _X_STEPS if span / s <= most), _X_STEPS[-1])
+    n = max(1, math.floor(span / step + 1e-9))
+    pos = [-k * step for k in range(n, -1, -1)]
+    labels = [f"-{_short_span(-p)}" if p else "now" for p in pos]
+    return [float(p) for p in pos], labels
 
 
 def _short_span(s: float) -> str:
-    if s >= 120:
-        return f"{s / 60:.0f}m"
+    """Seconds as the largest unit they are a whole number of: 90s, 2m, 6h, 24h, 2d."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size * (2 if unit == "d" else 1) and s % size == 0:  # -24h, not -1d
+            return f"{s // size:.0f}{unit}"
     return f"{s:.0f}s"
+
+
+def _runs(xs: list[float], ys: list[float], gap: float) -> list[tuple[list[float], list[float]]]:
+    """The points split where neighbours are more than ``gap`` apart (0: never)."""
+    if gap <= 0 or not xs:
+        return [(xs, ys)]
+    runs: list[tuple[list[float], list[float]]] = []
+    start = 0
+    for i in range(1, len(xs)):
+        if xs[i] - xs[i - 1] > gap:
+            runs.append((xs[start:i], ys[start:i]))
+            start = i
+    runs.append((xs[start:], ys[start:]))
+    return runs
 
 
 def build_chart(data: ChartData, width: int, height: int, theme: Theme) -> Text:
@@ -101,11 +133,13 @@ def build_chart(data: ChartData, width: int, height: int, theme: Theme) -> Text:
         top = max(top, data.hline)  # the target line stays in view
     y_lo = data.y_min if data.y_min is not None else min(min(ys) for _, _, ys in series)
     y_hi = data.y_max if data.y_max is not None else (top * 1.1 if top > 0 else 1.0)
-    for ln, xs, ys in series:
-        sig = fig.signal(xs, ys, marker=plotext.marker("braille", plotext.pixel(colors[ln.color])))
-        if len(xs) > 1:
-            sig.lines()
-        fig.draw(sig)
+    for ln, all_xs, all_ys in series:
+        marker = plotext.marker("braille", plotext.pixel(colors[ln.color]))
+        for xs, ys in _runs(all_xs, all_ys, data.gap):
+            sig = fig.signal(xs, ys, marker=marker)
+            if len(xs) > 1:
+                sig.lines()
+            fig.draw(sig)
     if data.hline is not None:
         fig.line(data.hline, pixel=plotext.pixel(colors["chart-target"]))
     count = max(2, min(5, (height - 3) // 3))
@@ -120,7 +154,7 @@ def build_chart(data: ChartData, width: int, height: int, theme: Theme) -> Text:
     fig.ruler("y").ticks(ticks, labels)
     if data.x_span > 0:
         fig.ruler("x").lim(-data.x_span, 0)
-        fig.ruler("x").ticks(*_x_ticks(data.x_span))
+        fig.ruler("x").ticks(*_x_ticks(data.x_span, max(2, min(4, width // 14))))
     fig.ruler("both").pixel(plotext.pixel(colors["text"]))
     fig.axes(pixel=plotext.pixel(colors["axes"]))
     raw = fig.build().string()

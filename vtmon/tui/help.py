@@ -12,6 +12,9 @@ from textual.widgets import Static
 from vtmon.model import SEVERITY_ORDER
 from vtmon.tui.keys import ACTIONS, KeyAction
 from vtmon.tui.severity import badge
+from vtmon.tui.tuning import LABEL, STYLE
+
+TUNING_STYLE = {LABEL[state]: style for state, style in STYLE.items()}
 
 
 def help_text(actions: tuple[KeyAction, ...] = ACTIONS) -> Content:
@@ -52,6 +55,27 @@ def help_text(actions: tuple[KeyAction, ...] = ACTIONS) -> Content:
         Content.styled(
             "Health 0..1, per component and overall: good above 0.8, warning above 0.6, "
             "else critical.",
+            "dim",
+        ),
+        Content(""),
+        Content.styled(
+            "Tuning: a proposal waits for a (approve) or x (reject); an applied action is "
+            "evaluated (time left, effect so far) and kept or reverted by itself; r reverts "
+            "the selected one now, R all (asks first).",
+            "dim",
+        ),
+        Content.assemble(
+            "  ",
+            *(
+                part
+                for state in ("PROPOSED", "EVALUATING", "KEPT", "REVERTED", "FAILED", "LOST")
+                for part in ((f" {state} ", TUNING_STYLE[state]), " ")
+            ),
+        ),
+        Content.styled(
+            "Modes per action class (knob, process, command): off recommends only, ask waits "
+            "for a key, auto applies at once. q asks first when actions are applied; quitting "
+            "reverts them unless you keep them.",
             "dim",
         ),
         Content(""),

@@ -33,7 +33,14 @@ class KeyAction:
 
 
 ACTIONS: tuple[KeyAction, ...] = (
-    KeyAction("quit", "q", "quit", "Quit", "Leave vtmon (the engine stops with it)."),
+    KeyAction(
+        "quit",
+        "q",
+        "quit",
+        "Quit",
+        "Leave vtmon (the engine stops with it); tuning actions it applied are reverted "
+        "(it asks first when there are some).",
+    ),
     KeyAction(
         "help",
         "question_mark",
@@ -50,11 +57,74 @@ ACTIONS: tuple[KeyAction, ...] = (
         "Why: evidence, ranked causes, advice, history and alerts (↑↓ choose, esc closes).",
     ),
     KeyAction(
+        "approve",
+        "a",
+        "approve",
+        "Approve",
+        "Approve the selected tuning proposal: vtmon applies it, measures it, keeps or undoes it.",
+    ),
+    KeyAction(
+        "reject",
+        "x",
+        "reject",
+        "Reject",
+        "Reject the selected tuning proposal; it is not proposed again for 5 minutes.",
+    ),
+    KeyAction(
+        "revert",
+        "r",
+        "revert",
+        "Revert",
+        "Revert the selected applied tuning action at once (its previous value is set back).",
+    ),
+    KeyAction(
+        "revert-all",
+        "R",
+        "revert_all",
+        "Revert all",
+        "Revert every applied tuning action (asks first).",
+        show=False,
+    ),
+    KeyAction(
+        "mode",
+        "m",
+        "cycle_mode",
+        "Mode",
+        "Cycle the tuning mode (off: recommend only, ask: wait for a key, auto: apply at once) "
+        "of the selected row's action class (knob, process, command); of knob with no row.",
+        show=False,  # the Tuning panel's border says "m mode"
+    ),
+    KeyAction(
+        "tuning",
+        "tab",
+        "focus_next",
+        "Tuning rows",
+        "Tab to the Tuning panel; there ↑ ↓ choose the row a, x, r and m act on.",
+        show=False,
+        palette=False,
+        builtin=True,
+    ),
+    KeyAction(
         "window",
         "w",
         "cycle_window",
         "Window",
         "Cycle the latency window: 10s, 1m, 5m.",
+    ),
+    KeyAction(
+        "span",
+        "h",
+        "cycle_span",
+        "Span",
+        "Cycle the latency chart's span: 5 min (live), 1 h, 6 h, 24 h, 7 d (stored).",
+    ),
+    KeyAction(
+        "report",
+        "e",
+        "export_report",
+        "Report",
+        "Write the HTML report of the chart's span (at least the last hour) from the history "
+        "file; the notification says where.",
     ),
     KeyAction(
         "theme",

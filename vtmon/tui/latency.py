@@ -8,20 +8,28 @@ set of series changes order or the panel changes between its wide and compact co
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.content import Content
+from textual.message import Message
 from textual.widgets import DataTable
 
-from vtmon.model import Health, Kind, SeriesStats, Snapshot, WindowStats
+from vtmon.model import Health, Kind, SeriesKey, SeriesStats, Snapshot, WindowStats
 from vtmon.tui import fmt
 from vtmon.tui.charts import Chart, ChartData, Line
 from vtmon.tui.fmt import Severity
 from vtmon.tui.live import LiveStatic, Panel
 from vtmon.tui.severity import HEALTH_CELL
+
+if TYPE_CHECKING:
+    from vtmon.engine.monitor import ChartHistory
+
+# What the chart can span: the Snapshot's live five minutes, then stored history (`h`).
+LIVE_SPAN_S = 300.0
+CHART_SPANS_S: tuple[float, ...] = (LIVE_SPAN_S, 3600.0, 6 * 3600.0, 24 * 3600.0, 7 * 86400.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,12 +246,42 @@ def empty_state_text(socket: str) -> Content:
     )
 
 
+def duration(seconds: float) -> str:
+    """A span or a resolution as a person says it: 10 s, 1 min, 6 h, 24 h, 7 d."""
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size * (2 if unit == "d" else 1) and seconds % size == 0:
+            return f"{seconds // size:.0f} {unit}"
+    if seconds >= 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.0f} s"
+
+
+def series_key(s: SeriesStats) -> SeriesKey:
+    return SeriesKey(s.name, s.tags, s.kind)
+
+
 class LatencyPanel(Panel):
-    """Border-titled panel holding the table, the empty state and the chart."""
+    """Border-titled panel holding the table, the empty state and the chart.
+
+    The chart spans the Snapshot's last five minutes, or (``set_span``) a longer span read
+    from the history file: the panel asks for it with ``HistoryWanted`` and the app answers
+    with ``set_history`` from a worker thread's result.
+    """
+
+    class HistoryWanted(Message):
+        """The chart needs the stored points of ``key`` over the last ``span_s`` seconds."""
+
+        def __init__(self, key: SeriesKey, span_s: float) -> None:
+            super().__init__()
+            self.key = key
+            self.span_s = span_s
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._series: dict[str, SeriesStats] = {}
+        self.span_s = LIVE_SPAN_S
+        self.stored: ChartHistory | None = None  # the last stored points received
+        self._asked: tuple[SeriesKey, float] | None = None
 
     def compose(self) -> ComposeResult:
         yield LatencyTable(id="latency-table")
@@ -256,7 +294,7 @@ class LatencyPanel(Panel):
         return self.query_one(LatencyTable)
 
     def on_mount(self) -> None:
-        self.border_subtitle = "w window · ↑↓ select"
+        self.border_subtitle = "w window · h span · ↑↓ select"
         self._title()
         self.app.theme_changed_signal.subscribe(self, lambda _t: self.table.restyle())
 
@@ -290,19 +328,57 @@ class LatencyPanel(Panel):
         event.stop()
         self.update_chart()
 
+    def selected(self) -> SeriesStats | None:
+        return self._series.get(self.table.selected_id() or "")
+
+    def set_span(self, span_s: float) -> None:
+        """Chart the last ``span_s`` seconds: the live five minutes, or stored history."""
+        self.span_s = span_s
+        self._asked = None
+        self.update_chart()
+
+    def set_history(self, h: ChartHistory) -> None:
+        """Stored points read for the chart; kept only if they are still what it shows."""
+        s = self.selected()
+        if s is not None and h.key == series_key(s) and h.span_s == self.span_s:
+            self.stored = h
+            self.update_chart()
+
+    def history_wanted(self) -> tuple[SeriesKey, float] | None:
+        """What the chart needs from the history file now (refreshes); None when live."""
+        s = self.selected()
+        if s is None or self.span_s <= LIVE_SPAN_S:
+            return None
+        return series_key(s), self.span_s
+
     def update_chart(self) -> None:
         snap = self.snapshot
-        sid = self.table.selected_id()
-        s = self._series.get(sid or "")
+        s = self.selected()
         if snap is None or s is None:
             return
-        data = latency_chart_data(s, snap.t)
+        span = duration(self.span_s)
+        if self.span_s <= LIVE_SPAN_S:
+            data = latency_chart_data(s, snap.t)
+            note = f"last {span}, each point: the 10 s before it"
+        else:
+            key, h = series_key(s), self.stored
+            if h is not None and h.key == key and h.span_s == self.span_s:
+                data = stored_chart_data(h, s.target_ms)
+                note = f"last {span}, each point {duration(h.resolution_s)}"
+            else:
+                if self._asked != (key, self.span_s):
+                    self._asked = (key, self.span_s)
+                    self.post_message(self.HistoryWanted(key, self.span_s))
+                data = ChartData(message=f"reading the last {span} from the history file…")
+                note = f"last {span}, reading…"
         self.query_one("#latency-chart", Chart).set_data(data)
         target = f" [$chart-target]━ target {fmt.latency(s.target_ms)}[/]" if s.target_ms else ""
+        # the span before the series name: a long name is what gets cut at the edge
         legend = Content.from_markup(
-            f"[$chart-1]━ p50[/] [$chart-2]━ p95[/] [$chart-3]━ p99[/]{target}  [b]$sid[/b]"
-            "  [dim]each point: the 10 s before it[/]",
+            f"[$chart-1]━ p50[/] [$chart-2]━ p95[/] [$chart-3]━ p99[/]{target}  [dim]$note[/]"
+            "  [b]$sid[/b]",
             sid=s.id,
+            note=note,
         )
         self.query_one("#latency-legend", LiveStatic).show(legend)
 
@@ -321,4 +397,22 @@ def latency_chart_data(s: SeriesStats, now: float) -> ChartData:
         y_format=fmt.latency,
         x_span=span,
         message="collecting history for the chart…",
+    )
+
+
+def stored_chart_data(h: ChartHistory, target_ms: float | None) -> ChartData:
+    """Stored points over a long span: gaps (vtmon was down, nothing arrived) stay open."""
+    pts = h.points
+    xs = tuple(p.t - h.now for p in pts)
+    return ChartData(
+        lines=(
+            Line("p50", xs, tuple(p.p50 for p in pts), "chart-1"),
+            Line("p95", xs, tuple(p.p95 for p in pts), "chart-2"),
+            Line("p99", xs, tuple(p.p99 for p in pts), "chart-3"),
+        ),
+        hline=target_ms,
+        y_format=fmt.latency,
+        x_span=h.span_s,
+        message=f"nothing stored for this series in the last {duration(h.span_s)}",
+        gap=2.5 * h.resolution_s,
     )
