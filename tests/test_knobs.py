@@ -587,7 +587,7 @@ def test_demo_more_workers_cut_terminal_latency():
 
 def test_demo_useless_knob_changes_nothing():
     for seed in (1, 7):
-        a, b = DemoWorkload(seed), DemoWorkload(seed, knobs={"voice.log_verbosity": 5})
+        a, b = DemoWorkload(seed), DemoWorkload(seed, knobs={"voice.gc_level": 5})
         for i in range(240):
             assert a.lines(i * 0.5, 0.5) == b.lines(i * 0.5, 0.5)
 

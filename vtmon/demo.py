@@ -3,16 +3,19 @@
 It speaks to vtmon through the real socket, as any application would: DogStatsD lines for
 latencies, throughput and errors, JSON lines for memory gauges. Every three minutes an
 incident starts (a latency spike, an error burst, slow memory growth) so that detection has
-something real to catch.
+something real to catch. The memory growth is a leak in voice-engine's buffers: from the first
+one on, the buffers stay full (a memory bottleneck that lasts) until they are made smaller.
 
 It also registers knobs (``vtmon.client``) that really change what it sends, so a tuning
 action can be approved and seen to work, or not:
 
 * ``api.cache_enabled`` (0/1): on, api.request_latency's median and tail drop by about 65 %.
 * ``api.db_pool_size`` (4..64): larger cuts api-server latency, most of all in the spike.
-* ``voice.buffer_mb`` (8..128): voice-engine's memory gauge moves with it, MB for MB.
+* ``voice.buffer_mb`` (8..128): voice-engine's memory moves with it, MB for MB, and the leak
+  fills in proportion to it: smaller buffers end the memory bottleneck.
 * ``terminal.workers`` (1..16): more workers cut terminal.command_latency (by sqrt(4/n)).
-* ``voice.log_verbosity`` (0..5): does nothing at all.
+* ``voice.gc_level`` (0..5, a garbage-collection knob): does nothing at all, so an action on
+  it is measured as useless and reverted on its own.
 """
 
 from __future__ import annotations
@@ -78,7 +81,7 @@ DEMO_KNOBS: tuple[DemoKnob, ...] = (
     DemoKnob("api.db_pool_size", 16, 4, 64, 1, "connections", "api-server", "connection_pools"),
     DemoKnob("voice.buffer_mb", 64, 8, 128, 8, "MB", "voice-engine", "buffers"),
     DemoKnob("terminal.workers", 4, 1, 16, 1, "workers", "terminal-processor", "workers"),
-    DemoKnob("voice.log_verbosity", 2, 0, 5, 1, "", "voice-engine", "custom"),
+    DemoKnob("voice.gc_level", 2, 0, 5, 1, "", "voice-engine", "gc"),
 )
 CACHE_FACTOR = 0.35  # api.request_latency with the cache on
 
@@ -90,6 +93,16 @@ def incident_at(t: float) -> tuple[str, float] | None:
         return None
     kind = INCIDENTS[int(t // INCIDENT_PERIOD_S) % len(INCIDENTS)]
     return kind, (into - INCIDENT_START_S) / INCIDENT_LENGTH_S
+
+
+LEAK_MB = 45.0  # at the default 64 MB of buffers: 165 MB of voice-engine's 200 MB budget
+
+
+def leak_mb(t: float) -> float:
+    """voice-engine's leaked buffer memory at the default buffer size: none before the first
+    memory-growth incident, then filling over the incident, then staying."""
+    first = INCIDENTS.index("memory growth") * INCIDENT_PERIOD_S + INCIDENT_START_S
+    return LEAK_MB * min(1.0, max(0.0, (t - first) / INCIDENT_LENGTH_S))
 
 
 class DemoWorkload:
@@ -162,8 +175,8 @@ class DemoWorkload:
             if comp == "voice-engine":
                 base += voice_mb  # its buffers
             mb = base + rng.uniform(-2, 2)
-            if incident and incident[0] == "memory growth" and comp == "terminal-processor":
-                mb = base + 20.0 * incident[1]  # towards its 50 MB budget
+            if comp == "voice-engine":
+                mb += leak_mb(t) * self.knobs["voice.buffer_mb"] / 64.0
             out.append(
                 json.dumps(
                     {
