@@ -164,7 +164,10 @@ class VtmonApp(App[None]):
 
     def on_resize(self, event: Resize) -> None:
         # Less space between the keys on a narrow screen, so all of them stay readable.
-        self.main_screen.query_one(Footer).compact = event.size.width < 120
+        footer = self.main_screen.query_one(Footer)
+        footer.compact = event.size.width < 120
+        # Below 100 columns every key must fit; ctrl+p still opens the palette.
+        footer.show_command_palette = event.size.width >= 100
 
     def on_unmount(self) -> None:
         if self._unsubscribe is not None:

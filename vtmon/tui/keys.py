@@ -132,6 +132,7 @@ ACTIONS: tuple[KeyAction, ...] = (
         "cycle_theme",
         "Theme",
         "Cycle through the vtmon themes (the colour-blind safe one included).",
+        show=False,  # rarely needed: in help and the palette, and the footer keeps its room
     ),
     KeyAction(
         "select-up",
