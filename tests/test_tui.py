@@ -459,3 +459,15 @@ async def test_history_that_cannot_be_written_is_said_once_and_marked(
         said = [n.message for n in app._notifications if n.title == "History"]
         assert said == [store.warning]  # two snapshots, one notification
     monitor.stop()
+
+
+async def test_every_footer_key_fits_at_80_columns(monitor: Monitor) -> None:
+    app = VtmonApp(monitor)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await start(pilot, monitor)
+        footer = screen_text(app).splitlines()[-1]
+        for shown in ("q Quit", "? Help", "b Bottlenecks", "space Pause", "c Charts"):
+            assert shown in footer, footer
+        before = app.theme
+        await pilot.press("t")  # not in the footer, still a key
+        assert app.theme != before
