@@ -12,15 +12,13 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
+from tests.serve import poll, serve
 from vtmon.ingest.server import rpc_call
 from vtmon.model import Kind, SeriesKey, make_tags
 from vtmon.store.db import HistoryStore
@@ -29,55 +27,11 @@ NAME = "restart.latency"
 KEY = SeriesKey(NAME, make_tags({"component": "api"}), Kind.DISTRIBUTION)
 
 
-def poll(what: str, fn: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            got = fn()
-        except (OSError, sqlite3.Error, RuntimeError, ValueError):
-            got = None
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)  # a polling step, not a wait for time to pass
-
-
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     cfg = tmp_path / "fast.toml"
     cfg.write_text("[retention]\nflush_interval_s = 0.2\n")
     return cfg
-
-
-def serve(sock: Path, data: Path, config: Path) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vtmon.cli", "serve", "--socket", str(sock)]
-        + ["--data-dir", str(data), "--config", str(config)],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    lines = []
-    for line in proc.stderr:  # until it listens (or dies, ending stderr)
-        lines.append(line)
-        if "vtmon serving on" in line:
-            break
-    assert "vtmon serving on" in "".join(lines), "".join(lines)
-    proc.stderr_lines = lines  # type: ignore[attr-defined]
-    return proc
-
-
-@pytest.fixture
-def procs() -> Iterator[list[subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for p in started:
-        if p.poll() is None:
-            p.kill()
-        p.wait(timeout=30)
-        if p.stderr is not None:
-            p.stderr.close()
 
 
 def stored_count(db: Path) -> float:
@@ -97,7 +51,7 @@ def test_history_survives_sigkill_and_seeds_the_charts(
     sock_dir: Path, tmp_path: Path, config: Path, procs: list[subprocess.Popen[str]]
 ) -> None:
     sock, data = sock_dir / "r.sock", tmp_path / "data"
-    procs.append(first := serve(sock, data, config))
+    procs.append(first := serve(sock, data, "--config", str(config)))
     values = np.random.default_rng(11).lognormal(3, 0.7, 300)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.connect(str(sock))
@@ -115,7 +69,7 @@ def test_history_survives_sigkill_and_seeds_the_charts(
     assert summary is not None and summary["count"] == len(values)
     assert summary["p50"] == pytest.approx(np.quantile(values, 0.5, method="inverted_cdf"), 0.01)
 
-    procs.append(second := serve(sock, data, config))
+    procs.append(second := serve(sock, data, "--config", str(config)))
     snap = poll(
         "the series in the new process's snapshot",
         lambda: [
@@ -138,8 +92,8 @@ def test_a_data_dir_that_cannot_be_used_serves_in_memory_with_a_warning(
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     sock = sock_dir / "m.sock"
-    procs.append(proc := serve(sock, blocker / "history", config))
-    said = "".join(proc.stderr_lines)  # type: ignore[attr-defined]
+    procs.append(proc := serve(sock, blocker / "history", "--config", str(config)))
+    said = "".join(proc.said)  # type: ignore[attr-defined]
     assert "History is not being saved: cannot create" in said
     assert "Traceback" not in said
     # every published Snapshot carries it (one asked for before the first tick may not)

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from tests.serve import poll, serve
 from tests.sockets import connect, connection_stats
 from vtmon.cli import main
 from vtmon.config import Config
@@ -371,52 +372,8 @@ def test_rpc_mode_and_list(world: World) -> None:
 # -- a real `vtmon serve`, killed -----------------------------------------------------------------
 
 
-def poll(what: str, fn: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            got = fn()
-        except (OSError, RuntimeError, ValueError, StopIteration):
-            got = None
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)  # a polling step, not a wait for time to pass
-
-
 def nice_of(pid: int) -> int:
     return os.getpriority(os.PRIO_PROCESS, pid)
-
-
-def serve(sock: Path, data: Path, *args: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vtmon.cli", "serve", "--socket", str(sock)]
-        + ["--data-dir", str(data), *args],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    lines = []
-    for line in proc.stderr:
-        lines.append(line)
-        if "vtmon serving on" in line:
-            break
-    assert "vtmon serving on" in "".join(lines), "".join(lines)
-    proc.said = lines  # type: ignore[attr-defined]
-    return proc
-
-
-@pytest.fixture
-def procs() -> Iterator[list[subprocess.Popen[Any]]]:
-    started: list[subprocess.Popen[Any]] = []
-    yield started
-    for p in started:
-        if p.poll() is None:
-            p.kill()
-        p.wait(timeout=30)
-        if p.stderr is not None:
-            p.stderr.close()
 
 
 def test_a_killed_serve_leaves_a_journal_and_the_next_start_reverts_the_process_change(

@@ -717,13 +717,18 @@ def _replay_headless(
     click.echo("vtmon stopped.", err=True)
 
 
-def _replay_console(monitor: Any, thread: threading.Thread, stop: threading.Event) -> None:
+def _log_to_file() -> None:
+    """Log to a file: anything written to the terminal would tear the console's screen."""
     log_dir = Path(platformdirs.user_log_dir(APP))
     try:
         log_dir.mkdir(parents=True, exist_ok=True)
         logging.basicConfig(filename=log_dir / "vtmon.log", level=logging.WARNING)
     except OSError:
         logging.basicConfig(level=logging.CRITICAL)
+
+
+def _replay_console(monitor: Any, thread: threading.Thread, stop: threading.Event) -> None:
+    _log_to_file()
     from vtmon.tui.app import VtmonApp
 
     thread.start()
@@ -939,13 +944,7 @@ def _console(
     prometheus: tuple[str, int] | None = None,
     record_file: Path | None = None,
 ) -> None:
-    # Log to a file: anything written to the terminal would tear the screen.
-    log_dir = Path(platformdirs.user_log_dir(APP))
-    try:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        logging.basicConfig(filename=log_dir / "vtmon.log", level=logging.WARNING)
-    except OSError:
-        logging.basicConfig(level=logging.CRITICAL)
+    _log_to_file()
     cfg = _load(config_file)
     path = resolve_socket_path(socket_path)
     watching = "demo workload" if demo else f"metrics on {path}"

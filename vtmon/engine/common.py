@@ -12,6 +12,12 @@ MIB = 1024.0 * 1024.0
 MEMORY_GAUGES = ("memory_heap_used", "memory_rss")
 P95_MIN_SAMPLES = 10  # a p95 of fewer samples is the maximum of a handful
 ERROR_MIN_OPERATIONS = 20  # 1 error in 3 operations is not a rate to judge
+# Latency against the target and error rate against the limit: high above 2x, critical above
+# 5x (the detector's rules; health's recommendations and the p95 forecast's limit follow them).
+LATENCY_HIGH_X = 2.0
+LATENCY_CRITICAL_X = 5.0
+ERROR_HIGH_X = 2.0
+ERROR_CRITICAL_X = 5.0
 
 
 def memory_gauge(name: str) -> str | None:

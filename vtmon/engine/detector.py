@@ -29,7 +29,11 @@ from dataclasses import dataclass, field, replace
 from vtmon.config import Config
 from vtmon.engine.causes import SignalHistory, process_cores, rank_causes
 from vtmon.engine.common import (
+    ERROR_CRITICAL_X,
+    ERROR_HIGH_X,
     ERROR_MIN_OPERATIONS,
+    LATENCY_CRITICAL_X,
+    LATENCY_HIGH_X,
     MIB,
     component_memory,
     component_p95,
@@ -52,11 +56,7 @@ MEMORY_HIGH_PCT = 80.0
 MEMORY_CRITICAL_PCT = 90.0
 MEMORY_IMMEDIATE_PCT = 95.0
 CPU_READINGS = 5  # the CPU rule averages this many system readings
-LATENCY_HIGH_X = 2.0
-LATENCY_CRITICAL_X = 5.0
 LATENCY_IMMEDIATE_X = 10.0  # one sample above this many targets is an immediate critical
-ERROR_HIGH_X = 2.0
-ERROR_CRITICAL_X = 5.0
 ERROR_Z = 1.2816  # one-sided 90 % Wilson bound: the rate must be above the limit, not just look so
 RESOLVED_KEEP = 200
 

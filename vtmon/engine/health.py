@@ -45,14 +45,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from vtmon.config import Config
-from vtmon.engine.common import ERROR_MIN_OPERATIONS, MIB, component_memory, component_p95
+from vtmon.engine.common import (
+    ERROR_CRITICAL_X,
+    ERROR_HIGH_X,
+    ERROR_MIN_OPERATIONS,
+    LATENCY_CRITICAL_X,
+    LATENCY_HIGH_X,
+    MIB,
+    component_memory,
+    component_p95,
+)
 from vtmon.model import Bottleneck, Health, Kind, Recommendation, Severity, Snapshot
 
 MEMORY_THRESHOLD = 0.8
 GOOD = 0.8
 WARNING = 0.6
-LATENCY_REC_X = 2.0  # recommend when p95 is above this many targets
-CRITICAL_X = 5.0
 CROSS_P95_MS = 500.0
 SYSTEM = "system"
 MACHINE_MEMORY_PCT = 90.0  # the machine's memory use that makes the components' share matter
@@ -203,7 +210,7 @@ def recommendations(
                         "heap profiler) snapshots a few minutes apart to find what still grows.",
                     )
                 )
-        if c.p95 is not None and c.p95 > LATENCY_REC_X * lim.target_ms:
+        if c.p95 is not None and c.p95 > LATENCY_HIGH_X * lim.target_ms:
             x = c.p95 / lim.target_ms
             how = _LATENCY_HOW.get(
                 comp,
@@ -214,7 +221,7 @@ def recommendations(
             out.append(
                 Recommendation(
                     component=comp,
-                    priority="high" if x > CRITICAL_X else "medium",
+                    priority="high" if x > LATENCY_CRITICAL_X else "medium",
                     title=f"Cut {comp} latency",
                     description=f"{comp} p95 is {c.p95:.0f} ms over the last minute, {x:.1f}x its "
                     f"{lim.target_ms:g} ms target ({c.p95_series}).{cause}",
@@ -235,7 +242,11 @@ def recommendations(
             out.append(
                 Recommendation(
                     component=comp,
-                    priority="high" if x > CRITICAL_X else "medium" if x > 2 else "low",
+                    priority="high"
+                    if x > ERROR_CRITICAL_X
+                    else "medium"
+                    if x > ERROR_HIGH_X
+                    else "low",
                     title=f"Bring {comp} errors down",
                     description=f"{comp} failed {100 * c.error_rate:.2g} % of "
                     f"{c.operations:.0f} operations in the last minute ({c.errors:.0f} errors"

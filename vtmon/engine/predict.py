@@ -34,7 +34,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from vtmon.config import Config
-from vtmon.engine.common import component_memory, component_p95
+from vtmon.engine.common import LATENCY_CRITICAL_X, component_memory, component_p95
 from vtmon.model import Prediction, Snapshot
 
 STEP_S = 10.0
@@ -42,7 +42,6 @@ WINDOW_S = 600.0
 MIN_SPAN_S = 110.0  # ~2 minutes of points (12 at one per 10 s)
 MIN_POINTS = 10
 STALE_S = 60.0
-P95_LIMIT_X = 5.0
 T_MIN = 3.0
 _METRIC_ORDER = {"memory": 0, "disk": 1, "p95": 2}
 
@@ -131,7 +130,7 @@ class Forecaster:
             limit = self.config.detector.disk_critical
             unit, component = "%", "system"
         else:
-            limit = P95_LIMIT_X * self.config.limits(subject).target_ms
+            limit = LATENCY_CRITICAL_X * self.config.limits(subject).target_ms
             unit, component = "ms", subject
         moves = abs(fit.slope * horizon) >= max(0.05 * abs(current), 0.01 * limit)
         trend = fit.significant and moves
@@ -216,7 +215,10 @@ def _message(
     elif metric == "disk":
         what, lim = f"disk {subject}", f"{limit:g} % (critical)"
     else:
-        what, lim = f"{subject} p95", f"{P95_LIMIT_X:g}x its {target:g} ms target ({limit:g} ms)"
+        what, lim = (
+            f"{subject} p95",
+            f"{LATENCY_CRITICAL_X:g}x its {target:g} ms target ({limit:g} ms)",
+        )
     if eta == 0.0 and current >= limit:
         return f"{what} is at {_v(current, unit)}, over {lim}"
     if eta is not None:

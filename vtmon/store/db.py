@@ -42,6 +42,7 @@ from vtmon.engine.series import RING_S
 from vtmon.engine.sketch import key_values
 from vtmon.model import HistoryPoint, Kind, Resources, Sensors, SeriesKey, Snapshot
 from vtmon.store.findings import Finding, FindingsTracker
+from vtmon.store.journal import JOURNAL_SCHEMA
 from vtmon.store.rollup import (
     LAYERS,
     CorruptBlob,
@@ -67,7 +68,8 @@ MAX_POINTS = 1000  # the default query resolution keeps a range under this many 
 LATE_S = RING_S  # timed samples may correct seconds this old (see SeriesStore)
 HISTORY_WINDOW_S = 10  # chart points are percentiles of the 10 s window (SeriesStore)
 
-SCHEMA = """
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -102,42 +104,9 @@ CREATE TABLE IF NOT EXISTS tiers (
     kept_from INTEGER,             -- retention removed points before this
     PRIMARY KEY (layer, res)
 );
-CREATE TABLE IF NOT EXISTS actions (
-    id INTEGER PRIMARY KEY,        -- the number of the action's id: 12 is "a12"
-    proposed REAL NOT NULL,        -- Unix seconds
-    applied REAL,                  -- when the change was started (written before it is made)
-    reverted REAL,                 -- when it was undone (or found not made)
-    strategy TEXT NOT NULL,
-    target_kind TEXT NOT NULL,     -- the actuator: knob | process | command
-    target TEXT NOT NULL,          -- the knob's name, nice / affinity, the command's name
-    component TEXT,
-    previous_value TEXT,           -- JSON: how to undo it, recorded before applying
-    new_value TEXT,                -- JSON
-    state TEXT NOT NULL,           -- vtmon.model.ActionState: applying | evaluating | kept | ...
-    metric TEXT,                   -- what the effect is measured on, e.g. "p95 api-server"
-    before_value REAL,
-    after_value REAL,
-    effectiveness REAL,            -- 0..1: the improvement measured / the improvement expected
-    decision TEXT,                 -- kept | reverted | failed | lost | rejected, and why
-    note TEXT,                     -- the last thing that happened to it, one sentence
-    bottleneck TEXT,               -- the id of the bottleneck it answered
-    situation TEXT,                -- what was high when it was applied (learning key)
-    in_effect INTEGER NOT NULL DEFAULT 0,  -- 1 while the change may be in effect
-    pid INTEGER,                   -- process actions: the process changed
-    pid_started REAL,              -- and its start time (a reused pid is another process)
-    run TEXT,                      -- the vtmon process that applied it: "pid@start time"
-    action TEXT                    -- JSON of the whole TuningAction (crash recovery)
-);
-CREATE INDEX IF NOT EXISTS actions_state ON actions (state, proposed);
-CREATE TABLE IF NOT EXISTS strategy_effectiveness (
-    strategy TEXT NOT NULL,
-    situation TEXT NOT NULL DEFAULT '',  -- "latency high, memory normal, cpu high, errors normal"
-    tries INTEGER NOT NULL DEFAULT 0,
-    successes INTEGER NOT NULL DEFAULT 0,  -- tries kept (effectiveness at or above revert_below)
-    mean_effectiveness REAL,       -- running mean of the measured effectiveness, 0..1
-    updated REAL NOT NULL,
-    PRIMARY KEY (strategy, situation)
-);
+"""
+    + JOURNAL_SCHEMA  # the tuner's journal and what it learned (vtmon/store/journal.py)
+    + """
 CREATE TABLE IF NOT EXISTS findings (  -- what the analysis found, for reports (findings.py)
     t REAL NOT NULL,               -- Unix seconds
     kind TEXT NOT NULL,            -- bottleneck | resolved | alert | regression | prediction | ...
@@ -146,6 +115,7 @@ CREATE TABLE IF NOT EXISTS findings (  -- what the analysis found, for reports (
 );
 CREATE INDEX IF NOT EXISTS findings_t ON findings (t);
 """
+)
 
 _UPSERT = """
 INSERT INTO points (series_id, res, t, n, total, lo, hi, last, sketch)
@@ -923,17 +893,7 @@ class HistoryStore:
         Stored intervals are never split: one that overlaps either end of the range counts
         whole, so with coarse (old) data a point may start before ``start``.
         """
-        res = self._res(layer, start, end, resolution)
-        buckets: dict[int, tuple[int, list[Row]]] = {}
-        for t, tres, row in self._key_rows(layer, key, start, end, res):
-            b = t - t % res if tres <= res else t
-            cur = buckets.get(b)
-            if cur is None:
-                buckets[b] = (max(tres, res), [row])
-            else:
-                cur[1].append(row)
-        kind = key.kind.value
-        return [point(kind, float(t), float(r), merge(rows)) for t, (r, rows) in buckets.items()]
+        return self.merged_points([key], start, end, resolution, layer)
 
     def _res(
         self, layer: str, start: float, end: float, resolution: int | None, up: bool = False

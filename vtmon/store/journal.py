@@ -36,8 +36,7 @@ from vtmon.model import ActionState, TuningAction
 
 log = logging.getLogger(__name__)
 
-# The two tables' shape; vtmon/store/db.py creates them with the rest of the schema in new
-# files, ``_ensure`` brings files made before the tuner existed up to date.
+# Columns the tuner added to the first ``actions`` table: ``_ensure`` adds them to older files.
 ACTION_COLUMNS: dict[str, str] = {
     "bottleneck": "TEXT",
     "situation": "TEXT",
@@ -47,38 +46,51 @@ ACTION_COLUMNS: dict[str, str] = {
     "run": "TEXT",
     "action": "TEXT",
 }
+ACTIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS actions (
+    id INTEGER PRIMARY KEY,        -- the number of the action's id: 12 is "a12"
+    proposed REAL NOT NULL,        -- Unix seconds
+    applied REAL,                  -- when the change was started (written before it is made)
+    reverted REAL,                 -- when it was undone (or found not made)
+    strategy TEXT NOT NULL,
+    target_kind TEXT NOT NULL,     -- the actuator: knob | process | command
+    target TEXT NOT NULL,          -- the knob's name, nice / affinity, the command's name
+    component TEXT,
+    previous_value TEXT,           -- JSON: how to undo it, recorded before applying
+    new_value TEXT,                -- JSON
+    state TEXT NOT NULL,           -- vtmon.model.ActionState: applying | evaluating | kept | ...
+    metric TEXT,                   -- what the effect is measured on, e.g. "p95 api-server"
+    before_value REAL,
+    after_value REAL,
+    effectiveness REAL,            -- 0..1: the improvement measured / the improvement expected
+    decision TEXT,                 -- kept | reverted | failed | lost | rejected, and why
+    note TEXT,                     -- the last thing that happened to it, one sentence
+    bottleneck TEXT,               -- the id of the bottleneck it answered
+    situation TEXT,                -- what was high when it was applied (learning key)
+    in_effect INTEGER NOT NULL DEFAULT 0,  -- 1 while the change may be in effect
+    pid INTEGER,                   -- process actions: the process changed
+    pid_started REAL,              -- and its start time (a reused pid is another process)
+    run TEXT,                      -- the vtmon process that applied it: "pid@start time"
+    action TEXT                    -- JSON of the whole TuningAction (crash recovery)
+)
+"""
 LEARNING_TABLE = """
 CREATE TABLE IF NOT EXISTS strategy_effectiveness (
     strategy TEXT NOT NULL,
-    situation TEXT NOT NULL DEFAULT '',
+    situation TEXT NOT NULL DEFAULT '',  -- "latency high, memory normal, cpu high, errors normal"
     tries INTEGER NOT NULL DEFAULT 0,
-    successes INTEGER NOT NULL DEFAULT 0,
-    mean_effectiveness REAL,
+    successes INTEGER NOT NULL DEFAULT 0,  -- tries kept (effectiveness at or above revert_below)
+    mean_effectiveness REAL,       -- running mean of the measured effectiveness, 0..1
     updated REAL NOT NULL,
     PRIMARY KEY (strategy, situation)
 )
 """
-ACTIONS_TABLE = """
-CREATE TABLE IF NOT EXISTS actions (
-    id INTEGER PRIMARY KEY,
-    proposed REAL NOT NULL,
-    applied REAL,
-    reverted REAL,
-    strategy TEXT NOT NULL,
-    target_kind TEXT NOT NULL,
-    target TEXT NOT NULL,
-    component TEXT,
-    previous_value TEXT,
-    new_value TEXT,
-    state TEXT NOT NULL,
-    metric TEXT,
-    before_value REAL,
-    after_value REAL,
-    effectiveness REAL,
-    decision TEXT,
-    note TEXT
+ACTIONS_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS actions_state ON actions (state, proposed);\n"
+    "CREATE INDEX IF NOT EXISTS actions_in_effect ON actions (in_effect);\n"
 )
-"""
+# vtmon/store/db.py creates new files with this; _ensure brings older files up to it.
+JOURNAL_SCHEMA = f"{ACTIONS_TABLE};\n{ACTIONS_INDEXES}{LEARNING_TABLE};\n"
 _UPSERT = """
 INSERT INTO actions (id, proposed, applied, reverted, strategy, target_kind, target, component,
     previous_value, new_value, state, metric, before_value, after_value, effectiveness,
@@ -395,7 +407,9 @@ def _ensure(conn: sqlite3.Connection) -> None:
     for name, decl in ACTION_COLUMNS.items():
         if name not in have:
             conn.execute(f"ALTER TABLE actions ADD COLUMN {name} {decl}")
-    conn.execute("CREATE INDEX IF NOT EXISTS actions_in_effect ON actions (in_effect)")
+    for index in ACTIONS_INDEXES.split(";"):
+        if index.strip():
+            conn.execute(index)
     cols = {r[1] for r in conn.execute("PRAGMA table_info(strategy_effectiveness)")}
     if cols and "situation" not in cols:
         # The first schema keyed it by component and nothing ever wrote it; keep any rows
