@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import tomllib
 from collections.abc import Iterator
 from dataclasses import replace
@@ -14,6 +13,7 @@ from typing import Any
 import psutil
 import pytest
 
+from tests.outcomes import Outcomes
 from vtmon.config import EXAMPLE_CONFIG, ActionCommand, ConfigError, config_from_dict
 from vtmon.engine import actuators
 from vtmon.engine.actuators import CommandActuator, Outcome, ProcessActuator
@@ -35,22 +35,6 @@ def action(target: str, value: Any = None, previous: Any = None, actuator: str =
         previous=previous,
         value=value,
     )
-
-
-class Outcomes:
-    def __init__(self) -> None:
-        self.got: list[Outcome] = []
-        self._cond = threading.Condition()
-
-    def __call__(self, outcome: Outcome) -> None:
-        with self._cond:
-            self.got.append(outcome)
-            self._cond.notify_all()
-
-    def wait(self, n: int = 1, timeout: float = 10.0) -> Outcome:
-        with self._cond:
-            assert self._cond.wait_for(lambda: len(self.got) >= n, timeout), self.got
-            return self.got[n - 1]
 
 
 @pytest.fixture

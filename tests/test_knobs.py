@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.outcomes import Outcomes
 from tests.sockets import connect, connection_stats
 from vtmon.client import Client
 from vtmon.config import Config
@@ -86,24 +87,6 @@ class App:
 
     def close(self) -> None:
         self.s.close()
-
-
-class Outcomes:
-    """A ``done`` callback that a test can wait on."""
-
-    def __init__(self) -> None:
-        self.got: list[Outcome] = []
-        self._cond = threading.Condition()
-
-    def __call__(self, outcome: Outcome) -> None:
-        with self._cond:
-            self.got.append(outcome)
-            self._cond.notify_all()
-
-    def wait(self, n: int = 1, timeout: float = 10.0) -> Outcome:
-        with self._cond:
-            assert self._cond.wait_for(lambda: len(self.got) >= n, timeout), self.got
-            return self.got[n - 1]
 
 
 def action(target: str, value: Any, previous: Any = None, aid: str = "a1") -> TuningAction:
