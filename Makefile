@@ -29,12 +29,19 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff format vtmon tests bench
 	$(BIN)/ruff check --fix vtmon tests bench
 
+# Every benchmark prints its own lines; the rows for the closing table (figure, goal,
+# measured, baseline in the same run) go to $(RESULTS) and bench/table.py prints them.
+RESULTS := .bench/results.jsonl
+
 bench: $(VENV)/.installed-test
-	$(BIN)/python bench/engine.py
-	$(BIN)/python bench/ingest.py
-	$(BIN)/python bench/store.py
-	$(BIN)/python bench/prometheus.py
-	$(BIN)/python bench/report.py
+	mkdir -p .bench && rm -f $(RESULTS)
+	export VTMON_BENCH_RESULTS=$(CURDIR)/$(RESULTS); \
+	$(BIN)/python bench/engine.py && \
+	$(BIN)/python bench/ingest.py && \
+	$(BIN)/python bench/store.py && \
+	$(BIN)/python bench/prometheus.py && \
+	$(BIN)/python bench/report.py && \
+	$(BIN)/python bench/table.py $(RESULTS)
 
 screenshots: $(VENV)/.installed-test
 	$(BIN)/python screenshots/make.py
