@@ -65,9 +65,13 @@ def make_tags(pairs: dict[str, str] | list[tuple[str, str]] | None) -> Tags:
 
 @dataclass(slots=True)
 class DistBuf:
-    """Values of one distribution series in one batch; ``weights`` only when a rate was given."""
+    """Values of one distribution series in one batch; ``weights`` only when a rate was given.
 
-    values: list[float] = field(default_factory=list)
+    ``values`` is a list from text lines, or a float64 numpy array of finite values (never
+    with weights) from binary frames, which the engine adds to its sketch as it is.
+    """
+
+    values: Any = field(default_factory=list)  # list[float] | NDArray[np.float64]
     weights: list[float] | None = None
 
     def add(self, value: float, weight: float = 1.0) -> None:
@@ -76,6 +80,17 @@ class DistBuf:
         self.values.append(value)
         if self.weights is not None:
             self.weights.append(weight)
+
+
+def finite_max(values: Any) -> float | None:
+    """The largest finite value of a list or a numpy array (a DistBuf's values), else None."""
+    m = values.max() if hasattr(values, "dtype") else max(values)
+    if math.isfinite(m):
+        # NaN never wins a comparison, so it may be skipped -- unless it came first and max()
+        # kept it; isfinite catches that case and the infinities the series store drops.
+        return float(m)
+    finite = [v for v in values if math.isfinite(v)]
+    return max(finite) if finite else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from vtmon.config import Config
 from vtmon.engine.common import MIB, memory_gauge, ms_text
 from vtmon.engine.series import is_error_counter
-from vtmon.model import Alert, Batch, Kind, SeriesKey, Severity
+from vtmon.model import Alert, Batch, Kind, SeriesKey, Severity, finite_max
 
 MEMORY_ALERT_FRACTION = 0.9
 ERROR_SPIKE_COUNT = 5  # more than this many errors in one batch
@@ -110,7 +110,7 @@ class AlertLog:
         skip: set[str] = set()  # components whose alert is suppressed: no max() for them
         for key, buf in batch.dist.items():
             values = buf.values
-            if not values:
+            if not len(values):
                 continue
             comp = key.component
             if comp in skip:
@@ -119,7 +119,7 @@ class AlertLog:
                 skip.add(comp)
                 continue
             thr = self._threshold_ms(comp)
-            m = _finite_max(values)
+            m = finite_max(values)
             if m is not None and m > thr and (comp not in worst or m > worst[comp][0]):
                 worst[comp] = (m, key, thr)
         for ts in batch.timed:
@@ -241,16 +241,6 @@ class AlertLog:
                 key="error_spike:" + comp,
                 suppress_s=ERROR_SUPPRESS_S,
             )
-
-
-def _finite_max(values: list[float]) -> float | None:
-    m = max(values)
-    if math.isfinite(m):
-        # NaN never wins a comparison, so it may be skipped -- unless it came first and max()
-        # kept it; isfinite catches that case and the infinities the series store drops.
-        return m
-    finite = [v for v in values if math.isfinite(v)]
-    return max(finite) if finite else None
 
 
 def _label(key: SeriesKey) -> str:

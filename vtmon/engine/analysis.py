@@ -34,6 +34,7 @@ from vtmon.model import (
     Resources,
     Severity,
     Snapshot,
+    finite_max,
 )
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ class Analyzer:
         per-sample alert rules."""
         found: dict[str, float] = {}
         for key, buf in batch.dist.items():
-            if buf.values:
+            if len(buf.values):
                 _peak(found, key.component, buf.values)
         for ts in batch.timed:
             if ts.key.kind is Kind.DISTRIBUTION:
@@ -219,13 +220,8 @@ class Analyzer:
 
 
 def _peak(found: dict[str, float], comp: str, values: Any) -> None:
-    m = max(values)
-    if not math.isfinite(m):  # NaN compares false both ways, so max() may or may not be it
-        finite = [v for v in values if math.isfinite(v)]
-        if not finite:
-            return
-        m = max(finite)
-    if m > found.get(comp, -math.inf):
+    m = finite_max(values)
+    if m is not None and m > found.get(comp, -math.inf):
         found[comp] = m
 
 

@@ -278,6 +278,13 @@ class _DistSeries(_Series):
         """Buffer values for second ``sec``; returns how many will be ignored (non-finite)."""
         if weights is not None and len(weights) != len(values):
             return len(values)  # a malformed buffer must not blow up the next read
+        if isinstance(values, np.ndarray):
+            # From binary frames: already finite and many, so straight into the sketch. What
+            # the list buffers first, so the slot sees its samples in arrival order.
+            self.flush(now_s)
+            self._slot(sec, now_s, Sketch).add(values, weights)
+            self._wrote(sec)
+            return 0
         bad = _count_invalid(values, weights)
         pv = self.pend_v
         if sec != self.pend_sec and pv:
@@ -527,7 +534,7 @@ class SeriesStore:
         with self._lock:
             self._sweep(now_s)
             for key, buf in batch.dist.items():
-                if not buf.values:
+                if not len(buf.values):
                     continue
                 s = self._get(key, now_s, _DistSeries)
                 if s is None:

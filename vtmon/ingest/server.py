@@ -3,7 +3,8 @@
 It runs an asyncio loop in its own thread. Each connection is framed either by newlines or,
 as DogStatsD clients do on stream sockets, by a 4-byte little-endian length before each
 packet; the first bytes decide which (text never contains a NUL byte, a length below 16 MiB
-always does).
+always does). A ``hello`` request as the first line switches a connection to binary frames
+(vtmon.ingest.frames).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from vtmon.ingest import frames
 from vtmon.ingest.parse import parse_block
 from vtmon.model import REJECT_TOO_LONG, Batch
 
@@ -31,7 +33,8 @@ log = logging.getLogger(__name__)
 
 LINES = "lines"
 LENGTH = "length"
-REJECT_BAD_FRAME = "bad frame"
+BINARY = "binary"
+REJECT_BAD_FRAME = frames.REJECT_BAD_FRAME
 
 # What a recorder is told about each connection: ``recorder(conn_id, kind, data)``, called in
 # the server's thread as it happens (vtmon.store.recording.Recorder stamps and stores it).
@@ -114,6 +117,7 @@ class _Conn(asyncio.Protocol):
         self.accepted = 0
         self.rejected: Counter[str] = Counter()
         self.closed = False
+        self.frames: frames.FrameReader | None = None  # once a hello chose binary frames
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -130,13 +134,17 @@ class _Conn(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True  # send() refuses from now on
         # An unterminated last line is still a line the sender meant.
-        if self.pending and self.mode == LINES and not self.skipping:
+        if self.pending and self.mode in (LINES, None) and not self.skipping:
             batch = Batch(received=time.time())
             parse_block(self.pending, batch, self.server.max_line)
             self._submit(batch)
         elif self.pending and self.mode == LENGTH:
             batch = Batch(received=time.time())
             batch.rejected[REJECT_BAD_FRAME] += 1  # a frame cut short by the close
+            self._submit(batch)
+        elif self.frames is not None and self.frames.pending:
+            batch = Batch(received=time.time())
+            self.frames.close(batch)
             self._submit(batch)
         self.pending = b""
         self.server.engine.connections.open -= 1
@@ -178,17 +186,43 @@ class _Conn(asyncio.Protocol):
             head = data[:4]
             if b"\x00" in head:
                 self.mode = LENGTH
+            elif head[:1] == b"{" and b"\n" not in data and len(data) <= self.server.max_line:
+                self.pending = data  # a first JSON line may be a hello: wait for all of it
+                return
             elif len(head) == 4 or b"\n" in head:
                 self.mode = LINES
+                if head[:1] == b"{":
+                    data = self._hello(data)
             else:
                 self.pending = data
                 return
         batch = Batch(received=time.time())
         if self.mode == LINES:
             self._lines(data, batch)
+        elif self.mode == BINARY:
+            assert self.frames is not None
+            if not self.frames.feed(data, batch) and self.transport is not None:
+                self.transport.close()  # framing is lost; nothing after this can be trusted
         else:
             self._frames(data, batch)
         self._submit(batch)
+
+    def _hello(self, data: bytes) -> bytes:
+        """Answer a first-line ``hello``; what follows it is then frames (or lines, when the
+        format was refused). Returns the data still to be read in the connection's mode."""
+        nl = data.find(b"\n")
+        if nl < 0:
+            return data
+        req = frames.hello_request(data[:nl])
+        if req is None:
+            return data
+        answer, binary = frames.hello_answer(req, self.server.max_frame)
+        if binary:
+            self.mode = BINARY
+            self.frames = frames.FrameReader(self.server.max_frame, self.server.max_line)
+        if req.get("id") is not None:
+            self._write(json.dumps(answer, separators=(",", ":")).encode() + b"\n")
+        return data[nl + 1 :]
 
     def _lines(self, data: bytes, batch: Batch) -> None:
         max_line = self.server.max_line
@@ -266,6 +300,15 @@ class _Conn(asyncio.Protocol):
             log.exception("rpc response failed")
 
     def _answer(self, req: dict[str, Any]) -> dict[str, Any] | None:
+        if req.get("method") == "hello":
+            if req.get("id") is None:
+                return None
+            msg = "hello must be the first line on a connection."
+            return {
+                "jsonrpc": "2.0",
+                "id": req.get("id"),
+                "error": {"code": -32600, "message": msg},
+            }
         if req.get("method") == "connection.stats":
             # This connection's own counters, so a sender can report what became of its lines.
             if req.get("id") is None:

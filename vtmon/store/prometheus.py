@@ -269,7 +269,7 @@ class PrometheusExporter:
                     wts.extend(repeat(1.0, n))
                 rows.append(r)
                 lens.append(n)
-                vals.extend(buf.values)
+                vals.extend(buf.values.tolist() if hasattr(buf.values, "dtype") else buf.values)
             for key, inc in batch.counts.items():
                 self._add_count(key, inc, now)
             if timed:

@@ -1,0 +1,270 @@
+"""Binary frames (docs/protocol.md, "Binary frames"): through the real socket, and the frame
+reader against any bytes (property-based)."""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from collections import Counter
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.sockets import connect
+from vtmon.ingest.frames import FORMAT, FrameReader
+from vtmon.model import Batch
+
+HELLO = {"jsonrpc": "2.0", "id": 1, "method": "hello", "params": {"format": FORMAT}}
+
+
+def frame(ftype: int, payload: bytes, magic: bytes = b"VT", reserved: int = 0) -> bytes:
+    return magic + bytes((ftype, reserved)) + struct.pack("<I", len(payload)) + payload
+
+
+def declare(sid: int, kind: int, name: bytes) -> bytes:
+    return frame(1, struct.pack("<IB", sid, kind) + name)
+
+
+def values(sid: int, vals) -> bytes:
+    return frame(2, struct.pack("<I", sid) + np.asarray(vals, dtype="<f8").tobytes())
+
+
+def lines(text: bytes) -> bytes:
+    return frame(3, text)
+
+
+def read_json(s) -> dict:
+    buf = b""
+    while b"\n" not in buf:
+        chunk = s.recv(65536)
+        assert chunk, "vtmon closed the connection"
+        buf += chunk
+    return json.loads(buf.split(b"\n")[0])
+
+
+def stats(s) -> dict:
+    """This connection's counters, asked in a lines frame (answered after all before it)."""
+    s.sendall(lines(b'{"jsonrpc":"2.0","id":99,"method":"connection.stats"}'))
+    return read_json(s)["result"]
+
+
+def binary(path):
+    s = connect(path)
+    s.sendall(json.dumps(HELLO).encode() + b"\n")
+    answer = read_json(s)
+    assert answer["result"]["format"] == FORMAT
+    return s
+
+
+def _series(snap, name):
+    (row,) = [r for r in snap.series if r.name == name]
+    return row
+
+
+def test_samples_reach_the_sketch_with_their_percentiles(server, monitor):
+    rng = np.random.default_rng(7)
+    lat = rng.lognormal(3.0, 0.6, 50_000)
+    s = binary(server.path)
+    s.sendall(declare(7, 1, b"api.request_latency|#component:api-server"))
+    # split into frames of different sizes, as a client flushing as it goes would
+    for part in np.array_split(lat, 5):
+        s.sendall(values(7, part))
+    assert stats(s) == {"accepted": 50_000, "rejected": {}}
+    row = _series(monitor.tick(), "api.request_latency")
+    assert row.component == "api-server"
+    w = row.windows["1m"]
+    assert w.count == 50_000
+    for q, got in ((0.5, w.p50), (0.95, w.p95), (0.99, w.p99)):
+        exact = np.quantile(lat, q, method="inverted_cdf")
+        assert got == pytest.approx(exact, rel=0.01)
+    assert w.max == pytest.approx(lat.max())
+
+
+def test_counters_and_gauges(server, monitor):
+    s = binary(server.path)
+    s.sendall(declare(1, 2, b"api.throughput"))
+    s.sendall(declare(2, 3, b"api.queue_depth"))
+    s.sendall(values(1, [1, 1, 3]) + values(2, [4, 9, 2]) + values(1, [5]))
+    assert stats(s)["accepted"] == 7
+    snap = monitor.tick()
+    assert _series(snap, "api.throughput").windows["1m"].count == 10
+    gauge = _series(snap, "api.queue_depth")
+    assert gauge.last == 2
+
+
+def test_lines_frames_carry_statsd_json_and_rpc(server, monitor):
+    s = binary(server.path)
+    s.sendall(lines(b"terminal.command_latency:12|ms\nterminal.command_latency:14|ms"))
+    s.sendall(lines(b'{"jsonrpc":"2.0","id":5,"method":"ping"}'))
+    assert read_json(s) == {"jsonrpc": "2.0", "id": 5, "result": "pong"}
+    assert stats(s) == {"accepted": 2, "rejected": {}}
+    row = _series(monitor.tick(), "terminal.command_latency")
+    assert row.windows["1m"].count == 2
+
+
+def test_unusable_frames_are_counted_and_skipped(server, monitor):
+    s = binary(server.path)
+    s.sendall(declare(1, 1, b"voice.latency"))
+    s.sendall(values(9, [1.0, 2.0]))  # never declared
+    s.sendall(frame(2, struct.pack("<I", 1) + b"\x00" * 7))  # not 4 + 8n
+    s.sendall(frame(9, b"whatever"))  # no such type
+    s.sendall(declare(2, 7, b"voice.other"))  # no such kind
+    s.sendall(declare(3, 1, b"bad|name"))  # not a series name
+    s.sendall(values(1, [1.0, math.nan, math.inf, 4.0]))
+    assert stats(s) == {
+        "accepted": 2,
+        "rejected": {
+            "unknown series": 1,
+            "bad length": 1,
+            "unknown frame": 1,
+            "bad series": 2,
+            "bad number": 2,
+        },
+    }
+    row = _series(monitor.tick(), "voice.latency")
+    assert row.windows["1m"].count == 2
+    assert row.windows["1m"].max == pytest.approx(4.0)
+    assert monitor.tick().ingest.rejected["bad number"] == 2
+
+
+def test_a_broken_header_closes_the_connection(server, monitor):
+    s = binary(server.path)
+    s.sendall(declare(1, 1, b"voice.latency") + values(1, [3.0]))
+    s.sendall(b"XX" + b"\x02\x00" + struct.pack("<I", 8) + b"\x00" * 8)
+    assert s.recv(10) == b""  # closed by vtmon
+    monitor.wait_lines(1)
+    snap = monitor.tick()
+    assert snap.ingest.rejected["bad frame"] == 1
+    assert _series(snap, "voice.latency").windows["1m"].count == 1
+
+
+def test_an_unknown_format_leaves_a_line_connection(server, monitor):
+    s = connect(server.path)
+    s.sendall(b'{"jsonrpc":"2.0","id":1,"method":"hello","params":{"format":"msgpack/9"}}\n')
+    answer = read_json(s)
+    assert answer["error"]["code"] == -32602
+    assert "vtmon-binary/1" in answer["error"]["message"]
+    s.sendall(b"api.request_latency:12|ms\n")
+    monitor.wait_lines(1)
+    assert _series(monitor.tick(), "api.request_latency").windows["1m"].count == 1
+
+
+def test_hello_later_on_a_line_connection_is_refused(server, monitor):
+    s = connect(server.path)
+    s.sendall(b"api.request_latency:12|ms\n" + json.dumps(HELLO).encode() + b"\n")
+    answer = read_json(s)
+    assert answer["error"]["code"] == -32600
+    assert "first line" in answer["error"]["message"]
+
+
+def test_hello_split_across_writes(server, monitor):
+    s = connect(server.path)
+    hello = json.dumps(HELLO).encode() + b"\n"
+    s.sendall(hello[:10])
+    s.sendall(hello[10:] + declare(1, 1, b"api.request_latency") + values(1, [5.0])[:9])
+    assert read_json(s)["result"]["format"] == FORMAT
+    s.sendall(values(1, [5.0])[9:])
+    assert stats(s)["accepted"] == 1
+
+
+# -- the frame reader on any input --------------------------------------------------------------
+
+
+def _feed_all(chunks: list[bytes]) -> tuple[Batch, bool]:
+    reader = FrameReader(max_frame=1 << 16, max_line=4096)
+    total = Batch()
+    ok = True
+    for c in chunks:
+        b = Batch()
+        ok = reader.feed(c, b)
+        _merge(total, b)
+        if not ok:
+            break
+    if ok:
+        b = Batch()
+        reader.close(b)
+        _merge(total, b)
+    return total, ok
+
+
+def _merge(into: Batch, b: Batch) -> None:
+    into.accepted += b.accepted
+    into.rejected.update(b.rejected)
+    for k, buf in b.dist.items():
+        into.dist.setdefault(k, type(buf)([])).values.extend(list(buf.values))
+    for k, inc in b.counts.items():
+        into.counts[k] = into.counts.get(k, 0.0) + inc
+
+
+def _split(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    out, last = [], 0
+    for p in points:
+        out.append(data[last:p])
+        last = p
+    out.append(data[last:])
+    return out
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=400), st.lists(st.integers(0, 400), max_size=6))
+def test_any_bytes_are_counted_never_raise(data, cuts):
+    batch, _ = _feed_all(_split(data, cuts))
+    assert batch.accepted >= 0
+    assert all(n > 0 for n in batch.rejected.values())
+
+
+_series_names = st.sampled_from([b"a.latency", b"b.latency|#component:x", b"c.throughput"])
+_frame = st.one_of(
+    st.tuples(st.just("declare"), st.integers(0, 4), st.sampled_from([1, 2]), _series_names),
+    st.tuples(
+        st.just("values"),
+        st.integers(0, 4),
+        st.lists(st.floats(allow_nan=True, allow_infinity=True, width=64), max_size=20),
+    ),
+    st.tuples(st.just("garbage"), st.integers(0, 255), st.binary(max_size=30)),
+)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_frame, max_size=25), st.lists(st.integers(0, 5000), max_size=8))
+def test_a_valid_stream_reads_the_same_however_it_is_split(frames_, cuts):
+    """Every sample is accepted or rejected exactly once, whatever the read boundaries; and
+    every finite value of a declared series is in the batch."""
+    data = b""
+    declared: dict[int, bytes] = {}
+    expect_ok = 0
+    expect = Counter()
+    for f in frames_:
+        if f[0] == "declare":
+            _, sid, kind, name = f
+            data += declare(sid, kind, name)
+            declared[sid] = name
+        elif f[0] == "values":
+            _, sid, vals = f
+            data += values(sid, vals)
+            if sid not in declared:
+                expect["unknown series"] += 1
+            else:
+                good = sum(1 for v in vals if math.isfinite(v))
+                expect_ok += good
+                if len(vals) - good:
+                    expect["bad number"] += len(vals) - good
+        else:
+            _, ftype, payload = f
+            if ftype in (1, 2, 3):
+                ftype = 200  # garbage of a known type is tested elsewhere
+            data += frame(ftype, payload)
+            expect["unknown frame"] += 1
+    whole, ok_whole = _feed_all([data])
+    split, ok_split = _feed_all(_split(data, cuts))
+    assert ok_whole and ok_split
+    for b in (whole, split):
+        assert b.accepted == expect_ok
+        assert b.rejected == expect
+    assert {k: sorted(v.values) for k, v in whole.dist.items()} == {
+        k: sorted(v.values) for k, v in split.dist.items()
+    }

@@ -1,0 +1,199 @@
+"""Binary frames (docs/protocol.md, "Binary frames"): float64 arrays per declared series.
+
+A connection switches to frames with a ``hello`` as its first line. Each frame is an 8-byte
+header (magic ``VT``, type, reserved 0, payload length u32 LE) and a payload:
+
+* declare (1): ``u32 id``, ``u8 kind``, then ``name[|#tags]`` in UTF-8;
+* values (2): ``u32 id``, then float64 LE samples;
+* lines (3): text lines, parsed exactly as on a line connection.
+
+A values frame becomes one numpy view of the received bytes, handed to the engine as it is: no
+Python work per sample. Nothing here raises for any input bytes: a frame that cannot be used is
+counted by reason and skipped, and a broken header (after which nothing can be trusted) ends the
+connection.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+import numpy as np
+
+from vtmon.ingest.parse import _series, parse_block
+from vtmon.model import REJECT_NUMBER, Batch, DistBuf, Kind, SeriesKey
+
+FORMAT = "vtmon-binary/1"
+MAGIC = b"VT"
+HEADER = struct.Struct("<2sBBI")
+DECLARE, VALUES, LINES = 1, 2, 3
+KINDS: dict[int, tuple[Kind, bytes]] = {
+    1: (Kind.DISTRIBUTION, b"ms"),
+    2: (Kind.COUNTER, b"c"),
+    3: (Kind.GAUGE, b"g"),
+}
+MAX_SERIES = 100_000  # declared ids per connection
+
+REJECT_BAD_FRAME = "bad frame"
+REJECT_BAD_LENGTH = "bad length"
+REJECT_UNKNOWN_FRAME = "unknown frame"
+REJECT_UNKNOWN_SERIES = "unknown series"
+REJECT_BAD_SERIES = "bad series"
+REJECT_TOO_MANY_SERIES = "too many series"
+
+_F64 = np.dtype("<f8")
+_ID = struct.Struct("<I")
+_DECL = struct.Struct("<IB")
+
+
+def hello_request(line: bytes) -> dict[str, Any] | None:
+    """The JSON-RPC request of a connection's first line when it is a ``hello``, else None."""
+    if b'"hello"' not in line:  # most first lines are metrics: no JSON parse for them
+        return None
+    try:
+        msg = json.loads(line)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    if isinstance(msg, dict) and msg.get("jsonrpc") == "2.0" and msg.get("method") == "hello":
+        return msg
+    return None
+
+
+def hello_answer(req: dict[str, Any], max_frame: int) -> tuple[dict[str, Any], bool]:
+    """The answer to a first-line ``hello`` and whether the connection now speaks frames."""
+    params = req.get("params")
+    fmt = params.get("format") if isinstance(params, dict) else None
+    rid = req.get("id")
+    if fmt != FORMAT:
+        msg = f"Unknown format {fmt!r}; this vtmon speaks {FORMAT!r}."
+        return {"jsonrpc": "2.0", "id": rid, "error": {"code": -32602, "message": msg}}, False
+    return {"jsonrpc": "2.0", "id": rid, "result": {"format": FORMAT, "max_frame": max_frame}}, True
+
+
+class FrameReader:
+    """The frame state of one connection: its declared series and an unfinished frame."""
+
+    __slots__ = ("series", "pending", "max_frame", "max_line")
+
+    def __init__(self, max_frame: int, max_line: int) -> None:
+        self.series: dict[int, SeriesKey] = {}
+        self.pending = b""
+        self.max_frame = max_frame
+        self.max_line = max_line
+
+    def feed(self, data: bytes, batch: Batch) -> bool:
+        """Add the frames completed by ``data`` to ``batch``; False when the connection must
+        close (a broken header: the rest of the stream cannot be framed)."""
+        buf = self.pending + data if self.pending else data
+        end = len(buf)
+        pos = 0
+        arrays: dict[SeriesKey, list[np.ndarray]] = {}
+        ok = True
+        while end - pos >= 8:
+            magic, ftype, reserved, n = HEADER.unpack_from(buf, pos)
+            if magic != MAGIC or reserved != 0 or n > self.max_frame:
+                batch.rejected[REJECT_BAD_FRAME] += 1
+                ok = False
+                pos = end
+                break
+            start = pos + 8
+            if end - start < n:
+                break
+            pos = start + n
+            if ftype == VALUES:
+                self._values(buf, start, n, batch, arrays)
+            elif ftype == DECLARE:
+                self._declare(buf[start:pos], batch)
+            elif ftype == LINES:
+                if n:
+                    parse_block(buf[start:pos], batch, self.max_line)
+            else:
+                batch.rejected[REJECT_UNKNOWN_FRAME] += 1
+        self.pending = buf[pos:] if ok else b""
+        if arrays:
+            _hand_over(arrays, batch)
+        return ok
+
+    def close(self, batch: Batch) -> None:
+        """The connection ended: a frame cut short is one ``bad frame``."""
+        if self.pending:
+            batch.rejected[REJECT_BAD_FRAME] += 1
+            self.pending = b""
+
+    def _values(
+        self,
+        buf: bytes,
+        start: int,
+        n: int,
+        batch: Batch,
+        arrays: dict[SeriesKey, list[np.ndarray]],
+    ) -> None:
+        if n < 4 or (n - 4) % 8:
+            batch.rejected[REJECT_BAD_LENGTH] += 1
+            return
+        key = self.series.get(_ID.unpack_from(buf, start)[0])
+        if key is None:
+            batch.rejected[REJECT_UNKNOWN_SERIES] += 1
+            return
+        count = (n - 4) // 8
+        if not count:
+            return
+        a = np.frombuffer(buf, dtype=_F64, count=count, offset=start + 4)
+        if not np.isfinite(a.sum()):  # one pass when all are finite (the usual case)
+            ok = np.isfinite(a)
+            good = int(np.count_nonzero(ok))
+            if good < count:
+                batch.rejected[REJECT_NUMBER] += count - good
+                a = a[ok]
+                count = good
+        batch.accepted += count
+        if count:
+            arrays.setdefault(key, []).append(a)
+
+    def _declare(self, payload: bytes, batch: Batch) -> None:
+        if len(payload) < 6:
+            batch.rejected[REJECT_BAD_SERIES] += 1
+            return
+        sid, kind_code = _DECL.unpack_from(payload, 0)
+        kind = KINDS.get(kind_code)
+        if kind is None:
+            batch.rejected[REJECT_BAD_SERIES] += 1
+            return
+        text = payload[5:]
+        bar = text.find(b"|")
+        name, tail = (text, b"") if bar < 0 else (text[:bar], text[bar:])
+        if tail and (tail[:2] != b"|#" or b"|" in tail[2:]):
+            batch.rejected[REJECT_BAD_SERIES] += 1  # only tags may follow the name
+            return
+        info = _series(name, kind[1] + tail)
+        if type(info) is str:
+            batch.rejected[REJECT_BAD_SERIES] += 1
+            return
+        if sid not in self.series and len(self.series) >= MAX_SERIES:
+            batch.rejected[REJECT_TOO_MANY_SERIES] += 1
+            return
+        self.series[sid] = info[0]  # type: ignore[index]
+
+
+def _hand_over(arrays: dict[SeriesKey, list[np.ndarray]], batch: Batch) -> None:
+    """One array per series into the batch, after any lines of the same read."""
+    for key, parts in arrays.items():
+        kind = key.kind
+        if kind is Kind.DISTRIBUTION:
+            old = batch.dist.get(key)
+            if old is not None and len(old.values):
+                if old.weights is not None:  # sampled lines in a lines frame: keep weights
+                    old.values = [*old.values, *np.concatenate(parts).tolist()]
+                    old.weights = [*old.weights, *[1.0] * (len(old.values) - len(old.weights))]
+                    continue
+                parts = [np.asarray(old.values, dtype=np.float64), *parts]
+            a = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            batch.dist[key] = DistBuf(a)  # type: ignore[arg-type]
+        elif kind is Kind.COUNTER:
+            total = float(sum(float(p.sum()) for p in parts))
+            batch.counts[key] = batch.counts.get(key, 0.0) + total
+        else:
+            ops = batch.gauges.setdefault(key, [])
+            for p in parts:
+                ops.extend([(False, v) for v in p.tolist()])
