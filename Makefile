@@ -38,6 +38,7 @@ bench: $(VENV)/.installed-test
 	export VTMON_BENCH_RESULTS=$(CURDIR)/$(RESULTS); \
 	$(BIN)/python bench/engine.py && \
 	$(BIN)/python bench/ingest.py && \
+	$(BIN)/python bench/binary.py && \
 	$(BIN)/python bench/store.py && \
 	$(BIN)/python bench/prometheus.py && \
 	$(BIN)/python bench/report.py && \
