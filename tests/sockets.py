@@ -5,8 +5,13 @@ from __future__ import annotations
 import json
 import os
 import socket
+import struct
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+from vtmon.ingest.frames import FORMAT
 
 
 def connect(path: Path) -> socket.socket:
@@ -23,3 +28,24 @@ def connection_stats(s: socket.socket) -> dict[str, Any]:
     while b"\n" not in buf:
         buf += s.recv(65536)
     return json.loads(buf.split(b"\n")[0])["result"]
+
+
+# -- binary frames (docs/protocol.md, "Binary frames") ------------------------------------
+
+HELLO: dict[str, Any] = {"jsonrpc": "2.0", "id": 1, "method": "hello", "params": {"format": FORMAT}}
+
+
+def frame(ftype: int, payload: bytes, magic: bytes = b"VT", reserved: int = 0) -> bytes:
+    return magic + bytes((ftype, reserved)) + struct.pack("<I", len(payload)) + payload
+
+
+def declare(sid: int, kind: int, name: bytes) -> bytes:
+    return frame(1, struct.pack("<IB", sid, kind) + name)
+
+
+def values(sid: int, vals) -> bytes:
+    return frame(2, struct.pack("<I", sid) + np.asarray(vals, dtype="<f8").tobytes())
+
+
+def lines(text: bytes) -> bytes:
+    return frame(3, text)

@@ -13,27 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.sockets import connect
+from tests.sockets import HELLO, connect, declare, frame, lines, values
 from vtmon.ingest.frames import FORMAT, FrameReader
 from vtmon.model import Batch
-
-HELLO = {"jsonrpc": "2.0", "id": 1, "method": "hello", "params": {"format": FORMAT}}
-
-
-def frame(ftype: int, payload: bytes, magic: bytes = b"VT", reserved: int = 0) -> bytes:
-    return magic + bytes((ftype, reserved)) + struct.pack("<I", len(payload)) + payload
-
-
-def declare(sid: int, kind: int, name: bytes) -> bytes:
-    return frame(1, struct.pack("<IB", sid, kind) + name)
-
-
-def values(sid: int, vals) -> bytes:
-    return frame(2, struct.pack("<I", sid) + np.asarray(vals, dtype="<f8").tobytes())
-
-
-def lines(text: bytes) -> bytes:
-    return frame(3, text)
 
 
 def read_json(s) -> dict:

@@ -21,7 +21,7 @@ from datadog.dogstatsd import DogStatsd
 
 from tests.conftest import RecordingMonitor
 from tests.screen import screen_text
-from tests.sockets import connect, connection_stats
+from tests.sockets import HELLO, connect, connection_stats, declare, lines, values
 from vtmon import __version__
 from vtmon.cli import main
 from vtmon.config import Config
@@ -145,13 +145,21 @@ def test_replay_equals_live(sock_dir: Path, tmp_path: Path) -> None:
         dd.flush()
         dd.close_socket()
         watch.wait_closed(2)
+        # Binary frames after a hello, a lines frame among them.
+        b = connect(srv.path)
+        b.sendall(json.dumps(HELLO).encode() + b"\n")
+        assert b'"result"' in b.recv(4096)
+        b.sendall(declare(3, 1, b"api.render_latency|#component:api-server"))
+        b.sendall(values(3, [4.5, 6.0, 250.0]) + lines(b"api.throughput:3|c"))
+        b.close()
+        watch.wait_closed(3)
         live.drain()
         # 3.7 s: the JSON connection ends with an unterminated line (counted at the close).
         _tick_at(clock, live, t0 + 3)
         clock.advance(0.7)
         raw.sendall(b"api.request_latency:130|ms|#component:api-server\napi.request_latency:1")
         raw.close()
-        watch.wait_closed(3)
+        watch.wait_closed(4)
         live.drain()
         for s in range(4, 9):  # past the first detector evaluation
             _tick_at(clock, live, t0 + s)
@@ -160,14 +168,14 @@ def test_replay_equals_live(sock_dir: Path, tmp_path: Path) -> None:
         watch.recorder.close()
     want = live.latest
     assert want is not None
-    assert want.ingest.accepted == 19 and want.ingest.connections_total == 3
+    assert want.ingest.accepted == 23 and want.ingest.connections_total == 4
 
     clock2 = ManualClock()
     fresh = _monitor(clock2)
     stats = replay_into(fresh, path, clock2)
     got = fresh.latest
     assert stats.note == "" and not stats.stopped
-    assert stats.connections == 3 and stats.ticks == 9
+    assert stats.connections == 4 and stats.ticks == 9
     assert got is not None and got.t == want.t
     # Series statistics, errors, ingest counters, events, analysis: the whole Snapshot.
     assert got.series == want.series
