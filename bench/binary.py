@@ -24,6 +24,7 @@ import tempfile
 import time
 
 import numpy as np
+import psutil
 from common import machine, result
 from ingest import rpc, wait_for_socket
 
@@ -141,9 +142,12 @@ def bench_vtmon(head: bytes, round_: bytes, n: int, samples: int) -> dict:
         t0 = time.perf_counter()
         go.set()
         counted = 0
+        ps = psutil.Process(proc.pid)
+        rss0 = rss = ps.memory_info().rss
         while counted < samples and time.perf_counter() - t0 < 120:
             time.sleep(0.01)
             counted = rpc(path, "ingest")["accepted"] - base
+            rss = max(rss, ps.memory_info().rss)
         elapsed = time.perf_counter() - t0  # polled every 10 ms: a slight underestimate
         p.join()
         in_sketches = 0.0
@@ -162,6 +166,8 @@ def bench_vtmon(head: bytes, round_: bytes, n: int, samples: int) -> dict:
             "in_sketches": in_sketches,
             "elapsed_s": elapsed,
             "samples_per_s": counted / elapsed,
+            "rss_before_mb": rss0 / 2**20,
+            "rss_max_mb": rss / 2**20,
         }
     finally:
         proc.terminate()
@@ -208,6 +214,10 @@ def main() -> None:
         print(
             f"vtmon serve end to end                 {vt['samples_per_s'] / 1e6:7.1f} M samples/s "
             f"({vt['counted']:,} counted, {vt['in_sketches']:,.0f} in the sketches)"
+        )
+        print(
+            f"vtmon serve resident memory            {vt['rss_before_mb']:7.0f} MB before, "
+            f"{vt['rss_max_mb']:.0f} MB at most while ingesting"
         )
     rate = vt["samples_per_s"]
     complete = vt["counted"] >= samples and vt["in_sketches"] >= samples

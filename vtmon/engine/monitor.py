@@ -52,9 +52,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# How many batches may wait for the engine. At ~3,000 lines per batch this is seconds of a
-# flood; past it the socket reader waits (back-pressure) rather than growing memory.
-QUEUE_BATCHES = 2048
+# How many batches may wait for the engine. A batch is one read of at most 256 KiB, so this
+# holds at most ~16 MiB of samples (a fraction of a second of a flood); past it the socket
+# reader waits and the kernel's back-pressure slows the sender, rather than memory growing.
+QUEUE_BATCHES = 64
 RECENT_EVENTS = 50
 SWITCH_INTERVAL_S = 0.001
 # Long-span charts: at most this many points, each a round number of seconds (a multiple of
