@@ -49,3 +49,21 @@ def values(sid: int, vals) -> bytes:
 
 def lines(text: bytes) -> bytes:
     return frame(3, text)
+
+
+def read_json(s: socket.socket) -> dict[str, Any]:
+    buf = b""
+    while b"\n" not in buf:
+        chunk = s.recv(65536)
+        assert chunk, "vtmon closed the connection"
+        buf += chunk
+    return json.loads(buf.split(b"\n")[0])
+
+
+def binary(path: Path) -> socket.socket:
+    """A connection that said hello and got the binary format."""
+    s = connect(path)
+    s.sendall(json.dumps(HELLO).encode() + b"\n")
+    answer = read_json(s)
+    assert answer["result"]["format"] == FORMAT
+    return s

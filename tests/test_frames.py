@@ -13,32 +13,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.sockets import HELLO, connect, declare, frame, lines, values
+from tests.sockets import HELLO, binary, connect, declare, frame, lines, read_json, values
 from vtmon.ingest.frames import FORMAT, FrameReader
 from vtmon.model import Batch
-
-
-def read_json(s) -> dict:
-    buf = b""
-    while b"\n" not in buf:
-        chunk = s.recv(65536)
-        assert chunk, "vtmon closed the connection"
-        buf += chunk
-    return json.loads(buf.split(b"\n")[0])
 
 
 def stats(s) -> dict:
     """This connection's counters, asked in a lines frame (answered after all before it)."""
     s.sendall(lines(b'{"jsonrpc":"2.0","id":99,"method":"connection.stats"}'))
     return read_json(s)["result"]
-
-
-def binary(path):
-    s = connect(path)
-    s.sendall(json.dumps(HELLO).encode() + b"\n")
-    answer = read_json(s)
-    assert answer["result"]["format"] == FORMAT
-    return s
 
 
 def _series(snap, name):

@@ -25,6 +25,8 @@ import statsd
 from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.sockets import binary, declare, lines
+from tests.sockets import values as values_frame
 from vtmon.cli import main
 from vtmon.config import Config
 from vtmon.engine.monitor import Monitor
@@ -119,6 +121,24 @@ def test_histogram_counts_are_exact_through_the_real_socket(server, monitor, exp
     want = [float(np.count_nonzero(sent <= le)) for le in les]
     assert got == want
     assert h["buckets"]["+Inf"] == h["count"]
+
+
+def test_binary_frames_count_like_lines(server, monitor, exporter):
+    rng = np.random.default_rng(2)
+    values = np.round(rng.lognormal(np.log(30), 1.0, 5000), 3)
+    values[:2] = [BUCKETS[10], BUCKETS[50]]
+    s = binary(server.path)
+    s.sendall(declare(4, 1, b"api.request_latency|#component:api-server"))
+    s.sendall(values_frame(4, values[:3000]) + values_frame(4, values[3000:]))
+    s.sendall(lines(b"api.request_latency:40|ms|#component:api-server"))
+    monitor.wait_lines(5001)
+    monitor.tick()
+    h = histogram(families(exporter), "api.request_latency")
+    sent = np.append(values, 40.0)
+    assert h["count"] == 5001
+    assert h["sum"] == pytest.approx(sent.sum(), rel=1e-12)
+    want = [float(np.count_nonzero(sent <= float(le))) for le in h["buckets"]]
+    assert list(h["buckets"].values()) == want
 
 
 def test_boundaries_are_a_fine_geometric_grid():

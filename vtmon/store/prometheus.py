@@ -249,7 +249,7 @@ class PrometheusExporter:
                 self._rejected.update(batch.rejected)
             rows: list[int] = []
             lens: list[int] = []
-            vals: list[float] = []
+            vals: list[Any] = []  # runs of values: lists, and numpy arrays (binary frames)
             wts: list[float] | None = None
             for key, buf in batch.dist.items():
                 n = len(buf.values)
@@ -263,13 +263,13 @@ class PrometheusExporter:
                     continue
                 if buf.weights is not None:
                     if wts is None:
-                        wts = [1.0] * len(vals)
+                        wts = [1.0] * sum(lens)
                     wts.extend(buf.weights)
                 elif wts is not None:
                     wts.extend(repeat(1.0, n))
                 rows.append(r)
                 lens.append(n)
-                vals.extend(buf.values.tolist() if hasattr(buf.values, "dtype") else buf.values)
+                _put(vals, buf.values)
             for key, inc in batch.counts.items():
                 self._add_count(key, inc, now)
             if timed:
@@ -285,11 +285,11 @@ class PrometheusExporter:
                             self._dropped += 1
                             continue
                         if wts is None:
-                            wts = [1.0] * len(vals)
+                            wts = [1.0] * sum(lens)
                         wts.append(t.weight)
                         rows.append(r)
                         lens.append(1)
-                        vals.append(t.value)
+                        _put(vals, (t.value,))
             if vals:
                 self._add_values(rows, lens, vals, wts, now)
             if now >= self._next_sweep:
@@ -299,11 +299,11 @@ class PrometheusExporter:
         self,
         rows: list[int],
         lens: list[int],
-        vals: list[float],
+        vals: list[Any],
         wts: list[float] | None,
         now: float,
     ) -> None:
-        v = np.asarray(vals, dtype=np.float64)
+        v = np.concatenate([np.asarray(x, dtype=np.float64) for x in vals])
         rows_a = np.asarray(rows, dtype=np.intp)
         local = np.repeat(np.arange(len(rows)), lens)  # which of this batch's rows
         w = None if wts is None else np.asarray(wts, dtype=np.float64)
@@ -754,3 +754,13 @@ def _from_snapshot(snap: Snapshot) -> Iterator[Metric]:
     dropped.add_metric(["engine"], float(i.samples_dropped))
     dropped.add_metric(["client"], float(i.client_dropped))
     yield dropped
+
+
+def _put(runs: list[Any], values: Any) -> None:
+    """Append values to the last run of ``runs``, or as a run of their own when an array."""
+    if hasattr(values, "dtype"):
+        runs.append(values)
+    elif runs and type(runs[-1]) is list:
+        runs[-1].extend(values)
+    else:
+        runs.append(list(values))
