@@ -19,11 +19,19 @@ with ``weight = 1 / sample rate``; for a counter the increment is ``value * weig
 Speed: the common StatsD form (``name:value|type[|...]``) is recognised for a whole block at
 once by one regex ``split`` (the scan runs in C); values are grouped per series with C-level
 ``map`` calls and converted with ``map(float, ...)``. Lines the regex does not take (events,
-JSON, multi-values, ...) and lines it takes but cannot settle in bulk (timestamps, values like
-``1e999``) go one by one through the per-line parser, which decides every reject reason. The
-fast path accepts exactly what the per-line parser would, with the same result, except that
-within one batch a distribution's samples (and counter increments) may be added in another
-order; gauge updates always keep line order.
+multi-values, ...; JSON lines go to the JSON path below) and lines it takes but cannot settle
+in bulk (timestamps, values like ``1e999``) go one by one through the per-line parser, which
+decides every reject reason. The fast path accepts exactly what the per-line parser would,
+with the same result, except that within one batch a distribution's samples (and counter
+increments) may be added in another order; gauge updates always keep line order.
+
+JSON metric lines take a similar path (``_jblock``): one regex ``split`` finds every line's
+``"value":`` and ``"timestamp":`` numbers, and the line with those numbers replaced by 0 is its
+*template*. A template is checked once by the per-line parser, filled with two different
+numbers: only when it then gives one series with exactly those numbers do its lines go in
+bulk (values converted with ``map(float, ...)``); the checks are cached like StatsD series.
+Lines that differ in more than their numbers (a request id in each) and anything else
+(JSON-RPC, bad lines) go through the per-line parser, in line order, with the same promise.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ import json
 import math
 import operator
 import re
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from itertools import compress
 from typing import Any
 
@@ -103,7 +111,7 @@ def parse_block(block: bytes, batch: Batch, max_line: int = 65536) -> None:
     body = block.strip(b"\n")
     if len(body) <= 2 * _CHUNK:
         if body:
-            _block(body, batch, max_line)
+            _piece(body, batch, max_line)
         return
     # Big blocks go in pieces: the objects one piece creates then stay in the CPU cache.
     start = 0
@@ -112,11 +120,21 @@ def parse_block(block: bytes, batch: Batch, max_line: int = 65536) -> None:
         if end < 0:
             end = len(body)
         if end > start:
-            _block(body[start:end], batch, max_line)
+            _piece(body[start:end], batch, max_line)
         start = end + 1
 
 
-def _block(body: bytes, batch: Batch, max_line: int) -> None:
+def _piece(body: bytes, batch: Batch, max_line: int) -> None:
+    # A connection sends one format; the first line says which path to try first.
+    if body[:1] == b"{":
+        _jblock(body, batch, max_line)
+    else:
+        _block(body, batch, max_line)
+
+
+def _block(body: bytes, batch: Batch, max_line: int, depth: int = 0) -> None:
+    """StatsD lines in bulk; the odd lines go to the JSON path, or one by one."""
+    odd_text = _odd if depth == 0 else _slow
     try:
         parts = _FAST.split(b"\n" + body)
         names = parts[1::4]
@@ -145,7 +163,7 @@ def _block(body: bytes, batch: Batch, max_line: int) -> None:
         for i in compress(range(n + 1), seps):
             if i > start:
                 _run(names[start:i], vals[start:i], rests[start:i], batch, max_line)
-            _slow(seps[i], batch, max_line)
+            odd_text(seps[i], batch, max_line)
             start = i
         if start < n:
             _run(names[start:], vals[start:], rests[start:], batch, max_line)
@@ -157,7 +175,7 @@ def _block(body: bytes, batch: Batch, max_line: int) -> None:
     batch.accepted += n - sum(flags)
     for i in sorted(set(compress(range(n + 1), seps)).union(compress(range(n), flags))):
         if seps[i]:
-            _slow(seps[i], batch, max_line)
+            odd_text(seps[i], batch, max_line)
         if i < n and flags[i]:
             _slow(b"%s:%s|%s" % (names[i], vals[i], rests[i]), batch, max_line)
 
@@ -384,8 +402,10 @@ def _series(name: bytes, rest: bytes) -> _SeriesInfo | str:
 
 def _trim_caches() -> None:
     # Only between runs of lines: a clear inside _plan would break its identity check.
-    if len(_SERIES) > _SERIES_MAX:
+    if len(_SERIES) + len(_JSERIES) + len(_JKEYS) > _SERIES_MAX:
         _SERIES.clear()
+        _JSERIES.clear()
+        _JKEYS.clear()
         _INTERN.clear()
 
 
@@ -601,29 +621,350 @@ def _unescape(s: str) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # JSON lines
+#
+# The bulk path: lines that differ only in their value (and timestamp) numbers share a
+# *template*, the line with those numbers replaced by 0. One regex split over the block finds
+# the numbers and makes the templates; each template is checked once by the per-line parser
+# (cached like StatsD series) and the values of all its lines are converted together.
+
+# A JSON number as the JSON grammar writes it (float() also takes "01", "1." and "-0", which
+# JSON rejects or reads as the integer 0), ending where a JSON value may end. The blank that
+# json.dumps writes after the colon is taken with the number (float() ignores it), so both
+# spellings share one template.
+_JNUM = rb"( ?(?:-?[1-9][0-9]*+|-?0(?=[.eE])|0)(?:\.[0-9]++)?+(?:[eE][+\-]?+[0-9]++)?+)(?=[\s,}])"
+_JVALUE = re.compile(rb'"value":' + _JNUM)
+_JTIME = re.compile(rb'"timestamp":' + _JNUM)
+
+_JInfo = tuple[SeriesKey, Kind, bool]  # key, kind, whether the template holds the timestamp
+# template -> what every line of that template is, or None when its lines go one by one
+_JSERIES: dict[bytes, _JInfo | None] = {}
+_JKEYS: dict[tuple[Any, ...], tuple[SeriesKey, Kind]] = {}  # (name, unit, tag pairs) -> key
+# Hashes of templates seen in earlier blocks, not checked yet: seen again, they are checked.
+_JSEEN: set[int] = set()
+_JSEEN_MAX = 65536
+_JTEMPLATE_BYTES = 512  # longer lines are parsed one by one rather than pinned in memory
+_JNEW = 16  # templates seen once in a block that are checked (cached) per block; see _jknown
+_JSAMPLE = 4096  # the first bytes of a block that tell whether its lines share templates
+_scan = json.JSONDecoder().scan_once  # json.loads without its per-call overhead
+_isfinite = math.isfinite
+
+_JPlan = list[tuple[SeriesKey, Kind, list[float]]]
+
+
+def _jblock(body: bytes, batch: Batch, max_line: int, depth: int = 0) -> None:
+    """JSON lines in bulk where their templates allow it, else in line order one by one."""
+    if depth == 0 and not _jlikely(body):
+        _jlines(body, batch, max_line)
+        return
+    try:
+        tm, vals, stamps = _jsplit(body)
+        planned = _jplan(body, tm, vals, stamps, max_line)
+    except Exception:
+        _slow(body, batch, max_line)
+        return
+    if type(planned) is set:
+        _jmixed(body, tm, planned, batch, max_line, depth)
+        return
+    plan, ordered, timed = planned  # type: ignore[misc]
+    for key, kind, values in plan:
+        if kind is DIST:
+            _add(batch, key, kind, 1.0, [], values)
+        elif kind is COUNTER:
+            # sum() adds left to right from 0, as the lines one by one would.
+            batch.counts[key] = batch.counts.get(key, 0.0) + sum(values)
+        else:
+            batch.gauges.setdefault(key, []).extend([(False, v) for v in values])
+    if ordered:  # one gauge under several templates: its updates in line order
+        for t, v in zip(tm, vals, strict=True):
+            key = ordered.get(t)
+            if key is not None:
+                batch.gauges.setdefault(key, []).append((False, float(v)))
+    if timed:
+        cached = _JSERIES.__getitem__
+        for (key, kind, _), v, ms in zip(map(cached, tm), timed[0], timed[1], strict=True):
+            if kind is GAUGE:
+                batch.gauges.setdefault(key, []).append((False, v))
+            else:
+                batch.timed.append(TimedSample(key, v, 1.0, ms / 1000.0))
+    batch.accepted += len(tm)
+
+
+def _jlikely(body: bytes) -> bool:
+    """Whether the lines of a block share templates, judged on its first lines: some of them
+    are known, repeat, or were seen in an earlier block (many series in turn). Otherwise
+    (lines unique to themselves, say with a request id in each) the bulk path would only cost
+    time."""
+    if len(body) > _JSAMPLE:
+        end = body.rfind(b"\n", 0, _JSAMPLE)
+        if end <= 0:
+            return False  # a line longer than any template kept
+        body = body[:end]
+    tm = _jsplit(body)[0]
+    if len(set(tm)) < len(tm):
+        return True
+    seen = False
+    for t in tm:
+        if t in _JSERIES:
+            return True
+        seen = _jseen(t) or seen
+    return seen
+
+
+def _jseen(t: bytes) -> bool:
+    """Whether template ``t`` was seen before (not yet checked); notes it when not."""
+    h = hash(t)
+    if h in _JSEEN:
+        return True
+    if len(_JSEEN) >= _JSEEN_MAX:
+        _JSEEN.clear()
+    _JSEEN.add(h)
+    return False
+
+
+def _jlines(text: bytes, batch: Batch, max_line: int) -> None:
+    """Lines one by one, with the result parse_line gives each, and less work per JSON line."""
+    dist: dict[int, tuple[SeriesKey, list[float]]] = {}
+    for raw in text.split(b"\n"):
+        line = raw[:-1] if raw[-1:] == b"\r" else raw
+        s = line.strip()
+        if s[:1] != b"{" or len(line) > max_line:
+            if s:
+                parse_line(raw, batch, max_line)
+            continue
+        try:
+            r = _json_parse(s)
+        except Exception:  # a parser bug must cost one line, not the connection
+            r = REJECT_SYNTAX
+        if type(r) is tuple:
+            key, kind, value, ts = r
+            if kind is GAUGE:
+                batch.gauges.setdefault(key, []).append((False, value))
+            elif ts is not None:
+                batch.timed.append(TimedSample(key, value, 1.0, ts))
+            elif kind is DIST:
+                # Grouped by identity (keys are interned) to spare hashing a key per line.
+                hit = dist.get(id(key))
+                if hit is None:
+                    dist[id(key)] = (key, [value])
+                else:
+                    hit[1].append(value)
+            else:
+                batch.counts[key] = batch.counts.get(key, 0.0) + value
+            batch.accepted += 1
+        elif type(r) is dict:
+            batch.rpc.append(r)
+            batch.accepted += 1
+        else:
+            batch.rejected[r] += 1  # type: ignore[index]
+    for key, values in dist.values():
+        _add(batch, key, DIST, 1.0, [], values)
+
+
+def _jsplit(body: bytes) -> tuple[list[bytes], list[bytes], list[bytes] | None]:
+    """The template of every line, and the value and timestamp numbers found, in order."""
+    parts = _JVALUE.split(body)  # text, number, text, number, ..., text
+    vals = parts[1::2]
+    text = b'"value":0'.join(parts[0::2]) if vals else body
+    stamps = None
+    if b'"timestamp":' in text:
+        parts = _JTIME.split(text)
+        if len(parts) > 1:
+            stamps = parts[1::2]
+            text = b'"timestamp":0'.join(parts[0::2])
+    return text.split(b"\n"), vals, stamps
+
+
+def _jplan(
+    body: bytes, tm: list[bytes], vals: list[bytes], stamps: list[bytes] | None, max_line: int
+) -> tuple[_JPlan, dict[bytes, SeriesKey], tuple[list[float], list[float]] | None] | set[bytes]:
+    """What to add when every line can go in bulk; else the templates that cannot (the set
+    may be empty: lines that do not hold one value number each). Adds nothing to the batch."""
+    n = len(tm)
+    if len(vals) != n or (stamps is not None and len(stamps) != n):
+        return set()
+    if len(body) > max_line:
+        # Each line is its template plus its numbers in place of the 0s.
+        longest = max(map(len, tm)) + max(map(len, vals)) - 1
+        if stamps is not None:
+            longest += max(map(len, stamps)) - 1
+        if longest > max_line:
+            return set()
+    groups: defaultdict[bytes, list[bytes]] = defaultdict(list)
+    deque(map(list.append, map(groups.__getitem__, tm), vals), 0)
+    _jknown([(t, len(raws)) for t, raws in groups.items()], n)
+    cached = _JSERIES.get
+    has_ts = stamps is not None
+    bad: set[bytes] = set()
+    plan: _JPlan = []
+    gauges: dict[int, bytes] = {}
+    ordered: dict[bytes, SeriesKey] = {}
+    for t, raws in groups.items():
+        info = cached(t)
+        if info is None or info[2] is not has_ts:
+            bad.add(t)
+            continue
+        key, kind, _ = info
+        if has_ts:
+            continue  # timestamped lines go in line order below
+        values = list(map(float, raws))
+        if not math.isfinite(sum(values)):  # "1e999", or a sum beyond the float range
+            bad.add(t)
+        elif kind is GAUGE and gauges.setdefault(id(key), t) is not t:
+            ordered[t] = key  # keys are interned: identity finds a gauge's other templates
+            ordered[gauges[id(key)]] = key
+        else:
+            plan.append((key, kind, values))
+    if bad:
+        return bad
+    if ordered:
+        plan = [p for p in plan if p[0] not in ordered.values()]
+    if not has_ts:
+        return plan, ordered, None
+    values = list(map(float, vals))
+    ms = list(map(float, stamps))  # type: ignore[arg-type]
+    if not (math.isfinite(sum(values)) and math.isfinite(sum(ms)) and min(ms) >= 0.0):
+        return set(groups)
+    return plan, ordered, (values, ms)
+
+
+def _jknown(templates: Any, lines: int) -> None:
+    """Check and cache the templates not seen before, given as (template, its lines): those
+    of two lines or more or seen in an earlier block, and a few of one line when most lines
+    share a template (a new series). Lines unique to themselves (a request id in every line)
+    are not checked: that would cost two parses a line and fill the cache for nothing."""
+    once = _JNEW if len(templates) * 4 <= lines else 0
+    for t, count in templates:
+        if t in _JSERIES:
+            continue
+        if count < 2 and not _jseen(t):
+            if once <= 0:
+                continue
+            once -= 1
+        info = _jcheck(t)
+        if len(t) <= _JTEMPLATE_BYTES:
+            _JSERIES[t] = info
+
+
+def _jcheck(t: bytes) -> _JInfo | None:
+    """What every line of template ``t`` is: filled with two different values (and
+    timestamps), the per-line parser must see one metric series with exactly those numbers;
+    else None (the numbers are not the metric's own, or the line is no metric at all)."""
+    if len(t) > _JTEMPLATE_BYTES or len(_JVALUE.findall(t)) != 1:
+        return None
+    n_ts = len(_JTIME.findall(t))
+    if n_ts > 1:
+        return None
+    a = _jresult(_jfill(t, b"0", b"1"))
+    b = _jresult(_jfill(t, b"1", b"0"))
+    if type(a) is not tuple or type(b) is not tuple:
+        return None
+    if a[0] != b[0] or a[2] != 0.0 or b[2] != 1.0:
+        return None
+    if (a[3], b[3]) != ((0.001, 0.0) if n_ts else (None, None)):
+        return None
+    return _INTERN.setdefault(a[0], a[0]), a[1], n_ts == 1
+
+
+def _jfill(t: bytes, value: bytes, ts: bytes) -> bytes:
+    line = _JVALUE.sub(b'"value":' + value, t)
+    return _JTIME.sub(b'"timestamp":' + ts, line)
+
+
+def _jresult(line: bytes) -> Any:
+    """What the per-line parser makes of a JSON line (see _line), without a batch."""
+    if line[-1:] == b"\r":
+        line = line[:-1]
+    s = line.strip()
+    return _json_parse(s) if s[:1] == b"{" else None
+
+
+def _jmixed(
+    body: bytes, tm: list[bytes], bad: set[bytes], batch: Batch, max_line: int, depth: int
+) -> None:
+    """Lines some of which cannot go in bulk: runs of lines that can (templates known, of one
+    timestamp kind) go in bulk again, the others one by one, all in line order."""
+    lines = body.split(b"\n")
+    if depth >= 2 or len(lines) != len(tm):
+        _jlines(body, batch, max_line)
+        return
+    _jknown(list(Counter(tm).items()), len(tm))
+    cached = _JSERIES.get
+    # Per line: 0 or 1 (bulk, without or with a timestamp), 2 (one by one).
+    cls = [
+        2 if t in bad or len(line) > max_line or (info := cached(t)) is None else int(info[2])
+        for t, line in zip(tm, lines, strict=True)
+    ]
+    start = 0
+    n = len(lines)
+    for i in range(1, n + 1):
+        if i < n and cls[i] == cls[start]:
+            continue
+        text = b"\n".join(lines[start:i])
+        if cls[start] != 2:
+            _jblock(text, batch, max_line, depth + 1)
+        elif depth == 0 and i - start > 2 and text[:1] != b"{":
+            _block(text, batch, max_line, depth=1)  # StatsD lines among JSON ones
+        else:
+            _jlines(text, batch, max_line)
+        start = i
+
+
+def _odd(text: bytes, batch: Batch, max_line: int) -> None:
+    """The lines the StatsD regex did not take (each starting with its newline)."""
+    if text.count(b"\n") > 2:
+        _jblock(text.strip(b"\n"), batch, max_line, depth=1)
+    else:
+        _slow(text, batch, max_line)
 
 
 def _json(line: bytes, batch: Batch) -> str | None:
+    r = _json_parse(line)
+    if type(r) is str:
+        return r
+    if type(r) is dict:
+        batch.rpc.append(r)
+        return None
+    key, kind, value, ts = r  # type: ignore[misc]
+    if kind is GAUGE:
+        batch.gauges.setdefault(key, []).append((False, value))
+    elif ts is not None:
+        batch.timed.append(TimedSample(key, value, 1.0, ts))
+    elif kind is DIST:
+        _add(batch, key, kind, 1.0, [], [value])
+    else:
+        batch.counts[key] = batch.counts.get(key, 0.0) + value
+    return None
+
+
+def _json_parse(s: bytes) -> tuple[SeriesKey, Kind, float, float | None] | dict[str, Any] | str:
+    """A stripped line starting with ``{``: the series, value and timestamp (s) of a metric,
+    a JSON-RPC message, or why the line is rejected."""
     try:
-        obj = json.loads(line.decode())
+        text = s.decode()
     except UnicodeDecodeError:
         return REJECT_ENCODING
-    except (ValueError, RecursionError):
+    try:
+        # As json.loads(text): nothing but the object may be on the line (it has no blanks
+        # around it), so the object must end where the text does.
+        obj, end = _scan(text, 0)
+    except (StopIteration, ValueError, RecursionError):
         return REJECT_SYNTAX
-    if not isinstance(obj, dict):
+    if end != len(text) or type(obj) is not dict:
         return REJECT_SYNTAX
     if obj.get("jsonrpc") == "2.0":
-        batch.rpc.append(obj)
-        return None
+        return obj
     name = obj.get("name")
     if not isinstance(name, str) or not name.strip() or "value" not in obj:
         return REJECT_SYNTAX
-    value = _json_number(obj["value"])
-    if value is None:
-        return REJECT_NUMBER
+    value = obj["value"]
+    if type(value) is not float or not _isfinite(value):  # a float first: the usual case
+        value = _json_number(value)
+        if value is None:
+            return REJECT_NUMBER
     ts: float | None = None
-    if obj.get("timestamp") is not None:
-        ms = _json_number(obj["timestamp"])
+    ms = obj.get("timestamp")
+    if ms is not None:
+        ms = _json_number(ms)
         if ms is None or ms < 0:
             return REJECT_SYNTAX
         ts = ms / 1000.0
@@ -637,29 +978,29 @@ def _json(line: bytes, batch: Batch) -> str | None:
     if context is not None and not isinstance(context, dict):
         return REJECT_SYNTAX
     pairs: list[tuple[str, str]] = []
-    for k, v in (tags or {}).items():
-        tag = _json_tag(v)
-        if tag is None:
-            return REJECT_SYNTAX
-        pairs.append((k, tag))
-    for field in ("error_type", "component"):  # component last: the context's wins
-        v = (context or {}).get(field)
-        if v is not None:
-            tag = _json_tag(v)
+    if tags:
+        for k, v in tags.items():
+            tag = v if type(v) is str else _json_tag(v)
             if tag is None:
                 return REJECT_SYNTAX
-            pairs.append((field, tag))
-    kind = _json_kind(name, unit)
-    key = SeriesKey(name, make_tags(pairs), kind)
-    if kind is GAUGE:
-        batch.gauges.setdefault(key, []).append((False, value))
-    elif ts is not None:
-        batch.timed.append(TimedSample(key, value, 1.0, ts))
-    elif kind is DIST:
-        _add(batch, key, kind, 1.0, [], [value])
-    else:
-        batch.counts[key] = batch.counts.get(key, 0.0) + value
-    return None
+            pairs.append((k, tag))
+    if context:
+        for field in ("error_type", "component"):  # component last: the context's wins
+            v = context.get(field)
+            if v is not None:
+                tag = v if type(v) is str else _json_tag(v)
+                if tag is None:
+                    return REJECT_SYNTAX
+                pairs.append((field, tag))
+    ck = (name, unit, *pairs)
+    hit = _JKEYS.get(ck)
+    if hit is None:
+        kind = _json_kind(name, unit)
+        key = SeriesKey(name, make_tags(pairs), kind)
+        hit = _INTERN.setdefault(key, key), kind
+        if len(s) <= _JTEMPLATE_BYTES:
+            _JKEYS[ck] = hit
+    return hit[0], hit[1], value, ts
 
 
 def _json_kind(name: str, unit: str | None) -> Kind:

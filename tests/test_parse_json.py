@@ -1,0 +1,335 @@
+"""JSON metric lines in bulk (vtmon/ingest/parse.py `_jblock`): the same result as the per-line
+parser for any mix of lines, and steady senders never parsed one line at a time."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_parse import assert_same, key, line_by_line, nonblank, parsed
+
+from vtmon.ingest import parse
+from vtmon.model import (
+    REJECT_NUMBER,
+    REJECT_SYNTAX,
+    REJECT_TOO_LONG,
+    Batch,
+    Kind,
+    SeriesKey,
+    TimedSample,
+)
+
+DIST, COUNTER, GAUGE = Kind.DISTRIBUTION, Kind.COUNTER, Kind.GAUGE
+
+
+@pytest.fixture
+def one_by_one(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Every line handed to the per-line parsers, to prove the bulk path did the work."""
+    seen: list[bytes] = []
+    for name in ("_slow", "_jlines"):
+        real = getattr(parse, name)
+
+        def spy(text: bytes, batch: Batch, max_line: int, real=real) -> None:
+            seen.extend(line for line in text.split(b"\n") if line.strip())
+            real(text, batch, max_line)
+
+        monkeypatch.setattr(parse, name, spy)
+    return seen
+
+
+def bench_line(i: int, series: int = 10) -> bytes:
+    c = i % series
+    v = (i % 997) * 0.37 + 0.5
+    return (
+        f'{{"name":"bench.s{c}.request_latency","value":{v:.3f},'
+        f'"context":{{"component":"bench{c}"}}}}'
+    ).encode()
+
+
+def test_the_benchmark_shape_goes_in_bulk_intact(one_by_one):
+    block = b"\n".join(bench_line(i) for i in range(3000)) + b"\n"
+    b = parsed(block)
+    assert b.accepted == 3000 and not b.rejected
+    assert len(b.dist) == 10
+    for c in range(10):
+        buf = b.dist[key(f"bench.s{c}.request_latency", component=f"bench{c}")]
+        assert buf.values == [float(f"{(i % 997) * 0.37 + 0.5:.3f}") for i in range(c, 3000, 10)]
+        assert buf.weights is None
+    assert one_by_one == []
+
+
+def test_json_dumps_spacing_counters_gauges_and_timestamps_go_in_bulk(one_by_one):
+    lines = []
+    for i in range(200):
+        lines.append(json.dumps({"name": "api.throughput", "value": 1, "tags": {"ep": "/a"}}))
+        lines.append(json.dumps({"name": "queue_depth", "value": i, "context": {"component": "q"}}))
+        lines.append(json.dumps({"name": "render", "value": i / 4, "unit": "ms"}))
+    b = parsed("\n".join(lines).encode())
+    assert b.accepted == 600 and not b.rejected
+    assert b.counts == {SeriesKey("api.throughput", (("ep", "/a"),), COUNTER): 200.0}
+    assert b.gauges == {key("queue_depth", GAUGE, component="q"): [(False, i) for i in range(200)]}
+    assert b.dist[key("render")].values == [i / 4 for i in range(200)]
+    timed = [
+        json.dumps({"name": "db.query_duration", "value": i, "timestamp": 1700000000000 + i})
+        for i in range(100)
+    ]
+    b = parsed("\n".join(timed).encode())
+    assert b.timed == [
+        TimedSample(key("db.query_duration"), float(i), 1.0, (1700000000000 + i) / 1000.0)
+        for i in range(100)
+    ]
+    assert one_by_one == []
+
+
+def test_a_bad_value_among_bulk_lines_is_rejected_alone():
+    lines = [bench_line(i, 2) for i in range(400)]
+    lines[7] = b'{"name":"bench.s1.request_latency","value":1e999,"context":{"component":"bench1"}}'
+    lines[9] = b'{"name":"bench.s1.request_latency","value":01,"context":{"component":"bench1"}}'
+    lines[11] = b'{"name":"bench.s1.request_latency","value":-0,"context":{"component":"bench1"}}'
+    block = b"\n".join(lines)
+    b = parsed(block)
+    assert b.rejected == {REJECT_NUMBER: 1, REJECT_SYNTAX: 1}  # 01 is no JSON number
+    assert b.accepted == 398
+    s1 = b.dist[key("bench.s1.request_latency", component="bench1")].values
+    assert 0.0 in s1 and len(s1) == 198
+    assert_same(b, line_by_line(block))
+
+
+def test_bad_timestamps_in_bulk_are_bad_syntax():
+    lines = [
+        json.dumps({"name": "x_latency", "value": 1, "timestamp": 1700000000000 + i}).encode()
+        for i in range(50)
+    ]
+    lines[20] = b'{"name": "x_latency", "value": 1, "timestamp": -5}'
+    lines[30] = b'{"name": "x_latency", "value": 1, "timestamp": 1e999}'
+    b = parsed(b"\n".join(lines))
+    assert b.rejected == {REJECT_SYNTAX: 2} and b.accepted == 48 and len(b.timed) == 48
+
+
+def test_jsonrpc_among_metric_lines_is_handed_over_in_order(one_by_one):
+    reqs = [
+        {"jsonrpc": "2.0", "id": 1, "method": "ping"},
+        # a "value" of its own, where metric lines have theirs
+        {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "knobs.register",
+            "params": {"name": "k", "value": 5},
+        },
+        {"jsonrpc": "2.0", "id": 3, "result": {"value": 32}},
+    ]
+    lines = [bench_line(i) for i in range(900)]
+    for i, r in enumerate(reqs):
+        lines[100 + 300 * i] = json.dumps(r).encode()
+    b = parsed(b"\n".join(lines))
+    assert b.rpc == reqs
+    assert b.accepted == 900  # the server takes the requests off the count
+    assert sum(len(d.values) for d in b.dist.values()) == 897
+    assert sorted(one_by_one) == sorted(json.dumps(r).encode() for r in reqs)
+
+
+def test_one_gauge_under_two_spellings_keeps_line_order(one_by_one):
+    lines = []
+    for i in range(300):
+        if i % 3:
+            lines.append(b'{"name":"depth","value":%d,"context":{"component":"q"}}' % i)
+        else:
+            lines.append(b'{"context":{"component":"q"},"value":%d,"name":"depth"}' % i)
+    b = parsed(b"\n".join(lines))
+    assert b.gauges == {key("depth", GAUGE, component="q"): [(False, float(i)) for i in range(300)]}
+    assert one_by_one == []
+
+
+def test_lines_unique_to_themselves_are_all_counted_and_not_cached():
+    # As in docs/protocol.md: a timestamp and request ids in every line.
+    lines = [
+        json.dumps(
+            {
+                "name": "request_latency",
+                "value": i / 8,
+                "timestamp": 1700000000000 + i,
+                "unit": "ms",
+                "tags": {"endpoint": "/v1/chat"},
+                "context": {"component": "api-server", "userId": f"u{i % 7}", "requestId": f"r{i}"},
+            }
+        ).encode()
+        for i in range(5000)
+    ]
+    block = b"\n".join(lines)
+    before = len(parse._JSERIES)
+    b = parsed(block)
+    assert b.accepted == 5000 and not b.rejected
+    k = key("request_latency", endpoint="/v1/chat", component="api-server")
+    assert b.timed == [
+        TimedSample(k, i / 8, 1.0, (1700000000000 + i) / 1000.0) for i in range(5000)
+    ]
+    assert len(parse._JSERIES) - before < 50  # not one entry per line
+
+
+def test_a_value_elsewhere_in_the_line_is_not_taken_for_the_metric_s(one_by_one):
+    # The value the regex finds is not the metric's: its lines go one by one.
+    lines = [
+        b'{"name":"x_latency","value" : 3,"context":{"component":"api","value":%d}}' % i
+        for i in range(20)
+    ] + [b'{"name":"y_latency","value":"12","extra":{"value":%d}}' % i for i in range(20)]
+    # nor is a timestamp elsewhere the metric's
+    lines += [b'{"name":"z_latency","value":1,"context":{"timestamp":%d}}' % i for i in range(20)]
+    b = parsed(b"\n".join(lines))
+    assert b.dist == {
+        key("x_latency", component="api"): parse.DistBuf([3.0] * 20),
+        key("z_latency"): parse.DistBuf([1.0] * 20),
+    }
+    assert b.rejected == {REJECT_NUMBER: 20} and not b.timed
+    assert len(one_by_one) == 60
+
+
+def test_too_long_json_lines_are_rejected_and_neighbours_kept():
+    lines = [bench_line(i) for i in range(100)]
+    lines[50] = b'{"name":"bench.s0.request_latency","value":1,"pad":"' + b"x" * 300 + b'"}'
+    b = parsed(b"\n".join(lines), max_line=200)
+    assert b.rejected == {REJECT_TOO_LONG: 1} and b.accepted == 99
+
+
+def test_json_lines_among_statsd_lines_go_in_bulk(one_by_one):
+    lines = [b"lat:%d|ms" % i for i in range(100)]
+    lines[40:40] = [bench_line(i) for i in range(500)]
+    b = parsed(b"\n".join(lines))
+    assert b.accepted == 600 and not b.rejected
+    assert one_by_one == []
+
+
+def test_many_series_in_turn_are_learned_across_blocks(one_by_one):
+    # 300 series in turn, 100 lines a block: no template repeats within a block.
+    lines = [bench_line(i, 300) for i in range(900)]
+    for start in range(0, 900, 100):
+        one_by_one.clear()
+        block = b"\n".join(lines[start : start + 100])
+        assert_same(parsed(block), line_by_line(block))
+    assert one_by_one == []  # by the third round, every line goes in bulk
+
+
+def test_the_template_cache_is_bounded(monkeypatch):
+    monkeypatch.setattr(parse, "_SERIES_MAX", 20)
+    monkeypatch.setattr(parse, "_JSEEN_MAX", 30)
+    for r in range(5):
+        block = b"\n".join(
+            b'{"name":"s%d_latency","value":%d}' % (i % 50 + 50 * r, i) for i in range(500)
+        )
+        assert_same(parsed(block), line_by_line(block))
+    assert len(parse._JSERIES) + len(parse._JKEYS) <= 20 + 2 * 50
+    unique = [bench_line(i).replace(b"}}", b',"id":%d}}' % i) for i in range(2000)]
+    assert_same(parsed(b"\n".join(unique)), line_by_line(b"\n".join(unique)))
+    assert len(parse._JSEEN) <= 30
+
+
+# ---------------------------------------------------------------------------------------------
+# any mix of JSON lines: the same result as the per-line parser
+
+names = st.sampled_from(
+    ["request_latency", "api.Request_Latency", "job.duration", "error_count", "api.throughput",
+     "queue_depth", "render", "", " "]
+)  # fmt: skip
+numbers = st.one_of(
+    st.integers(-(10**12), 10**12).map(str),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.sampled_from(
+        ["0", "-0", "0.0", "-0.0", "1e5", "1E+5", "2.5e-3", "0e0", "01", "1.", ".5", "1e999",
+         "-1e999", "1" * 400, "1" * 5000, "NaN", "Infinity", "true", "null", '"12"', "1_000"]
+    ),
+)  # fmt: skip
+stamps = st.one_of(
+    st.integers(0, 2 * 10**12).map(str),
+    st.sampled_from(["-1", "0", "1.5e12", "null", "1e999", '"now"', "-0"]),
+)
+tags = st.sampled_from(
+    ['{"endpoint": "/v1"}', '{"shard": 3, "canary": true}', '{"value": 5}', '{"b":"2","a":"1"}',
+     "[]", '{"a": [1]}', "{}"]
+)  # fmt: skip
+contexts = st.sampled_from(
+    ['{"component": "api"}', '{"component": "api", "requestId": "r1"}', '{"error_type": "io"}',
+     '"api"', '{"component": 7}', '{"component": "api", "value": 7}',
+     '{"component": "api", "timestamp": 9}']
+)  # fmt: skip
+units = st.sampled_from(['"ms"', '"MS"', '"bytes"', "5"])
+
+
+@st.composite
+def json_lines(draw: st.DrawFn) -> bytes:
+    fields = [("name", json.dumps(draw(names))), ("value", draw(numbers))]
+    for field, strategy in (
+        ("timestamp", stamps),
+        ("tags", tags),
+        ("context", contexts),
+        ("unit", units),
+        ("extra", st.sampled_from(['{"value": 2}', "[1, 2]", '"value"'])),
+    ):
+        if draw(st.booleans()):
+            fields.append((field, draw(strategy)))
+    if draw(st.integers(0, 9)) == 0:
+        fields.append(("value", draw(numbers)))  # a repeated key: the last one counts
+    fields = draw(st.permutations(fields))
+    comma, colon = draw(st.sampled_from([(",", ":"), (", ", ": "), (" , ", " : ")]))
+    text = "{" + comma.join(f'"{k}"{colon}{v}' for k, v in fields) + "}"
+    pad = draw(st.sampled_from(["", " ", "\t"])) + text + draw(st.sampled_from(["", " ", "\r"]))
+    return pad.encode()
+
+
+other_lines = st.sampled_from(
+    [
+        b'{"jsonrpc":"2.0","id":1,"method":"ping"}',
+        b'{"jsonrpc":"2.0","id":2,"method":"knobs.register","params":{"name":"k","value":5}}',
+        b'{"name":"x","value":1',
+        b'{"name":"x","value":1}}',
+        b'{"name":"x","value":1} {"name":"y","value":2}',
+        b'{"name":"\xff","value":1}',
+        b'{"name":"x","value":1}\x0c',
+        b"lat:1|ms|#component:api",
+        b"g:+1|g",
+        b"_sc|web|0",
+        b"",
+        b"   ",
+    ]
+)
+
+
+@st.composite
+def json_blocks(draw: st.DrawFn) -> list[bytes]:
+    # Few distinct lines, repeated with other values, as senders do; and some unique ones.
+    shapes = draw(st.lists(json_lines(), min_size=1, max_size=6))
+    out = []
+    for _ in range(draw(st.integers(1, 60))):
+        pick = draw(st.integers(0, len(shapes) + 1))
+        if pick < len(shapes):
+            line = shapes[pick]
+            if draw(st.booleans()):
+                # Same shape, another value: change the first number after "value".
+                v = draw(numbers).encode()
+                head, sep, tail = line.partition(b'"value"')
+                cut = next((i for i, ch in enumerate(tail) if ch in b",}"), len(tail))
+                colon = tail.find(b":")
+                if 0 <= colon < cut:
+                    line = head + sep + tail[: colon + 1] + v + tail[cut:]
+            out.append(line)
+        elif pick == len(shapes):
+            out.append(draw(json_lines()))
+        else:
+            out.append(draw(other_lines))
+    return out
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(json_blocks(), st.sampled_from([b"\n", b"\r\n"]))
+def test_any_json_block_equals_the_per_line_parser(lines, eol):
+    block = eol.join(lines)
+    b = parsed(block)
+    assert b.accepted + sum(b.rejected.values()) == nonblank(block)
+    assert_same(b, line_by_line(block))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(json_blocks())
+def test_any_json_block_equals_the_per_line_parser_with_short_lines_allowed(lines):
+    block = b"\n".join(lines)
+    assert_same(parsed(block, max_line=60), line_by_line(block, max_line=60))
