@@ -39,6 +39,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/engine.py && \
 	$(BIN)/python bench/ingest.py && \
 	$(BIN)/python bench/binary.py && \
+	$(BIN)/python bench/client.py && \
 	$(BIN)/python bench/store.py && \
 	$(BIN)/python bench/prometheus.py && \
 	$(BIN)/python bench/report.py && \

@@ -1,0 +1,830 @@
+"""vtmon.client's Client: record into memory, send from a background thread (see the package's
+docstring for the use and the costs)."""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import socket
+import struct
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from time import perf_counter
+from typing import Any
+
+import numpy as np
+
+from vtmon.client import wire
+from vtmon.client.knobs import Knob, check, error, set_reply
+from vtmon.client.wire import COUNTER, DIST, GAUGE, LINE, Series
+from vtmon.config import resolve_socket_path
+
+log = logging.getLogger("vtmon.client")
+
+DEFAULT_BUFFER = 250_000  # samples: 40 bytes each (a float and two list slots), 10 MB
+FLUSH_INTERVAL_S = 0.1  # the sender wakes this often, and as soon as WAKE_AT samples wait
+WAKE_AT = 16_384  # (or a quarter of the buffer): small batches stay in the CPU's caches
+HELLO_TIMEOUT_S = 2.0  # how long a new connection waits for the answer to its hello
+SEND_TIMEOUT_S = 5.0  # a write vtmon does not take within this gives the connection up
+RETRY_MAX_S = 1.0  # reconnect attempts back off to at most this
+BATCH = 100_000  # samples taken from the buffer per send, at most (vtmon's ids per connection)
+DROP_SHARE = 8  # a full buffer drops its oldest eighth at once: one memmove, not one each
+MAX_MESSAGE = 1 << 20  # a longer line from vtmon is dropped
+MAX_KEYS = 100_000  # cached series (tag sets); beyond, the caches start afresh
+
+_open_clients: weakref.WeakSet[Client] = weakref.WeakSet()
+
+
+class Measurement:
+    """A measurement in progress (``Client.start_measurement``), ended by
+    ``Client.end_measurement``; ``value`` is its duration in ms once ended (None before)."""
+
+    __slots__ = (
+        "name", "t0", "value", "component", "operation", "user", "session", "request", "tags"
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        name: str,
+        component: str | None,
+        operation: str | None,
+        user: str | None,
+        session: str | None,
+        request: str | None,
+        tags: dict[str, Any],
+    ) -> None:
+        self.name = name
+        self.component = component
+        self.operation = operation
+        self.user = user
+        self.session = session
+        self.request = request
+        self.tags = tags
+        self.value: float | None = None
+        self.t0 = perf_counter()
+
+    def context(self) -> dict[str, str]:
+        """The JSON metric's ``context`` (docs/protocol.md, "JSON")."""
+        ctx = {}
+        for key, v in (
+            ("component", self.component),
+            ("userId", self.user),
+            ("sessionId", self.session),
+            ("requestId", self.request),
+            ("operation", self.operation),
+        ):
+            if v is not None:
+                ctx[key] = str(v)
+        return ctx
+
+    def line(self) -> str:
+        """The JSON metric line that carries the measurement and its context."""
+        obj: dict[str, Any] = {"name": self.name, "value": self.value, "unit": "ms"}
+        if self.tags:
+            obj["tags"] = {str(k): str(v) for k, v in self.tags.items()}
+        ctx = self.context()
+        if ctx:
+            obj["context"] = ctx
+        return json.dumps(obj, separators=(",", ":"), default=str)
+
+    def __repr__(self) -> str:
+        state = "running" if self.value is None else f"{self.value:.3f} ms"
+        return f"Measurement({self.name!r}, {state}, {self.context()})"
+
+
+def _timer_type(buf: list[Any]) -> type:
+    """The class of ``Client.timer``'s objects, closed over one client's buffer (a closure
+    variable is the cheapest name ``__exit__`` can read)."""
+    extend = buf.extend
+
+    class Timer:
+        """Times one ``with`` block (the clock starts when ``Client.timer`` is called)."""
+
+        __slots__ = ("key", "t0")
+        # A type is no descriptor, so ``with`` calls NoneType() -> None: the block starts with
+        # no Python call at all (the clock was read by Client.timer, which also made room).
+        __enter__ = type(None)
+
+        def __exit__(self, et: object, ev: object, tb: object) -> None:
+            extend((self.key, (perf_counter() - self.t0) * 1000.0))
+            self.key = wire.REUSED  # used for a second block, it records nothing, and says so
+
+    return Timer
+
+
+class Client:
+    """Sends an application's metrics to vtmon; see the module docstring.
+
+    ``socket_path``: vtmon's socket (default: as ``vtmon socket`` prints it).
+    ``max_buffer``: samples held while vtmon is away or slow; beyond, the oldest are dropped.
+    ``flush_interval``: seconds between the sender's rounds when the buffer is not filling.
+    """
+
+    # Slots: the recording methods read a few attributes per call, and a slot is the cheapest
+    # attribute there is (an instance with this many attributes would get a plain dict).
+    __slots__ = (
+        "socket_path", "max_buffer", "dropped", "reported", "invalid", "sent", "last_error",
+        "_buf", "_cap2", "_mark", "_three_quarters", "_high", "_unreported", "_buf_lock",
+        "_counters", "_gauges", "_keys", "_names", "_Timer",
+        "_sock", "_binary", "_gen", "_next_sid", "_max_frame", "_fresh", "_reader",
+        "_send_lock", "_round_lock", "_knobs", "_control", "_register_ids", "_last_id",
+        "_lock", "_warned", "_wake", "_closed", "_interval", "_thread", "__weakref__",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        socket_path: str | os.PathLike[str] | None = None,
+        *,
+        max_buffer: int = DEFAULT_BUFFER,
+        flush_interval: float = FLUSH_INTERVAL_S,
+    ) -> None:
+        if max_buffer < 1:
+            raise ValueError("max_buffer must be at least 1.")
+        self.socket_path = os.fspath(socket_path or resolve_socket_path(None))
+        self.max_buffer = int(max_buffer)
+        # What became of the samples (see the module docstring, "Counters").
+        self.dropped = 0
+        self.reported = 0
+        self.invalid = 0
+        self.sent = 0
+        # The buffer: key, value, key, value, ... Recording extends it by one pair (one C call,
+        # atomic under the GIL, so pairs never interleave; the pair's tuple is freed at once).
+        # The sender takes pairs from the front with a slice copy and a slice delete, each
+        # atomic too, and finds keys and values with two slices: no Python work per sample.
+        self._buf: list[Any] = []
+        self._cap2 = 2 * self.max_buffer  # the buffer's length when full
+        # From the mark on, recording calls _full(): at the wake-up mark it wakes the sender and
+        # moves the mark on (so that the next samples do not call it again), at three quarters
+        # it lets the sender run; the sender moves the mark back when it took the samples.
+        self._mark = 2 * max(1, min(self.max_buffer // 4, WAKE_AT))
+        self._three_quarters = min(max(2 * (self.max_buffer * 3 // 4), self._mark + 2), self._cap2)
+        self._high = self._mark
+        self._unreported = 0
+        self._buf_lock = threading.Lock()  # removals from the buffer and the drop counters
+        # Series keys: untagged counters and gauges by name, everything tagged by its tags.
+        self._counters: dict[Any, Series] = {}
+        self._gauges: dict[Any, Series] = {}
+        self._keys: dict[Any, Series] = {}
+        self._names: dict[str, Series] = {}  # the sender's: record()'s names as series
+        self._Timer = _timer_type(self._buf)
+        # The connection.
+        self._sock: socket.socket | None = None
+        self._binary = False
+        self._gen = 0  # connection generation: series are declared once per connection
+        self._next_sid = 0
+        self._max_frame = wire.MAX_FRAME
+        self._fresh = False  # a new connection: register every knob before anything else
+        self._reader: threading.Thread | None = None
+        self._send_lock = threading.Lock()  # writes on the socket (sender, reader's answers)
+        self._round_lock = threading.Lock()  # one sending round at a time
+        self.last_error = ""  # why the last connection attempt or send failed
+        # Knobs.
+        self._knobs: dict[str, Knob] = {}
+        self._control: deque[str] = deque()  # JSON-RPC lines sent ahead of the metrics
+        self._register_ids: dict[int, str] = {}  # knobs.register in flight: id -> knob name
+        self._last_id = 1  # 1 is the hello's
+        self._lock = threading.Lock()  # knobs and the connection's state
+        self._warned: set[str] = set()
+        self._wake = threading.Event()
+        self._closed = threading.Event()
+        self._interval = flush_interval
+        self._thread = threading.Thread(target=self._run, name="vtmon-client", daemon=True)
+        self._thread.start()
+        _open_clients.add(self)
+
+    # -- recording (the application's side: never blocks on I/O) -----------------------------
+
+    def record(self, name: str, value: float, **tags: Any) -> None:
+        """One sample of a distribution (a latency in milliseconds, usually)."""
+        if tags:
+            name = self._series(DIST, name, tags)  # type: ignore[assignment]
+        buf = self._buf
+        if len(buf) >= self._high:
+            self._full()
+        buf.extend((name, value))
+
+    def timer(self, name: str, **tags: Any) -> Any:
+        """``with client.timer(name):`` records how long the block took, in milliseconds
+        (also when it raises). The clock starts here: make one per block."""
+        if len(self._buf) >= self._high:
+            self._full()  # room for the sample the block will add
+        timer = self._Timer
+        t = timer()
+        t.key = self._series(DIST, name, tags) if tags else name
+        t.t0 = perf_counter()
+        return t
+
+    def count(self, name: str, value: float = 1, **tags: Any) -> None:
+        """Add ``value`` to a counter (requests, operations, bytes)."""
+        if tags:
+            key = self._series(COUNTER, name, tags)
+        else:
+            try:
+                key = self._counters[name]
+            except KeyError:
+                key = self._counters[name] = self._series(COUNTER, name, {})
+            except TypeError:  # an unhashable name: refused when sent, counted as invalid
+                key = Series(COUNTER, name)
+        buf = self._buf
+        if len(buf) >= self._high:
+            self._full()
+        buf.extend((key, value))
+
+    def gauge(self, name: str, value: float, **tags: Any) -> None:
+        """Set a gauge (a level: memory in use, queue depth)."""
+        if tags:
+            key = self._series(GAUGE, name, tags)
+        else:
+            try:
+                key = self._gauges[name]
+            except KeyError:
+                key = self._gauges[name] = self._series(GAUGE, name, {})
+            except TypeError:  # an unhashable name: refused when sent, counted as invalid
+                key = Series(GAUGE, name)
+        buf = self._buf
+        if len(buf) >= self._high:
+            self._full()
+        buf.extend((key, value))
+
+    def error(self, exc: BaseException | str, component: str | None = None) -> None:
+        """Count one error of the component, typed by the exception's class name: the counter
+        ``{component}.error_count`` (``error_count`` without one) with the tags
+        ``error_type`` and ``component``, which vtmon reads as that component's errors."""
+        etype = exc if isinstance(exc, str) else type(exc).__name__
+        tags = {"error_type": etype}
+        if component:
+            tags["component"] = component
+        name = f"{component}.error_count" if component else "error_count"
+        self._put((self._series(COUNTER, name, tags), 1.0))
+
+    def start_measurement(
+        self,
+        name: str,
+        *,
+        component: str | None = None,
+        operation: str | None = None,
+        user: str | None = None,
+        session: str | None = None,
+        request: str | None = None,
+        **tags: Any,
+    ) -> Measurement:
+        """Start timing an operation with its context; pass what this returns to
+        ``end_measurement``. See the module docstring for what vtmon keeps of the context."""
+        return Measurement(name, component, operation, user, session, request, tags)
+
+    def end_measurement(
+        self, token: Measurement, error: BaseException | str | None = None
+    ) -> float:
+        """Record the milliseconds since ``start_measurement`` (with its context) and return
+        them; ``error`` also counts one error of the measurement's component."""
+        ms = (perf_counter() - token.t0) * 1000.0
+        if token.value is not None:
+            raise ValueError(f"{token!r} has already ended.")
+        token.value = ms
+        self._put((LINE, token))
+        if error is not None:
+            self.error(error, token.component)
+        return ms
+
+    def _put(self, item: tuple[Any, Any]) -> None:
+        buf = self._buf
+        if len(buf) >= self._high:
+            self._full()
+        buf.extend(item)
+
+    def _full(self) -> None:
+        """The buffer reached the mark (``_high``). At the wake-up mark: wake the sender. At
+        three quarters (the sender has not run since, starved of the interpreter or of a
+        core): let it run, once. When full: drop the oldest eighth (counted), so that the next
+        samples have room."""
+        buf = self._buf
+        high = self._high
+        if len(buf) >= self._cap2:
+            with self._buf_lock:
+                n = (len(buf) - self._cap2) // 2 + 1
+                if n > 0:
+                    self._drop(max(n, self.max_buffer // DROP_SHARE))
+        if high == self._mark:
+            self._high = self._three_quarters
+            self._wake.set()
+        elif high != self._cap2:
+            self._high = self._cap2
+            if self._sock is not None:
+                time.sleep(0)  # a few microseconds: the sender may take the interpreter now
+
+    def _drop(self, n: int) -> None:
+        """Drop the ``n`` oldest samples (``_buf_lock`` held)."""
+        del self._buf[: 2 * n]
+        self.dropped += n
+        self._unreported += n
+
+    def _series(self, kind: int, name: Any, tags: dict[str, Any]) -> Series:
+        """The series of ``name`` with ``tags`` (cached, one object per kind, name and tags)."""
+        try:
+            raw = (kind, name, *tags.items())
+            s = self._keys.get(raw)
+        except TypeError:  # an unhashable name or tag value
+            raw, s = None, None
+        if s is None:
+            pairs = tuple(
+                sorted((wire.clean_tag(k, key=True), wire.clean_tag(v)) for k, v in tags.items())
+            )
+            try:
+                canonical = (kind, name, pairs)
+                s = self._keys.get(canonical)
+            except TypeError:
+                return Series(kind, name, pairs)  # refused when sent: counted as invalid
+            if s is None:
+                if len(self._keys) >= MAX_KEYS:
+                    self._keys.clear()
+                    self._counters.clear()
+                    self._gauges.clear()
+                s = self._keys[canonical] = Series(kind, name, pairs)
+            if raw is not None:
+                self._keys[raw] = s
+        return s
+
+    @property
+    def buffered(self) -> int:
+        """Samples waiting in the buffer."""
+        return len(self._buf) // 2
+
+    @property
+    def connected(self) -> bool:
+        return self._sock is not None
+
+    @property
+    def binary(self) -> bool:
+        """Whether the current connection speaks binary frames (False: text lines, for a
+        vtmon that refused the hello, or no connection)."""
+        return self._sock is not None and self._binary
+
+    # -- knobs -------------------------------------------------------------------------------
+
+    def knob(
+        self,
+        name: str,
+        value: float,
+        min: float,
+        max: float,
+        *,
+        step: float | None = None,
+        unit: str = "",
+        component: str = "",
+        kind: str = "custom",
+        on_change: Callable[[float], Any] | None = None,
+    ) -> Knob:
+        """Register a knob vtmon may tune. ``on_change(new_value)`` is called on the client's
+        reader thread before ``knob.value`` changes; raising refuses the change (vtmon gets the
+        exception's message), and a number it returns is taken as the value really in effect.
+        Raises ValueError for bounds or a kind vtmon would refuse."""
+        v, lo, hi = check(name, value, min, max, step, kind)
+        knob = Knob(
+            self,
+            name,
+            v,
+            lo,
+            hi,
+            step=None if step is None else float(step),
+            unit=unit,
+            component=component,
+            kind=kind,
+            on_change=on_change,
+        )
+        with self._lock:
+            if name in self._knobs:
+                raise ValueError(f"This client already has a knob named {name!r}.")
+            self._knobs[name] = knob
+        self._register(knob)
+        return knob
+
+    def knobs(self) -> list[Knob]:
+        with self._lock:
+            return list(self._knobs.values())
+
+    def _register(self, knob: Knob) -> None:
+        with self._lock:
+            self._control.append(self._register_line(knob))
+        self._wake.set()
+
+    def _register_line(self, knob: Knob) -> str:
+        """A knobs.register request (call with the lock held)."""
+        self._last_id += 1
+        self._register_ids[self._last_id] = knob.name
+        req = {
+            "jsonrpc": "2.0",
+            "id": self._last_id,
+            "method": "knobs.register",
+            "params": knob.params(),
+        }
+        return json.dumps(req, separators=(",", ":"))
+
+    # -- reading (the reader thread of each connection) ----------------------------------------
+
+    def _read(self, sock: socket.socket, buf: bytes) -> None:
+        try:
+            while not self._closed.is_set():
+                *lines, buf = buf.split(b"\n")
+                if len(buf) > MAX_MESSAGE:
+                    buf = b""
+                for line in lines:
+                    if line.strip():
+                        self._handle(line, sock)
+                try:
+                    data = sock.recv(65536)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    break
+                if not data:
+                    break
+                buf += data
+        finally:
+            with self._lock:
+                if self._sock is sock:
+                    self._sock = None
+                    self._unregistered()
+            sock.close()  # only this thread closes a connection's socket
+            self._wake.set()  # reconnect: the knobs register again
+
+    def _handle(self, line: bytes, sock: socket.socket) -> None:
+        try:
+            msg = json.loads(line)
+        except (ValueError, RecursionError):
+            return
+        if not isinstance(msg, dict):
+            return
+        method = msg.get("method")
+        rid = msg.get("id")
+        if method is None:
+            self._answered(msg, sock)
+            return
+        if method == "knobs.set":
+            params = msg.get("params")
+            if isinstance(params, dict):
+                name = params.get("name")
+                with self._lock:
+                    knob = self._knobs.get(name) if isinstance(name, str) else None
+                reply = set_reply(knob, name, rid, params.get("value"))
+            else:
+                reply = error(rid, -32602, "knobs.set needs params with name and value.")
+        else:
+            reply = error(rid, -32601, f"Method not found: {method}.")
+        if rid is None:
+            return
+        data = (json.dumps(reply, separators=(",", ":")) + "\n").encode()
+        with self._send_lock:
+            if self._sock is not sock:
+                return  # that connection is gone; vtmon counts the set as failed
+            if self._binary:
+                data = wire.frame(wire.LINES, data)
+            try:
+                sock.sendall(data)
+                return
+            except OSError as e:
+                self.last_error = f"sending to vtmon failed: {e}"
+        with self._lock:
+            if self._sock is sock:
+                self._abandon()
+
+    def _answered(self, msg: dict[str, Any], sock: socket.socket) -> None:
+        """vtmon's answer to one of this client's knobs.register requests."""
+        rid = msg.get("id")
+        with self._lock:
+            if self._sock is not sock or type(rid) is not int:
+                return
+            name = self._register_ids.pop(rid, None)
+            knob = self._knobs.get(name) if name is not None else None
+            if knob is None:
+                return
+            if "error" in msg:
+                err = msg.get("error")
+                text = err.get("message") if isinstance(err, dict) else None
+                knob.error = text if isinstance(text, str) else "vtmon refused the knob."
+                knob.registered = False
+                knob._ready.clear()
+            else:
+                knob.error = ""
+                knob.registered = True
+                knob._ready.set()
+
+    def _unregistered(self) -> None:
+        """The connection is gone (call with the lock held)."""
+        self._register_ids.clear()
+        for knob in self._knobs.values():
+            knob.registered = False
+            knob._ready.clear()
+
+    def _abandon(self) -> None:
+        """Give up the current connection (lock held): its reader wakes and closes it."""
+        sock, self._sock = self._sock, None
+        self._unregistered()
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    # -- sending (the background thread, or flush) --------------------------------------------
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Send what is buffered now (and wait for it to be written to vtmon's socket); True
+        when all of it was, False when vtmon could not be reached within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        if not self._round_lock.acquire(timeout=max(timeout, 0.0)):
+            return False
+        try:
+            return self._drain(len(self._buf) // 2, deadline)
+        finally:
+            self._round_lock.release()
+
+    def _pending(self, connect: bool = False) -> bool:
+        """Whether a round has something to do (``connect``: also when not connected)."""
+        if self._sock is None and (connect or self._knobs):
+            return True
+        return bool(self._buf or self._control or self._unreported)
+
+    def _drain(self, target: int, deadline: float | None, connect: bool = False) -> bool:
+        """Send rounds until ``target`` samples were taken and nothing else waits (round lock
+        held); False when a round failed or the deadline passed first."""
+        taken = 0
+        while self._pending(connect):
+            ok, n = self._round()
+            if not ok:
+                return False
+            taken += n
+            if taken >= target and not (self._control or self._unreported):
+                return True
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+        return True
+
+    def _round(self) -> tuple[bool, int]:
+        """One batch (round lock held): connect when needed, take up to BATCH samples and
+        send them. Returns whether it worked and how many samples were taken."""
+        if self._sock is None:
+            try:
+                self._connect()
+            except OSError as e:
+                self.last_error = f"cannot reach vtmon at {self.socket_path}: {e}"
+                return False, 0
+        buf = self._buf
+        with self._buf_lock:
+            n = min(len(buf) // 2, BATCH)
+            items = buf[: 2 * n]
+            del buf[: 2 * n]  # what was added meanwhile is behind them, and stays
+            self._high = self._mark
+            reported, self._unreported = self._unreported, 0
+        with self._lock:
+            sock, binary, gen = self._sock, self._binary, self._gen
+            if self._fresh:
+                # A new connection registers every knob afresh (vtmon may have restarted).
+                self._control.clear()
+                control = [self._register_line(k) for k in self._knobs.values()]
+                self._fresh = False
+            else:
+                control = list(self._control)
+                self._control.clear()
+        if sock is None:  # the reader saw the connection end meanwhile
+            self._put_back(items, reported)
+            return False, n
+        if reported:
+            control.append(
+                json.dumps(
+                    {"jsonrpc": "2.0", "method": "client.dropped", "params": {"count": reported}},
+                    separators=(",", ":"),
+                )
+            )
+        batch = wire.group(items)
+        series, lines, invalid = self._prepare(batch, binary)
+        new = sum(1 for _, s, _ in series if s.gen != gen)
+        if binary and self._next_sid + new > wire.MAX_SERIES:
+            # vtmon takes 100,000 ids per connection: start a new one (and new ids).
+            self._put_back(items, reported)
+            with self._lock:
+                if self._sock is sock:
+                    self._abandon()
+            return True, 0
+        if binary:
+            enc, self._next_sid = wire.encode_binary(
+                control, series, lines, gen, self._next_sid, self._max_frame
+            )
+        else:
+            enc = wire.encode_text(control, series, lines)
+        written = self._write(sock, b"".join(enc.chunks))
+        sizes = {key: len(a) for key, _, a in series}
+        if written == enc.size:
+            self.sent += sum(sizes.values()) + len(lines)
+            self.invalid += invalid + sum(batch.bad.values())
+            if reported:
+                self.reported += reported
+            return True, n
+        # The connection broke part-way: what went out whole stays sent, the rest goes back.
+        unsent = {key for end, key in enc.segments if end > written}
+        done = [key for end, key in enc.segments if end <= written]
+        self.sent += sum(sizes.get(k, 0) for k in done) + (len(lines) if LINE in done else 0)
+        self.invalid += invalid + sum(batch.bad.get(k, 0) for k in done)
+        if None in done:
+            self.reported += reported
+            reported = 0
+        back: list[Any] = []
+        for key, value in zip(items[0::2], items[1::2], strict=True):
+            if _key_in(key, unsent):
+                back += (key, value)
+        self._put_back(back, reported)
+        with self._lock:
+            if self._sock is sock:
+                self._abandon()
+        return False, n
+
+    def _prepare(
+        self, batch: wire.Batch, binary: bool
+    ) -> tuple[list[tuple[Any, Series, np.ndarray]], list[str], int]:
+        """The batch's series to send, its text lines, and how many samples cannot be sent
+        (a name vtmon refuses, a value that is no number)."""
+        series = []
+        invalid = 0
+        names = self._names
+        for key, a in batch.series.items():
+            if type(key) is Series:
+                s = key
+            else:
+                s = names.get(key)
+                if s is None:
+                    if len(names) >= MAX_KEYS:
+                        names.clear()
+                    s = names[key] = Series(DIST, key)
+            why = s.error or ("" if binary or ":" not in s.name else "a ':' in a StatsD name")
+            if why:
+                invalid += len(a) + batch.bad.pop(key, 0)
+                self._warn(why)
+            elif len(a):
+                series.append((key, s, a))
+        for key in [k for k in batch.bad if k not in batch.series]:
+            invalid += batch.bad.pop(key)  # unhashable names
+            self._warn(f"{key} is no series name")
+        lines = []
+        for item in batch.lines:
+            try:
+                lines.append(item if isinstance(item, str) else item.line())
+            except Exception as e:  # a measurement whose context cannot be written
+                invalid += 1
+                self._warn(f"cannot write {item!r}: {e}")
+        return series, lines, invalid
+
+    def _warn(self, why: str) -> None:
+        if why not in self._warned and len(self._warned) < 100:
+            self._warned.add(why)
+            log.warning("vtmon.client drops samples: %s", why)
+
+    def _put_back(self, items: list[Any], reported: int) -> None:
+        """Samples taken but not sent go back to the front of the buffer (oldest first); what
+        no longer fits is dropped (oldest first) and counted."""
+        with self._buf_lock:
+            self._unreported += reported
+            if items:
+                self._buf[0:0] = items
+                over = (len(self._buf) - self._cap2) // 2
+                if over > 0:
+                    self._drop(over)
+
+    def _write(self, sock: socket.socket, data: bytes) -> int:
+        """Write ``data``; returns how many bytes vtmon's socket took (all, unless the
+        connection broke or vtmon took nothing for SEND_TIMEOUT_S)."""
+        view = memoryview(data)
+        off = 0
+        with self._send_lock:
+            if self._sock is not sock:
+                return 0
+            try:
+                # A blocking socket: one send() is one system call (one release of the GIL)
+                # that returns when vtmon's socket took everything, or after SO_SNDTIMEO.
+                while off < len(data):
+                    n = sock.send(view[off:])
+                    if not n:
+                        raise TimeoutError("vtmon takes nothing")
+                    off += n
+            except OSError as e:
+                self.last_error = f"sending to vtmon failed: {e}"
+        return off
+
+    def _connect(self) -> None:
+        """Open the connection, agree on the format, start its reader (round lock held);
+        raises OSError."""
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.settimeout(HELLO_TIMEOUT_S)
+            s.connect(self.socket_path)
+            s.sendall(wire.HELLO)
+            answer, rest = _answer(s, time.monotonic() + HELLO_TIMEOUT_S)
+        except (OSError, ValueError) as e:
+            s.close()
+            raise OSError(str(e) or type(e).__name__) from e
+        result = answer.get("result")
+        binary = isinstance(result, dict) and result.get("format") == wire.FORMAT
+        if not binary and "error" not in answer:
+            s.close()
+            raise OSError(f"vtmon answered the hello with {answer!r}")
+        max_frame = result.get("max_frame") if binary else None  # type: ignore[union-attr]
+        s.settimeout(None)  # blocking: a send is one system call; vtmon's stall is bounded by
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(SEND_TIMEOUT_S))
+        with self._lock:
+            self._sock = s
+            self._binary = binary
+            self._gen += 1
+            self._next_sid = 0
+            if isinstance(max_frame, int) and max_frame >= 1024:
+                self._max_frame = min(max_frame, wire.MAX_FRAME)
+            self._fresh = True
+            self._unregistered()
+            self._reader = threading.Thread(
+                target=self._read, args=(s, rest), name="vtmon-client-reader", daemon=True
+            )
+            self._reader.start()
+
+    def _run(self) -> None:
+        delay = self._interval
+        while not self._closed.is_set():
+            self._wake.clear()
+            with self._round_lock:
+                # Connected also while there is nothing to send: the first samples then go
+                # out at once, rather than after a hello's round trip.
+                ok = self._drain(len(self._buf) // 2, None, connect=True)
+            if ok:
+                delay = self._interval
+                self._wake.wait(self._interval)
+            else:  # vtmon is away: retry, backing off, whatever the buffer does
+                delay = min(max(delay, 0.05) * 2, RETRY_MAX_S)
+                self._closed.wait(delay)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Send what is buffered (for up to ``timeout``), then stop."""
+        if self._closed.is_set():
+            return
+        self.flush(timeout)
+        self._closed.set()
+        self._wake.set()
+        self._thread.join(5)
+        with self._lock:
+            self._abandon()
+            reader = self._reader
+        if reader is not None:
+            reader.join(5)
+        _open_clients.discard(self)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _answer(s: socket.socket, deadline: float) -> tuple[dict[str, Any], bytes]:
+    """The first line vtmon writes on a new connection (the hello's answer), and the bytes
+    after it."""
+    buf = b""
+    while b"\n" not in buf:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("vtmon did not answer the hello")
+        s.settimeout(left)
+        try:
+            data = s.recv(65536)
+        except TimeoutError:
+            raise TimeoutError("vtmon did not answer the hello") from None
+        if not data:
+            raise ConnectionError("vtmon closed the connection before answering the hello")
+        buf += data
+        if len(buf) > MAX_MESSAGE:
+            raise ValueError("vtmon's answer to the hello is too long")
+    line, rest = buf.split(b"\n", 1)
+    msg = json.loads(line)
+    if not isinstance(msg, dict):
+        raise ValueError("vtmon's answer to the hello is no JSON object")
+    return msg, rest
+
+
+def _timeval(seconds: float) -> bytes:
+    return struct.pack("ll", int(seconds), int(seconds % 1 * 1e6))
+
+
+def _key_in(key: Any, keys: set[Any]) -> bool:
+    try:
+        return key in keys
+    except TypeError:
+        return False
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    """Whatever a client still holds when the program ends goes out (briefly)."""
+    for client in list(_open_clients):
+        try:
+            client.flush(1.0)
+        except Exception:  # never in the way of the application's exit
+            pass
