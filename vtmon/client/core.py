@@ -101,6 +101,7 @@ def _timer_type(buf: list[Any]) -> type:
     """The class of ``Client.timer``'s objects, closed over one client's buffer (a closure
     variable is the cheapest name ``__exit__`` can read)."""
     extend = buf.extend
+    reused = wire.REUSED
 
     class Timer:
         """Times one ``with`` block (the clock starts when ``Client.timer`` is called)."""
@@ -112,7 +113,7 @@ def _timer_type(buf: list[Any]) -> type:
 
         def __exit__(self, et: object, ev: object, tb: object) -> None:
             extend((self.key, (perf_counter() - self.t0) * 1000.0))
-            self.key = wire.REUSED  # used for a second block, it records nothing, and says so
+            self.key = reused  # used for a second block, it records nothing, and says so
 
     return Timer
 
