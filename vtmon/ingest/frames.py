@@ -140,7 +140,9 @@ class FrameReader:
         if not count:
             return
         a = np.frombuffer(buf, dtype=_F64, count=count, offset=start + 4)
-        if not np.isfinite(a.sum()):  # one pass when all are finite (the usual case)
+        with np.errstate(over="ignore"):  # a sum beyond float range is only a signal here
+            total = a.sum()
+        if not np.isfinite(total):  # one pass when all are finite (the usual case)
             ok = np.isfinite(a)
             good = int(np.count_nonzero(ok))
             if good < count:
@@ -191,7 +193,8 @@ def _hand_over(arrays: dict[SeriesKey, list[np.ndarray]], batch: Batch) -> None:
             a = parts[0] if len(parts) == 1 else np.concatenate(parts)
             batch.dist[key] = DistBuf(a)  # type: ignore[arg-type]
         elif kind is Kind.COUNTER:
-            total = float(sum(float(p.sum()) for p in parts))
+            with np.errstate(over="ignore"):  # an infinite total is dropped and counted
+                total = float(sum(float(p.sum()) for p in parts))
             batch.counts[key] = batch.counts.get(key, 0.0) + total
         else:
             ops = batch.gauges.setdefault(key, [])
