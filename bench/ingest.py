@@ -11,11 +11,17 @@ bare asyncio servers that do nothing with the lines:
 * `bytes.split` per read in a Protocol: no per-line Python at all, a ceiling no parser
   reaches, shown for scale.
 
-    python bench/ingest.py [--format statsd|json|both] [--lines N] [--series K] [--prometheus]
+    python bench/ingest.py [--format statsd|json|json-context|json-context-ts|all]
+                           [--lines N] [--context-lines N] [--series K] [--prometheus]
 
 StatsD lines are DogStatsD timings (`bench.s3.request_latency:12.345|ms|#component:bench3`),
 JSON lines the metric objects of docs/protocol.md
 (`{"name":"bench.s3.request_latency","value":12.345,"context":{"component":"bench3"}}`).
+`json-context` lines are the whole object of docs/protocol.md as an application sends it, with
+a unit, tags and a context whose ids differ from line to line (a request id in every line);
+`json-context-ts` adds its `timestamp` in milliseconds: the send time, written by the sender
+into each 256 KiB piece just before it goes out (one `bytes.replace`, for every server alike),
+as an application stamps a sample when it records it.
 """
 
 from __future__ import annotations
@@ -37,6 +43,10 @@ from common import machine, result
 GOAL = 0.8  # of the readline server's rate on the same lines
 
 
+CONTEXT_FORMATS = ("json-context", "json-context-ts")
+STAMP = b"1111111111111"  # a timestamp in ms, replaced by the send time as the lines go out
+
+
 def make_payload(lines: int, series: int, fmt: str = "statsd") -> bytes:
     out = []
     for i in range(lines):
@@ -46,6 +56,14 @@ def make_payload(lines: int, series: int, fmt: str = "statsd") -> bytes:
             out.append(
                 f'{{"name":"bench.s{c}.request_latency","value":{v:.3f},'
                 f'"context":{{"component":"bench{c}"}}}}'
+            )
+        elif fmt in CONTEXT_FORMATS:
+            ts = f'"timestamp":{STAMP.decode()},' if fmt == "json-context-ts" else ""
+            out.append(
+                f'{{"name":"bench.s{c}.request_latency","value":{v:.3f},{ts}"unit":"ms",'
+                f'"tags":{{"endpoint":"/v1/chat"}},"context":{{"component":"bench{c}",'
+                f'"userId":"u{i * 7919 % 5000}","sessionId":"s{i * 104729 % 20000:05d}",'
+                f'"requestId":"{i:08x}-{i * 2654435761 % 2**32:08x}","operation":"chat"}}}}'
             )
         else:
             out.append(f"bench.s{c}.request_latency:{v:.3f}|ms|#component:bench{c}")
@@ -57,8 +75,18 @@ def sender(path: str, payload: bytes, ready: mp.Event, go: mp.Event) -> None:
     s.connect(path)
     ready.set()
     go.wait()
-    view = memoryview(payload)
     step = 1 << 18
+    if STAMP in payload[: 1 << 16]:
+        # Pieces end at a line's end, so no timestamp is cut in two.
+        start = 0
+        while start < len(payload):
+            end = payload.find(b"\n", start + step) + 1 or len(payload)
+            now = b"%d" % (time.time() * 1000)
+            s.sendall(payload[start:end].replace(STAMP, now))
+            start = end
+        s.close()
+        return
+    view = memoryview(payload)
     for i in range(0, len(view), step):
         s.sendall(view[i : i + step])
     s.close()
@@ -254,7 +282,12 @@ def report(res: dict) -> bool:
     line was counted and reached the sketches."""
     fmt, lines = res["format"], res["lines"]
     vt, bare, rl = res["vtmon"], res["bare_asyncio_split"], res["bare_asyncio_readline"]
-    what = "StatsD timing" if fmt == "statsd" else "JSON metric"
+    what = {
+        "statsd": "StatsD timing",
+        "json": "JSON metric",
+        "json-context": "JSON metric (ids in the context)",
+        "json-context-ts": "JSON metric (ids in the context, timestamp)",
+    }[fmt]
     print(
         f"{lines:,} {what} lines, {res['series']} series, {res['bytes'] / 1e6:.0f} MB "
         f"({res['bytes'] / lines:.0f} bytes a line)"
@@ -272,9 +305,14 @@ def report(res: dict) -> bool:
     )
     print(f"  samples in the sketches: {vt['in_sketches']:,.0f}")
     complete = vt["counted"] >= lines and vt["in_sketches"] >= lines
-    label = "StatsD" if fmt == "statsd" else "JSON"
+    label = {
+        "statsd": "StatsD lines",
+        "json": "JSON lines",
+        "json-context": "JSON lines with ids in the context",
+        "json-context-ts": "JSON lines with ids in the context and a timestamp",
+    }[fmt]
     result(
-        f"{label} lines, socket to sketch, every line counted",
+        f"{label}, socket to sketch, every line counted",
         f">= {GOAL:.0%} of readline server",
         f"{vt['lines_per_s'] / 1e6:.2f} M lines/s = {res['ratio_readline']:.0%}"
         + ("" if complete else f" (only {vt['counted']:,} counted)"),
@@ -287,8 +325,19 @@ def report(res: dict) -> bool:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--format", choices=("statsd", "json", "both"), default="both")
+    ap.add_argument(
+        "--format",
+        choices=("statsd", "json", *CONTEXT_FORMATS, "both", "all"),
+        default="all",
+        help="both: statsd and json; all: every format",
+    )
     ap.add_argument("--lines", type=int, default=6_000_000)
+    ap.add_argument(
+        "--context-lines",
+        type=int,
+        default=2_000_000,
+        help="lines of the json-context formats (about 250 bytes each)",
+    )
     ap.add_argument("--series", type=int, default=10)
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     ap.add_argument(
@@ -298,8 +347,18 @@ def main() -> None:
     )
     args = ap.parse_args()
     serve_args = ("--prometheus", "127.0.0.1:0") if args.prometheus else ()
-    formats = ("statsd", "json") if args.format == "both" else (args.format,)
-    runs = [run(fmt, args.lines, args.series, serve_args) for fmt in formats]
+    formats = {"both": ("statsd", "json"), "all": ("statsd", "json", *CONTEXT_FORMATS)}.get(
+        args.format, (args.format,)
+    )
+    runs = [
+        run(
+            fmt,
+            args.context_lines if fmt in CONTEXT_FORMATS else args.lines,
+            args.series,
+            serve_args,
+        )
+        for fmt in formats
+    ]
     if args.json:
         out = {"machine": machine(), "prometheus": args.prometheus, "runs": runs}
         print(json.dumps(out, indent=2))

@@ -175,6 +175,28 @@ def test_more_than_five_errors_in_one_batch_is_a_spike() -> None:
     assert len(a.alerts()) == 2
 
 
+def test_timestamped_error_lines_in_bulk_count_as_one_by_one() -> None:
+    # Timestamped JSON error lines with a request id each reach the rule as one run of the
+    # series; only positive increments count, as they would one at a time.
+    lines = [
+        json.dumps(
+            {
+                "name": "voice-engine.error_count",
+                "value": v,
+                "timestamp": (WARM - 1) * 1000 + i,
+                "context": {"component": "voice-engine", "error_type": "io", "requestId": f"r{i}"},
+            }
+        )
+        for i, v in enumerate([1, 1, 0, 2, -3, 1, 1, 1] * 20)
+    ]
+    b = batch(*lines)
+    assert len(b.timed) == 1 and not b.counts
+    a = log()
+    a.observe_batch(b, WARM)
+    (alert,) = a.alerts()
+    assert alert.kind == "error_spike" and alert.value == 7 * 20
+
+
 def test_error_counters_are_recognised_by_name_only() -> None:
     a = log()
     a.observe_batch(batch("api.throughput:100|c|#component:api-server"), WARM)

@@ -8,7 +8,7 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_parse import assert_same, key, line_by_line, nonblank, parsed
+from test_parse import TimedSample, assert_same, key, line_by_line, nonblank, parsed, timed
 
 from vtmon.ingest import parse
 from vtmon.model import (
@@ -18,7 +18,6 @@ from vtmon.model import (
     Batch,
     Kind,
     SeriesKey,
-    TimedSample,
 )
 
 DIST, COUNTER, GAUGE = Kind.DISTRIBUTION, Kind.COUNTER, Kind.GAUGE
@@ -71,12 +70,12 @@ def test_json_dumps_spacing_counters_gauges_and_timestamps_go_in_bulk(one_by_one
     assert b.counts == {SeriesKey("api.throughput", (("ep", "/a"),), COUNTER): 200.0}
     assert b.gauges == {key("queue_depth", GAUGE, component="q"): [(False, i) for i in range(200)]}
     assert b.dist[key("render")].values == [i / 4 for i in range(200)]
-    timed = [
+    stamped = [
         json.dumps({"name": "db.query_duration", "value": i, "timestamp": 1700000000000 + i})
         for i in range(100)
     ]
-    b = parsed("\n".join(timed).encode())
-    assert b.timed == [
+    b = parsed("\n".join(stamped).encode())
+    assert timed(b) == [
         TimedSample(key("db.query_duration"), float(i), 1.0, (1700000000000 + i) / 1000.0)
         for i in range(100)
     ]
@@ -105,7 +104,7 @@ def test_bad_timestamps_in_bulk_are_bad_syntax():
     lines[20] = b'{"name": "x_latency", "value": 1, "timestamp": -5}'
     lines[30] = b'{"name": "x_latency", "value": 1, "timestamp": 1e999}'
     b = parsed(b"\n".join(lines))
-    assert b.rejected == {REJECT_SYNTAX: 2} and b.accepted == 48 and len(b.timed) == 48
+    assert b.rejected == {REJECT_SYNTAX: 2} and b.accepted == 48 and len(timed(b)) == 48
 
 
 def test_jsonrpc_among_metric_lines_is_handed_over_in_order(one_by_one):
@@ -162,10 +161,94 @@ def test_lines_unique_to_themselves_are_all_counted_and_not_cached():
     b = parsed(block)
     assert b.accepted == 5000 and not b.rejected
     k = key("request_latency", endpoint="/v1/chat", component="api-server")
-    assert b.timed == [
+    assert timed(b) == [
         TimedSample(k, i / 8, 1.0, (1700000000000 + i) / 1000.0) for i in range(5000)
     ]
     assert len(parse._JSERIES) - before < 50  # not one entry per line
+
+
+def protocol_line(i: int, timestamp: bool = True) -> bytes:
+    """The line of docs/protocol.md as an application sends it: ids differ in every line."""
+    obj = {"name": "request_latency", "value": i / 8}
+    if timestamp:
+        obj["timestamp"] = 1700000000000 + 7 * i
+    obj |= {
+        "unit": "ms",
+        "tags": {"endpoint": f"/v1/{'chat' if i % 3 else 'embed'}"},
+        "context": {
+            "component": f"api-{i % 2}",
+            "userId": f"user-{i * 7919 % 1000}@example.com",
+            "sessionId": f"s{i % 13}",
+            "requestId": f"{i:08x}-4b1d-9e3f-{i * 2654435761 % 2**32:08x}",
+            "operation": "chat",
+        },
+    }
+    return json.dumps(obj, separators=(",", ":") if i % 5 else (", ", ": ")).encode()
+
+
+@pytest.mark.parametrize("timestamp", [True, False])
+def test_ids_in_the_context_go_in_bulk(one_by_one, timestamp):
+    # Only component and error_type of a context make the series: lines that differ in their
+    # other context fields share a template (and with a timestamp, each keeps its own).
+    block = b"\n".join(protocol_line(i, timestamp) for i in range(3000))
+    b = parsed(block)
+    assert b.accepted == 3000 and not b.rejected
+    assert one_by_one == []
+    assert_same(b, line_by_line(block))
+    k = key("request_latency", endpoint="/v1/chat", component="api-1")
+    if timestamp:
+        assert not b.dist
+        mine = [s for s in timed(b) if s.key == k]
+        assert sorted(mine, key=lambda s: s.ts) == [
+            TimedSample(k, i / 8, 1.0, (1700000000000 + 7 * i) / 1000.0)
+            for i in range(3000)
+            if i % 2 and i % 3
+        ]
+    else:
+        assert not b.timed
+        assert sorted(b.dist[k].values) == [i / 8 for i in range(3000) if i % 2 and i % 3]
+
+
+def test_a_line_too_long_for_its_ids_is_rejected_though_its_template_is_short():
+    lines = [protocol_line(i) for i in range(400)]
+    limit = max(map(len, lines)) + 10
+    lines[123] = lines[123].replace(b'"operation":"chat"', b'"operation":"' + b"x" * 250 + b'"')
+    block = b"\n".join(lines)
+    b = parsed(block, max_line=limit)
+    assert b.rejected == {REJECT_TOO_LONG: 1} and b.accepted == 399
+    assert_same(b, line_by_line(block, max_line=limit))
+
+
+def test_context_fields_that_could_matter_keep_lines_apart():
+    # After the ids: a second component (the last one counts), an error type, a number, an
+    # escaped quote, a non-ASCII id, a nested object. Each is parsed as the per-line parser
+    # does, whatever the bulk path makes of it.
+    tails = [
+        ', "component": "other"',
+        ', "error_type": "io"',
+        ', "retries": 3',
+        ', "value": 9',
+        ', "timestamp": 5',
+        ', "note": "say \\"hi\\""',
+        ', "user": "\\u00e9l\\u00e8ve"',  # a JSON escape
+        ', "user": "caf\u00e9"',  # raw UTF-8 once encoded
+        ', "trace": {"id": "x"}',
+        ', "comp\\u006fnent": "disguised"',
+        ', "id": "tab\\there"',
+        ', "id": "raw\ttab"',
+        "",
+    ]
+    lines = []
+    for i in range(600):
+        tail = tails[i % len(tails)]
+        lines.append(
+            (
+                f'{{"name": "x_latency", "value": {i}, "context": {{"component": "api", '
+                f'"requestId": "r{i}"{tail}}}}}'
+            ).encode()
+        )
+    block = b"\n".join(lines)
+    assert_same(parsed(block), line_by_line(block))
 
 
 def test_a_value_elsewhere_in_the_line_is_not_taken_for_the_metric_s(one_by_one):
@@ -250,7 +333,21 @@ tags = st.sampled_from(
 contexts = st.sampled_from(
     ['{"component": "api"}', '{"component": "api", "requestId": "r1"}', '{"error_type": "io"}',
      '"api"', '{"component": 7}', '{"component": "api", "value": 7}',
-     '{"component": "api", "timestamp": 9}']
+     '{"component": "api", "timestamp": 9}',
+     '{"component":"api","error_type":"io","userId":"u1","requestId":"r1"}',
+     '{"component":"api","userId":"u1","component":"web"}',
+     '{"component":"api","userId":"u1","error_type":"db"}',
+     '{"error_type":"io","userId":"u1"}', '{"userId":"u1","requestId":"r1"}',
+     '{"component":"api","userId":"u1","value":"7"}',
+     '{"component":"api","userId":"u1","n":1}', '{"component":"api","": ""}']
+)  # fmt: skip
+# What an id may hold: plain text, or what keeps it from being cut out of a template.
+plain = st.characters(min_codepoint=32, max_codepoint=126, exclude_characters='"\\')
+ids = st.one_of(
+    st.text(plain, max_size=12),
+    st.sampled_from(
+        ['\\"', "\\\\", "\\u0041", "\u00e9", "\t", "\x7f", "}", "{", ",", '\\"}', "\\"]
+    ),
 )  # fmt: skip
 units = st.sampled_from(['"ms"', '"MS"', '"bytes"', "5"])
 
@@ -311,6 +408,11 @@ def json_blocks(draw: st.DrawFn) -> list[bytes]:
                 colon = tail.find(b":")
                 if 0 <= colon < cut:
                     line = head + sep + tail[: colon + 1] + v + tail[cut:]
+            if b'"userId":"' in line and draw(st.booleans()):
+                # Same shape, another id (as a request id differs in every line).
+                head, sep, tail = line.partition(b'"userId":"')
+                end = tail.find(b'"')
+                line = head + sep + draw(ids).encode() + tail[end:]
             out.append(line)
         elif pick == len(shapes):
             out.append(draw(json_lines()))

@@ -44,7 +44,7 @@ from vtmon.model import (
     SeriesKey,
     Severity,
     Temperature,
-    TimedSample,
+    TimedRun,
 )
 from vtmon.store.prometheus import (
     BUCKETS,
@@ -53,6 +53,12 @@ from vtmon.store.prometheus import (
     latency_buckets,
     parse_listen,
 )
+
+
+def timed_sample(key: SeriesKey, value: float, weight: float, ts: float) -> TimedRun:
+    """One timed sample, as a run of one."""
+    return TimedRun(key, [value], [ts], weight)
+
 
 LATENCY = "vtmon_latency_milliseconds"
 
@@ -255,10 +261,10 @@ def test_timed_samples_count_unless_the_engine_would_drop_them(clock, monitor, e
     ops = SeriesKey("t.requests", kind=Kind.COUNTER)
     b = Batch(accepted=4)
     b.timed = [
-        TimedSample(lat, 12.0, 1.0, now - 30),
-        TimedSample(lat, 99.0, 1.0, now - 400),  # older than the 5-minute window: dropped
-        TimedSample(ops, 2.0, 10.0, now - 5),  # increment 2 at rate 0.1: 20
-        TimedSample(ops, 1.0, 1.0, math.nan),
+        timed_sample(lat, 12.0, 1.0, now - 30),
+        timed_sample(lat, 99.0, 1.0, now - 400),  # older than the 5-minute window: dropped
+        timed_sample(ops, 2.0, 10.0, now - 5),  # increment 2 at rate 0.1: 20
+        timed_sample(ops, 1.0, 1.0, math.nan),
     ]
     monitor.submit(b)
     monitor.tick()

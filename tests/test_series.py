@@ -9,10 +9,18 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vtmon.engine.series import SeriesStore
 from vtmon.engine.sketch import Sketch
-from vtmon.model import Batch, DistBuf, Kind, SeriesKey, SeriesStats, TimedSample, make_tags
+from vtmon.model import Batch, DistBuf, Kind, SeriesKey, SeriesStats, TimedRun, make_tags
+
+
+def timed_sample(key: SeriesKey, value: float, weight: float, ts: float) -> TimedRun:
+    """One timed sample, as a run of one."""
+    return TimedRun(key, [value], [ts], weight)
+
 
 T0 = 1_700_000_000.0  # a whole second: T0 + k.5 is the middle of second k
 QS = (0.5, 0.9, 0.95, 0.99, 0.999)
@@ -93,7 +101,7 @@ def test_windows_match_a_brute_force_over_raw_samples() -> None:
         if sec > 100 and rng.random() < 0.2:  # a late sample, often into a cached block
             back = int(rng.integers(0, 299))
             v = float(rng.lognormal(3, 1))
-            s.apply(Batch(timed=[TimedSample(k, v, 1.0, T0 + sec - back + 0.5)]), now)
+            s.apply(Batch(timed=[timed_sample(k, v, 1.0, T0 + sec - back + 0.5)]), now)
             raw.append((sec - back, v))
         if sec < 150 or rng.random() < 0.6:  # sometimes the screen skips a few seconds
             continue
@@ -179,12 +187,12 @@ def test_timed_samples_land_in_their_second() -> None:
     k, c = dkey("api.latency"), ckey("api.requests")
     now = T0 + 100.4
     timed = [
-        TimedSample(k, 7.0, 1.0, now - 30.0),  # second 70: in 1 m, not in 10 s
-        TimedSample(k, 9.0, 1.0, now + 0.5),  # slightly ahead: its own second, 100
-        TimedSample(k, 11.0, 1.0, now + 50.0),  # far ahead: clamped into now
-        TimedSample(k, 5.0, 1.0, now - 301.0),  # too old: dropped
-        TimedSample(c, 2.0, 10.0, now - 5.0),  # a counter sampled at 0.1 counts 20
-        TimedSample(gkey("api.q"), 1.0, 1.0, now),  # no timestamped gauges: dropped
+        timed_sample(k, 7.0, 1.0, now - 30.0),  # second 70: in 1 m, not in 10 s
+        timed_sample(k, 9.0, 1.0, now + 0.5),  # slightly ahead: its own second, 100
+        timed_sample(k, 11.0, 1.0, now + 50.0),  # far ahead: clamped into now
+        timed_sample(k, 5.0, 1.0, now - 301.0),  # too old: dropped
+        timed_sample(c, 2.0, 10.0, now - 5.0),  # a counter sampled at 0.1 counts 20
+        timed_sample(gkey("api.q"), 1.0, 1.0, now),  # no timestamped gauges: dropped
     ]
     assert s.apply(Batch(timed=timed), now) == 2
     st = by_id(s.stats(now))
@@ -192,12 +200,51 @@ def test_timed_samples_land_in_their_second() -> None:
     assert (w["10s"].count, w["1m"].count) == (2, 3)
     assert (w["10s"].min, w["1m"].min) == (9.0, 7.0)
     assert st["api.requests"].windows["10s"].count == 20
-    assert s.apply(Batch(timed=[TimedSample(k, 1.0, 1.0, now - 299.0)]), now) == 0
+    assert s.apply(Batch(timed=[timed_sample(k, 1.0, 1.0, now - 299.0)]), now) == 0
     assert by_id(s.stats(now))["api.latency"].windows["5m"].count == 4
     # a late sample into a sealed, already merged block is seen at once
-    s.apply(Batch(timed=[TimedSample(k, 3.0, 1.0, now - 45.0)]), now)
+    s.apply(Batch(timed=[timed_sample(k, 3.0, 1.0, now - 45.0)]), now)
     w = by_id(s.stats(now))["api.latency"].windows
     assert (w["1m"].count, w["1m"].min) == (4, 3.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["lat", "ops"]),
+            st.floats(-1e3, 1e3, allow_nan=False),
+            st.sampled_from([1.0, 1.0, 4.0]),
+            st.one_of(
+                st.floats(-400.0, 5.0),  # seconds from now: too old, in the windows, ahead
+                st.sampled_from([math.nan, math.inf, -math.inf, 0.99, 1.01, -299.0, -300.0]),
+            ),
+        ),
+        max_size=40,
+    ),
+    st.integers(1, 5),
+)
+def test_runs_of_timed_samples_land_as_the_samples_one_by_one(samples, runs) -> None:
+    # The same samples as runs of many (how the parsers hand them over) and one at a time.
+    now = T0 + 1000.4
+    keys = {"lat": dkey("t.latency"), "ops": ckey("t.requests")}
+    one: list[TimedRun] = []
+    grouped: dict[tuple[str, float, int], TimedRun] = {}
+    for i, (name, v, w, dt) in enumerate(samples):
+        one.append(timed_sample(keys[name], v, w, now + dt))
+        run = grouped.setdefault((name, w, i % runs), TimedRun(keys[name], [], [], w))
+        run.values.append(v)
+        run.ts.append(now + dt)
+    a, b = store(), store()
+    assert a.apply(Batch(timed=one), now) == b.apply(Batch(timed=list(grouped.values())), now)
+    sa, sb = by_id(a.stats(now + 0.5)), by_id(b.stats(now + 0.5))
+    assert sa.keys() == sb.keys()
+    for name, x in sa.items():
+        for win, wa in x.windows.items():
+            wb = sb[name].windows[win]
+            for field in ("count", "min", "max", "mean"):
+                va, vb = getattr(wa, field), getattr(wb, field)
+                assert va == vb or va == pytest.approx(vb, rel=1e-9, abs=1e-9), (name, win, field)
 
 
 def test_weights_count_as_samples() -> None:
@@ -246,7 +293,7 @@ def test_max_series_drops_new_series_and_counts_their_samples() -> None:
     assert s.apply(b, T0) == 1 + 2 + 3  # d.n, e.g, f.s did not fit
     assert len(s) == 3
     assert s.apply(Batch(dist={dkey("a.x"): DistBuf([2.0])}), T0 + 1) == 0  # known: kept
-    assert s.apply(Batch(timed=[TimedSample(dkey("z.t"), 1.0, 1.0, T0)]), T0 + 1) == 1
+    assert s.apply(Batch(timed=[timed_sample(dkey("z.t"), 1.0, 1.0, T0)]), T0 + 1) == 1
     assert sorted(x.name for x in s.stats(T0 + 1)) == ["a.x", "b.x", "c.n"]
 
 

@@ -27,11 +27,17 @@ from vtmon.model import (
     Sensors,
     SeriesKey,
     Temperature,
-    TimedSample,
+    TimedRun,
     make_tags,
 )
 from vtmon.store.db import HistoryStore
 from vtmon.store.rollup import CorruptBlob, decode, encode, tiers_for
+
+
+def timed_sample(key: SeriesKey, value: float, weight: float, ts: float) -> TimedRun:
+    """One timed sample, as a run of one."""
+    return TimedRun(key, [value], [ts], weight)
+
 
 QS = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99, "p999": 0.999}
 LAT = SeriesKey("api.request_latency", make_tags({"component": "api"}), Kind.DISTRIBUTION)
@@ -262,7 +268,7 @@ def test_a_late_timed_sample_corrects_the_stored_second(tmp_path: Path, clock: M
     store.add_seconds(series.closed_seconds(t0 + 1))
     store.flush()
     late = Batch(
-        timed=[TimedSample(LAT, 30.0, 1.0, t0 + 0.2), TimedSample(REQS, 4.0, 1.0, t0 + 0.7)]
+        timed=[timed_sample(LAT, 30.0, 1.0, t0 + 0.2), timed_sample(REQS, 4.0, 1.0, t0 + 0.7)]
     )
     series.apply(late, t0 + 3.5)  # two seconds after its second was written
     store.add_seconds(series.closed_seconds(t0 + 4))

@@ -93,14 +93,19 @@ def finite_max(values: Any) -> float | None:
     return max(finite) if finite else None
 
 
-@dataclass(frozen=True, slots=True)
-class TimedSample:
-    """A distribution or counter sample that carried its own timestamp (seconds)."""
+@dataclass(slots=True)
+class TimedRun:
+    """Distribution or counter samples of one series that carried their own timestamps:
+    ``values[i]`` at ``ts[i]`` (seconds), each with ``weight`` (1 / sample rate).
+
+    One run holds any number of samples, in line order, whichever seconds they fall in: the
+    parser adds the lines of one series in bulk, the engine places them in their seconds.
+    """
 
     key: SeriesKey
-    value: float
-    weight: float
-    ts: float
+    values: list[float]
+    ts: list[float]
+    weight: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +135,7 @@ class Batch:
     counts: dict[SeriesKey, float] = field(default_factory=dict)  # increments, already / rate
     gauges: dict[SeriesKey, list[tuple[bool, float]]] = field(default_factory=dict)  # (is_delta, v)
     sets: dict[SeriesKey, set[str]] = field(default_factory=dict)
-    timed: list[TimedSample] = field(default_factory=list)
+    timed: list[TimedRun] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     rpc: list[dict[str, Any]] = field(default_factory=list)  # JSON-RPC requests, in order
     accepted: int = 0

@@ -16,8 +16,8 @@ windows and whatever backlog a client flushes when it connects.
 Cost: ``observe_batch`` runs for every batch, at up to ~1.5 million samples/s. Per distribution
 series it does one C-level ``max()`` over the batch's values, and none at all while the
 component's latency alert is suppressed (which is exactly when a slow component floods it);
-per gauge and counter series it does a cached name check. Only timed samples, which arrive as
-objects, cost a Python step each -- the series store pays the same for them.
+per gauge and counter series it does a cached name check. Timed samples come in runs (one per
+series and batch from the bulk parsers), each also one C-level ``max()``.
 """
 
 from __future__ import annotations
@@ -122,13 +122,15 @@ class AlertLog:
             m = finite_max(values)
             if m is not None and m > thr and (comp not in worst or m > worst[comp][0]):
                 worst[comp] = (m, key, thr)
-        for ts in batch.timed:
-            key = ts.key
-            if key.kind is not Kind.DISTRIBUTION:
+        for run in batch.timed:
+            key = run.key
+            if key.kind is not Kind.DISTRIBUTION or not run.values:
                 continue
-            v = ts.value
             comp = key.component
-            if comp in skip or not math.isfinite(v):
+            if comp in skip:
+                continue
+            v = finite_max(run.values)  # the run's largest sample decides, as one by one
+            if v is None:
                 continue
             thr = self._threshold_ms(comp)
             if v > thr and (comp not in worst or v > worst[comp][0]):
@@ -219,9 +221,13 @@ class AlertLog:
 
         for key, inc in batch.counts.items():
             count(key, inc)
-        for ts in batch.timed:
-            if ts.key.kind is Kind.COUNTER:
-                count(ts.key, ts.value * ts.weight)
+        for run in batch.timed:
+            if run.key.kind is Kind.COUNTER and run.values:
+                w = run.weight
+                n = sum(run.values) * w if min(run.values) > 0 else math.nan
+                if not math.isfinite(n):  # only finite positive increments count
+                    n = sum(x for x in (v * w for v in run.values) if 0 < x < math.inf)
+                count(run.key, n)
         for comp, types in errors.items():
             total = sum(types.values())
             if total <= ERROR_SPIKE_COUNT:

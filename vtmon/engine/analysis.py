@@ -93,9 +93,9 @@ class Analyzer:
         for key, buf in batch.dist.items():
             if len(buf.values):
                 _peak(found, key.component, buf.values)
-        for ts in batch.timed:
-            if ts.key.kind is Kind.DISTRIBUTION:
-                _peak(found, ts.key.component, (ts.value,))
+        for run in batch.timed:
+            if run.key.kind is Kind.DISTRIBUTION and run.values:
+                _peak(found, run.key.component, run.values)
         if found:
             with self._lock:
                 peaks = self._peaks

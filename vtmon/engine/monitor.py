@@ -522,7 +522,8 @@ TUNER_METHODS = (
 
 def _sample_count(batch: Batch) -> int:
     n = sum(len(b.values) for b in batch.dist.values())
-    n += len(batch.counts) + sum(len(g) for g in batch.gauges.values()) + len(batch.timed)
+    n += len(batch.counts) + sum(len(g) for g in batch.gauges.values())
+    n += sum(len(r.values) for r in batch.timed)
     return n + sum(len(s) for s in batch.sets.values())
 
 

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
 from itertools import repeat
 from typing import Any
@@ -67,7 +67,7 @@ from vtmon.model import (
     Kind,
     SeriesKey,
     SeriesStats,
-    TimedSample,
+    TimedRun,
     WindowStats,
 )
 
@@ -304,7 +304,9 @@ class _DistSeries(_Series):
         self._wrote(sec)
         return bad
 
-    def add_now(self, sec: int, now_s: int, values: list[float], weights: list[float]) -> int:
+    def add_now(
+        self, sec: int, now_s: int, values: list[float], weights: list[float] | None
+    ) -> int:
         """Add straight into the slot of ``sec`` (timed samples, usually for an older second)."""
         ignored = self._slot(sec, now_s, Sketch).add(values, weights)
         self._wrote(sec)
@@ -567,42 +569,79 @@ class SeriesStore:
                 dropped += self._apply_timed(batch.timed, now, now_s)
         return dropped
 
-    def _apply_timed(self, timed: list[TimedSample], now: float, now_s: int) -> int:
-        # Timed samples are objects, so one Python pass to group them by (series, second) is
-        # unavoidable; each group is then added with one vectorised call.
+    def _apply_timed(self, timed: list[TimedRun], now: float, now_s: int) -> int:
+        # Each run's samples are grouped by second (in C where every timestamp is in range,
+        # the usual case), the groups of all runs by (series, second); each group is then
+        # added with one vectorised call.
         groups: dict[tuple[SeriesKey, int], DistBuf] = {}
         dropped = 0
         oldest = now_s - RING_S + 1  # the first second of the longest window
-        for t in timed:
-            ts = t.ts
-            if ts > now + FUTURE_SLACK_S:
-                sec = now_s  # a clock ahead of ours: keep the sample, in the present
-            elif ts >= oldest:  # also False for NaN
-                sec = math.floor(ts)
-            else:
-                dropped += 1
+        ahead = now + FUTURE_SLACK_S  # later than this: a clock ahead of ours
+        for run in timed:
+            key = run.key
+            values = run.values
+            n = len(values)
+            if key.kind is not Kind.DISTRIBUTION and key.kind is not Kind.COUNTER:
+                dropped += n
                 continue
-            g = groups.get((t.key, sec))
-            if g is None:
-                g = groups[(t.key, sec)] = DistBuf(values=[], weights=[])
-            g.values.append(t.value)
-            assert g.weights is not None
-            g.weights.append(t.weight)
+            ts = run.ts
+            if not n or len(ts) != n:
+                dropped += n
+                continue
+            pieces: Any
+            lo, hi = min(ts), max(ts)
+            if math.isfinite(sum(ts)) and lo >= oldest and hi <= ahead:
+                first = math.floor(lo)
+                if first == math.floor(hi):
+                    pieces = ((first, values),)  # the usual case: one second
+                else:
+                    secs = list(map(math.floor, ts))
+                    by: defaultdict[int, list[float]] = defaultdict(list)
+                    deque(map(list.append, map(by.__getitem__, secs), values), 0)
+                    pieces = by.items()
+            else:
+                by = defaultdict(list)
+                for v, t in zip(values, ts, strict=True):
+                    if t > ahead:
+                        sec = now_s  # a clock ahead of ours: keep the sample, in the present
+                    elif t >= oldest:  # also False for NaN
+                        sec = math.floor(t)
+                    else:
+                        dropped += 1
+                        continue
+                    by[sec].append(v)
+                pieces = by.items()
+            w = run.weight
+            for sec, vals in pieces:
+                g = groups.get((key, sec))
+                if g is None:
+                    groups[(key, sec)] = DistBuf(list(vals), None if w == 1.0 else [w] * len(vals))
+                else:
+                    if w != 1.0 and g.weights is None:
+                        g.weights = [1.0] * len(g.values)
+                    g.values.extend(vals)
+                    if g.weights is not None:
+                        g.weights.extend(repeat(w, len(vals)))
         for (key, sec), g in groups.items():
-            assert g.weights is not None
             if key.kind is Kind.DISTRIBUTION:
                 d = self._get(key, now_s, _DistSeries)
                 if d is None:
                     dropped += len(g.values)
+                elif sec >= self._exported_upto:
+                    # Buffered like samples without a timestamp: one numpy pass per series
+                    # and second, not per batch.
+                    dropped += d.add(sec, now_s, g.values, g.weights)
                 else:
                     dropped += d.add_now(sec, now_s, g.values, g.weights)
-                    if sec < self._exported_upto:
-                        late = Sketch.of(g.values, g.weights)
-                        if late.count > 0:
-                            self._late.append((key, Kind.DISTRIBUTION, sec, late))
-            elif key.kind is Kind.COUNTER:
+                    late = Sketch.of(g.values, g.weights)
+                    if late.count > 0:
+                        self._late.append((key, Kind.DISTRIBUTION, sec, late))
+            else:
                 # a counter sample's increment is its value scaled up by its sample rate
-                inc = sum(v * w for v, w in zip(g.values, g.weights, strict=True))
+                if g.weights is None:
+                    inc = sum(g.values)
+                else:
+                    inc = sum(v * w for v, w in zip(g.values, g.weights, strict=True))
                 c = self._get(key, now_s, _CounterSeries) if math.isfinite(inc) else None
                 if c is None:
                     dropped += len(g.values)
@@ -610,8 +649,6 @@ class SeriesStore:
                     c.add(sec, now_s, inc)
                     if sec < self._exported_upto:
                         self._late.append((key, Kind.COUNTER, sec, inc))
-            else:
-                dropped += len(g.values)
         return dropped
 
     def _get(self, key: SeriesKey, now_s: int, cls: type[_Series]) -> Any:

@@ -13,7 +13,7 @@ A line is one of
 Every non-blank line is counted exactly once, in ``Batch.accepted`` or under a ``REJECT_*``
 reason; nothing here raises for any input bytes.
 
-Samples that carry a timestamp go to ``Batch.timed`` as ``TimedSample(key, value, weight, ts)``
+Samples that carry a timestamp go to ``Batch.timed`` as ``TimedRun(key, values, ts, weight)``
 with ``weight = 1 / sample rate``; for a counter the increment is ``value * weight``.
 
 Speed: the common StatsD form (``name:value|type[|...]``) is recognised for a whole block at
@@ -27,11 +27,16 @@ increments) may be added in another order; gauge updates always keep line order.
 
 JSON metric lines take a similar path (``_jblock``): one regex ``split`` finds every line's
 ``"value":`` and ``"timestamp":`` numbers, and the line with those numbers replaced by 0 is its
-*template*. A template is checked once by the per-line parser, filled with two different
-numbers: only when it then gives one series with exactly those numbers do its lines go in
-bulk (values converted with ``map(float, ...)``); the checks are cached like StatsD series.
-Lines that differ in more than their numbers (a request id in each) and anything else
-(JSON-RPC, bad lines) go through the per-line parser, in line order, with the same promise.
+*template*. Context fields vtmon does not read (a user, session or request id: only
+``component`` and ``error_type`` make the series) are cut out of the template first, by one
+more regex ``split``, where they are plain strings after the significant fields (see
+``_JCTX``): the template is then a line that parses to the same metric. A template is checked
+once by the per-line parser, filled with two different numbers: only when it then gives one
+series with exactly those numbers do its lines go in bulk (values and timestamps converted with
+``map(float, ...)``, timestamped samples as one ``TimedRun`` per template); the checks are
+cached like StatsD series. Lines that differ in more (an id with an escape in it, a context
+field vtmon reads after the ids) and anything else (JSON-RPC, bad lines) go through the
+per-line parser, in line order, with the same promise.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ import math
 import operator
 import re
 from collections import Counter, defaultdict, deque
-from itertools import compress
+from itertools import compress, repeat
 from typing import Any
 
 from vtmon.model import (
@@ -55,7 +60,7 @@ from vtmon.model import (
     Event,
     Kind,
     SeriesKey,
-    TimedSample,
+    TimedRun,
     make_tags,
 )
 
@@ -366,7 +371,7 @@ def _statsd(line: bytes, batch: Batch) -> str | None:
             values.append(v)
     if ts is not None and (kind is DIST or kind is COUNTER):
         weight = 1.0 / rate
-        batch.timed.extend([TimedSample(key, v, weight, ts) for v in values])
+        batch.timed.append(TimedRun(key, values, [ts] * len(values), weight))
     else:
         _add(batch, key, kind, rate, raws, values)
     return None
@@ -634,6 +639,23 @@ def _unescape(s: str) -> str:
 _JNUM = rb"( ?(?:-?[1-9][0-9]*+|-?0(?=[.eE])|0)(?:\.[0-9]++)?+(?:[eE][+\-]?+[0-9]++)?+)(?=[\s,}])"
 _JVALUE = re.compile(rb'"value":' + _JNUM)
 _JTIME = re.compile(rb'"timestamp":' + _JNUM)
+_JVT = re.compile(rb'"value":' + _JNUM + rb'(?:,"timestamp":' + _JNUM + rb")?+")
+# The context fields vtmon does not read (ids: user, session, request) are cut out of a
+# template: in a "context" object whose significant fields (component, error_type) come first,
+# the fields after them up to its closing brace, when all are strings of plain ASCII (no
+# quote, backslash or control character: each is one valid JSON string whatever it holds, and
+# the quote ending the last significant one ends a string) under keys of plain ASCII other
+# than those two (so none of them is one in disguise). The template is then the line with
+# fewer fields in one object, which parses to the same metric, or is not taken (the object
+# is tags' or a request's, say: see _jcheck). One regex; the faster-looking alternatives
+# (a looser regex, its cuts then checked at once with bytes methods) measured slower.
+_JPLAIN = rb"[ !#-\[\]-~]"
+_JSIG = rb'"(?:component|error_type)": ?"' + _JPLAIN + rb'{0,256}+"'
+_JIDS = rb'"(?!(?:component|error_type)")' + _JPLAIN + rb'{0,64}+": ?"' + _JPLAIN + rb'{0,256}+"'
+_JCTX = re.compile(
+    rb'("context": ?\{(?:' + _JSIG + rb"(?:, ?" + _JSIG + rb")*+)?+)"  # kept
+    rb"((?:(?<=\{)|, ?)" + _JIDS + rb"(?:, ?" + _JIDS + rb")*+)(?=\})"  # cut
+)
 
 _JInfo = tuple[SeriesKey, Kind, bool]  # key, kind, whether the template holds the timestamp
 # template -> what every line of that template is, or None when its lines go one by one
@@ -648,26 +670,33 @@ _JSAMPLE = 4096  # the first bytes of a block that tell whether its lines share 
 _scan = json.JSONDecoder().scan_once  # json.loads without its per-call overhead
 _isfinite = math.isfinite
 
-_JPlan = list[tuple[SeriesKey, Kind, list[float]]]
+_JPlan = list[tuple[SeriesKey, Kind, list[float], list[float] | None]]  # ..., timestamps (s)
 
 
-def _jblock(body: bytes, batch: Batch, max_line: int, depth: int = 0) -> None:
+def _jblock(
+    body: bytes, batch: Batch, max_line: int, depth: int = 0, blank: bool | None = None
+) -> None:
     """JSON lines in bulk where their templates allow it, else in line order one by one."""
-    if depth == 0 and not _jlikely(body):
-        _jlines(body, batch, max_line)
-        return
+    if blank is None:
+        likely = _jlikely(body)
+        if not likely and depth == 0:
+            _jlines(body, batch, max_line)
+            return
+        blank = likely == 2
     try:
-        tm, vals, stamps = _jsplit(body)
-        planned = _jplan(body, tm, vals, stamps, max_line)
+        tm, vals, stamps, cut = _jsplit(body, blank)
+        planned = _jplan(body, tm, vals, stamps, cut, max_line)
     except Exception:
         _slow(body, batch, max_line)
         return
     if type(planned) is set:
-        _jmixed(body, tm, planned, batch, max_line, depth)
+        _jmixed(body, tm, planned, batch, max_line, depth, blank)
         return
-    plan, ordered, timed = planned  # type: ignore[misc]
-    for key, kind, values in plan:
-        if kind is DIST:
+    plan, ordered, _ = planned  # type: ignore[misc]
+    for key, kind, values, ts in plan:
+        if ts is not None:
+            batch.timed.append(TimedRun(key, values, ts))
+        elif kind is DIST:
             _add(batch, key, kind, 1.0, [], values)
         elif kind is COUNTER:
             # sum() adds left to right from 0, as the lines one by one would.
@@ -679,35 +708,31 @@ def _jblock(body: bytes, batch: Batch, max_line: int, depth: int = 0) -> None:
             key = ordered.get(t)
             if key is not None:
                 batch.gauges.setdefault(key, []).append((False, float(v)))
-    if timed:
-        cached = _JSERIES.__getitem__
-        for (key, kind, _), v, ms in zip(map(cached, tm), timed[0], timed[1], strict=True):
-            if kind is GAUGE:
-                batch.gauges.setdefault(key, []).append((False, v))
-            else:
-                batch.timed.append(TimedSample(key, v, 1.0, ms / 1000.0))
     batch.accepted += len(tm)
 
 
-def _jlikely(body: bytes) -> bool:
+def _jlikely(body: bytes) -> int:
     """Whether the lines of a block share templates, judged on its first lines: some of them
-    are known, repeat, or were seen in an earlier block (many series in turn). Otherwise
-    (lines unique to themselves, say with a request id in each) the bulk path would only cost
-    time."""
+    are known, repeat, or were seen in an earlier block (many series in turn). 1: they do;
+    2: they do once the context fields vtmon does not read are cut out (ids, see _JCTX);
+    0: they do not (lines unique to themselves), and the bulk path would only cost time."""
     if len(body) > _JSAMPLE:
         end = body.rfind(b"\n", 0, _JSAMPLE)
         if end <= 0:
-            return False  # a line longer than any template kept
+            return 0  # a line longer than any template kept
         body = body[:end]
-    tm = _jsplit(body)[0]
+    # Whether the lines hold context fields vtmon does not read, judged on the first.
+    nl = body.find(b"\n")
+    blank = _JCTX.search(body, 0, nl if nl >= 0 else len(body)) is not None
+    tm = _jsplit(body, blank)[0]
     if len(set(tm)) < len(tm):
-        return True
+        return 1 + blank
     seen = False
     for t in tm:
         if t in _JSERIES:
-            return True
+            return 1 + blank
         seen = _jseen(t) or seen
-    return seen
+    return 1 + blank if seen else 0
 
 
 def _jseen(t: bytes) -> bool:
@@ -724,6 +749,7 @@ def _jseen(t: bytes) -> bool:
 def _jlines(text: bytes, batch: Batch, max_line: int) -> None:
     """Lines one by one, with the result parse_line gives each, and less work per JSON line."""
     dist: dict[int, tuple[SeriesKey, list[float]]] = {}
+    runs: dict[int, TimedRun] = {}  # timed samples by series, also grouped by identity
     for raw in text.split(b"\n"):
         line = raw[:-1] if raw[-1:] == b"\r" else raw
         s = line.strip()
@@ -740,7 +766,13 @@ def _jlines(text: bytes, batch: Batch, max_line: int) -> None:
             if kind is GAUGE:
                 batch.gauges.setdefault(key, []).append((False, value))
             elif ts is not None:
-                batch.timed.append(TimedSample(key, value, 1.0, ts))
+                run = runs.get(id(key))
+                if run is None:
+                    run = runs[id(key)] = TimedRun(key, [value], [ts])
+                    batch.timed.append(run)
+                else:
+                    run.values.append(value)
+                    run.ts.append(ts)
             elif kind is DIST:
                 # Grouped by identity (keys are interned) to spare hashing a key per line.
                 hit = dist.get(id(key))
@@ -760,8 +792,33 @@ def _jlines(text: bytes, batch: Batch, max_line: int) -> None:
         _add(batch, key, DIST, 1.0, [], values)
 
 
-def _jsplit(body: bytes) -> tuple[list[bytes], list[bytes], list[bytes] | None]:
-    """The template of every line, and the value and timestamp numbers found, in order."""
+def _jsplit(
+    body: bytes, blank: bool = False
+) -> tuple[list[bytes], list[bytes], list[bytes] | None, int]:
+    """The template of every line, the value and timestamp numbers found, in order, and the
+    length of the longest part cut out; with ``blank`` the context fields vtmon does not read
+    are cut out of the templates."""
+    cut = 0
+    if blank:
+        # First, so the number searches run over less text: the parts cut out hold no
+        # numbers, nor can the text joined around them make one.
+        parts = _JCTX.split(body)  # text, kept, cut, text, kept, cut, ..., text
+        cuts = parts[2::3]
+        if cuts:
+            cut = max(map(len, cuts))
+            del parts[2::3]
+            body = b"".join(parts)
+    nl = body.find(b"\n")
+    if body.find(b'"timestamp":', 0, nl if nl >= 0 else len(body)) >= 0:
+        # Timestamped lines (judged on the first): in the usual order, a timestamp right
+        # after the value, both are found in one pass.
+        parts = _JVT.split(body)  # text, value, timestamp or None, text, ..., text
+        stamps = parts[2::3]
+        if stamps and None not in stamps:
+            text = b'"value":0,"timestamp":0'.join(parts[0::3])
+            if text.count(b'"timestamp":') == len(stamps):
+                return text.split(b"\n"), parts[1::3], stamps, cut
+        # another order, or more timestamps than that: the two searches below
     parts = _JVALUE.split(body)  # text, number, text, number, ..., text
     vals = parts[1::2]
     text = b'"value":0'.join(parts[0::2]) if vals else body
@@ -771,60 +828,71 @@ def _jsplit(body: bytes) -> tuple[list[bytes], list[bytes], list[bytes] | None]:
         if len(parts) > 1:
             stamps = parts[1::2]
             text = b'"timestamp":0'.join(parts[0::2])
-    return text.split(b"\n"), vals, stamps
+    return text.split(b"\n"), vals, stamps, cut
 
 
 def _jplan(
-    body: bytes, tm: list[bytes], vals: list[bytes], stamps: list[bytes] | None, max_line: int
-) -> tuple[_JPlan, dict[bytes, SeriesKey], tuple[list[float], list[float]] | None] | set[bytes]:
-    """What to add when every line can go in bulk; else the templates that cannot (the set
-    may be empty: lines that do not hold one value number each). Adds nothing to the batch."""
+    body: bytes,
+    tm: list[bytes],
+    vals: list[bytes],
+    stamps: list[bytes] | None,
+    cut: int,
+    max_line: int,
+) -> tuple[_JPlan, dict[bytes, SeriesKey], bool] | set[bytes]:
+    """What to add when every line can go in bulk, whether its lines are timestamped; else the
+    templates that cannot (the set may be empty: lines that do not hold one value number
+    each). Adds nothing to the batch."""
     n = len(tm)
     if len(vals) != n or (stamps is not None and len(stamps) != n):
         return set()
     if len(body) > max_line:
-        # Each line is its template plus its numbers in place of the 0s.
-        longest = max(map(len, tm)) + max(map(len, vals)) - 1
+        # Each line is its template plus its numbers in place of the 0s, and the part cut out
+        # of its context (one at most: see the check of the templates below).
+        longest = max(map(len, tm)) + max(map(len, vals)) - 1 + cut
         if stamps is not None:
             longest += max(map(len, stamps)) - 1
         if longest > max_line:
             return set()
     groups: defaultdict[bytes, list[bytes]] = defaultdict(list)
     deque(map(list.append, map(groups.__getitem__, tm), vals), 0)
+    has_ts = stamps is not None
+    if has_ts:
+        # Each template's timestamps, in line order like its values.
+        sgroups: defaultdict[bytes, list[bytes]] = defaultdict(list)
+        deque(map(list.append, map(sgroups.__getitem__, tm), stamps), 0)  # type: ignore[arg-type]
     _jknown([(t, len(raws)) for t, raws in groups.items()], n)
     cached = _JSERIES.get
-    has_ts = stamps is not None
     bad: set[bytes] = set()
     plan: _JPlan = []
     gauges: dict[int, bytes] = {}
     ordered: dict[bytes, SeriesKey] = {}
     for t, raws in groups.items():
         info = cached(t)
-        if info is None or info[2] is not has_ts:
+        if info is None or info[2] is not has_ts or (cut and t.count(b'"context":') > 1):
             bad.add(t)
             continue
         key, kind, _ = info
-        if has_ts:
-            continue  # timestamped lines go in line order below
         values = list(map(float, raws))
+        ts = None
+        if has_ts:
+            ms = list(map(float, sgroups[t]))
+            if not (math.isfinite(sum(ms)) and min(ms) >= 0.0):
+                bad.add(t)
+                continue
+            if kind is not GAUGE:  # a gauge takes no timestamp: its updates keep line order
+                ts = list(map(operator.truediv, ms, repeat(1000.0)))  # as ms / 1000.0 does
         if not math.isfinite(sum(values)):  # "1e999", or a sum beyond the float range
             bad.add(t)
         elif kind is GAUGE and gauges.setdefault(id(key), t) is not t:
             ordered[t] = key  # keys are interned: identity finds a gauge's other templates
             ordered[gauges[id(key)]] = key
         else:
-            plan.append((key, kind, values))
+            plan.append((key, kind, values, ts))
     if bad:
         return bad
     if ordered:
         plan = [p for p in plan if p[0] not in ordered.values()]
-    if not has_ts:
-        return plan, ordered, None
-    values = list(map(float, vals))
-    ms = list(map(float, stamps))  # type: ignore[arg-type]
-    if not (math.isfinite(sum(values)) and math.isfinite(sum(ms)) and min(ms) >= 0.0):
-        return set(groups)
-    return plan, ordered, (values, ms)
+    return plan, ordered, has_ts
 
 
 def _jknown(templates: Any, lines: int) -> None:
@@ -879,7 +947,13 @@ def _jresult(line: bytes) -> Any:
 
 
 def _jmixed(
-    body: bytes, tm: list[bytes], bad: set[bytes], batch: Batch, max_line: int, depth: int
+    body: bytes,
+    tm: list[bytes],
+    bad: set[bytes],
+    batch: Batch,
+    max_line: int,
+    depth: int,
+    blank: bool,
 ) -> None:
     """Lines some of which cannot go in bulk: runs of lines that can (templates known, of one
     timestamp kind) go in bulk again, the others one by one, all in line order."""
@@ -901,7 +975,7 @@ def _jmixed(
             continue
         text = b"\n".join(lines[start:i])
         if cls[start] != 2:
-            _jblock(text, batch, max_line, depth + 1)
+            _jblock(text, batch, max_line, depth + 1, blank)
         elif depth == 0 and i - start > 2 and text[:1] != b"{":
             _block(text, batch, max_line, depth=1)  # StatsD lines among JSON ones
         else:
@@ -912,7 +986,7 @@ def _jmixed(
 def _odd(text: bytes, batch: Batch, max_line: int) -> None:
     """The lines the StatsD regex did not take (each starting with its newline)."""
     if text.count(b"\n") > 2:
-        _jblock(text.strip(b"\n"), batch, max_line, depth=1)
+        _jblock(text.strip(b"\n"), batch, max_line, depth=1, blank=False)
     else:
         _slow(text, batch, max_line)
 
@@ -928,7 +1002,13 @@ def _json(line: bytes, batch: Batch) -> str | None:
     if kind is GAUGE:
         batch.gauges.setdefault(key, []).append((False, value))
     elif ts is not None:
-        batch.timed.append(TimedSample(key, value, 1.0, ts))
+        timed = batch.timed
+        last = timed[-1] if timed else None
+        if last is not None and last.key is key and last.weight == 1.0:
+            last.values.append(value)  # a series' lines in a row share one run
+            last.ts.append(ts)
+        else:
+            timed.append(TimedRun(key, [value], [ts]))
     elif kind is DIST:
         _add(batch, key, kind, 1.0, [], [value])
     else:

@@ -274,22 +274,38 @@ class PrometheusExporter:
                 self._add_count(key, inc, now)
             if timed:
                 oldest = math.floor(now) - RING_S + 1  # the engine drops anything older
-                for t in timed:
-                    if not t.ts >= oldest:
+                for run in timed:
+                    key = run.key
+                    if key.kind is not Kind.COUNTER and key.kind is not Kind.DISTRIBUTION:
                         continue
-                    if t.key.kind is Kind.COUNTER:
-                        self._add_count(t.key, t.value * t.weight, now)
-                    elif t.key.kind is Kind.DISTRIBUTION:
-                        r = self._row(t.key, now)
-                        if r is None:
-                            self._dropped += 1
-                            continue
-                        if wts is None:
-                            wts = [1.0] * sum(lens)
-                        wts.append(t.weight)
-                        rows.append(r)
-                        lens.append(1)
-                        _put(vals, (t.value,))
+                    values, ts, w = run.values, run.ts, run.weight
+                    if len(ts) != len(values):
+                        continue  # the engine drops such a run whole
+                    total = sum(ts)
+                    if not (total == total and min(ts, default=oldest) >= oldest):  # NaN too
+                        values = [v for v, t in zip(values, ts, strict=True) if t >= oldest]
+                    n = len(values)
+                    if not n:
+                        continue
+                    if key.kind is Kind.COUNTER:
+                        inc = sum(values) * w
+                        if math.isfinite(inc):
+                            self._add_count(key, inc, now)
+                        else:  # the finite increments count, one by one
+                            for v in values:
+                                self._add_count(key, v * w, now)
+                        continue
+                    r = self._row(key, now)
+                    if r is None:
+                        self._dropped += n
+                        continue
+                    if w != 1.0 and wts is None:
+                        wts = [1.0] * sum(lens)
+                    if wts is not None:
+                        wts.extend(repeat(w, n))
+                    rows.append(r)
+                    lens.append(n)
+                    _put(vals, values)
             if vals:
                 self._add_values(rows, lens, vals, wts, now)
             if now >= self._next_sweep:
