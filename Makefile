@@ -43,6 +43,8 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/store.py && \
 	$(BIN)/python bench/prometheus.py && \
 	$(BIN)/python bench/report.py && \
+	$(BIN)/python bench/console.py && \
+	$(BIN)/python bench/flood.py && \
 	$(BIN)/python bench/table.py $(RESULTS)
 
 screenshots: $(VENV)/.installed-test

@@ -1,18 +1,26 @@
 """What the console itself costs: CPU share and memory of `vtmon` in a 200x50 tmux terminal.
 
-python bench/console.py [--seconds 30]
+python bench/console.py [--seconds 30] [--load-seconds 20] [--rate 100000]
 
-Starts `vtmon --no-history` on its own socket in a detached tmux session, waits for its first
-frame (reported), lets it settle, then measures the process's CPU time and resident memory over
-the period with psutil. No metrics arrive: this is the idle cost a person pays for leaving it
-open. Needs tmux.
+Starts, each in its own detached 200x50 tmux session and on its own socket: `vtmon` as a user
+runs it (history on, in a temporary folder), `vtmon --no-history`, and, as the baseline in the
+same run, a minimal Textual app that refreshes one table and one sparkline each second. It
+reports vtmon's first frame, lets everything settle, then measures each process's CPU time
+and resident memory over the same ``--seconds`` with no metrics arriving: the cost a person
+pays for leaving the console open. Then a paced sender puts ``--rate`` StatsD samples a second
+on the socket of the first console (every 10 ms a batch of lines) and the console's CPU share
+is measured again over ``--load-seconds``. Needs tmux.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import multiprocessing as mp
 import os
+import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -20,82 +28,321 @@ import time
 from pathlib import Path
 
 import psutil
-from common import machine
+from common import machine, result
 
-SESSION = "vtmon-bench-console"
+WIDTH, HEIGHT = 200, 50
+SETTLE_S = 5.0  # first readings, themes, charts drawn
 
-
-def find_vtmon(tmux_pid: int, timeout: float = 20.0) -> psutil.Process:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for child in psutil.Process(tmux_pid).children(recursive=True):
-            try:
-                if "vtmon" in " ".join(child.cmdline()):
-                    return child
-            except psutil.NoSuchProcess:
-                continue
-        time.sleep(0.05)
-    raise SystemExit("vtmon did not start in tmux")
+# The peer the issue compares with: one table cleared and refilled, one sparkline, each second.
+MINIMAL_APP = """
+import random
+from textual.app import App
+from textual.widgets import DataTable, Sparkline
 
 
-def first_frame(deadline: float) -> float:
-    """When (monotonic) the pane first shows the panels."""
-    while time.monotonic() < deadline:
-        pane = subprocess.run(
-            ["tmux", "capture-pane", "-p", "-t", SESSION], capture_output=True, text=True
+class Minimal(App):
+    def compose(self):
+        yield DataTable()
+        yield Sparkline([])
+
+    def on_mount(self):
+        self.query_one(DataTable).add_columns("name", "value")
+        self.set_interval(1.0, self.tick)
+
+    def tick(self):
+        table = self.query_one(DataTable)
+        table.clear()
+        for i in range(20):
+            table.add_row(f"row {i}", f"{random.random():.3f}")
+        self.query_one(Sparkline).data = [random.random() for _ in range(60)]
+
+
+Minimal().run()
+"""
+
+
+def rpc(path: str, method: str, timeout: float = 30.0) -> dict:
+    """One JSON-RPC call on a fresh connection to vtmon's socket."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(path)
+        s.sendall(json.dumps({"jsonrpc": "2.0", "id": 1, "method": method}).encode() + b"\n")
+        buf = b""
+        while b"\n" not in buf:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            buf += chunk
+    finally:
+        s.close()
+    return json.loads(buf.split(b"\n", 1)[0])["result"]
+
+
+def counted(path: str) -> int:
+    """Lines vtmon has counted so far: accepted and rejected (every line is one or the other)."""
+    ing = rpc(path, "ingest")
+    return int(ing["accepted"]) + sum(int(n) for n in ing["rejected"].values())
+
+
+def statsd_lines(n: int, series: int = 24, start: int = 0) -> bytes:
+    """``n`` StatsD timing lines over ``series`` series in 4 components, values spread so the
+    percentiles on screen move."""
+    out = []
+    for i in range(start, start + n):
+        c = i % series
+        out.append(
+            f"bench.s{c}.request_latency:{(i * 7919 % 1000) * 0.29 + 0.5:.2f}|ms"
+            f"|#component:svc{c % 4}"
+        )
+    return ("\n".join(out) + "\n").encode()
+
+
+def compile_vtmon() -> None:
+    """vtmon's bytecode, as an installed vtmon has it (see Console)."""
+    import vtmon
+
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", os.path.dirname(vtmon.__file__)], check=True
+    )
+
+
+class Console:
+    """A command in its own detached WIDTHxHEIGHT tmux session, and the process it runs."""
+
+    def __init__(self, name: str, command: list[str]) -> None:
+        self.session = f"vtmon-bench-{name}-{os.getpid()}"
+        subprocess.run(["tmux", "kill-session", "-t", self.session], capture_output=True)
+        self.started = time.monotonic()
+        # As a user's installed vtmon runs: with its compiled bytecode (a development shell
+        # may set PYTHONDONTWRITEBYTECODE, which makes every start compile from source and
+        # costs about 2.6 MB of memory that an installed vtmon does not pay).
+        line = "env -u PYTHONDONTWRITEBYTECODE " + shlex.join(command)  # through the shell
+        subprocess.run(
+            ["tmux", "new-session", "-d", "-s", self.session, "-x", str(WIDTH), "-y", str(HEIGHT),
+             line],
+            check=True,
+        )  # fmt: skip
+        self._proc: psutil.Process | None = None
+
+    @property
+    def proc(self) -> psutil.Process:
+        """The process the pane runs (not the shell that may start it)."""
+        if self._proc is None:
+            pane = int(self.tmux("display-message", "-p", "#{pane_pid}").strip())
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                for p in [psutil.Process(pane), *psutil.Process(pane).children(recursive=True)]:
+                    try:
+                        if p.name().startswith("python") or "python" in p.cmdline()[0]:
+                            self._proc = p
+                            return p
+                    except (psutil.NoSuchProcess, IndexError):
+                        continue
+                time.sleep(0.05)
+            raise SystemExit(f"{self.session}: no process started")
+        return self._proc
+
+    def tmux(self, command: str, *args: str) -> str:
+        return subprocess.run(
+            ["tmux", command, "-t", self.session, *args], capture_output=True, text=True
         ).stdout
-        if "Latency" in pane and "Resources" in pane:
-            return time.monotonic()
-        time.sleep(0.02)
-    raise SystemExit("no frame within the deadline")
+
+    def pane(self) -> str:
+        return subprocess.run(
+            ["tmux", "capture-pane", "-p", "-t", self.session], capture_output=True, text=True
+        ).stdout
+
+    def keys(self, *keys: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.session, *keys], check=True)
+
+    def wait_for(self, *texts: str, timeout: float = 20.0, gone: bool = False) -> float:
+        """When (monotonic) the pane first shows all ``texts`` (or none, ``gone``)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pane = self.pane()
+            shown = all(t in pane for t in texts) if not gone else not any(t in pane for t in texts)
+            if shown:
+                return time.monotonic()
+            time.sleep(0.005)
+        raise SystemExit(f"{self.session}: {texts} not {'gone' if gone else 'shown'}:\n{pane}")
+
+    def first_frame(self) -> float:
+        """Seconds from launch until the panels are on screen."""
+        return self.wait_for("Latency", "Resources") - self.started
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.session], capture_output=True)
+
+
+def vtmon_command(sock: str, *args: str) -> list[str]:
+    return [str(Path(sys.executable).with_name("vtmon")), "--socket", sock, *args]
+
+
+def need_tmux(script: str) -> bool:
+    if shutil.which("tmux") is None:
+        print(f"{script}: tmux is not installed; skipped (it needs a real terminal to draw in).")
+        return False
+    return True
+
+
+class Meter:
+    """CPU seconds and resident memory of some processes over the same stretch of time."""
+
+    def __init__(self, procs: dict[str, psutil.Process]) -> None:
+        self.procs = procs
+        self.rss: dict[str, list[int]] = {k: [] for k in procs}
+        self.t0 = time.monotonic()
+        self.c0 = {k: _cpu(p) for k, p in procs.items()}
+
+    def sample(self) -> None:
+        for k, p in self.procs.items():
+            self.rss[k].append(p.memory_info().rss)
+
+    def run(self, seconds: float) -> None:
+        while time.monotonic() - self.t0 < seconds:
+            self.sample()
+            time.sleep(1.0)
+        self.wall = time.monotonic() - self.t0
+        self.c1 = {k: _cpu(p) for k, p in self.procs.items()}
+
+    def cpu_percent(self, k: str) -> float:
+        return (self.c1[k] - self.c0[k]) / self.wall * 100
+
+    def rss_mb(self, k: str) -> float:
+        return max(self.rss[k]) / 2**20
+
+
+def _cpu(p: psutil.Process) -> float:
+    t = p.cpu_times()
+    return t.user + t.system
+
+
+def paced_sender(path: str, rate: int, seconds: float, sent: mp.Value, go: mp.Event) -> None:
+    """``rate`` lines a second as a batch every 10 ms, on one stream connection."""
+    per_tick = max(1, rate // 100)
+    batches = [statsd_lines(per_tick, start=i * per_tick) for i in range(8)]  # values move
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    go.wait()
+    t0 = next_t = time.monotonic()
+    k = 0
+    while next_t - t0 < seconds:
+        s.sendall(batches[k % len(batches)])
+        k += 1
+        with sent.get_lock():
+            sent.value += per_tick
+        next_t += 0.01
+        wait = next_t - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+    s.close()
+
+
+def under_load(c: Console, sock: str, rate: int, seconds: float) -> tuple[float, float]:
+    """The console's CPU share (% of a core) while ``rate`` samples/s arrive, and the rate
+    vtmon counted meanwhile."""
+    sent = mp.Value("q", 0)
+    go = mp.Event()
+    p = mp.Process(target=paced_sender, args=(sock, rate, seconds + 3.0, sent, go))
+    p.start()
+    go.set()
+    time.sleep(3.0)  # new series registered, rows and chart on screen
+    n0, t0 = counted(sock), time.monotonic()
+    m = Meter({"vtmon": c.proc})
+    m.run(seconds)
+    n1, t1 = counted(sock), time.monotonic()
+    p.join(10)
+    return m.cpu_percent("vtmon"), (n1 - n0) / (t1 - t0)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--seconds", type=float, default=30.0, help="idle measurement")
+    ap.add_argument("--load-seconds", type=float, default=20.0)
+    ap.add_argument("--rate", type=int, default=100_000, help="samples/s for the loaded case")
     args = ap.parse_args()
-    if shutil.which("tmux") is None:
-        raise SystemExit("bench/console.py needs tmux")
+    if not need_tmux("bench/console.py"):
+        return
+    compile_vtmon()
     tmp = tempfile.mkdtemp(prefix="vtmon-bench-")
-    sock = os.path.join(tmp, "bench.sock")
-    vtmon = str(Path(sys.executable).with_name("vtmon"))
-    subprocess.run(["tmux", "kill-session", "-t", SESSION], capture_output=True)
-    started = time.monotonic()
-    subprocess.run(
-        ["tmux", "new-session", "-d", "-s", SESSION, "-x", "200", "-y", "50",
-         f"{vtmon} --no-history --socket {sock}"],
-        check=True,
-    )  # fmt: skip
+    sock, bare_sock = os.path.join(tmp, "history.sock"), os.path.join(tmp, "bare.sock")
+    minimal = os.path.join(tmp, "minimal.py")
+    Path(minimal).write_text(MINIMAL_APP)
+    consoles: list[Console] = []
     try:
-        frame = first_frame(started + 20) - started  # from launch
-        server_pid = int(
-            subprocess.run(
-                ["tmux", "display-message", "-p", "-t", SESSION, "#{pane_pid}"],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
-        )
-        proc = psutil.Process(server_pid)  # the pane's command, or the shell running it
-        if "vtmon" not in " ".join(proc.cmdline()):
-            proc = find_vtmon(server_pid)
-        time.sleep(5.0)  # settle: first readings, themes, charts drawn
-        c0 = proc.cpu_times()
-        t0 = time.monotonic()
-        rss = []
-        while time.monotonic() - t0 < args.seconds:
-            rss.append(proc.memory_info().rss)
-            time.sleep(1.0)
-        c1 = proc.cpu_times()
-        wall = time.monotonic() - t0
-        cpu = (c1.user + c1.system - c0.user - c0.system) / wall * 100
+        # One at a time to the first frame, so each start has the machine to itself.
+        full = Console("console", vtmon_command(sock, "--data-dir", tmp))
+        consoles.append(full)
+        frame = full.first_frame()
+        bare = Console("bare", vtmon_command(bare_sock, "--no-history"))
+        consoles.append(bare)
+        bare_frame = bare.first_frame()
+        peer = Console("minimal", [sys.executable, minimal])
+        consoles.append(peer)
+        peer.wait_for("name", "value")
+        time.sleep(SETTLE_S)
+        idle = Meter({"vtmon": full.proc, "no-history": bare.proc, "minimal": peer.proc})
+        idle.run(args.seconds)
+        bare.close()
+        peer.close()
+        load_cpu, load_rate = under_load(full, sock, args.rate, args.load_seconds)
+
+        cpu, rss = idle.cpu_percent("vtmon"), idle.rss_mb("vtmon")
+        bare_cpu, bare_rss = idle.cpu_percent("no-history"), idle.rss_mb("no-history")
+        peer_cpu, peer_rss = idle.cpu_percent("minimal"), idle.rss_mb("minimal")
+        peer_line = f"minimal Textual app {peer_cpu:.2f} % of a core"
         print(f"machine: {machine()}")
-        print(f"vtmon console, 200x50 tmux, idle, 1 s refresh, {wall:.0f} s")
-        print(f"first frame after launch       {frame:6.2f} s")
-        print(f"CPU                            {cpu:6.2f} % of a core")
-        print(f"resident memory                {max(rss) / 2**20:6.1f} MB (max)")
+        print(f"vtmon console, {WIDTH}x{HEIGHT} tmux, idle, 1 s refresh, {idle.wall:.0f} s")
+        print(
+            f"first frame after launch            {frame:6.2f} s (--no-history {bare_frame:.2f} s)"
+        )
+        print(f"CPU, history on (as a user runs it) {cpu:6.2f} % of a core")
+        print(f"CPU, --no-history                   {bare_cpu:6.2f} % of a core")
+        print(f"CPU, minimal Textual app (baseline) {peer_cpu:6.2f} % of a core")
+        print(f"resident memory, history on         {rss:6.1f} MB (max)")
+        print(f"resident memory, --no-history       {bare_rss:6.1f} MB (max)")
+        print(f"resident memory, minimal app        {peer_rss:6.1f} MB (max)")
+        print(
+            f"CPU at {args.rate:,} samples/s           {load_cpu:6.1f} % of a core "
+            f"(vtmon counted {load_rate:,.0f} lines/s over {args.load_seconds:.0f} s)"
+        )  # fmt: skip
+        result("console first frame, 200x50 tmux", "<= 1 s", f"{frame:.2f} s", ok=frame <= 1.0)
+        result(
+            "console idle CPU, 200x50 tmux, history on",
+            "<= 1.3 % of a core",
+            f"{cpu:.2f} % of a core",
+            peer_line,
+            ok=cpu <= 1.3,
+        )
+        result(
+            "console idle CPU, --no-history",
+            "<= 1.3 % of a core",
+            f"{bare_cpu:.2f} % of a core",
+            ok=bare_cpu <= 1.3,
+        )
+        result(
+            "console resident memory, history on",
+            "<= 60 MB",
+            f"{rss:.1f} MB",
+            f"minimal Textual app {peer_rss:.1f} MB",
+            ok=rss <= 60.0,
+        )
+        result(
+            "console resident memory, --no-history",
+            "<= 60 MB",
+            f"{bare_rss:.1f} MB",
+            ok=bare_rss <= 60.0,
+        )
+        result(
+            f"console CPU at {args.rate // 1000}k samples/s",
+            "<= 25 % of a core",
+            f"{load_cpu:.1f} % of a core ({load_rate / 1000:.0f}k lines/s counted)",
+            ok=load_cpu <= 25.0 and load_rate >= 0.9 * args.rate,
+        )
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", SESSION], capture_output=True)
+        for c in consoles:
+            c.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

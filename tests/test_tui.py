@@ -181,7 +181,7 @@ async def test_chart_redraws_on_resize(monitor: Monitor, clock: ManualClock) -> 
         await start(pilot, monitor)
         chart = app.query_one("#latency-chart", Chart)
         before = chart.content_size
-        assert "ms" in str(chart.render())  # plotext drew axes with latency units
+        assert "ms" in str(chart.render())  # the axis reads in latency units
         await pilot.resize_terminal(160, 45)
         await pilot.pause()
         assert chart.content_size != before
@@ -249,6 +249,17 @@ async def test_help_lists_every_key_from_the_registry(monitor: Monitor) -> None:
             assert action.display in text and action.help in text, action.id
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_help_fits_a_100_column_terminal(monitor: Monitor) -> None:
+    app = VtmonApp(monitor)
+    async with app.run_test(size=(100, 36)) as pilot:
+        await start(pilot, monitor)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        box = app.screen.query_one("#help-box").region
+        assert box.x >= 0 and box.right <= 100  # its right border is on screen
+        assert "╮" in screen_text(app).splitlines()[box.y]
 
 
 async def test_bindings_and_palette_come_from_the_registry(monitor: Monitor) -> None:

@@ -61,6 +61,7 @@ _T = TypeVar("_T")
 
 SCHEMA_VERSION = 1
 DB_NAME = "vtmon.db"
+CACHE_KIB = 512  # SQLite page cache of the history connection
 DEMO_DB_NAME = "demo.db"
 RETRY_S = 60.0  # after a failed write, how long before the next attempt
 MAX_PENDING = 500_000  # items waiting for the writer; beyond this the oldest are dropped
@@ -307,6 +308,10 @@ class HistoryStore:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA journal_size_limit=8388608")
+            # SQLite's default page cache (2 MiB) would grow to a tenth of the console's memory
+            # as the file fills; the writer appends and the chart reads are few (the OS caches
+            # the file too).
+            conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
             conn.create_function("merge_sketch", 2, merge_blobs, deterministic=True)
             version = self._schema_version(conn)
             if version is not None and version > SCHEMA_VERSION:

@@ -53,4 +53,4 @@ class AlertsPanel(Panel):
         text = alerts_text(snap, width, alert_budget(self.app.size.height))
         self.query_one("#alerts-text", LiveStatic).show(text)
         n = len(snap.alerts)
-        self.border_subtitle = f"{n} in the log" if n else ""
+        self.set_titles(subtitle=f"{n} in the log" if n else "")

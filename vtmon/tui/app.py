@@ -10,6 +10,7 @@ burst of ticks therefore collapses into one redraw (toolong does the same with
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import threading
 from collections.abc import Callable, Iterable
@@ -57,6 +58,8 @@ DEFAULT_WINDOW = "1m"
 HISTORY_REFRESH_S = 15.0  # a long-span chart is read again this often, not every second
 HISTORY_OFF = "History is off: only the last 5 minutes are kept"
 REPORT_MIN_S = 3600.0  # `e` reports on the chart's span, and on at least this much
+HELP_SCREEN = "help"
+GC_FREEZE_AFTER_S = 3.0  # the screen is built and the first Snapshots are drawn by then
 
 
 class SnapshotSource(Protocol):
@@ -151,6 +154,7 @@ class VtmonApp(App[None]):
         self.query_one(LatencyTable).focus()
         self.set_interval(HISTORY_REFRESH_S, self.refresh_chart_history)
         if not self.is_headless:
+            self.set_timer(GC_FREEZE_AFTER_S, _freeze_startup_objects)
             # SIGTERM (and a SIGINT from outside: the terminal's ^C is a key here) quit at
             # once, without the dialog; whoever started the app reverts what was applied.
             loop = asyncio.get_running_loop()
@@ -238,8 +242,13 @@ class VtmonApp(App[None]):
     # -- actions (bound through keys.ACTIONS) ------------------------------------------------
 
     def action_help(self) -> None:
-        if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
+        if isinstance(self.screen, HelpScreen):
+            return
+        # Kept once built: mounting it again costs each press most of its time on a busy
+        # machine (every widget mounted waits its turn for the GIL), showing it again does not.
+        if not self.is_screen_installed(HELP_SCREEN):
+            self.install_screen(HelpScreen(), HELP_SCREEN)
+        self.push_screen(HELP_SCREEN)
 
     def action_bottlenecks(self) -> None:
         if self.shown is None:
@@ -505,6 +514,14 @@ class VtmonApp(App[None]):
         for cmd in super().get_system_commands(screen):
             if cmd.title not in ("Quit", "Keys"):
                 yield cmd
+
+
+def _freeze_startup_objects() -> None:
+    """Everything built to start (modules, the engine, the widgets) lives as long as the app:
+    kept out of the cyclic collector's sight, a full collection under a flood takes a third
+    of the time (a pause that a key press or a Snapshot would wait out)."""
+    gc.collect()
+    gc.freeze()
 
 
 def _next_mode(mode: str | None) -> str:

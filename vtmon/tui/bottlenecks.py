@@ -212,9 +212,11 @@ class BottlenecksPanel(Panel):
         budget = line_budget(self.app.size.height, wide)
         self.query_one("#bottlenecks-text", LiveStatic).show(bottlenecks_text(snap, width, budget))
         n = len(snap.bottlenecks)
-        self.border_title = f"Bottlenecks · {n} active" if n else "Bottlenecks"
         resolved = len(resolved_recently(snap))
-        self.border_subtitle = f"{resolved} resolved in 1h · b details" if n else "b details"
+        self.set_titles(
+            f"Bottlenecks · {n} active" if n else "Bottlenecks",
+            f"{resolved} resolved in 1h · b details" if n else "b details",
+        )
         sev = max((b.severity.rank for b in snap.bottlenecks), default=-1)
         self.set_class(sev >= Severity.HIGH.rank, "-bad")
         self.set_class(sev == Severity.MEDIUM.rank, "-warn")

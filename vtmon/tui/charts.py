@@ -201,4 +201,5 @@ class Chart(Static):
         if key == self._drawn_key:
             return
         self._drawn_key = key
-        self.update(build_chart(self._data, w, h, self.app.current_theme))
+        # the chart's size comes from the layout, never from its content: no layout again
+        self.update(build_chart(self._data, w, h, self.app.current_theme), layout=False)

@@ -22,7 +22,7 @@ from vtmon.model import Bottleneck, Recommendation, Snapshot
 from vtmon.tui import fmt
 from vtmon.tui.alerts import alert_line, newest_first
 from vtmon.tui.bottlenecks import FOR_W, active, prediction_text, regression_text, since_text
-from vtmon.tui.live import LiveStatic
+from vtmon.tui.live import LiveStatic, set_border_title
 from vtmon.tui.severity import PRIORITY_ORDER, badge, label, priority_style
 
 MAX_RESOLVED = 30
@@ -295,8 +295,8 @@ class BottleneckScreen(ModalScreen[None]):
     def render_detail(self) -> None:
         box = self.query_one("#detail-box", VerticalScroll)
         rows = active(self.snapshot)
-        box.border_title = (
-            f"Bottleneck {self.selected + 1} of {len(rows)}" if rows else "Bottlenecks"
+        set_border_title(
+            box, f"Bottleneck {self.selected + 1} of {len(rows)}" if rows else "Bottlenecks"
         )
         # One cell for the scrollbar: a line that fills the box would be wrapped again.
         width = (box.content_size.width or min(118, self.app.size.width - 10)) - 1

@@ -186,5 +186,5 @@ class EventsPanel(Panel):
         width = self.content_size.width or 80
         self.query_one("#events-text", LiveStatic).show(events_text(snap, window, width))
         rej = snap.ingest.rejected_total
-        self.border_subtitle = f"{fmt.count(rej)} rejected" if rej else ""
+        self.set_titles(subtitle=f"{fmt.count(rej)} rejected" if rej else "")
         self.set_class(bool(rej), "-rejects")

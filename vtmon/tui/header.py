@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from textual.content import Content
+from textual.geometry import Region
 from textual.widget import Widget
 
 from vtmon.model import Snapshot
@@ -26,13 +27,28 @@ class HeaderBar(Widget):
         super().__init__(**kwargs)
         self.snapshot: Snapshot | None = None
         self.paused = False
+        self._shown: tuple[int, str, int] | None = None  # width, left side, right side's length
 
     def show(self, snap: Snapshot) -> None:
         self.snapshot = snap
-        self.refresh()
+        width = self.content_size.width
+        if not width:
+            self.refresh()
+            return
+        left, right = self._parts(snap, width)
+        # Most seconds only the clock and the counters on the right change: repaint just
+        # them, so the rest of the screen's row is not composited again for the clock.
+        shown = (width, left.markup, right.cell_length)
+        fits = left.cell_length + 1 + right.cell_length <= width
+        if shown == self._shown and fits:
+            self.refresh(Region(width - right.cell_length, 0, right.cell_length, 1))
+        else:
+            self._shown = shown
+            self.refresh()
 
     def set_paused(self, paused: bool) -> None:
         self.paused = paused
+        self._shown = None
         self.refresh()
 
     def render(self) -> Content:
@@ -40,6 +56,12 @@ class HeaderBar(Widget):
         snap = self.snapshot
         if snap is None:
             return Content.from_markup("[b]vtmon[/b]  waiting for the first snapshot…")
+        left, right = self._parts(snap, width)
+        gap = max(1, width - left.cell_length - right.cell_length)
+        return Content.assemble(left, " " * gap, right)
+
+    def _parts(self, snap: Snapshot, width: int) -> tuple[Content, Content]:
+        """The left side (what is watched, where) and the right (verdict, counters, time)."""
         right = self._right(snap, width)
         room = width - right.cell_length - 2
         watching = snap.watching or snap.host
@@ -50,15 +72,17 @@ class HeaderBar(Widget):
             )
         else:
             sock_room = room - len(left_plain) - 3
+            # "metrics on PATH" names the socket already
+            said = bool(snap.socket) and snap.socket in watching
             sock = fmt.ellipsize_middle(snap.socket, sock_room) if sock_room >= 10 else ""
+            sock = "" if said else sock
             left = Content.assemble(
                 ("vtmon", "bold $primary"),
                 "  ",
                 (watching, "bold"),
                 ("  ◂ " + sock, "dim") if sock else "",
             )
-        gap = max(1, width - left.cell_length - right.cell_length)
-        return Content.assemble(left, " " * gap, right)
+        return left, right
 
     def _right(self, snap: Snapshot, width: int) -> Content:
         """The right side, giving way in steps when the line is short: first the connection

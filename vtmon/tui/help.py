@@ -6,6 +6,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.content import Content
+from textual.events import Resize
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
@@ -15,6 +16,7 @@ from vtmon.tui.severity import badge
 from vtmon.tui.tuning import LABEL, STYLE
 
 TUNING_STYLE = {LABEL[state]: style for state, style in STYLE.items()}
+HELP_MAX_W = 110  # as #help-box in vtmon.tcss
 
 
 def help_text(actions: tuple[KeyAction, ...] = ACTIONS) -> Content:
@@ -93,3 +95,8 @@ class HelpScreen(ModalScreen[None]):
         with VerticalScroll(id="help-box") as box:
             box.border_title = "vtmon keys"
             yield Static(help_text(), id="help-text")
+
+    def on_resize(self, event: Resize) -> None:
+        # At most 110 cells (TCSS), and never wider than the screen: on an 80- or 100-column
+        # terminal the box (and its right border) stayed partly off screen.
+        self.query_one("#help-box").styles.max_width = min(HELP_MAX_W, event.size.width - 4)

@@ -124,6 +124,59 @@ class LatencyTable(DataTable):
         self._restore: str | None = None
         # (text, severity) per row id and column key: what is on screen, to skip no-op updates.
         self.shown: dict[str, dict[str, tuple[str, Severity]]] = {}
+        # Rendered cells, kept while their Text is the one in the table (see _render_cell).
+        self._cells: dict[tuple[Any, ...], tuple[object, Any]] = {}
+        # DataTable's own caches are keyed by its update count, which every update_cell
+        # bumps: their entries die each second, so a few are enough (not thousands).
+        for name, size in (
+            ("_cell_render_cache", 64),
+            ("_row_render_cache", 64),
+            ("_row_renderable_cache", 64),  # it holds every row's Texts: 1000 grew for minutes
+            ("_line_cache", 64),
+        ):
+            cache = getattr(self, name, None)
+            if cache is not None and hasattr(cache, "maxsize"):
+                cache.maxsize = size
+
+    def _render_cell(
+        self,
+        row_index: int,
+        column_index: int,
+        base_style: Style,
+        width: int,
+        cursor: bool = False,
+        hover: bool = False,
+    ) -> Any:
+        """DataTable renders every cell again after any update (its cache is keyed by the
+        update count), so one changed percentile re-rendered the whole table each second.
+        ``sync`` puts a new Text in a cell only when the cell changed: the same Text at the
+        same place with the same styles renders the same, and is not rendered again."""
+        try:
+            row_key = self._row_locations.get_key(row_index)
+            column_key = self._column_locations.get_key(column_index)
+            cell = self._data[row_key][column_key] if row_index >= 0 else column_key
+        except (AttributeError, KeyError):
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        key = (
+            row_index,
+            column_index,
+            base_style,
+            width,
+            cursor,
+            hover,
+            self.show_cursor,
+            self.cursor_type,
+            getattr(self, "_show_hover_cursor", None),
+            getattr(self, "_pseudo_class_state", None),
+        )
+        hit = self._cells.get(key)
+        if hit is not None and hit[0] is cell:
+            return hit[1]
+        lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        if len(self._cells) > 8 * max(1, self.row_count + 1) * max(1, len(self.columns)):
+            self._cells.clear()  # sizes, cursors and themes come and go: keep it bounded
+        self._cells[key] = (cell, lines)
+        return lines
 
     def severity_at(self, row_id: str, column: str) -> Severity:
         return self.shown.get(row_id, {}).get(column, ("", Severity.NONE))[1]
@@ -155,6 +208,7 @@ class LatencyTable(DataTable):
         keep = self.selected_id()
         self.clear(columns=True)
         self.shown.clear()
+        self._cells.clear()
         self.columns_in_use = columns
         self.widths = dict(widths)
         for col in columns:
@@ -178,6 +232,7 @@ class LatencyTable(DataTable):
                 # Rare (the set of series changes), so simplicity beats a minimal diff.
                 self.clear()
                 self.shown.clear()
+                self._cells.clear()
                 for row_id, cells in rows:
                     self._add(row_id, cells)
             if keep in self.shown:
@@ -202,6 +257,7 @@ class LatencyTable(DataTable):
 
     def restyle(self) -> None:
         """Re-create every cell from what is shown (the theme changed its colours)."""
+        self._cells.clear()
         for row_id, shown in self.shown.items():
             for col in self.columns_in_use:
                 if col.key in shown:
@@ -299,7 +355,7 @@ class LatencyPanel(Panel):
         self.app.theme_changed_signal.subscribe(self, lambda _t: self.table.restyle())
 
     def _title(self) -> None:
-        self.border_title = f"Latency · window {self.window}"
+        self.set_titles(f"Latency · window {self.window}")
 
     def render_snapshot(self, snap: Snapshot, window: str) -> None:
         self._title()

@@ -8,10 +8,12 @@ updates keeps a quiet screen from repainting (and from re-laying out) for nothin
 from __future__ import annotations
 
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from textual.containers import Vertical
 from textual.content import Content
 from textual.events import Resize
+from textual.widget import Widget
 from textual.widgets import Static
 
 from vtmon.model import Snapshot
@@ -33,15 +35,37 @@ class Panel(Vertical):
     def render_snapshot(self, snap: Snapshot, window: str) -> None:
         raise NotImplementedError
 
+    def set_titles(self, title: str | None = None, subtitle: str | None = None) -> None:
+        """Set the border title and subtitle (None: leave as is) only when they change:
+        Textual repaints the whole panel, children and all, on every assignment."""
+        set_border_title(self, title, subtitle)
+
     def on_resize(self, event: Resize) -> None:
         if self.snapshot is not None:
             self.render_snapshot(self.snapshot, self.window)
+
+
+# What each widget's border says, as last set here (the setter parses markup, so reading it
+# back would not always compare equal).
+_TITLES: WeakKeyDictionary[Widget, list[str | None]] = WeakKeyDictionary()
+
+
+def set_border_title(widget: Widget, title: str | None = None, subtitle: str | None = None) -> None:
+    """``widget.border_title = title`` (and subtitle) unless it already reads so."""
+    shown = _TITLES.setdefault(widget, [None, None])
+    if title is not None and title != shown[0]:
+        shown[0] = title
+        widget.border_title = title
+    if subtitle is not None and subtitle != shown[1]:
+        shown[1] = subtitle
+        widget.border_subtitle = subtitle
 
 
 class LiveStatic(Static):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._shown: str | None = None
+        self._content: Content | None = None
 
     def show(self, content: Content) -> bool:
         """Display ``content``; False when it was already on screen (text and styles)."""
@@ -49,8 +73,29 @@ class LiveStatic(Static):
         if key == self._shown:
             return False
         self._shown = key
-        self.update(content)
+        old, self._content = self._content, content
+        self.update(content, layout=self._size_may_change(old, content))
         return True
+
+    def _size_may_change(self, old: Content | None, new: Content) -> bool:
+        """Whether ``new`` may take another size than ``old`` (then the screen is laid out
+        again); a reading that changes every second keeps its lines, and skipping the layout
+        keeps the rest of the screen from being recomputed for it."""
+        width = self.content_size.width
+        if old is None or not width or not self.is_mounted:
+            return True
+        rules = self.styles
+        if new.plain.count("\n") != old.plain.count("\n"):
+            return True
+        # The widest line of each (Content caches it): when both fit, nothing wraps and the
+        # height is the number of lines; only otherwise is the wrapping worked out.
+        new_w, old_w = new.get_optimal_width(rules, width), old.get_optimal_width(rules, width)
+        if max(new_w, old_w) > width and new.get_height(rules, width) != old.get_height(
+            rules, width
+        ):
+            return True
+        w = rules.width
+        return w is not None and w.is_auto and new_w != old_w
 
     @property
     def shown_text(self) -> str:

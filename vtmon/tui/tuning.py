@@ -308,8 +308,9 @@ class TuningPanel(Panel):
             counts.append(f"{n_p} proposal{'' if n_p == 1 else 's'}")
         if n_a:
             counts.append(f"{n_a} applied")
-        self.border_title = " · ".join(["Tuning", *counts])
-        self.border_subtitle = modes_text(snap.tuner_modes).markup + " · m mode"
+        self.set_titles(
+            " · ".join(["Tuning", *counts]), modes_text(snap.tuner_modes).markup + " · m mode"
+        )
         self.set_class(bool(n_p), "-proposals")
         self.set_class(not rows(snap) and not unanswered(snap), "-empty")
 
