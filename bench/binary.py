@@ -18,15 +18,12 @@ import os
 import shutil
 import socket
 import struct
-import subprocess
-import sys
 import tempfile
 import time
 
 import numpy as np
 import psutil
-from common import machine, result
-from ingest import rpc, wait_for_socket
+from common import in_sketches, machine, result, rpc, serving
 
 HELLO = b'{"jsonrpc":"2.0","id":1,"method":"hello","params":{"format":"vtmon-binary/1"}}\n'
 GOAL = 20e6
@@ -126,14 +123,7 @@ def bench_numpy(vals: np.ndarray, total: int) -> float:
 
 
 def bench_vtmon(head: bytes, round_: bytes, n: int, samples: int) -> dict:
-    tmp = tempfile.mkdtemp(prefix="vtmon-bench-")
-    path = os.path.join(tmp, "bench.sock")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vtmon.cli", "serve", "--socket", path, "--data-dir", tmp],
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_socket(path)
+    with serving() as (path, proc, _tmp):
         base = rpc(path, "ingest")["accepted"]
         ready, go = mp.Event(), mp.Event()
         p = mp.Process(target=sender, args=(path, True, head, round_, n, ready, go))
@@ -150,29 +140,14 @@ def bench_vtmon(head: bytes, round_: bytes, n: int, samples: int) -> dict:
             rss = max(rss, ps.memory_info().rss)
         elapsed = time.perf_counter() - t0  # polled every 10 ms: a slight underestimate
         p.join()
-        in_sketches = 0.0
-        for _ in range(20):
-            snap = rpc(path, "snapshot")
-            in_sketches = sum(
-                r["windows"]["5m"]["count"]
-                for r in snap["series"]
-                if r["name"].startswith("bench.")
-            )
-            if in_sketches >= samples:
-                break
-            time.sleep(0.25)
         return {
             "counted": counted,
-            "in_sketches": in_sketches,
+            "in_sketches": in_sketches(path, samples),
             "elapsed_s": elapsed,
             "samples_per_s": counted / elapsed,
             "rss_before_mb": rss0 / 2**20,
             "rss_max_mb": rss / 2**20,
         }
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> None:

@@ -30,16 +30,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable
 
-from common import machine, result
-from ingest import rpc, wait_for_socket
+from common import machine, result, rpc, serving
 
 from vtmon.client import Client
 
@@ -183,14 +178,7 @@ def main() -> None:
     args = ap.parse_args()
     n, ng, runs = args.calls, args.gauge_calls, args.runs
 
-    tmp = tempfile.mkdtemp(prefix="vtmon-bench-")
-    path = os.path.join(tmp, "bench.sock")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vtmon.cli", "serve", "--socket", path, "--data-dir", tmp],
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_socket(path)
+    with serving() as (path, _proc, tmp):
         base = rpc(path, "ingest")["accepted"]
         client = Client(path)
         deadline = time.monotonic() + 10
@@ -241,10 +229,6 @@ def main() -> None:
         }
         client.close()
         res.update(others(path, args.other_calls, runs))
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        shutil.rmtree(tmp, ignore_errors=True)
 
     pair = res["perf_counter pair"]
 

@@ -1,9 +1,19 @@
-"""What every benchmark prints with its figures: the machine they came from."""
+"""What the benchmarks share: the machine they ran on, the closing table's rows, and a
+`vtmon serve` on a temporary socket to talk to."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -44,3 +54,66 @@ def result(
     row = {"figure": figure, "goal": goal, "measured": measured, "baseline": baseline, "ok": ok}
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(row) + "\n")
+
+
+def rpc(path: str, method: str, timeout: float = 30.0) -> dict:
+    """One JSON-RPC call on a fresh connection to vtmon's socket: its result."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(path)
+        s.sendall(json.dumps({"jsonrpc": "2.0", "id": 1, "method": method}).encode() + b"\n")
+        buf = b""
+        while b"\n" not in buf:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            buf += chunk
+    finally:
+        s.close()
+    return json.loads(buf.split(b"\n", 1)[0])["result"]
+
+
+def wait_for_socket(path: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            rpc(path, "ping")
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"vtmon serve did not come up on {path}")
+
+
+@contextlib.contextmanager
+def serving(*args: str) -> Iterator[tuple[str, subprocess.Popen, str]]:
+    """`vtmon serve` with history on, as by default, in a temporary folder (not the user's
+    own file): (socket path, process, folder). Stopped and removed afterwards."""
+    tmp = tempfile.mkdtemp(prefix="vtmon-bench-")
+    path = os.path.join(tmp, "bench.sock")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vtmon.cli", "serve", "--socket", path, "--data-dir", tmp, *args],
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_socket(path)
+        yield path, proc, tmp
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def in_sketches(path: str, want: float, prefix: str = "bench.") -> float:
+    """Samples of the ``prefix`` series in vtmon's 5-minute windows, read until ``want`` are
+    there (counted is not enough: they must have reached the sketches) or 5 s passed."""
+    got = 0.0
+    for _ in range(20):
+        snap = rpc(path, "snapshot")
+        got = sum(
+            r["windows"]["5m"]["count"] for r in snap["series"] if r["name"].startswith(prefix)
+        )
+        if got >= want:
+            break
+        time.sleep(0.25)
+    return got

@@ -15,7 +15,6 @@ is measured again over ``--load-seconds``. Needs tmux.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import shlex
@@ -28,7 +27,7 @@ import time
 from pathlib import Path
 
 import psutil
-from common import machine, result
+from common import machine, result, rpc
 
 WIDTH, HEIGHT = 200, 50
 SETTLE_S = 5.0  # first readings, themes, charts drawn
@@ -59,24 +58,6 @@ class Minimal(App):
 
 Minimal().run()
 """
-
-
-def rpc(path: str, method: str, timeout: float = 30.0) -> dict:
-    """One JSON-RPC call on a fresh connection to vtmon's socket."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    try:
-        s.connect(path)
-        s.sendall(json.dumps({"jsonrpc": "2.0", "id": 1, "method": method}).encode() + b"\n")
-        buf = b""
-        while b"\n" not in buf:
-            chunk = s.recv(1 << 20)
-            if not chunk:
-                break
-            buf += chunk
-    finally:
-        s.close()
-    return json.loads(buf.split(b"\n", 1)[0])["result"]
 
 
 def counted(path: str) -> int:
@@ -114,9 +95,8 @@ class Console:
         self.session = f"vtmon-bench-{name}-{os.getpid()}"
         subprocess.run(["tmux", "kill-session", "-t", self.session], capture_output=True)
         self.started = time.monotonic()
-        # As a user's installed vtmon runs: with its compiled bytecode (a development shell
-        # may set PYTHONDONTWRITEBYTECODE, which makes every start compile from source and
-        # costs about 2.6 MB of memory that an installed vtmon does not pay).
+        # As a user's installed vtmon runs: from its compiled bytecode (a development shell
+        # may set PYTHONDONTWRITEBYTECODE, which makes every start compile from source).
         line = "env -u PYTHONDONTWRITEBYTECODE " + shlex.join(command)  # through the shell
         subprocess.run(
             ["tmux", "new-session", "-d", "-s", self.session, "-x", str(WIDTH), "-y", str(HEIGHT),

@@ -34,8 +34,8 @@ import tempfile
 import threading
 import time
 
-from common import machine, result
-from console import Console, compile_vtmon, counted, need_tmux, rpc, statsd_lines, vtmon_command
+from common import machine, result, rpc
+from console import Console, compile_vtmon, counted, need_tmux, statsd_lines, vtmon_command
 
 HELP_TITLE = "vtmon keys"  # the help screen's border title
 FLAT_MB = 5.0  # "flat": the last 20 s may not exceed the first 20 s by more than this

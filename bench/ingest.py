@@ -33,12 +33,10 @@ import multiprocessing as mp
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 
-from common import machine, result
+from common import in_sketches, machine, result, rpc, serving
 
 GOAL = 0.8  # of the readline server's rate on the same lines
 
@@ -92,45 +90,8 @@ def sender(path: str, payload: bytes, ready: mp.Event, go: mp.Event) -> None:
     s.close()
 
 
-def rpc(path: str, method: str) -> dict:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(30)
-    s.connect(path)
-    s.sendall(json.dumps({"jsonrpc": "2.0", "id": 1, "method": method}).encode() + b"\n")
-    buf = b""
-    while b"\n" not in buf:
-        chunk = s.recv(1 << 20)
-        if not chunk:
-            break
-        buf += chunk
-    s.close()
-    return json.loads(buf.split(b"\n", 1)[0])["result"]
-
-
-def wait_for_socket(path: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            rpc(path, "ping")
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"vtmon serve did not come up on {path}")
-
-
 def bench_vtmon(lines: int, series: int, payload: bytes, serve_args: tuple[str, ...] = ()) -> dict:
-    tmp = tempfile.mkdtemp(prefix="vtmon-bench-")
-    path = os.path.join(tmp, "bench.sock")
-    env = dict(os.environ)
-    proc = subprocess.Popen(
-        # History on, as by default, in the temporary folder (not the user's own file).
-        [sys.executable, "-m", "vtmon.cli", "serve", "--socket", path, "--data-dir", tmp]
-        + list(serve_args),
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
-    try:
-        wait_for_socket(path)
+    with serving(*serve_args) as (path, _proc, _tmp):
         base = rpc(path, "ingest")["accepted"]
         ready, go = mp.Event(), mp.Event()
         p = mp.Process(target=sender, args=(path, payload, ready, go))
@@ -156,32 +117,16 @@ def bench_vtmon(lines: int, series: int, payload: bytes, serve_args: tuple[str, 
         # Polled every 20 ms, so the rate is a slight underestimate.
         elapsed = time.perf_counter() - t0
         p.join()
-        # And every line must have reached the sketches, not only the counters: the next
-        # Snapshots show them.
-        in_sketches = 0.0
-        for _ in range(20):
-            snap = rpc(path, "snapshot")
-            in_sketches = sum(
-                r["windows"]["5m"]["count"]
-                for r in snap["series"]
-                if r["name"].startswith("bench.")
-            )
-            if in_sketches >= lines:
-                break
-            time.sleep(0.25)
+        sketched = in_sketches(path, lines)
         gaps = [b - a for a, b in zip(snap_times, snap_times[1:], strict=False)]
         return {
             "counted": counted,
-            "in_sketches": in_sketches,
+            "in_sketches": sketched,
             "elapsed_s": elapsed,
             "lines_per_s": counted / elapsed,
             "max_snapshot_gap_s": max(gaps) if gaps else None,
             "snapshots_seen": len(snap_times),
         }
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def bare_server(path: str, expected: int, result: mp.Queue) -> None:

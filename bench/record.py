@@ -23,7 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ingest import machine, make_payload, rpc, sender, wait_for_socket  # noqa: E402
+from common import machine, rpc, wait_for_socket  # noqa: E402
+from ingest import make_payload, sender  # noqa: E402
 
 from vtmon.config import Config  # noqa: E402
 from vtmon.engine.clock import ManualClock  # noqa: E402
