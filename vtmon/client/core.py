@@ -227,10 +227,8 @@ class Client:
         else:
             try:
                 key = self._counters[name]
-            except KeyError:
-                key = self._counters[name] = self._series(COUNTER, name, {})
-            except TypeError:  # an unhashable name: refused when sent, counted as invalid
-                key = Series(COUNTER, name)
+            except (KeyError, TypeError):
+                key = self._untagged(COUNTER, self._counters, name)
         buf = self._buf
         if len(buf) >= self._high:
             self._full()
@@ -243,10 +241,8 @@ class Client:
         else:
             try:
                 key = self._gauges[name]
-            except KeyError:
-                key = self._gauges[name] = self._series(GAUGE, name, {})
-            except TypeError:  # an unhashable name: refused when sent, counted as invalid
-                key = Series(GAUGE, name)
+            except (KeyError, TypeError):
+                key = self._untagged(GAUGE, self._gauges, name)
         buf = self._buf
         if len(buf) >= self._high:
             self._full()
@@ -323,6 +319,14 @@ class Client:
         del self._buf[: 2 * n]
         self.dropped += n
         self._unreported += n
+
+    def _untagged(self, kind: int, cache: dict[Any, Series], name: Any) -> Series:
+        """The series of an untagged counter or gauge not yet in ``cache`` (kept there)."""
+        try:
+            key = cache[name] = self._series(kind, name, {})
+        except TypeError:  # an unhashable name: refused when sent, counted as invalid
+            key = Series(kind, name)
+        return key
 
     def _series(self, kind: int, name: Any, tags: dict[str, Any]) -> Series:
         """The series of ``name`` with ``tags`` (cached, one object per kind, name and tags)."""
