@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from textual.color import Color
 
+from vtmon.config import Config
+from vtmon.engine.clock import ManualClock
 from vtmon.engine.monitor import Monitor
-from vtmon.model import Snapshot
+from vtmon.engine.sensors import SensorReader
+from vtmon.model import Batch, DistBuf, Event, SeriesKey, Snapshot
+from vtmon.store.db import HistoryStore
 from vtmon.tui.app import VtmonApp
+
+SOCK = "/tmp/vtmon-test/vtmon.sock"  # only shown: nothing listens there
 
 
 def screen_text(app: VtmonApp) -> str:
@@ -27,3 +34,41 @@ async def start(pilot: Any, monitor: Monitor) -> Snapshot:
     snap = monitor.tick()
     await pilot.pause()
     return snap
+
+
+def screen_monitor(
+    tmp_path: Path,
+    clock: ManualClock,
+    *,
+    watching: str = "test workload",
+    store: HistoryStore | None = None,
+) -> Monitor:
+    """The engine a screen test drives: the real Monitor on the injected clock, with an empty
+    fake /sys (the sensor reader finds nothing and says why: no real hardware)."""
+    (tmp_path / "sys").mkdir(exist_ok=True)
+    return Monitor(
+        Config(),
+        clock=clock,
+        socket_path=SOCK,
+        watching=watching,
+        sensors=SensorReader(tmp_path / "sys", use_psutil=False),
+        store=store,
+    )
+
+
+def feed(
+    monitor: Monitor,
+    clock: ManualClock,
+    series: dict[SeriesKey, list[float]],
+    rejected: dict[str, int] | None = None,
+    events: list[Event] | None = None,
+) -> None:
+    """Hand the engine one batch of latencies (and rejections, events) as the socket would."""
+    batch = Batch(received=clock.time())
+    for key, values in series.items():
+        batch.dist[key] = DistBuf(values=list(values))
+        batch.accepted += len(values)
+    for reason, n in (rejected or {}).items():
+        batch.rejected[reason] += n
+    batch.events.extend(events or [])
+    monitor.submit(batch)

@@ -11,13 +11,13 @@ import psutil
 import pytest
 from textual.color import Color
 
-from tests.screen import same_colour, screen_text, start
+from tests.screen import SOCK, feed, same_colour, screen_monitor, screen_text, start
 from vtmon.config import Config
 from vtmon.engine.clock import ManualClock
 from vtmon.engine.collector import SystemCollector
 from vtmon.engine.monitor import Monitor
 from vtmon.engine.sensors import SensorReader
-from vtmon.model import Batch, DistBuf, Event, SeriesKey, make_tags
+from vtmon.model import Event, SeriesKey, make_tags
 from vtmon.store.db import HistoryStore
 from vtmon.tui import fmt, keys
 from vtmon.tui.app import VtmonApp
@@ -31,37 +31,11 @@ from vtmon.tui.themes import load_theme_file, load_themes, theme_dirs
 API = SeriesKey("api.request_latency", make_tags({"component": "api-server", "endpoint": "/users"}))
 VOICE = SeriesKey("voice.synth_latency", make_tags({"component": "voice-engine"}))
 API_ID = API.id
-SOCK = "/tmp/vtmon-test/vtmon.sock"
 
 
 @pytest.fixture
 def monitor(tmp_path: Path, clock: ManualClock) -> Monitor:
-    # An empty fake /sys: the sensor reader finds nothing and says why (no real hardware).
-    (tmp_path / "sys").mkdir()
-    return Monitor(
-        Config(),
-        clock=clock,
-        socket_path=SOCK,
-        watching="test workload",
-        sensors=SensorReader(tmp_path / "sys", use_psutil=False),
-    )
-
-
-def feed(
-    monitor: Monitor,
-    clock: ManualClock,
-    series: dict[SeriesKey, list[float]],
-    rejected: dict[str, int] | None = None,
-    events: list[Event] | None = None,
-) -> None:
-    batch = Batch(received=clock.time())
-    for key, values in series.items():
-        batch.dist[key] = DistBuf(values=list(values))
-        batch.accepted += len(values)
-    for reason, n in (rejected or {}).items():
-        batch.rejected[reason] += n
-    batch.events.extend(events or [])
-    monitor.submit(batch)
+    return screen_monitor(tmp_path, clock)
 
 
 def mixed_latencies() -> list[float]:

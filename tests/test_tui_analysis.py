@@ -15,17 +15,13 @@ from typing import Any
 
 import pytest
 
-from tests.screen import same_colour, screen_text, start
-from vtmon.config import Config
+from tests.screen import feed, same_colour, screen_monitor, screen_text, start
 from vtmon.engine.clock import ManualClock
 from vtmon.engine.monitor import Monitor
-from vtmon.engine.sensors import SensorReader
 from vtmon.model import (
     Alert,
-    Batch,
     Bottleneck,
     Cause,
-    DistBuf,
     Evidence,
     Health,
     Prediction,
@@ -70,23 +66,8 @@ class WithAnalysis:
 
 @pytest.fixture
 def monitor(tmp_path: Path, clock: ManualClock) -> Monitor:
-    (tmp_path / "sys").mkdir()
-    m = Monitor(
-        Config(),
-        clock=clock,
-        socket_path="/tmp/vtmon-test/vtmon.sock",
-        watching="test workload",
-        sensors=SensorReader(tmp_path / "sys", use_psutil=False),
-    )
-    batch = Batch(received=clock.time())
-    for key, values in {
-        API: [50.0] * 60 + [520.0] * 40,
-        VOICE: [120.0] * 20,
-        TERM: [20.0] * 30,
-    }.items():
-        batch.dist[key] = DistBuf(values=values)
-        batch.accepted += len(values)
-    m.submit(batch)
+    m = screen_monitor(tmp_path, clock)
+    feed(m, clock, {API: [50.0] * 60 + [520.0] * 40, VOICE: [120.0] * 20, TERM: [20.0] * 30})
     return m
 
 

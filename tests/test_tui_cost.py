@@ -16,11 +16,9 @@ from textual.geometry import Region
 from textual.strip import Strip
 from textual.widget import Widget
 
-from tests.screen import screen_text, start
-from vtmon.config import Config
+from tests.screen import SOCK, feed, screen_monitor, screen_text, start
 from vtmon.engine.clock import ManualClock
 from vtmon.engine.monitor import Monitor
-from vtmon.engine.sensors import SensorReader
 from vtmon.model import Batch, DistBuf, SeriesKey, make_tags
 from vtmon.tui.app import VtmonApp
 from vtmon.tui.header import HeaderBar
@@ -32,21 +30,7 @@ API = SeriesKey("api.request_latency", make_tags({"component": "api-server"}))
 
 @pytest.fixture
 def monitor(tmp_path: Path, clock: ManualClock) -> Monitor:
-    (tmp_path / "sys").mkdir()
-    return Monitor(
-        Config(),
-        clock=clock,
-        socket_path="/tmp/vtmon-test/vtmon.sock",
-        watching="test workload",
-        sensors=SensorReader(tmp_path / "sys", use_psutil=False),
-    )
-
-
-def feed(monitor: Monitor, clock: ManualClock) -> None:
-    batch = Batch(received=clock.time())
-    batch.dist[API] = DistBuf(values=[50.0] * 60 + [150.0] * 40)
-    batch.accepted += 100
-    monitor.submit(batch)
+    return screen_monitor(tmp_path, clock)
 
 
 class Repaints:
@@ -69,7 +53,7 @@ class Repaints:
 async def test_a_quiet_second_repaints_only_the_clock_the_machine_and_the_charts(
     monitor: Monitor, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    feed(monitor, clock)
+    feed(monitor, clock, {API: [50.0] * 60 + [150.0] * 40})
     app = VtmonApp(monitor)
     async with app.run_test(size=(200, 50)) as pilot:
         for _ in range(3):  # drawn, laid out, charts sized
@@ -94,15 +78,9 @@ async def test_a_quiet_second_repaints_only_the_clock_the_machine_and_the_charts
 
 
 async def test_the_header_names_the_socket_once(tmp_path: Path, clock: ManualClock) -> None:
-    (tmp_path / "sys").mkdir()
-    sock = "/tmp/vtmon-test/vtmon.sock"
-    monitor = Monitor(
-        Config(),
-        clock=clock,
-        socket_path=sock,
-        watching=f"metrics on {sock}",  # what `vtmon` itself says it watches
-        sensors=SensorReader(tmp_path / "sys", use_psutil=False),
-    )
+    sock = SOCK
+    # what `vtmon` itself says it watches
+    monitor = screen_monitor(tmp_path, clock, watching=f"metrics on {sock}")
     app = VtmonApp(monitor)
     async with app.run_test(size=(200, 50)) as pilot:
         await start(pilot, monitor)

@@ -13,12 +13,10 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 
-from tests.screen import screen_text, start
-from vtmon.config import Config
+from tests.screen import screen_monitor, screen_text, start
 from vtmon.engine.clock import ManualClock
 from vtmon.engine.collector import SystemCollector
 from vtmon.engine.monitor import Monitor, chart_resolution
-from vtmon.engine.sensors import SensorReader
 from vtmon.model import Batch, DistBuf, ResourceHistory, SeriesKey, make_tags
 from vtmon.store.db import HistoryStore
 from vtmon.tui.app import HISTORY_OFF, VtmonApp
@@ -28,22 +26,14 @@ from vtmon.tui.live import LiveStatic
 
 API = SeriesKey("api.request_latency", make_tags({"component": "api-server"}))
 VOICE = SeriesKey("voice.synth_latency", make_tags({"component": "voice-engine"}))
-SOCK = "/tmp/vtmon-test/vtmon.sock"
 STEP_S = 10  # one tick every 10 s of simulated time: continuous at the 10 s resolution
 BEFORE_MS, AFTER_MS = 40.0, 200.0  # what the first and the second run measured
 
 
 def new_monitor(tmp_path: Path, clock: ManualClock, history: bool = True) -> Monitor:
-    (tmp_path / "sys").mkdir(exist_ok=True)  # an empty fake /sys: no sensors
     store = HistoryStore.open(tmp_path / "data", clock=clock) if history else None
     assert store is None or store.persistent, store.warning
-    return Monitor(
-        Config(),
-        clock=clock,
-        socket_path=SOCK,
-        sensors=SensorReader(tmp_path / "sys", use_psutil=False),
-        store=store,
-    )
+    return screen_monitor(tmp_path, clock, watching="", store=store)
 
 
 def run_for(monitor: Monitor, clock: ManualClock, seconds: int, api_ms: float) -> None:

@@ -12,13 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.screen import screen_text
+from tests.screen import screen_monitor, screen_text
 from tests.test_tuner import BUFFERS, FakeKnobs
-from vtmon.config import Config
 from vtmon.engine.clock import ManualClock
 from vtmon.engine.common import MIB
 from vtmon.engine.monitor import Monitor
-from vtmon.engine.sensors import SensorReader
 from vtmon.engine.tuner import Tuner
 from vtmon.model import ActionState, Batch, Kind, Knob, SeriesKey, make_tags
 from vtmon.store.journal import MemoryJournal
@@ -56,14 +54,7 @@ class Rig:
 
 @pytest.fixture
 def rig(tmp_path: Path, clock: ManualClock) -> Rig:
-    (tmp_path / "sys").mkdir()
-    monitor = Monitor(
-        Config(),
-        clock=clock,
-        socket_path="/tmp/vtmon-test/vtmon.sock",
-        watching="test workload",
-        sensors=SensorReader(tmp_path / "sys", use_psutil=False),
-    )
+    monitor = screen_monitor(tmp_path, clock)
     journal = MemoryJournal()
     fake = FakeKnobs(journal, {BUFFERS.name: BUFFERS, API_BUF.name: API_BUF})
     monitor.tuner = Tuner(monitor.config, journal, [fake])
