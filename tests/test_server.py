@@ -7,6 +7,7 @@ import os
 import socket
 import stat
 import struct
+import time
 
 import pytest
 import statsd
@@ -206,3 +207,51 @@ def test_monitor_clock_is_injected(clock: ManualClock, server, monitor):
     (lat,) = _series(monitor.tick(), "d.latency")
     assert lat.windows["1m"].count == 0
     assert lat.windows["5m"].count == 1
+
+
+# -- a person's key press goes first ------------------------------------------------------
+
+
+def test_a_hold_for_the_screen_stops_reading_and_loses_nothing(server, monitor) -> None:
+    now = [100.0]  # the hold's clock stands still: only release_ingest ends it
+    monitor.hold_clock = lambda: now[0]
+    assert monitor.hold_ingest()
+    s = connect(server.path)
+    s.sendall(b"api.request_latency:12.5|ms|#component:api-server\n" * 1000)
+    deadline = time.monotonic() + 10
+    while monitor.holds == 0 and time.monotonic() < deadline:
+        time.sleep(0.005)  # until the reader waits: another thread's progress, not a clock
+    assert monitor.holds == 1 and monitor.lines_in == 0  # read, parsed, not handed over
+    monitor.release_ingest()
+    monitor.wait_lines(1000)
+    assert connection_stats(s) == {"accepted": 1000, "rejected": {}}
+    (row,) = _series(monitor.tick(), "api.request_latency")
+    assert row.windows["1m"].count == 1000
+
+
+def test_a_hold_lasts_a_second_at_most_then_rests_as_long(monitor) -> None:
+    now = [0.0]
+    monitor.hold_clock = lambda: now[0]
+    assert monitor.hold_ingest() and monitor.held
+    now[0] = 0.15
+    assert monitor.held  # a key answered within HOLD_S
+    now[0] = 0.25
+    assert not monitor.held
+    assert monitor.hold_ingest()  # a new key: a new hold
+    for t in (0.35, 0.45, 0.55, 0.65, 0.75, 0.85, 0.95, 1.05, 1.15):
+        now[0] = t
+        monitor.hold_ingest()  # keys keep coming (one held down): each extends the hold
+    now[0] = 1.24
+    assert monitor.held
+    now[0] = 1.26  # a second in a row since 0.25: the input runs again,
+    assert not monitor.held
+    assert not monitor.hold_ingest()  # and keeps running for as long,
+    now[0] = 2.2
+    assert not monitor.hold_ingest()
+    now[0] = 2.26
+    assert monitor.hold_ingest()  # then keys go first again
+    now[0] = 2.3
+    monitor.release_ingest()
+    assert not monitor.held
+    now[0] = 2.35
+    assert monitor.hold_ingest()  # a short hold leaves no rest

@@ -225,6 +225,20 @@ async def test_help_lists_every_key_from_the_registry(monitor: Monitor) -> None:
         assert not isinstance(app.screen, HelpScreen)
 
 
+async def test_a_key_press_holds_the_input_while_the_screen_answers(monitor: Monitor) -> None:
+    now = [50.0]
+    monitor.hold_clock = lambda: now[0]
+    app = VtmonApp(monitor)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await start(pilot, monitor)
+        assert not monitor.held
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        assert monitor.held  # the socket's reader waited while help was drawn
+        now[0] += 0.5
+        assert not monitor.held  # and no longer than that
+
+
 async def test_help_fits_a_100_column_terminal(monitor: Monitor) -> None:
     app = VtmonApp(monitor)
     async with app.run_test(size=(100, 36)) as pilot:

@@ -14,6 +14,7 @@ import queue
 import socket
 import sys
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -58,6 +59,11 @@ log = logging.getLogger(__name__)
 QUEUE_BATCHES = 64
 RECENT_EVENTS = 50
 SWITCH_INTERVAL_S = 0.001
+# A person's key press goes first: the socket's reader waits while the screen answers it
+# (hold_ingest: the screen draws a new view in 20-50 ms under a flood), at most a second in a
+# row when keys keep coming.
+HOLD_S = 0.2
+HOLD_RUN_MAX_S = 1.0
 # Long-span charts: at most this many points, each a round number of seconds (a multiple of
 # the stored resolutions with the default tiers: 1 h in 10 s points, 7 days in 30 min).
 CHART_POINTS = 400
@@ -151,18 +157,63 @@ class Monitor:
         self._next_sensors = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Holds for the screen (hold_ingest) run on real time, not on self.clock: a replay's
+        # clock may stand still while its reader must not.
+        self.hold_clock: Callable[[], float] = time.monotonic
+        self._hold_until = 0.0  # hold_clock() until which submit() waits
+
+        self._hold_started = 0.0
+        self._released = threading.Event()
+        self.holds = 0  # batches that waited for the screen (tests, debugging)
 
     # -- input -------------------------------------------------------------------------------
 
     def submit(self, batch: Batch, timeout: float = 5.0) -> bool:
-        """Hand a batch to the engine (any thread). Waits while the engine is behind;
-        a batch that still cannot be queued is dropped and its samples counted."""
+        """Hand a batch to the engine (any thread). Waits while the engine is behind or the
+        screen holds the input (``hold_ingest``); a batch that still cannot be queued is
+        dropped and its samples counted."""
+        if self._hold_until:
+            self._wait_for_release()
         try:
             self._queue.put(batch, timeout=timeout)
             return True
         except queue.Full:
             self._dropped += _sample_count(batch)
             return False
+
+    def hold_ingest(self) -> bool:
+        """Let the screen answer a person first: for ``HOLD_S`` from now the socket's reader
+        waits in ``submit`` and the engine thread between batches, so the interpreter is the
+        screen's. The reader's senders wait on the socket meanwhile, as when the engine is
+        behind: nothing is lost. Each call extends the hold, up to ``HOLD_RUN_MAX_S`` in a
+        row; after a hold that long, the next one starts no sooner than as long again (a key
+        held down must not stop the input). False when refused for that."""
+        now = self.hold_clock()
+        if now >= self._hold_until:  # a new hold
+            ran = self._hold_until - self._hold_started
+            if ran >= HOLD_RUN_MAX_S and now < self._hold_until + HOLD_RUN_MAX_S:
+                return False
+            self._hold_started = now
+            self._released.clear()
+        self._hold_until = min(now + HOLD_S, self._hold_started + HOLD_RUN_MAX_S)
+        return True
+
+    @property
+    def held(self) -> bool:
+        """True while a hold_ingest lasts."""
+        return self.hold_clock() < self._hold_until
+
+    def release_ingest(self) -> None:
+        """End a hold now (any thread)."""
+        self._hold_until = min(self._hold_until, self.hold_clock()) if self._hold_until else 0.0
+        self._released.set()
+
+    def _wait_for_release(self) -> None:
+        left = self._hold_until - self.hold_clock()
+        if left > 0:
+            self.holds += 1
+        while left > 0 and not self._released.wait(left):
+            left = self._hold_until - self.hold_clock()
 
     def subscribe(self, fn: Callable[[Snapshot], None]) -> Callable[[], None]:
         with self._sub_lock:
@@ -490,6 +541,11 @@ class Monitor:
                 if deadline < self.clock.monotonic() - interval:
                     deadline = self.clock.monotonic() + interval
                 continue
+            if self._hold_until:  # the screen goes first (hold_ingest), up to the next tick
+                left = min(self._hold_until - self.hold_clock(), wait)
+                if left > 0:
+                    self._released.wait(left)
+                    continue
             try:
                 batch = self._queue.get(timeout=min(wait, 0.25))
             except queue.Empty:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.events import Resize
+from textual.events import Event, Key, MouseDown, Resize
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer
@@ -165,6 +165,17 @@ class VtmonApp(App[None]):
                     pass
         if self.monitor.latest is not None:
             self._on_snapshot(self.monitor.latest)
+
+    async def on_event(self, event: Event) -> None:
+        # A key press or click goes ahead of the socket: the engine's reader waits while the
+        # screen answers it (Monitor.hold_ingest; its senders wait on the socket meanwhile,
+        # nothing is lost). Under a flood the reader would otherwise keep most of the
+        # interpreter while the screen draws the new view.
+        if isinstance(event, (Key, MouseDown)) and not event.is_forwarded:
+            hold = getattr(self.monitor, "hold_ingest", None)  # a SnapshotSource may have none
+            if hold is not None:
+                hold()
+        await super().on_event(event)
 
     def on_resize(self, event: Resize) -> None:
         # Less space between the keys on a narrow screen, so all of them stay readable.
