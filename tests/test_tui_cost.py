@@ -15,6 +15,7 @@ from textual.color import Color
 from textual.geometry import Region
 from textual.strip import Strip
 from textual.widget import Widget
+from textual.widgets import DataTable
 
 from tests.screen import SOCK, feed, screen_monitor, screen_text, start
 from vtmon.engine.clock import ManualClock
@@ -165,3 +166,33 @@ async def test_a_changed_cell_is_drawn_anew_and_the_cursor_moves_its_highlight(
         await pilot.press("down")
         assert table.cursor_row == 1
         assert looks(first) != before[0] and looks(second) != before[1]
+
+
+async def test_only_the_changed_cells_are_rendered_again(
+    monitor: Monitor, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # DataTable renders every cell again after any update; the latency table renders again
+    # only the cells whose text changed (LatencyTable._render_cell).
+    other = SeriesKey("db.query_latency", make_tags({"component": "db"}))
+    feed(monitor, clock, {API: [40.0] * 100, other: [5.0] * 100})
+    app = VtmonApp(monitor)
+    async with app.run_test(size=(200, 50)) as pilot:
+        for _ in range(3):
+            await start(pilot, monitor)
+        table = app.query_one(LatencyTable)
+        rendered: list[tuple[int, int]] = []
+        original = DataTable._render_cell
+
+        def render_cell(self: DataTable, row: int, column: int, *args: Any) -> Any:
+            rendered.append((row, column))
+            return original(self, row, column, *args)
+
+        monkeypatch.setattr(DataTable, "_render_cell", render_cell)
+        api_row, other_row = table.get_row_index(API.id), table.get_row_index(other.id)
+        feed(monitor, clock, {API: [45.0] * 400})  # only the api-server row changes
+        clock.advance(1)
+        await start(pilot, monitor)
+        await pilot.pause()
+        assert table.get_row_index(API.id) == api_row  # the rows kept their places
+        assert any(r == api_row for r, _ in rendered)  # its changed cells were drawn
+        assert not any(r == other_row for r, _ in rendered)  # the unchanged row was not
