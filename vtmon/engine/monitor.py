@@ -161,7 +161,6 @@ class Monitor:
         # clock may stand still while its reader must not.
         self.hold_clock: Callable[[], float] = time.monotonic
         self._hold_until = 0.0  # hold_clock() until which submit() waits
-
         self._hold_started = 0.0
         self._released = threading.Event()
         self.holds = 0  # batches that waited for the screen (tests, debugging)
