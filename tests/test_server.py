@@ -215,7 +215,7 @@ def test_monitor_clock_is_injected(clock: ManualClock, server, monitor):
 def test_a_hold_for_the_screen_stops_reading_and_loses_nothing(server, monitor) -> None:
     now = [100.0]  # the hold's clock stands still: only release_ingest ends it
     monitor.hold_clock = lambda: now[0]
-    assert monitor.hold_ingest()
+    assert monitor.hold_ingest(until_released=True)
     s = connect(server.path)
     s.sendall(b"api.request_latency:12.5|ms|#component:api-server\n" * 1000)
     deadline = time.monotonic() + 10
@@ -252,6 +252,10 @@ def test_a_hold_lasts_a_second_at_most_then_rests_as_long(monitor) -> None:
     assert monitor.hold_ingest()  # then keys go first again
     now[0] = 2.3
     monitor.release_ingest()
+    assert monitor.held  # a key's hold runs its time
+    now[0] = 2.5
     assert not monitor.held
-    now[0] = 2.35
-    assert monitor.hold_ingest()  # a short hold leaves no rest
+    assert monitor.hold_ingest(until_released=True)  # a short hold leaves no rest
+    now[0] = 2.55
+    monitor.release_ingest()
+    assert not monitor.held  # one taken until released ends then

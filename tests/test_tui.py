@@ -17,7 +17,7 @@ from vtmon.engine.clock import ManualClock
 from vtmon.engine.collector import SystemCollector
 from vtmon.engine.monitor import Monitor
 from vtmon.engine.sensors import SensorReader
-from vtmon.model import Event, SeriesKey, make_tags
+from vtmon.model import Event, SeriesKey, Snapshot, make_tags
 from vtmon.store.db import HistoryStore
 from vtmon.tui import fmt, keys
 from vtmon.tui.app import VtmonApp
@@ -237,6 +237,24 @@ async def test_a_key_press_holds_the_input_while_the_screen_answers(monitor: Mon
         assert monitor.held  # the socket's reader waited while help was drawn
         now[0] += 0.5
         assert not monitor.held  # and no longer than that
+
+
+async def test_the_input_waits_while_a_snapshot_is_drawn(monitor: Monitor) -> None:
+    now = [50.0]
+    monitor.hold_clock = lambda: now[0]
+    app = VtmonApp(monitor)
+    held_while_drawing: list[bool] = []
+    async with app.run_test(size=(120, 36)) as pilot:
+        draw = app.render_snapshot
+
+        def render_snapshot(snap: Snapshot) -> None:
+            held_while_drawing.append(monitor.held)
+            draw(snap)
+
+        app.render_snapshot = render_snapshot  # type: ignore[method-assign]
+        await start(pilot, monitor)
+        assert held_while_drawing == [True]  # the socket's reader waited while it was drawn,
+        assert not monitor.held  # and reads on once the screen is painted (the clock stood still)
 
 
 async def test_help_fits_a_100_column_terminal(monitor: Monitor) -> None:

@@ -160,9 +160,10 @@ class Monitor:
         # Holds for the screen (hold_ingest) run on real time, not on self.clock: a replay's
         # clock may stand still while its reader must not.
         self.hold_clock: Callable[[], float] = time.monotonic
-        self._hold_until = 0.0  # hold_clock() until which submit() waits
+        self._hold = threading.Condition()  # notified when a hold ends early
+        self._hold_until = 0.0  # hold_clock() until which the reader and the engine wait
+        self._timed_until = 0.0  # the part of it that release_ingest does not end
         self._hold_started = 0.0
-        self._released = threading.Event()
         self.holds = 0  # batches that waited for the screen (tests, debugging)
 
     # -- input -------------------------------------------------------------------------------
@@ -172,7 +173,7 @@ class Monitor:
         screen holds the input (``hold_ingest``); a batch that still cannot be queued is
         dropped and its samples counted."""
         if self._hold_until:
-            self._wait_for_release()
+            self._wait_for_screen()
         try:
             self._queue.put(batch, timeout=timeout)
             return True
@@ -180,22 +181,26 @@ class Monitor:
             self._dropped += _sample_count(batch)
             return False
 
-    def hold_ingest(self) -> bool:
-        """Let the screen answer a person first: for ``HOLD_S`` from now the socket's reader
-        waits in ``submit`` and the engine thread between batches, so the interpreter is the
-        screen's. The reader's senders wait on the socket meanwhile, as when the engine is
-        behind: nothing is lost. Each call extends the hold, up to ``HOLD_RUN_MAX_S`` in a
-        row; after a hold that long, the next one starts no sooner than as long again (a key
-        held down must not stop the input). False when refused for that."""
-        now = self.hold_clock()
-        if now >= self._hold_until:  # a new hold
-            ran = self._hold_until - self._hold_started
-            if ran >= HOLD_RUN_MAX_S and now < self._hold_until + HOLD_RUN_MAX_S:
-                return False
-            self._hold_started = now
-            self._released.clear()
-        self._hold_until = min(now + HOLD_S, self._hold_started + HOLD_RUN_MAX_S)
-        return True
+    def hold_ingest(self, *, until_released: bool = False) -> bool:
+        """Let the screen go first: for ``HOLD_S`` from now (or, ``until_released``, until
+        ``release_ingest`` if sooner) the socket's reader waits in ``submit`` and the engine
+        thread between batches, so the interpreter is the screen's. The reader's senders wait
+        on the socket meanwhile, as when the engine is behind: nothing is lost. Each call
+        extends the hold, up to ``HOLD_RUN_MAX_S`` in a row; after a hold that long, the next
+        one starts no sooner than as long again (keys held down must not stop the input).
+        False when refused for that."""
+        with self._hold:
+            now = self.hold_clock()
+            if now >= self._hold_until:  # a new hold
+                ran = self._hold_until - self._hold_started
+                if ran >= HOLD_RUN_MAX_S and now < self._hold_until + HOLD_RUN_MAX_S:
+                    return False
+                self._hold_started = now
+            until = min(now + HOLD_S, self._hold_started + HOLD_RUN_MAX_S)
+            self._hold_until = max(self._hold_until, until)
+            if not until_released:
+                self._timed_until = max(self._timed_until, until)
+            return True
 
     @property
     def held(self) -> bool:
@@ -203,16 +208,23 @@ class Monitor:
         return self.hold_clock() < self._hold_until
 
     def release_ingest(self) -> None:
-        """End a hold now (any thread)."""
-        self._hold_until = min(self._hold_until, self.hold_clock()) if self._hold_until else 0.0
-        self._released.set()
+        """End the holds taken ``until_released`` (any thread); a timed one runs its time."""
+        with self._hold:
+            now = self.hold_clock()
+            if self._hold_until > now:
+                self._hold_until = max(self._timed_until, now)
+                self._hold.notify_all()
 
-    def _wait_for_release(self) -> None:
-        left = self._hold_until - self.hold_clock()
-        if left > 0:
-            self.holds += 1
-        while left > 0 and not self._released.wait(left):
-            left = self._hold_until - self.hold_clock()
+    def _wait_for_screen(self, most: float = math.inf) -> None:
+        """Wait while a hold lasts, ``most`` seconds at most."""
+        with self._hold:
+            end = self.hold_clock() + most
+            left = min(self._hold_until, end) - self.hold_clock()
+            if left > 0:
+                self.holds += 1
+            while left > 0:
+                self._hold.wait(left)
+                left = min(self._hold_until, end) - self.hold_clock()
 
     def subscribe(self, fn: Callable[[Snapshot], None]) -> Callable[[], None]:
         with self._sub_lock:
@@ -540,11 +552,9 @@ class Monitor:
                 if deadline < self.clock.monotonic() - interval:
                     deadline = self.clock.monotonic() + interval
                 continue
-            if self._hold_until:  # the screen goes first (hold_ingest), up to the next tick
-                left = min(self._hold_until - self.hold_clock(), wait)
-                if left > 0:
-                    self._released.wait(left)
-                    continue
+            if self._hold_until > self.hold_clock():  # the screen goes first, until the tick
+                self._wait_for_screen(wait)
+                continue
             try:
                 batch = self._queue.get(timeout=min(wait, 0.25))
             except queue.Empty:

@@ -172,10 +172,12 @@ class VtmonApp(App[None]):
         # nothing is lost). Under a flood the reader would otherwise keep most of the
         # interpreter while the screen draws the new view.
         if isinstance(event, (Key, MouseDown)) and not event.is_forwarded:
-            hold = getattr(self.monitor, "hold_ingest", None)  # a SnapshotSource may have none
-            if hold is not None:
-                hold()
+            self._hold_ingest()
         await super().on_event(event)
+
+    def _hold_ingest(self, *, until_released: bool = False) -> bool:
+        hold = getattr(self.monitor, "hold_ingest", None)  # a SnapshotSource may have none
+        return hold is not None and bool(hold(until_released=until_released))
 
     def on_resize(self, event: Resize) -> None:
         # Less space between the keys on a narrow screen, so all of them stay readable.
@@ -205,7 +207,13 @@ class VtmonApp(App[None]):
             snap = self._newest
             self._pending = False
         if snap is not None and not self.paused:
-            self.render_snapshot(snap)
+            # The reader waits while the panels are updated and painted, too: under a flood
+            # that took 100-400 ms instead of 20-40, and a key pressed meanwhile waited for it.
+            if self._hold_ingest(until_released=True):
+                self.render_snapshot(snap)
+                self.call_after_refresh(self.monitor.release_ingest)  # type: ignore[union-attr]
+            else:
+                self.render_snapshot(snap)
 
     def render_snapshot(self, snap: Snapshot) -> None:
         """Show ``snap`` on every panel (main thread only)."""
