@@ -208,12 +208,11 @@ class VtmonApp(App[None]):
             self._pending = False
         if snap is not None and not self.paused:
             # The reader waits while the panels are updated and painted, too: under a flood
-            # that took 100-400 ms instead of 20-40, and a key pressed meanwhile waited for it.
-            if self._hold_ingest(until_released=True):
-                self.render_snapshot(snap)
+            # that took 90-380 ms instead of 2-20, and a key pressed meanwhile waited for it.
+            held = self._hold_ingest(until_released=True)
+            self.render_snapshot(snap)
+            if held:
                 self.call_after_refresh(self.monitor.release_ingest)  # type: ignore[union-attr]
-            else:
-                self.render_snapshot(snap)
 
     def render_snapshot(self, snap: Snapshot) -> None:
         """Show ``snap`` on every panel (main thread only)."""
