@@ -208,7 +208,7 @@ class VtmonApp(App[None]):
             self._pending = False
         if snap is not None and not self.paused:
             # The reader waits while the panels are updated and painted, too: under a flood
-            # that took 90-380 ms instead of 2-20, and a key pressed meanwhile waited for it.
+            # that took up to 380 ms instead of 2-20, and a key pressed meanwhile waited for it.
             held = self._hold_ingest(until_released=True)
             self.render_snapshot(snap)
             if held:
