@@ -49,6 +49,12 @@ def main() -> None:
         store.apply(b, now + sec)
         store.record_history(now + sec)
     end = now + 300
+    held = sum(sk.nbytes for s in store._series.values() for sk in s.slots.values())
+    buckets = sum(sk.num_buckets for s in store._series.values() for sk in s.slots.values())
+    print(
+        f"bucket arrays, 100 series, 5 minutes   {held / 2**20:8.1f} MiB "
+        f"({buckets:,} buckets in {sum(len(s.slots) for s in store._series.values()):,} seconds)"
+    )
     steady = []
     for sec in range(30):
         b = Batch()

@@ -393,3 +393,19 @@ def test_memory_does_not_grow_with_time() -> None:
     for series in inner.values():
         assert len(series.slots) <= 301
         assert len(series.blocks) <= 40
+
+
+def test_a_busy_series_keeps_its_older_seconds_in_half_the_bytes() -> None:
+    rng = np.random.default_rng(3)
+    s = store()
+    k = dkey("api.latency")
+    for sec in range(120):
+        s.apply(dist(k, rng.lognormal(3, 1, 300).tolist()), T0 + sec + 0.5)
+        s.stats(T0 + sec + 0.6)
+    slots = s._series[k].slots  # white box: the per-second sketches themselves
+    old = [sk for sec, sk in slots.items() if sec <= T0 + 119 - 20]
+    recent = [sk for sec, sk in slots.items() if sec > T0 + 119 - 20]
+    assert old and recent
+    per_bucket = sum(sk.nbytes for sk in old) / sum(sk.num_buckets for sk in old)
+    assert per_bucket == 6  # uint16 key + float32 count, against 12 for a second in progress
+    assert sum(sk.nbytes for sk in recent) / sum(sk.num_buckets for sk in recent) == 12

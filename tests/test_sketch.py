@@ -216,3 +216,37 @@ def test_memory_stays_bounded_after_ten_million_samples() -> None:
     # any data: at most one bucket per factor gamma of the range it covers
     wide = Sketch.of(np.exp(rng.uniform(math.log(1e-9), math.log(1e300), 2_000_000)))
     assert wide.num_buckets <= (math.log(1e300) - math.log(1e-9)) / LOG_GAMMA + 2
+
+
+@pytest.mark.parametrize(
+    ("values", "weights", "narrowed"),
+    [
+        (np.random.default_rng(5).lognormal(3, 1.2, 5000), None, True),
+        (np.concatenate([np.zeros(50), np.random.default_rng(6).pareto(1.5, 900) + 1]), None, True),
+        (np.random.default_rng(7).normal(0, 50, 2000), None, False),  # negative keys
+        (np.random.default_rng(8).lognormal(3, 1, 500), np.full(500, 1 / 3), False),  # 3.33 each
+    ],
+)
+def test_a_compacted_sketch_answers_merges_and_grows_as_before(values, weights, narrowed) -> None:
+    plain = Sketch.of(values, weights)
+    small = Sketch.of(values, weights)
+    small.compact()
+    assert (small.nbytes * 2 <= plain.nbytes) is narrowed  # half the bytes, where it is exact
+    assert small.quantiles(QS) == plain.quantiles(QS)
+    assert small.zero_count == plain.zero_count
+    other = Sketch.of(np.random.default_rng(9).lognormal(2, 1, 300))
+    assert summarise([small, other], QS) == summarise([plain, other], QS)
+    m_small, m_plain = Sketch.merged([small, other]), Sketch.merged([plain, other])
+    assert np.array_equal(m_small.keys, m_plain.keys)
+    assert np.array_equal(m_small.counts, m_plain.counts)
+    more = np.random.default_rng(10).lognormal(4, 1, 700)
+    small.add(more)  # a late sample into a compacted second
+    plain.add(more)
+    assert small.keys.dtype == np.int32 and small.counts.dtype == np.float64
+    assert np.array_equal(small.keys, plain.keys) and np.array_equal(small.counts, plain.counts)
+
+
+def test_counts_too_large_for_float32_stay_wide() -> None:
+    s = Sketch.of([5.0, 7.0], [2.0**24, 1.0])  # a cumulative sum past 2**24 would round
+    s.compact()
+    assert s.counts.dtype == np.float64

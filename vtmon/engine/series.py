@@ -19,9 +19,12 @@ What a window holds, per kind
 Memory
     Each series keeps at most ~300 slots (older ones are pruned as new seconds open) plus cached
     merges of complete, aligned 10-second blocks. A distribution slot is a sketch whose size
-    depends on its number of buckets, never on its number of samples. Set slots keep at most
-    ``SET_SLOT_CAP`` members (64-bit hashes once the second is over). A series that has received
-    nothing for ``FORGET_AFTER_S`` is forgotten (checked every ``SWEEP_EVERY_S``).
+    depends on its number of buckets, never on its number of samples; once a second is
+    ``COMPACT_AFTER_S`` old its buckets take half the bytes (``Sketch.compact``: 6 bytes a
+    bucket instead of 12, where that is exact), which is most of five minutes. Set slots keep
+    at most ``SET_SLOT_CAP`` members (64-bit hashes once the second is over). A series that
+    has received nothing for ``FORGET_AFTER_S`` is forgotten (checked every
+    ``SWEEP_EVERY_S``).
 
 Speed
     ``apply`` buffers a distribution's values for the current second as plain lists and
@@ -73,6 +76,9 @@ from vtmon.model import (
 
 RING_S = max(w for _, w in WINDOWS)  # slots kept: exactly the longest window
 BLOCK_S = 10  # seconds per cached block
+# A distribution's second is compacted (Sketch.compact) once it is this old: merged into its
+# block and handed to the history store by then. A late timed sample still goes in.
+COMPACT_AFTER_S = 2 * BLOCK_S
 FORGET_AFTER_S = 600
 SWEEP_EVERY_S = 10  # how often idle series are looked for
 FUTURE_SLACK_S = 1.0  # timed samples up to this far ahead keep their own second
@@ -265,7 +271,7 @@ class _DistSeries(_Series):
     tens of microseconds however few values it gets.
     """
 
-    __slots__ = ("history", "pend_sec", "pend_v", "pend_w")
+    __slots__ = ("history", "pend_sec", "pend_v", "pend_w", "compacted")
 
     def __init__(self, key: SeriesKey, history_len: int) -> None:
         super().__init__(key)
@@ -273,6 +279,19 @@ class _DistSeries(_Series):
         self.pend_sec = 0
         self.pend_v: list[float] = []
         self.pend_w: list[float] | None = None
+        self.compacted = -(2**62)  # seconds up to this one are compacted
+
+    def prune(self, now_s: int) -> None:
+        super().prune(now_s)
+        # The seconds kept for the windows' far ends are read rarely and no longer change:
+        # half the bytes for most of a busy series' five minutes (see Sketch.compact).
+        upto = now_s - COMPACT_AFTER_S
+        slots = self.slots
+        for sec in range(max(self.compacted + 1, upto - RING_S), upto + 1):
+            sk = slots.get(sec)
+            if sk is not None:
+                sk.compact()
+        self.compacted = max(self.compacted, upto)
 
     def add(self, sec: int, now_s: int, values: list[float], weights: list[float] | None) -> int:
         """Buffer values for second ``sec``; returns how many will be ignored (non-finite)."""

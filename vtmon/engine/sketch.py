@@ -48,6 +48,8 @@ def _frozen(a: np.ndarray) -> np.ndarray:
     return a
 
 
+_U16_MAX = 65535
+_F32_WHOLE = 2.0**24  # float32 holds every whole number below this exactly
 _NO_KEYS: Keys = _frozen(np.empty(0, dtype=np.int32))
 _NO_COUNTS: Counts = _frozen(np.empty(0, dtype=np.float64))
 
@@ -279,6 +281,20 @@ class Sketch:
         m.min = min(p.min for p in parts)
         m.max = max(p.max for p in parts)
         return m
+
+    def compact(self) -> None:
+        """Hold the buckets in half the bytes where that is exact, for a sketch that is done
+        growing: keys as uint16 when all lie in 0..65535 (zero and every positive value do),
+        counts as float32 when they are whole numbers adding up to less than 2**24 (so a
+        cumulative sum of them is exact too). Reading and merging take either; ``add``
+        widens them again."""
+        k, c = self.keys, self.counts
+        if k.dtype == np.int32 and k.size and k[0] >= 0 and k[-1] <= _U16_MAX:
+            self.keys = k.astype(np.uint16)
+        if c.dtype == np.float64 and c.size and self.count < _F32_WHOLE:
+            c32 = c.astype(np.float32)
+            if np.array_equal(c32, c) and np.array_equal(c, np.rint(c)):
+                self.counts = c32
 
     def copy(self) -> Sketch:
         return Sketch.merged([self])
