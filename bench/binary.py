@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 import psutil
-from common import in_sketches, machine, result, rpc, serving
+from common import in_sketches, machine, result, rpc, serving, started
 
 HELLO = b'{"jsonrpc":"2.0","id":1,"method":"hello","params":{"format":"vtmon-binary/1"}}\n'
 GOAL = 20e6
@@ -98,12 +98,7 @@ def bench_socket(head: bytes, round_: bytes, n: int) -> float:
     srv = mp.Process(target=sink, args=(path, total, q))
     srv.start()
     q.get(timeout=20)
-    ready, go = mp.Event(), mp.Event()
-    p = mp.Process(target=sender, args=(path, False, head, round_, n, ready, go))
-    p.start()
-    ready.wait(10)
-    t0 = time.perf_counter()
-    go.set()
+    p, t0 = started(sender, path, False, head, round_, n)
     t1 = q.get(timeout=120)
     p.join()
     srv.join()
@@ -125,12 +120,7 @@ def bench_numpy(vals: np.ndarray, total: int) -> float:
 def bench_vtmon(head: bytes, round_: bytes, n: int, samples: int) -> dict:
     with serving() as (path, proc, _tmp):
         base = rpc(path, "ingest")["accepted"]
-        ready, go = mp.Event(), mp.Event()
-        p = mp.Process(target=sender, args=(path, True, head, round_, n, ready, go))
-        p.start()
-        ready.wait(10)
-        t0 = time.perf_counter()
-        go.set()
+        p, t0 = started(sender, path, True, head, round_, n)
         counted = 0
         ps = psutil.Process(proc.pid)
         rss0 = rss = ps.memory_info().rss

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import multiprocessing as mp
 import os
 import platform
 import shutil
@@ -13,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -117,3 +118,15 @@ def in_sketches(path: str, want: float, prefix: str = "bench.") -> float:
             break
         time.sleep(0.25)
     return got
+
+
+def started(target: Callable[..., object], *args: object) -> tuple[mp.Process, float]:
+    """Start ``target(*args, ready, go)`` in a process and release it once it is ready (its
+    set-up, a connection say, is not timed): the process and the time it was released."""
+    ready, go = mp.Event(), mp.Event()
+    p = mp.Process(target=target, args=(*args, ready, go))
+    p.start()
+    ready.wait(10)
+    t0 = time.perf_counter()
+    go.set()
+    return p, t0

@@ -36,7 +36,7 @@ import socket
 import tempfile
 import time
 
-from common import in_sketches, machine, result, rpc, serving
+from common import in_sketches, machine, result, rpc, serving, started
 
 GOAL = 0.8  # of the readline server's rate on the same lines
 
@@ -93,12 +93,7 @@ def sender(path: str, payload: bytes, ready: mp.Event, go: mp.Event) -> None:
 def bench_vtmon(lines: int, series: int, payload: bytes, serve_args: tuple[str, ...] = ()) -> dict:
     with serving(*serve_args) as (path, _proc, _tmp):
         base = rpc(path, "ingest")["accepted"]
-        ready, go = mp.Event(), mp.Event()
-        p = mp.Process(target=sender, args=(path, payload, ready, go))
-        p.start()
-        ready.wait(10)
-        t0 = time.perf_counter()
-        go.set()
+        p, t0 = started(sender, path, payload)
         snap_times: list[float] = []
         counted = 0
         next_snap = 0.0
@@ -191,12 +186,7 @@ def bench_bare(lines: int, payload: bytes, server=None) -> dict:
     srv = mp.Process(target=server or bare_server, args=(path, lines, q))
     srv.start()
     q.get(timeout=20)
-    ready, go = mp.Event(), mp.Event()
-    p = mp.Process(target=sender, args=(path, payload, ready, go))
-    p.start()
-    ready.wait(10)
-    t0 = time.perf_counter()
-    go.set()
+    p, t0 = started(sender, path, payload)
     t1 = q.get(timeout=120)
     p.join()
     srv.join()

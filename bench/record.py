@@ -10,7 +10,6 @@ instance has counted every line (read back through the socket), as in bench/inge
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import shutil
 import signal
@@ -23,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import machine, rpc, wait_for_socket  # noqa: E402
+from common import machine, rpc, started, wait_for_socket  # noqa: E402
 from ingest import make_payload, sender  # noqa: E402
 
 from vtmon.config import Config  # noqa: E402
@@ -42,12 +41,7 @@ def flood(args: list[str], sock: str, lines: int, payload: bytes) -> tuple[float
     try:
         wait_for_socket(sock)
         base = rpc(sock, "ingest")["accepted"]
-        ready, go = mp.Event(), mp.Event()
-        p = mp.Process(target=sender, args=(sock, payload, ready, go))
-        p.start()
-        ready.wait(10)
-        t0 = time.perf_counter()
-        go.set()
+        p, t0 = started(sender, sock, payload)
         while rpc(sock, "ingest")["accepted"] - base < lines:
             if time.perf_counter() - t0 > 300:
                 raise SystemExit("vtmon did not count every line within 300 s")
