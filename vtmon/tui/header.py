@@ -28,6 +28,8 @@ class HeaderBar(Widget):
         self.snapshot: Snapshot | None = None
         self.paused = False
         self._shown: tuple[int, str, int] | None = None  # width, left side, right side's length
+        # The two sides as show() made them, for render() to draw: made once a Snapshot.
+        self._made: tuple[Snapshot, int, bool, Content, Content] | None = None
 
     def show(self, snap: Snapshot) -> None:
         self.snapshot = snap
@@ -35,7 +37,7 @@ class HeaderBar(Widget):
         if not width:
             self.refresh()
             return
-        left, right = self._parts(snap, width)
+        left, right = self._sides(snap, width)
         # Most seconds only the clock and the counters on the right change: repaint just
         # them, so the rest of the screen's row is not composited again for the clock.
         shown = (width, left.markup, right.cell_length)
@@ -56,9 +58,17 @@ class HeaderBar(Widget):
         snap = self.snapshot
         if snap is None:
             return Content.from_markup("[b]vtmon[/b]  waiting for the first snapshot…")
-        left, right = self._parts(snap, width)
+        left, right = self._sides(snap, width)
         gap = max(1, width - left.cell_length - right.cell_length)
         return Content.assemble(left, " " * gap, right)
+
+    def _sides(self, snap: Snapshot, width: int) -> tuple[Content, Content]:
+        made = self._made
+        if made is not None and made[0] is snap and made[1] == width and made[2] == self.paused:
+            return made[3], made[4]
+        left, right = self._parts(snap, width)
+        self._made = (snap, width, self.paused, left, right)
+        return left, right
 
     def _parts(self, snap: Snapshot, width: int) -> tuple[Content, Content]:
         """The left side (what is watched, where) and the right (verdict, counters, time)."""
