@@ -37,6 +37,7 @@ bench: $(VENV)/.installed-test
 	mkdir -p .bench && rm -f $(RESULTS)
 	export VTMON_BENCH_RESULTS=$(CURDIR)/$(RESULTS); \
 	$(BIN)/python bench/engine.py && \
+	$(BIN)/python bench/parse.py && \
 	$(BIN)/python bench/ingest.py && \
 	$(BIN)/python bench/binary.py && \
 	$(BIN)/python bench/client.py && \
