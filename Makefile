@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint bench screenshots clean
+.PHONY: run test test-min lint bench screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,14 @@ test: $(VENV)/.installed-test
 	$(BIN)/ruff check vtmon tests bench
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
+
+# The suite against the lowest versions pyproject.toml allows (.ci/minimum-versions.txt), in
+# a venv of its own, so that a lower bound is one that works.
+MIN := .venv-min
+test-min:
+	test -x $(MIN)/bin/python || $(PYTHON) -m venv $(MIN)
+	$(MIN)/bin/python -m pip install --quiet -c .ci/minimum-versions.txt -e '.[test]'
+	$(MIN)/bin/python -m pytest
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff format vtmon tests bench
@@ -52,4 +60,4 @@ screenshots: $(VENV)/.installed-test
 	$(BIN)/python screenshots/make.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(MIN) .pytest_cache .ruff_cache
