@@ -187,6 +187,20 @@ async def test_sensors_note_explains_nothing(monitor: Monitor) -> None:
         assert snap.sensors.note in shown
 
 
+async def test_samples_clients_dropped_are_counted_in_the_header(
+    monitor: Monitor, clock: ManualClock
+) -> None:
+    feed(monitor, clock, {API: [10.0]})
+    # What vtmon.client sends when it reconnects after dropping samples while vtmon was away.
+    monitor.handle_rpc({"jsonrpc": "2.0", "method": "client.dropped", "params": {"count": 1500}})
+    app = VtmonApp(monitor)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await start(pilot, monitor)
+        assert "drop 1.5k" in str(app.query_one("#header").render())
+        events = app.query_one("#events-text", LiveStatic).shown_text
+        assert "1.5k by clients while away" in events
+
+
 async def test_rejections_are_visible(monitor: Monitor, clock: ManualClock) -> None:
     feed(monitor, clock, {API: [10.0]}, rejected={"bad syntax": 3, "unknown type": 1})
     app = VtmonApp(monitor)

@@ -126,8 +126,11 @@ class HeaderBar(Widget):
             if snap.store_warning:
                 # History is not being written (see the notification / store_warning).
                 parts += [("  ⚠ " + ("no history" if level < 2 else "hist"), "$warning bold")]
-            if ing.samples_dropped:
-                parts += [("  drop ", "dim"), (fmt.count(ing.samples_dropped), "$warning bold")]
+            # Samples lost on the way in: the engine's queue and the clients' buffers (while
+            # vtmon was away); the Errors & events panel says which.
+            dropped = ing.samples_dropped + ing.client_dropped
+            if dropped:
+                parts += [("  drop ", "dim"), (fmt.count(dropped), "$warning bold")]
             if self.paused:
                 parts += ["  ", ("PAUSED", "$warning bold reverse")]
             parts += ["  ", (fmt.clock(snap.t), "bold")]
