@@ -1,6 +1,10 @@
 """What the engine's steps cost on this machine: sketch updates, windows, machine readings.
 
 python bench/engine.py
+
+Two shapes of load for the windows: 100 busy series (200 samples a second each) and 1,000
+quiet ones (5 a second each, as per-endpoint or per-customer series are), each over five
+full minutes.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import time
 from dataclasses import replace
 
 import numpy as np
+import psutil
 
 from vtmon.config import Config
 from vtmon.engine.analysis import Analyzer
@@ -38,6 +43,7 @@ def main() -> None:
     print(f"sketch add, batch of 10,000 values     {t * 1e6:8.0f} us  ({10_000 / t / 1e6:.0f} M/s)")
 
     cfg = Config()
+    quiet_series(cfg, rng)
     store = SeriesStore(cfg.target_ms)
     keys = [SeriesKey(f"s{i}.latency", (("component", f"c{i % 5}"),), Kind.DISTRIBUTION)
             for i in range(100)]  # fmt: skip
@@ -82,6 +88,46 @@ def main() -> None:
     r = SensorReader()
     print(
         f"SensorReader.read()                    {timeit(lambda: r.read(i[0]), 200) * 1e3:8.2f} ms"
+    )
+
+
+def quiet_series(cfg: Config, rng: np.random.Generator, n: int = 1_000, rate: int = 5) -> None:
+    """Many series with few samples each: what a slot costs beside its buckets, and the window
+    statistics of series whose every second holds a handful of values. Measured first, in a
+    fresh store, so the process's memory growth is this store's."""
+    proc = psutil.Process()
+    rss0 = proc.memory_info().rss
+    store = SeriesStore(cfg.target_ms)
+    keys = [SeriesKey(f"q{i}.latency", (("component", f"c{i % 5}"),), Kind.DISTRIBUTION)
+            for i in range(n)]  # fmt: skip
+    pool = [list(rng.lognormal(3, 0.5, rate)) for _ in range(97)]
+    now = 1_700_000_000.0
+    for sec in range(300):
+        b = Batch()
+        for i, k in enumerate(keys):
+            b.dist[k] = DistBuf(list(pool[(i + sec) % 97]))
+        store.apply(b, now + sec)
+        store.closed_seconds(int(now + sec))  # as the history writer takes them
+    steady = []
+    for sec in range(300, 330):
+        b = Batch()
+        for i, k in enumerate(keys):
+            b.dist[k] = DistBuf(list(pool[(i + sec) % 97]))
+        store.apply(b, now + sec)
+        store.closed_seconds(int(now + sec))
+        t0 = time.perf_counter()
+        store.stats(now + sec)
+        steady.append(time.perf_counter() - t0)
+    grown = (proc.memory_info().rss - rss0) / 2**20
+    per = grown * 2**20 / (n * 300)
+    print(
+        f"{n:,} quiet series ({rate}/s), 5 minutes  {grown:8.1f} MB process memory "
+        f"(about {per:.0f} bytes a series-second)"
+    )
+    median, worst = statistics.median(steady[5:]), max(steady[5:])
+    print(
+        f"stats(), {n:,} quiet series          {median * 1e3:8.1f} ms median,"
+        f" {worst * 1e3:.1f} ms max"
     )
 
 
