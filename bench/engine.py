@@ -55,11 +55,15 @@ def main() -> None:
         store.apply(b, now + sec)
         store.record_history(now + sec)
     end = now + 300
-    held = sum(sk.nbytes for s in store._series.values() for sk in s.slots.values())
-    buckets = sum(sk.num_buckets for s in store._series.values() for sk in s.slots.values())
+    # Older seconds are packed (Sketch.pack): one bytes object each, its buckets and 40 bytes.
+    slots = [sk for s in store._series.values() for sk in s.slots.values()]
+    sketches = [Sketch.unpack(sk) if isinstance(sk, bytes) else sk for sk in slots]
+    held = sum(sk.nbytes for sk in sketches)
+    buckets = sum(sk.num_buckets for sk in sketches)
     print(
         f"bucket arrays, 100 series, 5 minutes   {held / 2**20:8.1f} MiB "
-        f"({buckets:,} buckets in {sum(len(s.slots) for s in store._series.values()):,} seconds)"
+        f"({buckets:,} buckets in {len(slots):,} seconds, "
+        f"{sum(isinstance(sk, bytes) for sk in slots):,} of them packed)"
     )
     steady = []
     for sec in range(30):

@@ -395,7 +395,7 @@ def test_memory_does_not_grow_with_time() -> None:
         assert len(series.blocks) <= 40
 
 
-def test_a_busy_series_keeps_its_older_seconds_in_half_the_bytes() -> None:
+def test_a_busy_series_keeps_its_older_seconds_packed_in_half_the_bytes() -> None:
     rng = np.random.default_rng(3)
     s = store()
     k = dkey("api.latency")
@@ -406,6 +406,32 @@ def test_a_busy_series_keeps_its_older_seconds_in_half_the_bytes() -> None:
     old = [sk for sec, sk in slots.items() if sec <= T0 + 119 - 20]
     recent = [sk for sec, sk in slots.items() if sec > T0 + 119 - 20]
     assert old and recent
-    per_bucket = sum(sk.nbytes for sk in old) / sum(sk.num_buckets for sk in old)
+    # An old second is one bytes object: its buckets and a 40-byte header, nothing else.
+    assert all(type(sk) is bytes for sk in old)
+    assert not any(type(sk) is bytes for sk in recent)
+    unpacked = [Sketch.unpack(b) for b in old]
+    assert sum(map(len, old)) == sum(sk.nbytes + 40 for sk in unpacked)
+    per_bucket = sum(sk.nbytes for sk in unpacked) / sum(sk.num_buckets for sk in unpacked)
     assert per_bucket == 6  # uint16 key + float32 count, against 12 for a second in progress
     assert sum(sk.nbytes for sk in recent) / sum(sk.num_buckets for sk in recent) == 12
+
+
+def test_seconds_packed_before_the_history_took_them_are_handed_out_whole() -> None:
+    # The history writer took nothing for a minute (a slow disk, say): the seconds older than
+    # COMPACT_AFTER_S are packed by then, and each still reaches it with all its samples.
+    rng = np.random.default_rng(12)
+    s = store()
+    k = dkey("api.latency")
+    t0 = int(T0)
+    sent: dict[int, list[float]] = {}
+    for sec in range(60):
+        vals = rng.lognormal(3, 1, 40).tolist()
+        s.apply(dist(k, vals), T0 + sec + 0.5)
+        sent[t0 + sec] = vals
+    assert type(s._series[k].slots[t0]) is bytes  # white box: the oldest second is packed
+    out = {sec: sk for key, kind, sec, sk in s.closed_seconds(t0 + 59) if key == k}
+    assert sorted(out) == list(range(t0, t0 + 59))
+    for sec, sk in out.items():
+        want = Sketch.of(sent[sec])
+        assert (sk.count, sk.min, sk.max) == (want.count, want.min, want.max)
+        assert sk.quantiles(QS) == want.quantiles(QS)

@@ -246,6 +246,41 @@ def test_a_compacted_sketch_answers_merges_and_grows_as_before(values, weights, 
     assert np.array_equal(small.keys, plain.keys) and np.array_equal(small.counts, plain.counts)
 
 
+@pytest.mark.parametrize(
+    ("values", "weights"),
+    [
+        (np.random.default_rng(5).lognormal(3, 1.2, 5000), None),
+        (np.concatenate([np.zeros(50), np.random.default_rng(6).pareto(1.5, 900) + 1]), None),
+        (np.random.default_rng(7).normal(0, 50, 2000), None),  # negative keys stay int32
+        (np.random.default_rng(8).lognormal(3, 1, 500), np.full(500, 1 / 3)),  # float64 counts
+        ([12.5], None),
+    ],
+)
+def test_a_packed_sketch_is_one_bytes_object_that_answers_as_before(values, weights) -> None:
+    plain = Sketch.of(values, weights)
+    packed = Sketch.of(values, weights).pack()
+    assert type(packed) is bytes
+    back = Sketch.unpack(packed)
+    assert len(packed) == 40 + back.nbytes  # the buckets and a header: nothing else
+    assert (back.count, back.sum, back.min, back.max) == (
+        plain.count,
+        plain.sum,
+        plain.min,
+        plain.max,
+    )
+    assert back.quantiles(QS) == plain.quantiles(QS)
+    other = Sketch.of(np.random.default_rng(9).lognormal(2, 1, 300))
+    assert summarise([back, other], QS) == summarise([plain, other], QS)
+    more = np.random.default_rng(10).lognormal(4, 1, 700)
+    back.add(more)  # a late sample into a packed second: new arrays, not the read-only views
+    plain.add(more)
+    assert np.array_equal(back.keys, plain.keys) and np.array_equal(back.counts, plain.counts)
+
+
+def test_an_empty_sketch_is_not_packed() -> None:
+    assert Sketch().pack() is None
+
+
 def test_counts_too_large_for_float32_stay_wide() -> None:
     s = Sketch.of([5.0, 7.0], [2.0**24, 1.0])  # a cumulative sum past 2**24 would round
     s.compact()

@@ -20,8 +20,9 @@ Memory
     Each series keeps at most ~300 slots (older ones are pruned as new seconds open) plus cached
     merges of complete, aligned 10-second blocks. A distribution slot is a sketch whose size
     depends on its number of buckets, never on its number of samples; once a second is
-    ``COMPACT_AFTER_S`` old its buckets take half the bytes (``Sketch.compact``: 6 bytes a
-    bucket instead of 12, where that is exact), which is most of five minutes. Set slots keep
+    ``COMPACT_AFTER_S`` old it is kept as one bytes object, its buckets in half the bytes
+    (``Sketch.pack``: 6 bytes a bucket instead of 12, where that is exact, and 40 bytes for the
+    rest instead of six Python objects), which is most of five minutes. Set slots keep
     at most ``SET_SLOT_CAP`` members (64-bit hashes once the second is over). A series that
     has received nothing for ``FORGET_AFTER_S`` is forgotten (checked every
     ``SWEEP_EVERY_S``).
@@ -76,8 +77,8 @@ from vtmon.model import (
 
 RING_S = max(w for _, w in WINDOWS)  # slots kept: exactly the longest window
 BLOCK_S = 10  # seconds per cached block
-# A distribution's second is compacted (Sketch.compact) once it is this old: merged into its
-# block and handed to the history store by then. A late timed sample still goes in.
+# A distribution's second is packed (Sketch.pack) once it is this old: merged into its block
+# and handed to the history store by then. A late timed sample still goes in (unpacked).
 COMPACT_AFTER_S = 2 * BLOCK_S
 FORGET_AFTER_S = 600
 SWEEP_EVERY_S = 10  # how often idle series are looked for
@@ -283,15 +284,25 @@ class _DistSeries(_Series):
 
     def prune(self, now_s: int) -> None:
         super().prune(now_s)
-        # The seconds kept for the windows' far ends are read rarely and no longer change:
-        # half the bytes for most of a busy series' five minutes (see Sketch.compact).
+        # The seconds kept for the windows' far ends are read rarely and no longer change: each
+        # becomes one bytes object, its buckets in half the bytes where that is exact (see
+        # Sketch.pack), for most of a series' five minutes.
         upto = now_s - COMPACT_AFTER_S
         slots = self.slots
         for sec in range(max(self.compacted + 1, upto - RING_S), upto + 1):
             sk = slots.get(sec)
-            if sk is not None:
-                sk.compact()
+            if sk is not None and type(sk) is not bytes:
+                packed = sk.pack()
+                if packed is not None:
+                    slots[sec] = packed
         self.compacted = max(self.compacted, upto)
+
+    def _slot(self, sec: int, now_s: int, make: Callable[[], Any]) -> Any:
+        s = self.slots.get(sec)
+        if type(s) is bytes:  # a sealed second written again (a late timed sample)
+            s = self.slots[sec] = Sketch.unpack(s)
+            return s
+        return super()._slot(sec, now_s, make)
 
     def add(self, sec: int, now_s: int, values: list[float], weights: list[float] | None) -> int:
         """Buffer values for second ``sec``; returns how many will be ignored (non-finite)."""
@@ -338,11 +349,11 @@ class _DistSeries(_Series):
             self.pend_v = []
             self.pend_w = None
 
-    def combine(self, parts: list[Sketch]) -> Sketch:
-        return Sketch.merged(parts)
+    def combine(self, parts: list[Sketch | bytes]) -> Sketch:
+        return Sketch.merged(_sketches(parts))
 
-    def summarise(self, items: list[Sketch], w: int) -> WindowStats:
-        m = summarise(items, QUANTILES)
+    def summarise(self, items: list[Sketch | bytes], w: int) -> WindowStats:
+        m = summarise(_sketches(items), QUANTILES)
         if m is None:
             return _EMPTY
         p50, p90, p95, p99, p999 = m.quantiles
@@ -358,6 +369,11 @@ class _DistSeries(_Series):
             min=m.min,
             max=m.max,
         )
+
+
+def _sketches(items: list[Sketch | bytes]) -> list[Sketch]:
+    """Slots and block merges as sketches: sealed seconds are kept packed (Sketch.pack)."""
+    return [Sketch.unpack(i) if type(i) is bytes else i for i in items]  # type: ignore[misc]
 
 
 class _CounterSeries(_Series):
@@ -762,6 +778,8 @@ class SeriesStore:
                         s.flush(upto_s)
                     for sec in range(lo, upto_s):
                         sk = slots.get(sec)
+                        if type(sk) is bytes:  # sealed before it was handed out (a late call)
+                            sk = Sketch.unpack(sk)
                         if sk is not None and sk.count > 0:
                             out.append((key, Kind.DISTRIBUTION, sec, _shallow_copy(sk)))
                 elif isinstance(s, _CounterSeries):

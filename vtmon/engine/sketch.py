@@ -25,6 +25,7 @@ the number of samples.
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
@@ -204,6 +205,15 @@ def _finite(
     return v[ok], (None if w is None else w[ok]), int(v.size - np.count_nonzero(ok))
 
 
+# Sketch.pack: key dtype, count dtype, buckets; count, sum, min, max. Counts come first, so
+# both arrays start aligned (the header is 40 bytes).
+_PACK_HEAD = struct.Struct("<BBxxI4d")
+_KEY_DTYPES = (np.dtype(np.int32), np.dtype(np.uint16))
+_COUNT_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
+_KEY_CODES = {d: i for i, d in enumerate(_KEY_DTYPES)}
+_COUNT_CODES = {d: i for i, d in enumerate(_COUNT_DTYPES)}
+
+
 class Sketch:
     """Sparse buckets (sorted int32 keys, float64 weights) plus exact count, sum, min and max.
 
@@ -295,6 +305,32 @@ class Sketch:
             c32 = c.astype(np.float32)
             if np.array_equal(c32, c) and np.array_equal(c, np.rint(c)):
                 self.counts = c32
+
+    def pack(self) -> bytes | None:
+        """The sketch as one bytes object, compacted first (see ``compact``): a second that no
+        longer changes then costs its buckets and 40 bytes rather than six Python objects
+        (about 560 bytes). ``unpack`` gives it back. None for an empty sketch."""
+        if self.count <= 0 or self.keys.size == 0:
+            return None
+        self.compact()
+        k, c = self.keys, self.counts
+        kc, cc = _KEY_CODES.get(k.dtype), _COUNT_CODES.get(c.dtype)
+        if kc is None or cc is None:
+            return None
+        head = _PACK_HEAD.pack(kc, cc, k.size, self.count, self.sum, self.min, self.max)
+        return b"".join((head, c.tobytes(), k.tobytes()))
+
+    @classmethod
+    def unpack(cls, data: bytes) -> Sketch:
+        """The sketch ``pack`` made; its arrays are read-only views of ``data`` (a sketch never
+        changes its arrays in place: ``add`` replaces them)."""
+        kc, cc, n, count, total, lo, hi = _PACK_HEAD.unpack_from(data)
+        s = cls.__new__(cls)
+        cdt = _COUNT_DTYPES[cc]
+        s.counts = np.frombuffer(data, cdt, n, _PACK_HEAD.size)
+        s.keys = np.frombuffer(data, _KEY_DTYPES[kc], n, _PACK_HEAD.size + n * cdt.itemsize)
+        s.count, s.sum, s.min, s.max = count, total, lo, hi
+        return s
 
     def copy(self) -> Sketch:
         return Sketch.merged([self])
