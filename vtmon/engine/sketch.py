@@ -160,18 +160,14 @@ def summarise(sketches: Iterable[Sketch], qs: Sequence[float]) -> Summary | None
     The same answers as ``Sketch.merged(sketches)`` but without building the merged sketch:
     the cumulative weights are taken straight off the dense ``bincount``.
     """
-    live = []
-    count = total = 0.0
-    lo, hi = math.inf, -math.inf
-    for p in sketches:
-        if p.count > 0:
-            live.append(p)
-            count += p.count
-            total += p.sum
-            lo = min(lo, p.min)
-            hi = max(hi, p.max)
+    live = [p for p in sketches if p.count > 0]
     if not live:
         return None
+    # Built-in sum adds left to right, as a loop would; one pass each is cheaper than one loop.
+    count = sum([p.count for p in live])
+    total = sum([p.sum for p in live])
+    lo = min([p.min for p in live])
+    hi = max([p.max for p in live])
     if len(live) == 1:
         keys = live[0].keys[_ranked(np.cumsum(live[0].counts), qs)]
     else:
