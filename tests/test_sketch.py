@@ -277,6 +277,30 @@ def test_a_packed_sketch_is_one_bytes_object_that_answers_as_before(values, weig
     assert np.array_equal(back.keys, plain.keys) and np.array_equal(back.counts, plain.counts)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.floats(min_value=-1e300, max_value=1e300) | st.just(0.0),  # sums stay finite
+        min_size=1,
+        max_size=60,
+    ),
+    st.none() | st.floats(min_value=0.01, max_value=1e6),
+)
+def test_any_sketch_comes_back_from_its_packing_unchanged(values, weight) -> None:
+    weights = None if weight is None else [weight] * len(values)
+    plain = Sketch.of(values, weights)
+    back = Sketch.unpack(Sketch.of(values, weights).pack())
+    assert (back.count, back.sum, back.min, back.max) == (
+        plain.count,
+        plain.sum,
+        plain.min,
+        plain.max,
+    )
+    assert back.keys.tolist() == plain.keys.tolist()
+    assert back.counts.tolist() == plain.counts.tolist()
+    assert back.quantiles(QS) == plain.quantiles(QS)
+
+
 def test_an_empty_sketch_is_not_packed() -> None:
     assert Sketch().pack() is None
 
