@@ -527,6 +527,12 @@ def test_report_without_a_history_file_says_so(tmp_path: Path) -> None:
     assert not (tmp_path / "none").exists()  # a report creates nothing
 
 
+def test_report_where_only_the_demo_ran_points_to_demo(tmp_path: Path) -> None:
+    (tmp_path / "demo.db").write_bytes(b"")  # `vtmon demo --data-dir` keeps demo.db there
+    line = one_sentence_error(run("report", "--data-dir", str(tmp_path)))
+    assert "only the demo's (demo.db): pass --demo" in line
+
+
 def test_durations() -> None:
     assert parse_duration("90s") == 90 and parse_duration("1h30m") == 5400
     assert parse_duration("2d") == 172800 and parse_duration("45") == 45

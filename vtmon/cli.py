@@ -478,6 +478,11 @@ def report(
     data_dir = Path(ctx.meta.get("vtmon.data_dir") or platformdirs.user_data_dir(APP))
     name = DEMO_DB_NAME if demo_db else DB_NAME
     if not (data_dir / name).is_file():
+        if not demo_db and (data_dir / DEMO_DB_NAME).is_file():
+            raise _ReportError(
+                f"There is no history file {data_dir / name}, only the demo's "
+                f"({DEMO_DB_NAME}): pass --demo to report on it."
+            )
         raise _ReportError(
             f"There is no history file {data_dir / name}: vtmon keeps one while it runs "
             "(`vtmon`, `vtmon serve`); pass --data-dir for another folder."
