@@ -418,7 +418,7 @@ def test_a_busy_series_keeps_its_older_seconds_packed_in_half_the_bytes() -> Non
 
 def test_seconds_packed_before_the_history_took_them_are_handed_out_whole() -> None:
     # The history writer took nothing for a minute (a slow disk, say): the seconds older than
-    # COMPACT_AFTER_S are packed by then, and each still reaches it with all its samples.
+    # PACK_AFTER_S are packed by then, and each still reaches it with all its samples.
     rng = np.random.default_rng(12)
     s = store()
     k = dkey("api.latency")

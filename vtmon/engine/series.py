@@ -20,7 +20,7 @@ Memory
     Each series keeps at most ~300 slots (older ones are pruned as new seconds open) plus cached
     merges of complete, aligned 10-second blocks. A distribution slot is a sketch whose size
     depends on its number of buckets, never on its number of samples; once a second is
-    ``COMPACT_AFTER_S`` old it is kept as one bytes object, its buckets in half the bytes
+    ``PACK_AFTER_S`` old it is kept as one bytes object, its buckets in half the bytes
     (``Sketch.pack``: 6 bytes a bucket instead of 12, where that is exact, and 40 bytes for the
     rest instead of six Python objects), which is most of five minutes. Set slots keep
     at most ``SET_SLOT_CAP`` members (64-bit hashes once the second is over). A series that
@@ -79,7 +79,7 @@ RING_S = max(w for _, w in WINDOWS)  # slots kept: exactly the longest window
 BLOCK_S = 10  # seconds per cached block
 # A distribution's second is packed (Sketch.pack) once it is this old: merged into its block
 # and handed to the history store by then. A late timed sample still goes in (unpacked).
-COMPACT_AFTER_S = 2 * BLOCK_S
+PACK_AFTER_S = 2 * BLOCK_S
 FORGET_AFTER_S = 600
 SWEEP_EVERY_S = 10  # how often idle series are looked for
 FUTURE_SLACK_S = 1.0  # timed samples up to this far ahead keep their own second
@@ -272,7 +272,7 @@ class _DistSeries(_Series):
     tens of microseconds however few values it gets.
     """
 
-    __slots__ = ("history", "pend_sec", "pend_v", "pend_w", "compacted")
+    __slots__ = ("history", "pend_sec", "pend_v", "pend_w", "packed")
 
     def __init__(self, key: SeriesKey, history_len: int) -> None:
         super().__init__(key)
@@ -280,22 +280,22 @@ class _DistSeries(_Series):
         self.pend_sec = 0
         self.pend_v: list[float] = []
         self.pend_w: list[float] | None = None
-        self.compacted = -(2**62)  # seconds up to this one are compacted
+        self.packed = -(2**62)  # seconds up to this one are packed
 
     def prune(self, now_s: int) -> None:
         super().prune(now_s)
         # The seconds kept for the windows' far ends are read rarely and no longer change: each
         # becomes one bytes object, its buckets in half the bytes where that is exact (see
         # Sketch.pack), for most of a series' five minutes.
-        upto = now_s - COMPACT_AFTER_S
+        upto = now_s - PACK_AFTER_S
         slots = self.slots
-        for sec in range(max(self.compacted + 1, upto - RING_S), upto + 1):
+        for sec in range(max(self.packed + 1, upto - RING_S), upto + 1):
             sk = slots.get(sec)
             if sk is not None and type(sk) is not bytes:
-                packed = sk.pack()
-                if packed is not None:
-                    slots[sec] = packed
-        self.compacted = max(self.compacted, upto)
+                blob = sk.pack()
+                if blob is not None:
+                    slots[sec] = blob
+        self.packed = max(self.packed, upto)
 
     def _slot(self, sec: int, now_s: int, make: Callable[[], Any]) -> Any:
         s = self.slots.get(sec)
