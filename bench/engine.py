@@ -24,6 +24,7 @@ from vtmon.engine.collector import SystemCollector
 from vtmon.engine.sensors import SensorReader
 from vtmon.engine.series import SeriesStore
 from vtmon.engine.sketch import Sketch
+from vtmon.ingest.frames import _hand_over
 from vtmon.model import Batch, DistBuf, Kind, SeriesKey, Snapshot
 
 
@@ -44,6 +45,7 @@ def main() -> None:
     t = timeit(lambda: sk.add(values), 200)
     print(f"sketch add, batch of 10,000 values     {t * 1e6:8.0f} us  ({10_000 / t / 1e6:.0f} M/s)")
     print_loads()
+    binary_gauges(cfg=Config(), rng=rng)
 
     cfg = Config()
     store = SeriesStore(cfg.target_ms)
@@ -152,6 +154,22 @@ def print_loads() -> None:
         )
         label = f"stats(), {n:,} {shape} series"
         print(f"{label:39s}{r['median_ms']:8.1f} ms median, {r['worst_ms']:.1f} ms max")
+
+
+def binary_gauges(cfg: Config, rng: np.random.Generator, frames: int = 200) -> None:
+    """Gauge values from binary frames (8,192 a frame, as vtmon.client sends them) from the
+    frame reader's hand-over to the gauge's slot: a run of values set one after another."""
+    store = SeriesStore(cfg.target_ms)
+    key = SeriesKey("q.depth", (), Kind.GAUGE)
+    arr = rng.uniform(0, 100, 8192)
+    now = 1_700_000_000.0
+    t0 = time.perf_counter()
+    for i in range(frames):
+        b = Batch()
+        _hand_over({key: [arr]}, b)
+        store.apply(b, now + i / frames)
+    t = time.perf_counter() - t0
+    print(f"gauge values from binary frames         {frames * arr.size / t / 1e6:8.1f} M values/s")
 
 
 def analysis(cfg: Config, store: SeriesStore, keys: list[SeriesKey], rng, now: float) -> None:

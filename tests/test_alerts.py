@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
+
 from vtmon.config import Config, config_from_dict
 from vtmon.engine.alerts import AlertLog
 from vtmon.ingest.parse import parse_block
@@ -153,6 +155,17 @@ def test_memory_rss_with_a_dotted_name_and_delta_gauges() -> None:
     # other gauges are not memory
     b.observe_batch(batch("voice-engine.queue_depth:999999999|g"), WARM)
     assert b.alerts() == ()
+
+
+def test_memory_set_by_a_binary_frame_run_is_judged_by_its_last_value() -> None:
+    # vtmon.client's gauges arrive as runs of values (binary frames), not one line each.
+    key = SeriesKey("memory_heap_used", make_tags({"component": "terminal-processor"}), Kind.GAUGE)
+    a = log()
+    a.observe_batch(Batch(gauges={key: [(None, np.array([49.0, 20.0]) * MB)]}), WARM)
+    assert a.alerts() == ()  # it was high, but the last value set is 20 MB
+    a.observe_batch(Batch(gauges={key: [(None, np.array([20.0, 46.0]) * MB)]}), WARM + 1)
+    (alert,) = a.alerts()
+    assert alert.kind == "memory" and alert.value == 46.0
 
 
 # -- error spike -------------------------------------------------------------------------------

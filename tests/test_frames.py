@@ -14,8 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.sockets import HELLO, binary, connect, declare, frame, lines, read_json, values
+from vtmon.engine.monitor import QUEUE_BATCHES
 from vtmon.ingest.frames import FORMAT, FrameReader
-from vtmon.model import Batch
+from vtmon.model import Batch, Kind, SeriesKey
 
 
 def stats(s) -> dict:
@@ -58,6 +59,31 @@ def test_counters_and_gauges(server, monitor):
     assert _series(snap, "api.throughput").windows["1m"].count == 10
     gauge = _series(snap, "api.queue_depth")
     assert gauge.last == 2
+
+
+def test_gauge_frames_land_as_the_same_values_in_lines_would(server, monitor):
+    s = binary(server.path)
+    s.sendall(declare(2, 3, b"api.queue_depth"))
+    depths = [4.0, 9.0, 2.5, 7.0, 3.0]
+    s.sendall(values(2, depths[:3]) + values(2, depths[3:]))
+    assert stats(s)["accepted"] == 5
+    t = connect(server.path)
+    t.sendall(b"".join(b"api.queue_depth_lines:%g|g\n" % d for d in depths))
+    monitor.wait_lines(10)
+    snap = monitor.tick()
+    framed, lined = _series(snap, "api.queue_depth"), _series(snap, "api.queue_depth_lines")
+    assert framed.last == lined.last == 3.0
+    assert framed.windows["1m"] == lined.windows["1m"]  # count 5, least 2.5, greatest 9
+
+
+def test_a_batch_dropped_for_a_full_queue_counts_each_value_of_a_gauge_run(monitor):
+    for _ in range(QUEUE_BATCHES):  # the engine is not running: its queue fills up
+        assert monitor.submit(Batch(), timeout=0)
+    b = Batch()
+    b.gauges[SeriesKey("api.queue_depth", (), Kind.GAUGE)] = [(False, 1.0), (None, np.ones(5))]
+    assert not monitor.submit(b, timeout=0)
+    ingest = monitor.handle_rpc({"jsonrpc": "2.0", "id": 1, "method": "ingest"})["result"]
+    assert ingest["samples_dropped"] == 6
 
 
 def test_lines_frames_carry_statsd_json_and_rpc(server, monitor):

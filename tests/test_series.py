@@ -435,3 +435,35 @@ def test_seconds_packed_before_the_history_took_them_are_handed_out_whole() -> N
         want = Sketch.of(sent[sec])
         assert (sk.count, sk.min, sk.max) == (want.count, want.min, want.max)
         assert sk.quantiles(QS) == want.quantiles(QS)
+
+
+def test_a_run_of_gauge_values_lands_as_the_same_values_one_by_one() -> None:
+    # A binary frame's gauge values arrive as one run (None, array): the second's count, sum,
+    # least, greatest and last must be those of the same updates one by one, deltas between.
+    rng = np.random.default_rng(13)
+    run = rng.normal(100, 30, 5000)
+    run[[10, 20]] = [np.inf, np.nan]  # never from a frame, but counted if they were
+    ops_run = [(False, 5.0), (True, 2.0), (None, run), (True, 1.0)]
+    ops_one = [(False, 5.0), (True, 2.0), *[(False, float(x)) for x in run], (True, 1.0)]
+    got = {}
+    for name, ops in (("run", ops_run), ("one", ops_one)):
+        s = store()
+        b = Batch()
+        b.gauges[gkey(name)] = ops
+        dropped = s.apply(b, T0 + 0.5)
+        assert dropped == 2
+        (payload,) = [p for key, _, _, p in s.closed_seconds(int(T0) + 1)]
+        w = by_id(s.stats(T0 + 0.6))[name]
+        got[name] = (payload, w.windows["1m"], w.last)
+    assert got["run"] == got["one"]
+    (n, total, lo, hi, last), _, current = got["run"]
+    finite = run[np.isfinite(run)]
+    assert n == 2 + finite.size + 1 and last == current == float(finite[-1]) + 1.0
+
+
+def test_a_gauge_run_beyond_max_series_is_dropped_value_by_value() -> None:
+    s = store(max_series=1)
+    s.apply(dist(dkey("api.latency"), [1.0]), T0 + 0.5)
+    b = Batch()
+    b.gauges[gkey("api.q")] = [(False, 1.0), (None, np.arange(5.0))]
+    assert s.apply(b, T0 + 0.6) == 6  # each value counted, not each op

@@ -82,6 +82,11 @@ class DistBuf:
             self.weights.append(weight)
 
 
+def gauge_updates(ops: list[tuple[bool | None, Any]]) -> int:
+    """How many updates a gauge's ops in a Batch hold (a run counts each of its values)."""
+    return sum([1 if d is not None else len(v) for d, v in ops])
+
+
 def finite_max(values: Any) -> float | None:
     """The largest finite value of a list or a numpy array (a DistBuf's values), else None."""
     m = values.max() if hasattr(values, "dtype") else max(values)
@@ -133,7 +138,9 @@ class Batch:
     received: float = 0.0
     dist: dict[SeriesKey, DistBuf] = field(default_factory=dict)
     counts: dict[SeriesKey, float] = field(default_factory=dict)  # increments, already / rate
-    gauges: dict[SeriesKey, list[tuple[bool, float]]] = field(default_factory=dict)  # (is_delta, v)
+    # Updates in order: (is_delta, value), or (None, array) for a run of values set one after
+    # another (a binary frame's, all finite), applied as a whole.
+    gauges: dict[SeriesKey, list[tuple[bool | None, Any]]] = field(default_factory=dict)
     sets: dict[SeriesKey, set[str]] = field(default_factory=dict)
     timed: list[TimedRun] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)

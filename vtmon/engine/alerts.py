@@ -26,6 +26,7 @@ import math
 import threading
 from collections import deque
 from collections.abc import Iterable
+from typing import Any
 
 from vtmon.config import Config
 from vtmon.engine.common import MIB, memory_gauge, ms_text
@@ -167,10 +168,10 @@ class AlertLog:
             if not hit:
                 continue
             # The value the gauge was last set to; a relative change (+/-) says nothing alone.
-            absolute = [v for is_delta, v in ops if not is_delta]
-            if not absolute or not math.isfinite(absolute[-1]):
+            last = _last_set(ops)
+            if last is None or not math.isfinite(last):
                 continue
-            mb = absolute[-1] / MIB
+            mb = last / MIB
             comp = key.component
             if comp not in worst or mb > worst[comp][0]:
                 worst[comp] = (mb, key)
@@ -257,3 +258,14 @@ def _label(key: SeriesKey) -> str:
 
 def _types(items: Iterable[tuple[str, float]]) -> str:
     return ", ".join(f"{k} {v:.0f}" for k, v in sorted(items, key=lambda kv: (-kv[1], kv[0])))
+
+
+def _last_set(ops: list[tuple[bool | None, Any]]) -> float | None:
+    """The value a gauge's updates last set it to (deltas aside); None when they set none."""
+    for is_delta, v in reversed(ops):
+        if is_delta is None:  # a run of values set one after another
+            if len(v):
+                return float(v[-1])
+        elif not is_delta:
+            return v
+    return None

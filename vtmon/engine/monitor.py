@@ -45,6 +45,7 @@ from vtmon.model import (
     Sensors,
     SeriesKey,
     Snapshot,
+    gauge_updates,
 )
 from vtmon.store.journal import open_journal
 
@@ -587,7 +588,8 @@ TUNER_METHODS = (
 
 def _sample_count(batch: Batch) -> int:
     n = sum(len(b.values) for b in batch.dist.values())
-    n += len(batch.counts) + sum(len(g) for g in batch.gauges.values())
+    n += len(batch.counts)
+    n += sum(map(gauge_updates, batch.gauges.values()))
     n += sum(len(r.values) for r in batch.timed)
     return n + sum(len(s) for s in batch.sets.values())
 

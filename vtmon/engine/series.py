@@ -73,6 +73,7 @@ from vtmon.model import (
     SeriesStats,
     TimedRun,
     WindowStats,
+    gauge_updates,
 )
 
 RING_S = max(w for _, w in WINDOWS)  # slots kept: exactly the longest window
@@ -418,13 +419,27 @@ class _GaugeSeries(_Series):
         super().__init__(key)
         self.value: float | None = None
 
-    def add(self, sec: int, now_s: int, ops: list[tuple[bool, float]]) -> int:
+    def add(self, sec: int, now_s: int, ops: list[tuple[bool | None, Any]]) -> int:
         # Updates depend on each other in order (a delta adds to the previous result) and a
-        # gauge gets a handful per flush, so a plain loop is the right tool here.
+        # gauge gets a handful per flush from lines, so a plain loop is the right tool for
+        # those; a binary frame's run of values set one after another goes in at once.
         slot = self._slot(sec, now_s, _GaugeSlot)
         v = self.value
         lo, hi, n, dropped, total = slot.min, slot.max, 0, 0, 0.0
         for is_delta, x in ops:
+            if is_delta is None:  # (None, array): values set one after another
+                ok = np.isfinite(x)
+                if not ok.all():
+                    dropped += int(x.size - np.count_nonzero(ok))
+                    x = x[ok]
+                if x.size:
+                    # the running sum in the same order as value by value (cumsum is serial)
+                    total = float(np.cumsum(np.concatenate(((total,), x)))[-1])
+                    lo = min(lo, float(x.min()))
+                    hi = max(hi, float(x.max()))
+                    v = float(x[-1])
+                    n += int(x.size)
+                continue
             if not math.isfinite(x):
                 dropped += 1
                 continue
@@ -589,7 +604,7 @@ class SeriesStore:
                     continue
                 g = self._get(key, now_s, _GaugeSeries)
                 if g is None:
-                    dropped += len(ops)
+                    dropped += gauge_updates(ops)
                 else:
                     dropped += g.add(now_s, now_s, ops)
             for key, members in batch.sets.items():

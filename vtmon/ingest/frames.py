@@ -197,6 +197,6 @@ def _hand_over(arrays: dict[SeriesKey, list[np.ndarray]], batch: Batch) -> None:
                 total = float(sum(float(p.sum()) for p in parts))
             batch.counts[key] = batch.counts.get(key, 0.0) + total
         else:
-            ops = batch.gauges.setdefault(key, [])
-            for p in parts:
-                ops.extend([(False, v) for v in p.tolist()])
+            # Each array is a run of values set one after another: the engine takes its count,
+            # sum, least, greatest and last at once (see model.Batch.gauges).
+            batch.gauges.setdefault(key, []).extend([(None, p) for p in parts])
