@@ -9,13 +9,14 @@ import multiprocessing as mp
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from vtmon.ingest.server import rpc_call
 
 
 def cpu_name() -> str:
@@ -50,7 +51,6 @@ def result(
     path = os.environ.get(RESULTS_ENV)
     if not path:
         return
-    import json
 
     row = {"figure": figure, "goal": goal, "measured": measured, "baseline": baseline, "ok": ok}
     with open(path, "a", encoding="utf-8") as f:
@@ -58,21 +58,9 @@ def result(
 
 
 def rpc(path: str, method: str, timeout: float = 30.0) -> dict:
-    """One JSON-RPC call on a fresh connection to vtmon's socket: its result."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    try:
-        s.connect(path)
-        s.sendall(json.dumps({"jsonrpc": "2.0", "id": 1, "method": method}).encode() + b"\n")
-        buf = b""
-        while b"\n" not in buf:
-            chunk = s.recv(1 << 20)
-            if not chunk:
-                break
-            buf += chunk
-    finally:
-        s.close()
-    return json.loads(buf.split(b"\n", 1)[0])["result"]
+    """One JSON-RPC call on a fresh connection to vtmon's socket: its result (vtmon's own
+    rpc_call, with a timeout long enough for a busy vtmon's snapshot)."""
+    return rpc_call(path, method, timeout=timeout)
 
 
 def wait_for_socket(path: str, timeout: float = 20.0) -> None:
