@@ -2,10 +2,10 @@
 
 python bench/engine.py
 
-Two shapes of load for the windows, each over five full minutes and built in a child process
-of its own so that its memory growth is its own: 1,000 quiet series (5 samples a second each,
-as per-endpoint or per-customer series are) and 100 busy ones (200 a second each). Then, in
-this process, the busy ones again for their bucket arrays, window statistics and analysis.
+Two shapes of load for the windows, each over five full minutes: 1,000 quiet series (5
+samples a second each, as per-endpoint or per-customer series are), built in a child process
+so that the memory it takes is its own, then 100 busy ones (200 a second each) in this
+process, for their memory, bucket arrays, window statistics and analysis.
 """
 
 from __future__ import annotations
@@ -44,10 +44,10 @@ def main() -> None:
     sk = Sketch()
     t = timeit(lambda: sk.add(values), 200)
     print(f"sketch add, batch of 10,000 values     {t * 1e6:8.0f} us  ({10_000 / t / 1e6:.0f} M/s)")
-    print_loads()
-    binary_gauges(cfg=Config(), rng=rng)
+    print_quiet_series()
 
     cfg = Config()
+    rss0 = psutil.Process().memory_info().rss
     store = SeriesStore(cfg.target_ms)
     keys = [SeriesKey(f"s{i}.latency", (("component", f"c{i % 5}"),), Kind.DISTRIBUTION)
             for i in range(100)]  # fmt: skip
@@ -59,6 +59,11 @@ def main() -> None:
         store.apply(b, now + sec)
         store.record_history(now + sec)
     end = now + 300
+    grown = (psutil.Process().memory_info().rss - rss0) / 2**20
+    print(
+        f"100 busy series (200/s), 5 minutes     {grown:8.1f} MB process memory "
+        f"(about {grown * 2**20 / (100 * 300):.0f} bytes a series-second)"
+    )
     # Older seconds are packed (Sketch.pack): one bytes object each, its buckets and 40 bytes.
     slots = [sk for s in store._series.values() for sk in s.slots.values()]
     sketches = [Sketch.unpack(sk) if isinstance(sk, bytes) else sk for sk in slots]
@@ -84,6 +89,7 @@ def main() -> None:
     )
 
     analysis(cfg, store, keys, rng, end + 30)
+    binary_gauges(cfg, rng)
 
     c = SystemCollector()
     i = [0.0]
@@ -143,17 +149,14 @@ def _load(n: int, rate: int, sigma: float, q: mp.Queue) -> None:
     )
 
 
-def print_loads() -> None:
-    """Many quiet series (per-endpoint or per-customer series are) and a few busy ones."""
-    for n, rate, sigma, shape in ((1_000, 5, 0.5, "quiet"), (100, 200, 1.0, "busy")):
-        r = series_load(n, rate, sigma)
-        per = r["mb"] * 2**20 / (n * 300)
-        label = f"{n:,} {shape} series ({rate}/s), 5 minutes"
-        print(
-            f"{label:39s}{r['mb']:8.1f} MB process memory (about {per:.0f} bytes a series-second)"
-        )
-        label = f"stats(), {n:,} {shape} series"
-        print(f"{label:39s}{r['median_ms']:8.1f} ms median, {r['worst_ms']:.1f} ms max")
+def print_quiet_series(n: int = 1_000, rate: int = 5) -> None:
+    """Many quiet series (per-endpoint or per-customer series are), built in a child."""
+    r = series_load(n, rate, 0.5)
+    per = r["mb"] * 2**20 / (n * 300)
+    label = f"{n:,} quiet series ({rate}/s), 5 minutes"
+    print(f"{label:39s}{r['mb']:8.1f} MB process memory (about {per:.0f} bytes a series-second)")
+    label = f"stats(), {n:,} quiet series"
+    print(f"{label:39s}{r['median_ms']:8.1f} ms median, {r['worst_ms']:.1f} ms max")
 
 
 def binary_gauges(cfg: Config, rng: np.random.Generator, frames: int = 200) -> None:

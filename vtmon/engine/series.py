@@ -22,9 +22,9 @@ Memory
     depends on its number of buckets, never on its number of samples; once a second is
     ``PACK_AFTER_S`` old it is kept as one bytes object, its buckets in half the bytes
     (``Sketch.pack``: 6 bytes a bucket instead of 12, where that is exact, and 40 bytes for the
-    rest instead of six Python objects), which is most of five minutes. Set slots keep
-    at most ``SET_SLOT_CAP`` members (64-bit hashes once the second is over). A series that
-    has received nothing for ``FORGET_AFTER_S`` is forgotten (checked every
+    rest instead of a sketch, two arrays and four floats), which is most of five minutes.
+    Set slots keep at most ``SET_SLOT_CAP`` members (64-bit hashes once the second is over). A
+    series that has received nothing for ``FORGET_AFTER_S`` is forgotten (checked every
     ``SWEEP_EVERY_S``).
 
 Speed

@@ -304,8 +304,9 @@ class Sketch:
 
     def pack(self) -> bytes | None:
         """The sketch as one bytes object, compacted first (see ``compact``): a second that no
-        longer changes then costs its buckets and 40 bytes rather than six Python objects
-        (about 560 bytes). ``unpack`` gives it back. None for an empty sketch."""
+        longer changes then costs its buckets and 40 bytes rather than a sketch, two arrays
+        and four floats (a five-value second: 111 bytes instead of 438, by tracemalloc).
+        ``unpack`` gives it back. None for an empty sketch."""
         if self.count <= 0 or self.keys.size == 0:
             return None
         self.compact()
