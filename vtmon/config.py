@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -92,12 +94,28 @@ class RetentionConfig:
     network_days: float = 14.0
     hardware_resolution_s: float = 30.0  # sensors: temperatures, fans, power, battery
     hardware_days: float = 90.0
+    # The whole file's bound; None: 2 GB or 10 % of the free space, whichever is less.
+    max_size_mb: float | None = None
 
     def resolution_s(self, layer: str) -> int:
         return int(getattr(self, f"{layer}_resolution_s"))
 
     def retention_s(self, layer: str) -> int:
         return int(getattr(self, f"{layer}_days") * 86400)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """``[server]``: who may reach the socket (docs/security.md).
+
+    The socket is 0600 by default: only vtmon's own user connects. A vtmon run by a service
+    user may let the applications of a group in (``socket_mode = 0o660``,
+    ``socket_group = "app"``); they may send metrics and manage their own knobs, never steer
+    the tuner.
+    """
+
+    socket_mode: int = 0o600
+    socket_group: str | int | None = None  # a group name or gid; None keeps the user's
 
 
 TUNER_ACTUATORS = ("knob", "process", "command")  # vtmon.model.ACTUATORS (no model import here)
@@ -150,8 +168,14 @@ class ActionCommand:
 class Config:
     targets_ms: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TARGETS_MS))
     default_target_ms: float = DEFAULT_TARGET_MS
-    max_series: int = 10_000
-    max_line_bytes: int = 65_536
+    # [limits]: what one client, or all of them together, may make vtmon hold
+    max_series: int = 10_000  # further series are dropped and counted
+    max_line_bytes: int = 65_536  # longer lines are rejected as "too long"
+    max_connections: int = 1_000  # further connections are refused and counted
+    max_unread_kib: int = 4_096  # a connection leaving more answers unread is closed
+    max_buffered_mb: int = 256  # unfinished lines and frames held across all connections
+    frame_timeout_s: float = 30.0  # a connection idle inside an unfinished frame is closed
+    max_declared_series: int = 100_000  # binary-frame series ids one connection may declare
     snapshot_interval_s: float = 1.0
     system_interval_s: float = 1.0
     sensors_interval_s: float = 5.0
@@ -165,6 +189,7 @@ class Config:
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     actions: tuple[ActionCommand, ...] = ()  # [[actions]]: configured commands
     tuner: TunerConfig = field(default_factory=TunerConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
 
     def target_ms(self, component: str) -> float:
         return self.targets_ms.get(component, self.default_target_ms)
@@ -202,62 +227,96 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     return config_from_dict(data, source=str(p))
 
 
+# The sections a config file may have; anything else is a mistake worth one sentence.
+SECTIONS = (
+    "defaults",
+    "components",
+    "detector",
+    "limits",
+    "retention",
+    "tuner",
+    "actions",
+    "server",
+)
+COMPONENT_KEYS = ("target_ms", "max_memory_mb", "error_rate", "alert_latency_ms")
+DEFAULTS_KEYS = ("default_target_ms", "max_memory_mb", "error_rate")
+DAY_MS = 86_400_000.0
+BIG = 1e9  # the bound of settings with no natural one: finite, and far beyond any real use
+# [detector] settings in percent, and its one ratio
+PERCENT_KEYS = frozenset(
+    k
+    for k in (f.name for f in fields(DetectorConfig))
+    if k.startswith(("cpu_", "psi_", "iowait_", "disk_"))
+)
+# [limits]: (least, greatest, whole number)
+LIMITS: dict[str, tuple[float, float, bool]] = {
+    "max_series": (1, 10_000_000, True),
+    "max_line_bytes": (256, 8 * 1024 * 1024, True),  # a line longer than a frame is no line
+    "max_connections": (1, 1_000_000, True),
+    "max_unread_kib": (64, 1024 * 1024, True),
+    "max_buffered_mb": (1, 1024 * 1024, True),
+    "frame_timeout_s": (0.1, 86_400, False),
+    "max_declared_series": (1, 10_000_000, True),
+}
+
+
 def config_from_dict(data: dict, source: str = "dict") -> Config:
+    """A Config from a parsed TOML document; ConfigError (one sentence) for anything unknown,
+    mistyped or out of range."""
+    for key in data:
+        if key not in SECTIONS:
+            home = _section_of(key)
+            hint = f"; it belongs in [{home}]" if home else ""
+            raise ConfigError(
+                f"{source}: {key!r} is not a section{hint} (sections: {', '.join(SECTIONS)})."
+            )
     targets = dict(DEFAULT_TARGETS_MS)
     memory = dict(DEFAULT_MAX_MEMORY_MB)
     rates = dict(DEFAULT_ERROR_RATE)
     alert_ms: dict[str, float] = {}
     default_target = DEFAULT_TARGET_MS
-    comps = data.get("components", {})
-    if not isinstance(comps, dict):
-        raise ConfigError(f"{source}: [components] must be a table of component tables.")
+    comps = _table(data.get("components", {}), "[components]", source)
     for name, table in comps.items():
-        if not isinstance(table, dict):
-            raise ConfigError(f"{source}: [components.{name}] must be a table.")
-        for key, into in (
-            ("target_ms", targets),
-            ("max_memory_mb", memory),
-            ("error_rate", rates),
-            ("alert_latency_ms", alert_ms),
+        table = _table(table, f"[components.{name}]", source)
+        _known(table, COMPONENT_KEYS, f"[components.{name}]", source)
+        for key, into, hi in (
+            ("target_ms", targets, DAY_MS),
+            ("max_memory_mb", memory, BIG),
+            ("error_rate", rates, 1.0),
+            ("alert_latency_ms", alert_ms, DAY_MS),
         ):
             if key in table:
-                into[name] = _positive(table[key], f"components.{name}.{key}", source)
-    defaults = data.get("defaults", {})
+                into[name] = _number(table[key], f"components.{name}.{key}", source, hi=hi)
+    defaults = _table(data.get("defaults", {}), "[defaults]", source)
+    _known(defaults, DEFAULTS_KEYS, "[defaults]", source)
     kwargs: dict = {}
     if "default_target_ms" in defaults:
-        default_target = _positive(
-            defaults["default_target_ms"], "defaults.default_target_ms", source
+        default_target = _number(
+            defaults["default_target_ms"], "defaults.default_target_ms", source, hi=DAY_MS
         )
     if "max_memory_mb" in defaults:
-        kwargs["default_max_memory_mb"] = _positive(
+        kwargs["default_max_memory_mb"] = _number(
             defaults["max_memory_mb"], "defaults.max_memory_mb", source
         )
     if "error_rate" in defaults:
-        kwargs["default_error_rate"] = _positive(
-            defaults["error_rate"], "defaults.error_rate", source
+        kwargs["default_error_rate"] = _number(
+            defaults["error_rate"], "defaults.error_rate", source, hi=1.0
         )
-    det = data.get("detector", {})
-    if not isinstance(det, dict):
-        raise ConfigError(f"{source}: [detector] must be a table.")
-    known = {f.name for f in fields(DetectorConfig)}
-    for key in det:
-        if key not in known:
-            raise ConfigError(
-                f"{source}: [detector] has no setting {key!r}; known: {', '.join(sorted(known))}."
-            )
+    det = _table(data.get("detector", {}), "[detector]", source)
+    _known(det, [f.name for f in fields(DetectorConfig)], "[detector]", source)
     kwargs["detector"] = DetectorConfig(
-        **{k: _positive(v, f"detector.{k}", source) for k, v in det.items()}
+        **{k: _number(v, f"detector.{k}", source, hi=_detector_bound(k)) for k, v in det.items()}
     )
     kwargs["retention"] = _retention(data.get("retention", {}), source)
     kwargs["actions"] = _actions(data.get("actions", []), source)
     kwargs["tuner"] = _tuner(data.get("tuner", {}), source)
-    limits = data.get("limits", {})
-    if "max_series" in limits:
-        kwargs["max_series"] = int(_positive(limits["max_series"], "limits.max_series", source))
-    if "max_line_bytes" in limits:
-        kwargs["max_line_bytes"] = int(
-            _positive(limits["max_line_bytes"], "limits.max_line_bytes", source)
-        )
+    kwargs["server"] = _server(data.get("server", {}), source)
+    limits = _table(data.get("limits", {}), "[limits]", source)
+    _known(limits, LIMITS, "[limits]", source)
+    for key, value in limits.items():
+        lo, hi, whole = LIMITS[key]
+        v = _number(value, f"limits.{key}", source, lo=lo, hi=hi, whole=whole)
+        kwargs[key] = int(v) if whole else v
     return Config(
         targets_ms=targets,
         default_target_ms=default_target,
@@ -269,33 +328,97 @@ def config_from_dict(data: dict, source: str = "dict") -> Config:
     )
 
 
+def _section_of(key: str) -> str | None:
+    """The section a setting written at the top level belongs in, if any."""
+    homes = {
+        "defaults": DEFAULTS_KEYS,
+        "limits": LIMITS,
+        "detector": [f.name for f in fields(DetectorConfig)],
+        "retention": [f.name for f in fields(RetentionConfig)],
+        "tuner": [f.name for f in fields(TunerConfig)],
+        "server": [f.name for f in fields(ServerConfig)],
+    }
+    return next((name for name, keys in homes.items() if key in keys), None)
+
+
+def _detector_bound(key: str) -> float:
+    if key in PERCENT_KEYS:
+        return 100.0
+    return 1.0 if key == "clear_ratio" else BIG
+
+
+def _table(value: object, where: str, source: str) -> dict:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: {where} must be a table.")
+    return value
+
+
+def _known(
+    table: dict, known: Iterable[str], where: str, source: str, what: str = "setting"
+) -> None:
+    """Refuse a key that is not one of ``known`` (a typo would otherwise be silently unused)."""
+    names = sorted(known)
+    for key in table:
+        if key not in names:
+            raise ConfigError(
+                f"{source}: {where} has no {what} {key!r}; known: {', '.join(names)}."
+            )
+
+
+def _server(table: object, source: str) -> ServerConfig:
+    table = _table(table, "[server]", source)
+    _known(table, [f.name for f in fields(ServerConfig)], "[server]", source)
+    values: dict[str, object] = {}
+    if "socket_mode" in table:
+        mode = table["socket_mode"]
+        if isinstance(mode, str) and mode.isdigit():
+            mode = int(mode, 8)  # "0660", as chmod takes it
+        if (
+            isinstance(mode, bool)
+            or not isinstance(mode, int)
+            or mode & ~0o666
+            or (mode & 0o600 != 0o600)
+        ):
+            raise ConfigError(
+                f"{source}: server.socket_mode must be a mode such as 0o600 or 0o660 (read and "
+                f"write for the owner, no execute bits), not {_mode_text(table['socket_mode'])}."
+            )
+        values["socket_mode"] = mode
+    if "socket_group" in table:
+        group = table["socket_group"]
+        if isinstance(group, bool) or not (
+            (isinstance(group, str) and group.strip()) or (isinstance(group, int) and group >= 0)
+        ):
+            raise ConfigError(
+                f"{source}: server.socket_group must be a group name or a gid, not {group!r}."
+            )
+        values["socket_group"] = group
+    return ServerConfig(**values)  # type: ignore[arg-type]
+
+
 def _retention(table: object, source: str) -> RetentionConfig:
-    if not isinstance(table, dict):
-        raise ConfigError(f"{source}: [retention] must be a table.")
-    known = {f.name for f in fields(RetentionConfig)}
+    table = _table(table, "[retention]", source)
+    _known(table, [f.name for f in fields(RetentionConfig)], "[retention]", source)
     values: dict[str, float] = {}
     for key, value in table.items():
-        if key not in known:
-            raise ConfigError(
-                f"{source}: [retention] has no setting {key!r}; known: {', '.join(sorted(known))}."
-            )
-        v = _positive(value, f"retention.{key}", source)
-        if key.endswith("_resolution_s") and v != int(v):
-            raise ConfigError(f"{source}: retention.{key} must be a whole number of seconds.")
+        where = f"retention.{key}"
+        if key.endswith("_resolution_s"):
+            v = _number(value, where, source, lo=1, hi=86_400, whole=True)
+        elif key.endswith("_days"):
+            v = _number(value, where, source, hi=36_500)
+        elif key == "max_size_mb":
+            v = _number(value, where, source, lo=1)
+        else:
+            v = _number(value, where, source, hi=86_400)
         values[key] = v
     return RetentionConfig(**values)
 
 
 def _tuner(table: object, source: str) -> TunerConfig:
-    if not isinstance(table, dict):
-        raise ConfigError(f"{source}: [tuner] must be a table.")
-    known = {f.name for f in fields(TunerConfig)}
+    table = _table(table, "[tuner]", source)
+    _known(table, [f.name for f in fields(TunerConfig)], "[tuner]", source)
     values: dict[str, object] = {}
     for key, value in table.items():
-        if key not in known:
-            raise ConfigError(
-                f"{source}: [tuner] has no setting {key!r}; known: {', '.join(sorted(known))}."
-            )
         if key == "mode":
             values[key] = _mode(value, "tuner.mode", source)
         elif key == "modes":
@@ -319,9 +442,9 @@ def _tuner(table: object, source: str) -> TunerConfig:
                 raise ConfigError(f"{source}: tuner.revert_below must be between 0 and 1.")
             values[key] = float(value)
         elif key == "min_samples":
-            values[key] = int(_positive(value, "tuner.min_samples", source))
+            values[key] = int(_number(value, "tuner.min_samples", source, lo=1, whole=True))
         else:
-            values[key] = _positive(value, f"tuner.{key}", source)
+            values[key] = _number(value, f"tuner.{key}", source, hi=86_400 * 365)
     return TunerConfig(**values)  # type: ignore[arg-type]
 
 
@@ -374,15 +497,44 @@ def _actions(items: object, source: str) -> tuple[ActionCommand, ...]:
                     f'(["program", "arg", ...]), never a shell line.'
                 )
             argvs.append(tuple(argv))
-        timeout = _positive(table.get("timeout_s", 30.0), f"{where} timeout_s", source)
+        timeout = _number(table.get("timeout_s", 30.0), f"{where} timeout_s", source, hi=86_400)
         out.append(ActionCommand(name, tuple(types), argvs[0], argvs[1], timeout))
     return tuple(out)
 
 
-def _positive(value: object, key: str, source: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ConfigError(f"{source}: {key} must be a positive number, not {value!r}.")
-    return float(value)
+def _number(
+    value: object,
+    key: str,
+    source: str,
+    *,
+    lo: float = 0.0,
+    hi: float = BIG,
+    whole: bool = False,
+) -> float:
+    """A setting's number: finite, above 0 (``lo`` 0) or at least ``lo``, at most ``hi``."""
+    ok = (
+        not isinstance(value, bool)
+        and isinstance(value, (int, float))
+        and math.isfinite(value)
+        and (value > 0 if lo == 0 else value >= lo)
+        and value <= hi
+        and (not whole or value == int(value))
+    )
+    if not ok:
+        least = "above 0" if lo == 0 else f"at least {_plain(lo)}"
+        kind = "a whole number" if whole else "a number"
+        raise ConfigError(
+            f"{source}: {key} must be {kind} {least} and at most {_plain(hi)}, not {value!r}."
+        )
+    return float(value)  # type: ignore[arg-type]
+
+
+def _mode_text(mode: object) -> str:
+    return f"{mode:#o}" if isinstance(mode, int) and not isinstance(mode, bool) else repr(mode)
+
+
+def _plain(x: float) -> str:
+    return f"{int(x):,}" if x == int(x) else f"{x:g}"
 
 
 def resolve_socket_path(explicit: str | None = None) -> Path:
@@ -434,9 +586,18 @@ cpu_critical = 90
 disk_high = 80               # disk usage %
 disk_critical = 90
 
-[limits]
+[limits]                     # what clients may make vtmon hold (docs/security.md)
 max_series = 10000           # further series are dropped and counted
 max_line_bytes = 65536       # longer lines are rejected as "too long"
+max_connections = 1000       # further connections are refused and counted
+max_unread_kib = 4096        # a client leaving more answers unread is disconnected
+max_buffered_mb = 256        # unfinished lines and frames held across all connections
+frame_timeout_s = 30         # a connection silent inside an unfinished frame is closed
+max_declared_series = 100000 # binary-frame series one connection may declare
+
+[server]                     # who may reach the socket (docs/security.md)
+socket_mode = 0o600          # 0o660 lets socket_group's applications send metrics too
+# socket_group = "app"       # they may send metrics and manage their own knobs, never steer
 
 [retention]                  # the history file (docs/history.md)
 flush_interval_s = 5         # written this often: a crash loses at most this much
@@ -448,6 +609,7 @@ network_resolution_s = 10
 network_days = 14
 hardware_resolution_s = 30   # sensors
 hardware_days = 90
+# max_size_mb = 2048         # the whole file; default 2 GB or 10 % of the free space if less
 
 [tuner]                      # tuning actions (docs/tuning.md)
 mode = "ask"                 # off: recommend only; ask: wait for a key (a / x); auto: apply
