@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -22,6 +23,7 @@ from vtmon.store.db import HistoryStore
 from vtmon.tui import fmt, keys
 from vtmon.tui.app import VtmonApp
 from vtmon.tui.charts import Chart
+from vtmon.tui.events import EventsPanel
 from vtmon.tui.fmt import Severity
 from vtmon.tui.help import HelpScreen
 from vtmon.tui.latency import LatencyPanel, LatencyTable
@@ -221,6 +223,54 @@ async def test_events_and_errors_panel(monitor: Monitor, clock: ManualClock) -> 
         await start(pilot, monitor)
         text = app.query_one("#events-text", LiveStatic).shown_text
         assert "CRIT db.can_connect" in text
+
+
+async def test_a_panel_that_cannot_draw_says_so_and_the_console_goes_on(
+    monitor: Monitor, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A value no panel foresaw (here an event time beyond what the platform's clock can show;
+    # the socket refuses such times, a bug elsewhere may not): the events panel shows its
+    # failure, every other panel draws, and the next good Snapshot draws it again.
+    feed(monitor, clock, {API: [10.0]})
+    app = VtmonApp(monitor)
+    async with app.run_test(size=(120, 36)) as pilot:
+        snap = await start(pilot, monitor)
+        bad = replace(snap, events=(Event("event", "deploy", ts=1e308),))
+        app.render_snapshot(bad)
+        app.render_snapshot(bad)  # failing again every second is logged once
+        await pilot.pause()
+        events = app.query_one(EventsPanel)
+        assert "Could not draw this: OverflowError" in events.failure
+        text = screen_text(app)
+        assert "Could not draw this: OverflowError" in text
+        assert "10.0 ms" in text and "No alerts." in text  # the other panels drew
+        assert app.is_running and app.return_code is None
+        logged = [r for r in caplog.records if "could not be drawn" in r.getMessage()]
+        assert len(logged) == 1 and logged[0].exc_info is not None
+        # a keypress still works, and the next good Snapshot clears the failure
+        await pilot.press("w")
+        app.render_snapshot(snap)
+        await pilot.pause()
+        assert events.failure == ""
+        assert "Could not draw this" not in screen_text(app)
+
+
+async def test_a_header_that_cannot_draw_says_so_in_itself(
+    monitor: Monitor, clock: ManualClock
+) -> None:
+    feed(monitor, clock, {API: [10.0]})
+    app = VtmonApp(monitor)
+    async with app.run_test(size=(120, 36)) as pilot:
+        snap = await start(pilot, monitor)
+        huge = replace(snap, ingest=replace(snap.ingest, client_dropped=10**400))
+        app.render_snapshot(huge)
+        await pilot.pause()
+        header = str(app.query_one("#header").render())
+        assert header.startswith("Could not draw this: OverflowError")
+        assert "10.0 ms" in screen_text(app) and app.is_running
+        app.render_snapshot(snap)
+        await pilot.pause()
+        assert "Could not draw" not in str(app.query_one("#header").render())
 
 
 # -- keys, help, palette, themes ----------------------------------------------------------

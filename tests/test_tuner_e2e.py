@@ -412,3 +412,70 @@ def test_a_killed_serve_leaves_a_journal_and_the_next_start_reverts_the_process_
     assert a["recovered"] and a["status"] == "reverted"
     second.send_signal(signal.SIGTERM)
     assert second.wait(timeout=30) == 0
+
+
+# A bug in the screen, put in for the test: the console fails once a tuning action is applied.
+CRASHING_CONSOLE = """
+import sys
+from vtmon.tui import app
+from vtmon.tui.tuning import applied
+
+def broken(self, snap):
+    if applied(snap):
+        raise RuntimeError("a bug in the screen")
+
+app.VtmonApp._update_tuning_keys = broken
+from vtmon.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_a_console_that_ends_on_an_error_exits_non_zero_and_reverts_what_it_applied(
+    sock_dir: Path, tmp_path: Path, procs: list[subprocess.Popen[Any]]
+) -> None:
+    import pty
+
+    child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    procs.append(child)
+    cfg = tmp_path / "fast.toml"
+    cfg.write_text(
+        "[detector]\ninterval_s = 0.5\nfor_s = 0.5\nclear_for_s = 600\n"
+        "cpu_high = 0.001\ncpu_critical = 0.002\n"
+        '[tuner.modes]\nprocess = "auto"\n'
+    )
+    # The console needs a terminal: a pseudo-terminal of the test's, read as the screen draws.
+    master, slave = pty.openpty()
+    env = {**os.environ, "TERM": "xterm-256color", "XDG_STATE_HOME": str(tmp_path / "state")}
+    console = subprocess.Popen(
+        [sys.executable, "-c", CRASHING_CONSOLE, "--socket", str(sock_dir / "c.sock")]
+        + ["--data-dir", str(tmp_path / "data"), "--config", str(cfg), "--pid", str(child.pid)],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        start_new_session=True,
+    )
+    procs.append(console)
+    os.close(slave)
+    out = bytearray()
+
+    def read() -> None:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # the terminal's other side is gone
+                return
+            if not data:
+                return
+            out.extend(data)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    poll("the renice to be applied", lambda: nice_of(child.pid) == 5)
+    status = console.wait(timeout=60)
+    reader.join(10)
+    os.close(master)
+    text = out.decode(errors="replace")
+    assert status != 0
+    assert "The console ended on an error" in text
+    assert nice_of(child.pid) == 0  # reverted on the way out, as a normal quit does

@@ -732,16 +732,24 @@ def _log_to_file() -> None:
         logging.basicConfig(level=logging.CRITICAL)
 
 
+def _log_file() -> str:
+    """The file the console logs to, "" when it logs nowhere."""
+    for h in logging.getLogger().handlers:
+        if isinstance(h, logging.FileHandler):
+            return h.baseFilename
+    return ""
+
+
 def _replay_console(monitor: Any, thread: threading.Thread, stop: threading.Event) -> None:
     _log_to_file()
-    from vtmon.tui.app import VtmonApp
-
     thread.start()
     try:
-        VtmonApp(monitor).run()
+        failed = _run_app(monitor)
     finally:
         stop.set()
         thread.join(5)
+    if failed:
+        raise click.ClickException(failed)
 
 
 def _report_replay(outcome: dict[str, Any], serving: Path | None) -> None:
@@ -963,12 +971,10 @@ def _console(
             from vtmon import demo as demo_mod
 
             demo_mod.start_thread(str(path), stop)
-        from vtmon.tui.app import VtmonApp
-
-        VtmonApp(monitor).run()
+        failed = _run_app(monitor)
     finally:
         # Revert what was applied (unless "keep and quit") while applications (the demo's
-        # too) are still connected and can answer.
+        # too) are still connected and can answer: after a crash of the screen as well.
         said = monitor.stop_tuning()
         stop.set()
         server.stop()
@@ -976,6 +982,22 @@ def _console(
         _finish_recording(recorder)
         if said and said != "Nothing was applied.":
             click.echo(said, err=True)
+    if failed:
+        raise click.ClickException(failed)
+
+
+def _run_app(monitor: Any) -> str:
+    """Run the console until it ends; "" when it ended as asked, else one sentence saying it
+    did not (Textual has printed the error itself)."""
+    from vtmon.tui.app import VtmonApp
+
+    app = VtmonApp(monitor)
+    app.run()
+    if not app.return_code:
+        return ""
+    log_file = _log_file()
+    where = f" ({log_file} has what was logged before it)" if log_file else ""
+    return f"The console ended on an error{where}."
 
 
 def _read_json_line(s: socket.socket, rid: str = "send") -> dict[str, Any]:

@@ -11,6 +11,7 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import plotext
 from rich.text import Text
@@ -18,6 +19,7 @@ from textual.events import Resize
 from textual.theme import Theme
 from textual.widgets import Static
 
+from vtmon.tui.live import drawing_failed, drawing_recovered
 from vtmon.tui.themes import chart_colors
 
 # plotext paints a white background behind its frame; the widget's own background must show.
@@ -202,4 +204,10 @@ class Chart(Static):
             return
         self._drawn_key = key
         # the chart's size comes from the layout, never from its content: no layout again
-        self.update(build_chart(self._data, w, h, self.app.current_theme), layout=False)
+        try:
+            drawn: Any = build_chart(self._data, w, h, self.app.current_theme)
+        except Exception as e:  # shown where the chart would be; the console goes on
+            drawn = drawing_failed(self, e)
+        else:
+            drawing_recovered(self)
+        self.update(drawn, layout=False)

@@ -3,10 +3,16 @@
 
 Snapshots arrive every second but most text changes far less often; skipping identical
 updates keeps a quiet screen from repainting (and from re-laying out) for nothing.
+
+A panel that fails to draw says so in itself (``drawing_failed``) and the rest of the
+console goes on: a bug in one panel, or a value no panel foresaw, must not end the app that
+applications rely on to be monitored and to have their tuning undone.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -18,6 +24,45 @@ from textual.widgets import Static
 
 from vtmon.model import Snapshot
 
+log = logging.getLogger(__name__)
+
+# What each widget last logged as its failure: a panel failing every second logs once, and
+# again only when the failure changes.
+_FAILED: WeakKeyDictionary[Widget, str] = WeakKeyDictionary()
+
+
+def drawing_failed(widget: Widget, error: Exception) -> Content:
+    """Log ``error`` (once while it stays the same) and return the one-sentence text that the
+    widget shows in place of what it could not draw."""
+    what = f"{type(error).__name__}: {error}"
+    if len(what) > 200:
+        what = what[:199] + "…"
+    if _FAILED.get(widget) != what:
+        _FAILED[widget] = what
+        name = widget.id or type(widget).__name__
+        log.error("%s could not be drawn", name, exc_info=error)
+    return Content.assemble(
+        ("Could not draw this: ", "bold $error"),
+        (what, "$error"),
+        (". vtmon goes on; the log has the details.", "$text-muted"),
+    )
+
+
+def drawing_recovered(widget: Widget) -> None:
+    """The widget drew again: a later failure is logged anew."""
+    _FAILED.pop(widget, None)
+
+
+def guarded(widget: Widget, draw: Callable[[], Any]) -> Content | None:
+    """Run ``draw``; None when it worked, else what to show instead (see drawing_failed)."""
+    try:
+        draw()
+    except Exception as e:  # any bug or unforeseen value: shown and logged, never fatal
+        return drawing_failed(widget, e)
+    if widget in _FAILED:
+        drawing_recovered(widget)
+    return None
+
 
 class Panel(Vertical):
     """A bordered panel showing the newest snapshot; laid out again when its size changes."""
@@ -26,11 +71,33 @@ class Panel(Vertical):
         super().__init__(**kwargs)
         self.snapshot: Snapshot | None = None
         self.window = "1m"
+        self._failure: LiveStatic | None = None  # shown at the top while drawing fails
 
     def show(self, snap: Snapshot, window: str) -> None:
         self.snapshot = snap
         self.window = window
-        self.render_snapshot(snap, window)
+        self.redraw()
+
+    def redraw(self) -> None:
+        """Draw the snapshot shown; a failure is shown at the top of the panel instead of
+        ending the app, and goes once the panel draws again."""
+        snap = self.snapshot
+        if snap is None:
+            return
+        failed = guarded(self, lambda: self.render_snapshot(snap, self.window))
+        if failed is not None:
+            if self._failure is None:
+                self._failure = LiveStatic(classes="draw-failure")
+                self.mount(self._failure, before=0 if self.children else None)
+            self._failure.show(failed)
+        elif self._failure is not None:
+            self._failure.remove()
+            self._failure = None
+
+    @property
+    def failure(self) -> str:
+        """The failure the panel shows, "" while it draws (tests, screen readers)."""
+        return self._failure.shown_text if self._failure is not None else ""
 
     def render_snapshot(self, snap: Snapshot, window: str) -> None:
         raise NotImplementedError
@@ -41,8 +108,7 @@ class Panel(Vertical):
         set_border_title(self, title, subtitle)
 
     def on_resize(self, event: Resize) -> None:
-        if self.snapshot is not None:
-            self.render_snapshot(self.snapshot, self.window)
+        self.redraw()
 
 
 # What each widget's border says, as last set here (the setter parses markup, so reading it

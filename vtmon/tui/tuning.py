@@ -266,14 +266,10 @@ class TuningPanel(Panel):
         self.border_title = "Tuning"
 
     def on_focus(self) -> None:
-        self._redraw()
+        self.redraw()
 
     def on_blur(self) -> None:
-        self._redraw()
-
-    def _redraw(self) -> None:
-        if self.snapshot is not None:
-            self.render_snapshot(self.snapshot, self.window)
+        self.redraw()
 
     def selected(self) -> TuningAction | None:
         """The row the keys act on: the chosen one while it is listed, else the first."""
@@ -294,7 +290,7 @@ class TuningPanel(Panel):
         cur = self.selected()
         i = listed.index(cur) if cur in listed else 0
         self.selected_id = listed[max(0, min(len(listed) - 1, i + step))].id
-        self._redraw()
+        self.redraw()
 
     def render_snapshot(self, snap: Snapshot, window: str) -> None:
         width = self.content_size.width or 76
