@@ -161,6 +161,14 @@ REJECT_NUMBER = "bad number"
 REJECT_TYPE = "unknown type"
 REJECT_TOO_LONG = "too long"
 REJECT_ENCODING = "bad encoding"
+REJECT_TIME = "bad time"
+
+# What a client may send (docs/protocol.md, "Numbers"), checked where it enters. Within these,
+# no sum the engine, the store or an exporter makes can leave the float64 range: values up to
+# 1e100 weighed up to 1e6 leave more than 200 orders of magnitude for the number of samples.
+TIME_MAX_S = 4102444800.0  # 2100-01-01 UTC: times lie in [0, TIME_MAX_S), seconds
+VALUE_MAX = 1e100  # |value| <= VALUE_MAX, finite
+RATE_MIN = 1e-6  # a sample rate lies in [RATE_MIN, 1]: a sample weighs at most 1e6
 
 
 # ---------------------------------------------------------------------------------------------
