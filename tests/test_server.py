@@ -214,6 +214,22 @@ def test_times_from_before_1970_or_after_2100_are_rejected_as_bad_time(server, m
     assert snap.ingest.rejected == {"bad time": 4}
 
 
+@pytest.mark.parametrize("count", [10**400, 2**53 + 1, -1, True, 1.5, "5", None, [1]], ids=repr)
+def test_client_dropped_takes_a_count_from_0_to_2_53_only(server, monitor, count):
+    with pytest.raises(RuntimeError, match=r"client.dropped needs params with a count"):
+        rpc_call(server.path, "client.dropped", {"count": count})
+    assert rpc_call(server.path, "client.dropped", {"count": 2**53}) is True
+    assert monitor.tick().ingest.client_dropped == 2**53
+
+
+def test_client_dropped_total_stops_at_what_sqlite_holds(server, monitor):
+    s = connect(server.path)
+    notify = b'{"jsonrpc": "2.0", "method": "client.dropped", "params": {"count": %d}}\n'
+    s.sendall(notify % 2**53 * 1100 + notify % 10**400)  # notifications get no answer
+    connection_stats(s)
+    assert monitor.tick().ingest.client_dropped == 2**63 - 1
+
+
 def test_monitor_clock_is_injected(clock: ManualClock, server, monitor):
     s = connect(server.path)
     s.sendall(b"d.latency:5|ms\n")

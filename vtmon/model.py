@@ -169,6 +169,8 @@ REJECT_TIME = "bad time"
 TIME_MAX_S = 4102444800.0  # 2100-01-01 UTC: times lie in [0, TIME_MAX_S), seconds
 VALUE_MAX = 1e100  # |value| <= VALUE_MAX, finite
 RATE_MIN = 1e-6  # a sample rate lies in [RATE_MIN, 1]: a sample weighs at most 1e6
+COUNT_MAX = 2**63 - 1  # SQLite's largest integer: no count kept or reported goes beyond
+CLIENT_COUNT_MAX = 2**53  # a count one message may report (exact as a float)
 
 
 # ---------------------------------------------------------------------------------------------
