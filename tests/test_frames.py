@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_parse import assert_within_rules, edge_lines, nonblank, simple_lines
 
 from tests.sockets import HELLO, binary, connect, declare, frame, lines, read_json, values
 from vtmon.engine.monitor import QUEUE_BATCHES
 from vtmon.ingest.frames import FORMAT, FrameReader
-from vtmon.model import Batch, Kind, SeriesKey
+from vtmon.ingest.parse import parse_block
+from vtmon.model import VALUE_MAX, Batch, Kind, SeriesKey
 
 
 def stats(s) -> dict:
@@ -121,6 +123,22 @@ def test_unusable_frames_are_counted_and_skipped(server, monitor):
     assert monitor.tick().ingest.rejected["bad number"] == 2
 
 
+def test_values_beyond_1e100_are_bad_numbers_and_no_sum_overflows(server, monitor):
+    s = binary(server.path)
+    s.sendall(declare(1, 1, b"api.latency") + declare(2, 2, b"api.ops") + declare(3, 3, b"api.q"))
+    for sid in (1, 2, 3):  # two of 1e308 made every sum infinite, a gauge run's too
+        s.sendall(values(sid, [1e308, 1e308, 1e100, -1e100, 2.0, -1e101]))
+    assert stats(s) == {"accepted": 9, "rejected": {"bad number": 9}}
+    snap = monitor.tick()
+    for name in ("api.latency", "api.ops", "api.q"):
+        w = _series(snap, name).windows["1m"]
+        shown = [w.count, w.rate, w.mean, w.min, w.max, w.p50, w.p99]
+        assert all(v is None or math.isfinite(v) for v in shown), name
+    gauge = _series(snap, "api.q")
+    assert gauge.last == 2.0
+    assert (gauge.windows["1m"].min, gauge.windows["1m"].max) == (-1e100, 1e100)
+
+
 def test_a_broken_header_closes_the_connection(server, monitor):
     s = binary(server.path)
     s.sendall(declare(1, 1, b"voice.latency") + values(1, [3.0]))
@@ -171,6 +189,7 @@ def _feed_all(chunks: list[bytes]) -> tuple[Batch, bool]:
     for c in chunks:
         b = Batch()
         ok = reader.feed(c, b)
+        assert_within_rules(b)
         _merge(total, b)
         if not ok:
             break
@@ -216,22 +235,28 @@ def test_any_bytes_are_counted_never_raise(data, cuts):
 
 
 _series_names = st.sampled_from([b"a.latency", b"b.latency|#component:x", b"c.throughput"])
+_value = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True, width=64),
+    st.sampled_from([VALUE_MAX, -VALUE_MAX, math.nextafter(VALUE_MAX, math.inf), 1e300, 5e-324]),
+)
 _frame = st.one_of(
-    st.tuples(st.just("declare"), st.integers(0, 4), st.sampled_from([1, 2]), _series_names),
+    st.tuples(st.just("declare"), st.integers(0, 4), st.sampled_from([1, 2, 3]), _series_names),
+    st.tuples(st.just("values"), st.integers(0, 4), st.lists(_value, max_size=20)),
     st.tuples(
-        st.just("values"),
-        st.integers(0, 4),
-        st.lists(st.floats(allow_nan=True, allow_infinity=True, width=64), max_size=20),
+        st.just("lines"),
+        st.lists(st.one_of(edge_lines(), simple_lines().map(str.encode)), max_size=6),
     ),
     st.tuples(st.just("garbage"), st.integers(0, 255), st.binary(max_size=30)),
 )
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_frame, max_size=25), st.lists(st.integers(0, 5000), max_size=8))
 def test_a_valid_stream_reads_the_same_however_it_is_split(frames_, cuts):
-    """Every sample is accepted or rejected exactly once, whatever the read boundaries; and
-    every finite value of a declared series is in the batch."""
+    """Every sample is accepted or rejected exactly once, whatever the read boundaries; every
+    value within the bound of a declared series is in the batch, the others are bad numbers;
+    lines frames count their lines as a line connection does; nothing in any batch is beyond
+    the rules (docs/protocol.md, "Numbers")."""
     data = b""
     declared: dict[int, bytes] = {}
     expect_ok = 0
@@ -247,10 +272,18 @@ def test_a_valid_stream_reads_the_same_however_it_is_split(frames_, cuts):
             if sid not in declared:
                 expect["unknown series"] += 1
             else:
-                good = sum(1 for v in vals if math.isfinite(v))
+                good = sum(1 for v in vals if abs(v) <= VALUE_MAX)
                 expect_ok += good
                 if len(vals) - good:
                     expect["bad number"] += len(vals) - good
+        elif f[0] == "lines":
+            text = b"\n".join(f[1])
+            data += lines(text)
+            as_lines = Batch()
+            parse_block(text, as_lines)
+            assert as_lines.accepted + sum(as_lines.rejected.values()) == nonblank(text)
+            expect_ok += as_lines.accepted
+            expect.update(as_lines.rejected)
         else:
             _, ftype, payload = f
             if ftype in (1, 2, 3):

@@ -171,10 +171,15 @@ BAD = [
     ({**POOL, "kind": "turbo"}, "kind 'turbo' is not one of"),
     ({**POOL, "name": ""}, "non-empty string"),
     ({**POOL, "name": "x" * 201}, "longer than 200"),
-    ({**POOL, "step": 0}, "step must be a positive number"),
+    ({**POOL, "step": 0}, "step must be a number from 1e-100 to 1e100"),
     ({k: v for k, v in POOL.items() if k != "max"}, "needs 'max'"),
-    ({**POOL, "value": "16"}, "value must be a finite number"),
-    ({**POOL, "value": True}, "value must be a finite number"),
+    ({**POOL, "value": "16"}, "value must be a number from -1e100 to 1e100"),
+    ({**POOL, "value": True}, "value must be a number from -1e100 to 1e100"),
+    # Beyond these the tuner's steps overflowed (x2 of 1e308, a step of 1e-300): refused.
+    ({**POOL, "max": 1e308}, "max must be a number from -1e100 to 1e100, not 1e+308"),
+    ({**POOL, "min": -(10**400)}, "min must be a number from -1e100 to 1e100, not -1000000"),
+    ({**POOL, "step": 1e-300}, "step must be a number from 1e-100 to 1e100"),
+    ({**POOL, "step": 1e101}, "step must be a number from 1e-100 to 1e100"),
 ]
 
 
@@ -197,7 +202,7 @@ def test_register_refuses_nan_and_infinities(monitor, app, raw):
     app.s.sendall(line)
     resp = app.recv()
     assert resp["error"]["code"] == -32602
-    assert "finite number" in resp["error"]["message"]
+    assert "must be a number from -1e100 to 1e100" in resp["error"]["message"]
     assert monitor.knobs.knobs() == ()
 
 
@@ -263,6 +268,16 @@ def test_revert_sets_the_previous_value_and_the_app_may_round(monitor, app):
     app.answer(req, {"value": 15})  # what the application really did
     assert done.wait().value == 15
     assert KnobActuator(monitor.knobs).read("api.db_pool_size") == 15
+
+
+@pytest.mark.parametrize("said", [1e308, -1e101, 10**400, "15", True])
+def test_a_value_in_effect_beyond_the_rules_is_taken_as_the_one_sent(monitor, app, said):
+    app.register(**POOL)
+    done = Outcomes()
+    KnobActuator(monitor.knobs).apply(action("api.db_pool_size", 32, 16), done)
+    app.answer(app.recv(), {"value": said})
+    assert done.wait().value == 32
+    assert monitor.knobs.get("api.db_pool_size").value == 32
 
 
 @pytest.mark.parametrize("value", [65, 3.99, -1, math.nan, math.inf, "32", None])

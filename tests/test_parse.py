@@ -4,6 +4,7 @@ import json
 import math
 from typing import NamedTuple
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -11,11 +12,15 @@ from hypothesis import strategies as st
 from vtmon.ingest import parse
 from vtmon.ingest.parse import parse_block, parse_line
 from vtmon.model import (
+    RATE_MIN,
     REJECT_ENCODING,
     REJECT_NUMBER,
     REJECT_SYNTAX,
+    REJECT_TIME,
     REJECT_TOO_LONG,
     REJECT_TYPE,
+    TIME_MAX_S,
+    VALUE_MAX,
     Batch,
     Kind,
     SeriesKey,
@@ -96,6 +101,27 @@ def assert_same(a: Batch, b: Batch) -> None:
     assert a.rejected == b.rejected
 
 
+def assert_within_rules(b: Batch) -> None:
+    """Nothing in the batch breaks the rules of docs/protocol.md, "Numbers": every value finite
+    and within the bound, every weight at most a million, every time from 1970 to 2100."""
+
+    def bounded(values: object) -> bool:
+        return bool(np.all(np.abs(np.asarray(values, dtype=np.float64)) <= VALUE_MAX))
+
+    for buf in b.dist.values():
+        assert bounded(buf.values)
+        if buf.weights is not None:
+            assert len(buf.weights) == len(buf.values)
+            assert all(1.0 <= w <= 1 / RATE_MIN for w in buf.weights)
+    assert all(math.isfinite(inc) for inc in b.counts.values())
+    for ops in b.gauges.values():
+        assert all(bounded([v] if delta is not None else v) for delta, v in ops)
+    for run in b.timed:
+        assert bounded(run.values) and 1.0 <= run.weight <= 1 / RATE_MIN
+        assert len(run.ts) == len(run.values) and all(0.0 <= t < TIME_MAX_S for t in run.ts)
+    assert all(0.0 <= e.ts < TIME_MAX_S for e in b.events)
+
+
 @pytest.fixture
 def no_slow_path(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     """Records whatever the per-line parser is handed, to prove the fast path did the work."""
@@ -158,11 +184,22 @@ def test_sample_rate_weights_distributions_and_scales_counters():
     assert b.counts[key("miss", COUNTER)] == 1.0
 
 
-@pytest.mark.parametrize("rate", [b"0", b"-0.5", b"1.5", b"abc", b"", b"nan"])
-def test_sample_rate_outside_zero_one_is_bad_syntax(rate):
-    b = parsed(b"lat:10|ms|@" + rate + b"\nok:1|c\n")
+@pytest.mark.parametrize(
+    "rate", [b"0", b"-0.5", b"1.5", b"abc", b"", b"nan", b"1e-300", b"9.99e-7", b"-1e-6"]
+)
+def test_sample_rate_outside_a_millionth_to_one_is_bad_syntax(rate):
+    # @1e-300 would weigh a sample 1e300, and a few such samples add up to infinity.
+    for kind in (b"ms", b"c"):
+        b = parsed(b"lat:10|" + kind + b"|@" + rate + b"\nok:1|c\nlat:1|" + kind + b"|@" + rate)
+        assert b.rejected == {REJECT_SYNTAX: 2}
+        assert b.accepted == 1 and not b.dist and list(b.counts) == [key("ok", COUNTER)]
+
+
+def test_a_rate_of_a_millionth_weighs_a_million_and_a_smaller_one_is_refused():
+    b = parsed(b"lat:10|ms|@1e-6\nhits:2|c|@0.000001\nlat:10|ms|@1e-300\n")
     assert b.rejected == {REJECT_SYNTAX: 1}
-    assert b.accepted == 1 and not b.dist
+    assert b.dist[key("lat")].weights == [1e6]
+    assert b.counts[key("hits", COUNTER)] == pytest.approx(2e6)
 
 
 def test_multi_value_line_is_one_line_but_several_samples():
@@ -215,9 +252,25 @@ def test_timestamped_samples_go_to_timed():
     assert b.gauges[key("g", GAUGE)] == [(False, 5.0)]  # the timestamp is read and ignored
 
 
-@pytest.mark.parametrize("ts", [b"T", b"Tsoon", b"T-5", b"Tnan"])
-def test_bad_timestamp_is_bad_syntax(ts):
+@pytest.mark.parametrize("ts", [b"T", b"Tsoon", b"Tnan", b"T1_7"])
+def test_a_timestamp_that_is_no_number_is_bad_syntax(ts):
     assert parsed(b"lat:1|ms|" + ts).rejected == {REJECT_SYNTAX: 1}
+
+
+@pytest.mark.parametrize(
+    "ts", [b"T-5", b"T-0.001", b"T4102444800", b"T4.1025e9", b"T1e308", b"T1e999"]
+)
+def test_a_timestamp_before_1970_or_from_2100_is_bad_time(ts):
+    for kind in (b"ms", b"c", b"g"):
+        b = parsed(b"ok:1|c\nlat:1|" + kind + b"|" + ts + b"\nok:1|c\nlat:2|" + kind + b"|" + ts)
+        assert b.rejected == {REJECT_TIME: 2} and b.accepted == 2
+        assert not b.timed and not b.gauges
+
+
+def test_timestamps_at_the_ends_of_the_range_are_kept_and_beyond_them_refused():
+    b = parsed(b"lat:1|ms|T0\nlat:2|ms|T4102444799.999\nlat:3|ms|T4102444800\n")
+    assert b.accepted == 2 and [s.ts for s in timed(b)] == [0.0, 4102444799.999]
+    assert b.rejected == {REJECT_TIME: 1}
 
 
 def test_unknown_extension_fields_are_ignored(no_slow_path):
@@ -233,7 +286,7 @@ def test_lines_as_the_datadog_and_statsd_clients_send_them():
         b"api.throughput:3|c|#component:api\n"
         b"mem:42.0|g\n"
         b"t:0.0005|ms\n"
-        b"dd:1e+300|d\n"
+        b"dd:1e+100|d\n"
         b"users:alice|s\n"
         b"x:12.500000|ms\n"
         b"g:+5|g\n"
@@ -245,7 +298,7 @@ def test_lines_as_the_datadog_and_statsd_clients_send_them():
     assert b.accepted == 12 and not b.rejected
     assert b.dist[key("api.request_latency", component="api", env="prod")].values == [12.5]
     assert b.dist[key("t")].values == [0.0005]
-    assert b.dist[key("dd")].values == [1e300]
+    assert b.dist[key("dd")].values == [1e100]
     assert b.counts[key("api.throughput", COUNTER, component="api")] == 3.0
     assert b.gauges[key("g", GAUGE)] == [(True, 5.0), (False, 0.0), (True, -3.0)]
     assert timed(b) == [TimedSample(key("cts", COUNTER), 5.0, 1.0, 1700000002.0)]
@@ -256,7 +309,9 @@ def test_lines_as_the_datadog_and_statsd_clients_send_them():
     [
         ("1e-9", 1e-9),
         ("0.000001", 1e-6),
-        ("1e300", 1e300),
+        ("5e-324", 5e-324),
+        ("1e100", 1e100),
+        ("-1E+100", -1e100),
         ("1E+3", 1000.0),
         ("-3", -3.0),
         (".5", 0.5),
@@ -264,7 +319,7 @@ def test_lines_as_the_datadog_and_statsd_clients_send_them():
         ("12.5", 12.5),
     ],
 )
-def test_finite_values_of_any_magnitude_are_kept(text, value):
+def test_values_up_to_1e100_in_magnitude_are_kept(text, value):
     b = parsed(f"lat:{text}|ms\nlat:{text}|ms\n".encode())
     assert b.dist[key("lat")].values == [value, value]
 
@@ -292,6 +347,36 @@ def test_non_finite_or_garbage_values_reject_the_whole_line(value):
     assert b.rejected == {REJECT_NUMBER: 1}
     assert key("lat") not in b.dist
     assert b.dist[key("ok")].values == [1.0, 2.0]
+
+
+@pytest.mark.parametrize("value", [b"1e101", b"-1.0000000000000002e100", b"1e308", b"-1e300"])
+def test_values_beyond_1e100_are_bad_numbers_in_every_kind(value):
+    # Two of them would add up to infinity (a gauge's deltas, a counter, a sum); one among
+    # the values of a line rejects the line.
+    for kind in (b"ms", b"h", b"d", b"c", b"g", b"c|@0.5"):
+        lines = [
+            b"lat:1|" + kind,
+            b"lat:" + value + b"|" + kind,
+            b"lat:+" + value.lstrip(b"-") + b"|" + kind,
+            b"lat:2:" + value + b"|" + kind,
+            b"lat:3|" + kind,
+        ]
+        block = b"\n".join(lines * 20)
+        b = parsed(block)
+        assert b.rejected == {REJECT_NUMBER: 60} and b.accepted == 40, kind
+        assert_within_rules(b)
+        assert_same(b, line_by_line(block))
+
+
+def test_many_values_near_the_bound_are_all_kept_and_those_beyond_refused():
+    # Their hypotenuse is beyond the bound, so the fast path leaves them to the per-line
+    # parser, which keeps each one.
+    lines = [b"g:9e99|g", b"g:-1e100|g", b"c:1e100|c", b"d:1e100|d", b"d:1e101|d"]
+    b = parsed(b"\n".join(lines * 50))
+    assert b.accepted == 200 and b.rejected == {REJECT_NUMBER: 50}
+    assert b.dist[key("d")].values == [1e100] * 50
+    assert b.gauges[key("g", GAUGE)] == [(False, 9e99), (True, -1e100)] * 50
+    assert b.counts[key("c", COUNTER)] == pytest.approx(5e101)
 
 
 def test_one_overflowing_value_among_simple_lines_is_rejected_alone():
@@ -497,6 +582,22 @@ def test_malformed_service_checks_are_bad_syntax(line):
     assert b.rejected == {REJECT_SYNTAX: 1} and not b.events
 
 
+@pytest.mark.parametrize("d", [b"d:1e308", b"d:-1e300", b"d:-1", b"d:4102444800", b"d:1e999"])
+def test_an_event_or_service_check_dated_before_1970_or_from_2100_is_bad_time(d):
+    # Such a time once reached the screen's time.localtime and overflowed there.
+    b = parsed(b"_e{1,1}:a|b|" + d + b"\n_sc|chk|0|" + d + b"\n_sc|chk|0|" + d + b"|m:hi\nok:1|c")
+    assert b.rejected == {REJECT_TIME: 3} and b.accepted == 1 and not b.events
+
+
+def test_an_event_dated_zero_or_not_at_all_has_no_time_and_one_before_1970_is_refused():
+    b = parsed(
+        b"_e{1,1}:a|b|d:0\n_e{1,1}:a|b\n_sc|chk|0|d:4102444799.5\n_sc|chk|0|d:0.5\n"
+        b"_e{1,1}:a|b|d:-0.5"
+    )
+    assert [e.ts for e in b.events] == [0.0, 0.0, 4102444799.5, 0.5]
+    assert b.rejected == {REJECT_TIME: 1}
+
+
 def test_event_with_bad_utf8_is_an_encoding_reject():
     assert parsed(b"_e{2,1}:\xff\xfe|x").rejected == {REJECT_ENCODING: 1}
     assert parsed(b"_sc|\xff|0").rejected == {REJECT_ENCODING: 1}
@@ -595,9 +696,24 @@ def test_json_timestamp_in_milliseconds_sends_samples_to_timed():
 
 
 @pytest.mark.parametrize(
+    "ms", ["-1", "-0.5", "4102444800000", "1e20", "1" + "0" * 400, "1e999", "-Infinity"]
+)
+def test_a_json_timestamp_before_1970_or_from_2100_is_bad_time(ms):
+    for name in ("request_latency", "api.throughput", "mem"):
+        line = b'{"name": "%s", "value": 1, "timestamp": %s}' % (name.encode(), ms.encode())
+        b = parsed(b"\n".join([line, b"ok:1|c", line]))
+        assert b.rejected == {REJECT_TIME: 2} and b.accepted == 1
+        assert not b.timed and not b.gauges
+
+
+@pytest.mark.parametrize(
     "line, reason",
     [
         (b'{"name": "x", "value": NaN}', REJECT_NUMBER),
+        (b'{"name": "x", "value": 1e101}', REJECT_NUMBER),
+        (b'{"name": "x", "value": -1' + b"0" * 101 + b"}", REJECT_NUMBER),
+        (b'{"name": "x", "value": 1, "timestamp": NaN}', REJECT_SYNTAX),
+        (b'{"name": "x", "value": 1, "timestamp": true}', REJECT_SYNTAX),
         (b'{"name": "x", "value": Infinity}', REJECT_NUMBER),
         (b'{"name": "x", "value": "12"}', REJECT_NUMBER),
         (b'{"name": "x", "value": true}', REJECT_NUMBER),
@@ -631,9 +747,9 @@ def test_bad_json_lines(line, reason):
 
 names = st.sampled_from(["a", "api.request_latency", "db-1/q_time", "x.y.z", "s"])
 tag_sets = st.sampled_from(["", "|#component:api", "|#b:2,a:1", "|#a:1,b:2", "|#flag", "|#k:v:w"])
-numbers = st.one_of(
+numbers = st.one_of(  # values within the rules (docs/protocol.md, "Numbers")
     st.integers(-(10**6), 10**6).map(str),
-    st.floats(allow_nan=False, allow_infinity=False, width=64).map(repr),
+    st.floats(min_value=-VALUE_MAX, max_value=VALUE_MAX).map(repr),
     st.floats(min_value=1e-12, max_value=1e12).map(lambda f: f"{f:.6g}"),
 )
 
@@ -657,10 +773,10 @@ def test_fast_path_equals_per_line_parser(lines):
     assert parsed(block).accepted == len(lines)
 
 
-# Sums of values near the float limit overflow, which sends a group to the per-line parser.
+# Values near the bound send a group to the per-line parser (see parse._hypot).
 moderate = st.one_of(
     st.integers(-(10**9), 10**9).map(str),
-    st.floats(min_value=-1e200, max_value=1e200).map(repr),
+    st.floats(min_value=-1e90, max_value=1e90).map(repr),
 )
 
 
@@ -723,6 +839,11 @@ garbage_lines = st.one_of(
             b"\xff:1|c",
             b"no colon here",
             b"a:1|c\rb:2|c",
+            b"g:+1e308|g",
+            b"lat:1|ms|@1e-300",
+            b"lat:1|ms|T1e308",
+            b"_e{1,1}:a|b|d:1e308",
+            b"_sc|chk|0|d:-1e300",
         ]
     ),
 )
@@ -745,6 +866,96 @@ def test_every_nonblank_line_is_counted_once_and_matches_per_line(lines, eol, tr
 def test_arbitrary_bytes_never_raise(data):
     b = parsed(data, max_line=64)
     assert b.accepted + sum(b.rejected.values()) == nonblank(data)
-    for buf in b.dist.values():
-        assert all(math.isfinite(v) for v in buf.values)
-    parse_line(data, Batch())
+    assert_within_rules(b)
+    one = Batch()
+    parse_line(data, one)
+    assert_within_rules(one)
+
+
+# Numbers at and beyond the edges of the rules (docs/protocol.md, "Numbers"), in every format.
+edge_values = st.one_of(
+    st.floats(width=64).map(repr),  # NaN and the infinities too, spelled as repr spells them
+    st.integers(-(10**120), 10**120).map(str),
+    st.sampled_from(
+        ["1e100", "-1e100", "1.0000000000000002e100", "-1e101", "1e308", "-1.7976931348623157e308",
+         "1e999", "-1e999", "5e-324", "0", "-0", "+1e300", "9.9e99", "1e", "1" * 120]
+    ),
+)  # fmt: skip
+edge_rates = st.sampled_from(
+    ["", "|@1", "|@1e-6", "|@0.000001", "|@9.99e-7", "|@1e-300", "|@5e-324", "|@0", "|@-1",
+     "|@1.0000001", "|@0.5", "|@1e999"]
+)  # fmt: skip
+edge_times = st.one_of(
+    st.floats(width=64).map(repr),
+    st.sampled_from(
+        ["0", "-0", "-1", "4102444800", "4102444799.999", "4102444800.0001", "1e308", "-1e300",
+         "1e999", "1700000000", "1e", "x"]
+    ),
+)  # fmt: skip
+edge_stamps_ms = st.one_of(
+    st.floats(width=64).map(repr),
+    st.integers(-(10**15), 10**15).map(str),
+    st.sampled_from(
+        ["0", "-0", "-1", "4102444800000", "4102444799999", "1e308", "1" * 400, "1e999", "NaN",
+         "-Infinity", '"now"', "true", "null", "1700000000000"]
+    ),
+)  # fmt: skip
+
+
+@st.composite
+def edge_lines(draw: st.DrawFn) -> bytes:
+    """A StatsD line, event, service check or JSON metric whose numbers lie near or beyond
+    the rules."""
+    form = draw(st.integers(0, 3))
+    if form == 0:
+        kind = draw(st.sampled_from(["ms", "h", "d", "c", "g", "s"]))
+        values = ":".join(draw(st.lists(edge_values, min_size=1, max_size=3)))
+        if kind == "g" and draw(st.booleans()):
+            values = "+" + values.lstrip("+-")
+        stamp = f"|T{draw(edge_times)}" if draw(st.booleans()) else ""
+        rate, tags = draw(edge_rates), draw(tag_sets)
+        return f"{draw(names)}:{values}|{kind}{rate}{tags}{stamp}".encode()
+    if form == 1:
+        stamp = f"|d:{draw(edge_times)}" if draw(st.booleans()) else ""
+        return f"_e{{5,4}}:title|text{stamp}|#a:b".encode()
+    if form == 2:
+        status = draw(st.sampled_from("0123"))
+        return f"_sc|chk|{status}|d:{draw(edge_times)}|m:hi".encode()
+    name = draw(st.sampled_from(["request_latency", "api.throughput", "mem", "error_count"]))
+    stamp = f', "timestamp": {draw(edge_stamps_ms)}' if draw(st.booleans()) else ""
+    return f'{{"name": "{name}", "value": {draw(edge_values)}{stamp}}}'.encode()
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.one_of(edge_lines(), simple_lines().map(str.encode), garbage_lines), max_size=40),
+    st.sampled_from([b"\n", b"\r\n"]),
+)
+def test_no_number_beyond_the_rules_gets_into_a_batch(lines, eol):
+    """StatsD, events, service checks, JSON and garbage mixed: every line counted once, the
+    same as the per-line parser, and nothing in the Batch non-finite or beyond the rules."""
+    block = eol.join(lines)
+    b = parsed(block)
+    assert b.accepted + sum(b.rejected.values()) == nonblank(block)
+    assert_within_rules(b)
+    assert_same(b, line_by_line(block))
+    for line in lines:
+        one = Batch()
+        parse_line(line, one)
+        assert one.accepted + sum(one.rejected.values()) == (1 if line.strip() else 0)
+        assert_within_rules(one)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.one_of(edge_lines(), simple_lines().map(str.encode)), min_size=1, max_size=6),
+    st.integers(2, 40),
+)
+def test_lines_beyond_the_rules_sent_again_and_again_are_judged_alike_in_bulk(shapes, times):
+    """The same few lines repeated, as a steady sender writes them, go through the bulk paths
+    (StatsD groups, JSON templates), which must reject exactly what the per-line parser does."""
+    block = b"\n".join(shapes * times)
+    b = parsed(block)
+    assert b.accepted + sum(b.rejected.values()) == len(shapes) * times
+    assert_within_rules(b)
+    assert_same(b, line_by_line(block))

@@ -8,12 +8,22 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_parse import TimedSample, assert_same, key, line_by_line, nonblank, parsed, timed
+from test_parse import (
+    TimedSample,
+    assert_same,
+    assert_within_rules,
+    key,
+    line_by_line,
+    nonblank,
+    parsed,
+    timed,
+)
 
 from vtmon.ingest import parse
 from vtmon.model import (
     REJECT_NUMBER,
     REJECT_SYNTAX,
+    REJECT_TIME,
     REJECT_TOO_LONG,
     Batch,
     Kind,
@@ -87,24 +97,32 @@ def test_a_bad_value_among_bulk_lines_is_rejected_alone():
     lines[7] = b'{"name":"bench.s1.request_latency","value":1e999,"context":{"component":"bench1"}}'
     lines[9] = b'{"name":"bench.s1.request_latency","value":01,"context":{"component":"bench1"}}'
     lines[11] = b'{"name":"bench.s1.request_latency","value":-0,"context":{"component":"bench1"}}'
+    lines[13] = (
+        b'{"name":"bench.s1.request_latency","value":2e100,"context":{"component":"bench1"}}'
+    )
     block = b"\n".join(lines)
     b = parsed(block)
-    assert b.rejected == {REJECT_NUMBER: 1, REJECT_SYNTAX: 1}  # 01 is no JSON number
-    assert b.accepted == 398
+    assert b.rejected == {REJECT_NUMBER: 2, REJECT_SYNTAX: 1}  # 01 is no JSON number
+    assert b.accepted == 397
     s1 = b.dist[key("bench.s1.request_latency", component="bench1")].values
-    assert 0.0 in s1 and len(s1) == 198
+    assert 0.0 in s1 and len(s1) == 197
     assert_same(b, line_by_line(block))
 
 
-def test_bad_timestamps_in_bulk_are_bad_syntax():
+def test_bad_timestamps_in_bulk_are_rejected_alone():
     lines = [
         json.dumps({"name": "x_latency", "value": 1, "timestamp": 1700000000000 + i}).encode()
         for i in range(50)
     ]
     lines[20] = b'{"name": "x_latency", "value": 1, "timestamp": -5}'
     lines[30] = b'{"name": "x_latency", "value": 1, "timestamp": 1e999}'
-    b = parsed(b"\n".join(lines))
-    assert b.rejected == {REJECT_SYNTAX: 2} and b.accepted == 48 and len(timed(b)) == 48
+    lines[35] = b'{"name": "x_latency", "value": 1, "timestamp": 4102444800000}'
+    lines[40] = b'{"name": "x_latency", "value": 1, "timestamp": "now"}'
+    block = b"\n".join(lines)
+    b = parsed(block)
+    assert b.rejected == {REJECT_TIME: 3, REJECT_SYNTAX: 1} and b.accepted == 46
+    assert len(timed(b)) == 46
+    assert_same(b, line_by_line(block))
 
 
 def test_jsonrpc_among_metric_lines_is_handed_over_in_order(one_by_one):
@@ -319,13 +337,17 @@ numbers = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False).map(repr),
     st.sampled_from(
         ["0", "-0", "0.0", "-0.0", "1e5", "1E+5", "2.5e-3", "0e0", "01", "1.", ".5", "1e999",
-         "-1e999", "1" * 400, "1" * 5000, "NaN", "Infinity", "true", "null", '"12"', "1_000"]
+         "-1e999", "1" * 400, "1" * 5000, "NaN", "Infinity", "true", "null", '"12"', "1_000",
+         "1e100", "-1e100", "1.0000000000000002e100", "1e101", "-1e308", "9e99"]
     ),
 )  # fmt: skip
 stamps = st.one_of(
-    st.integers(0, 2 * 10**12).map(str),
-    st.sampled_from(["-1", "0", "1.5e12", "null", "1e999", '"now"', "-0"]),
-)
+    st.integers(0, 5 * 10**12).map(str),
+    st.sampled_from(
+        ["-1", "0", "1.5e12", "null", "1e999", '"now"', "-0", "4102444800000", "4102444799999",
+         "4.1024448e12", "1e20", "NaN", "1" * 400]
+    ),
+)  # fmt: skip
 tags = st.sampled_from(
     ['{"endpoint": "/v1"}', '{"shard": 3, "canary": true}', '{"value": 5}', '{"b":"2","a":"1"}',
      "[]", '{"a": [1]}', "{}"]
@@ -427,6 +449,7 @@ def test_any_json_block_equals_the_per_line_parser(lines, eol):
     block = eol.join(lines)
     b = parsed(block)
     assert b.accepted + sum(b.rejected.values()) == nonblank(block)
+    assert_within_rules(b)
     assert_same(b, line_by_line(block))
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.screen import start
 from vtmon.cli import main, parse_duration
@@ -40,6 +41,7 @@ from vtmon.report.render import fmt_ms
 from vtmon.store.db import HistoryStore
 from vtmon.store.findings import Finding
 from vtmon.store.journal import Entry, SqliteJournal
+from vtmon.store.prometheus import PrometheusExporter
 from vtmon.store.recording import NullCollector, NullSensors, replay_into
 
 FIXTURE = Path(__file__).parent / "data" / "api-slowdown.vtmrec"
@@ -372,6 +374,39 @@ def test_bottlenecks_escalate_and_end_when_vtmon_stops(tmp_path: Path) -> None:
     store.maintain(now=START + 91 * 86400)
     assert store.findings() == []
     store.close()
+
+
+def test_a_count_an_older_vtmon_stored_beyond_any_float_is_clamped_in_report_and_scrape(
+    tmp_path: Path,
+) -> None:
+    # An older vtmon added a client.dropped count of any size to its total: its Snapshot, and
+    # the minute's ingest finding in the history file, then held a 400-digit number, on which
+    # the report's page and every /metrics scrape failed.
+    clock = ManualClock()
+    store = HistoryStore.open(tmp_path, clock=clock)
+    monitor = Monitor(
+        Config(), clock=clock, collector=NullCollector(), sensors=NullSensors(), store=store
+    )
+    exporter = PrometheusExporter(monitor)
+    monitor.submit(Batch(accepted=5))
+    monitor.connections.client_dropped = 10**400  # as the older client.dropped left it
+    monitor.tick()
+    text = exporter.exposition().decode()
+    scraped = {f.name: f for f in text_string_to_metric_families(text)}
+    dropped = {s.labels["by"]: s.value for s in scraped["vtmon_samples_dropped"].samples}
+    assert dropped == {"engine": 0.0, "client": float(2**63 - 1)}
+    clock.advance(61)
+    monitor.tick()
+    monitor.stop()
+    reopened = HistoryStore.open(tmp_path)
+    assert [f.data["client_dropped"] for f in reopened.findings(kinds=("ingest",))] == [10**400]
+    report = build_report(reopened, START - 10, START + 100)
+    reopened.close()
+    assert report["ingest"]["client_dropped"] == 2**63 - 1
+    assert report["ingest"]["accepted"] == 5
+    ingest = Page(render_html(report)).text("ingest")
+    assert "9,223,372,036,854,775,807 samples dropped by clients" in ingest
+    assert json.loads(render_json(report))["ingest"]["client_dropped"] == 2**63 - 1
 
 
 # --- safety -----------------------------------------------------------------------------------

@@ -198,6 +198,38 @@ def test_many_lines_all_counted(server, monitor):
     assert lat.windows["1m"].count == n
 
 
+def test_times_from_before_1970_or_after_2100_are_rejected_as_bad_time(server, monitor):
+    # Each of these once reached the console, whose time.localtime overflowed on it.
+    s = connect(server.path)
+    s.sendall(
+        b"_e{1,1}:a|b|d:1e308\n"
+        b"_sc|chk|0|d:-1e300\n"
+        b"api.latency:5|ms|T1e308\n"
+        b'{"name": "request_latency", "value": 1, "timestamp": 1e20}\n'
+        b"_e{6,2}:deploy|ok|d:1700000000\n"
+    )
+    assert connection_stats(s) == {"accepted": 1, "rejected": {"bad time": 4}}
+    snap = monitor.tick()
+    assert [(e.title, e.ts) for e in snap.events] == [("deploy", 1700000000.0)]
+    assert snap.ingest.rejected == {"bad time": 4}
+
+
+@pytest.mark.parametrize("count", [10**400, 2**53 + 1, -1, True, 1.5, "5", None, [1]], ids=repr)
+def test_client_dropped_takes_a_count_from_0_to_2_53_only(server, monitor, count):
+    with pytest.raises(RuntimeError, match=r"client.dropped needs params with a count"):
+        rpc_call(server.path, "client.dropped", {"count": count})
+    assert rpc_call(server.path, "client.dropped", {"count": 2**53}) is True
+    assert monitor.tick().ingest.client_dropped == 2**53
+
+
+def test_client_dropped_total_stops_at_what_sqlite_holds(server, monitor):
+    s = connect(server.path)
+    notify = b'{"jsonrpc": "2.0", "method": "client.dropped", "params": {"count": %d}}\n'
+    s.sendall(notify % 2**53 * 1100 + notify % 10**400)  # notifications get no answer
+    connection_stats(s)
+    assert monitor.tick().ingest.client_dropped == 2**63 - 1
+
+
 def test_monitor_clock_is_injected(clock: ManualClock, server, monitor):
     s = connect(server.path)
     s.sendall(b"d.latency:5|ms\n")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -463,6 +464,22 @@ def test_sketch_blobs_round_trip_exactly(values: list[float], weights: list[floa
     keys, counts = decode(encode(s.keys, s.counts))
     assert keys.tolist() == s.keys.tolist()
     assert counts.tolist() == s.counts.tolist()
+
+
+@pytest.mark.parametrize(
+    "counts", [[1e39, 2.0], [3.5e38, 1.0], [2.5, 1e300, 0.5], [2.0**24 + 1, 3.0e38]]
+)
+def test_counts_beyond_float32_are_stored_wide_not_overflowed(counts: list[float]) -> None:
+    # A history file written before weights were bounded may hold such counts; narrowing them
+    # to float32 overflowed (RuntimeWarning: overflow encountered in cast) and lost them.
+    keys = np.arange(len(counts)) + 10
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got_keys, got = decode(encode(keys, np.array(counts)))
+        s = Sketch.of([1.0, 2.0, 3.0], [1e300, 1.0, 1e39])  # weights once allowed
+        again = decode(encode(s.keys, s.counts))
+    assert got_keys.tolist() == keys.tolist() and got.tolist() == counts
+    assert again[1].tolist() == s.counts.tolist() == [1e300, 1.0, 1e39]
 
 
 def test_a_damaged_blob_is_reported_not_misread() -> None:

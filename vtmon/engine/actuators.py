@@ -20,7 +20,6 @@ Implementations below the interface:
 from __future__ import annotations
 
 import logging
-import math
 import os
 import signal
 import subprocess
@@ -34,7 +33,7 @@ from typing import Any, Protocol
 import psutil
 
 from vtmon.config import ActionCommand
-from vtmon.model import Knob, TuningAction
+from vtmon.model import VALUE_MAX, Knob, TuningAction
 
 log = logging.getLogger(__name__)
 
@@ -348,7 +347,10 @@ def _knob_from_params(params: Any, conn_id: int) -> Knob:
             raise ValueError(f"Knob {name!r} needs {key!r}.")
         v = _finite(params[key])
         if v is None:
-            raise ValueError(f"Knob {name!r}: {key} must be a finite number, not {params[key]!r}.")
+            raise ValueError(
+                f"Knob {name!r}: {key} must be a number from -1e100 to 1e100, "
+                f"not {_shown(params[key])}."
+            )
         nums[key] = v
     if nums["min"] > nums["max"]:
         raise ValueError(f"Knob {name!r}: min {nums['min']:g} is above max {nums['max']:g}.")
@@ -359,8 +361,10 @@ def _knob_from_params(params: Any, conn_id: int) -> Knob:
     step = params.get("step")
     if step is not None:
         s = _finite(step)
-        if s is None or s <= 0:
-            raise ValueError(f"Knob {name!r}: step must be a positive number, not {step!r}.")
+        if s is None or s < 1 / VALUE_MAX:
+            raise ValueError(
+                f"Knob {name!r}: step must be a number from 1e-100 to 1e100, not {_shown(step)}."
+            )
         step = s
     text: dict[str, str] = {}
     for key in ("unit", "component"):
@@ -397,13 +401,24 @@ def wire_number(v: float) -> int | float:
 
 
 def _finite(v: object) -> float | None:
+    """A knob's number from an application (registered, or answered to a set), within
+    ``VALUE_MAX``: the tuner scales and steps it, which must stay in the float range."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None
     try:
         f = float(v)
     except OverflowError:
         return None
-    return f if math.isfinite(f) else None
+    return f if -VALUE_MAX <= f <= VALUE_MAX else None
+
+
+def _shown(v: object) -> str:
+    """A refused value in a message: its repr, cut short (an integer may have 4,000 digits)."""
+    try:
+        text = repr(v)
+    except ValueError:  # an integer beyond Python's digit limit
+        return "a number too long to show"
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _num_text(v: float) -> str:

@@ -36,6 +36,8 @@ from vtmon.engine.sensors import SensorReader
 from vtmon.engine.series import SeriesStore
 from vtmon.engine.tuner import Tuner, action_dict
 from vtmon.model import (
+    CLIENT_COUNT_MAX,
+    COUNT_MAX,
     Batch,
     Event,
     HistoryPoint,
@@ -258,9 +260,13 @@ class Monitor:
             history = bool(params.get("history", False)) if isinstance(params, dict) else False
             result: Any = snap.to_dict(history=history)
         elif method == "client.dropped":
-            n = params.get("count", 0) if isinstance(params, dict) else 0
-            if isinstance(n, int) and n > 0:
-                self.connections.client_dropped += n
+            n = params.get("count") if isinstance(params, dict) else None
+            if type(n) is not int or not 0 <= n <= CLIENT_COUNT_MAX:
+                return _rpc_error(
+                    rid, -32602, "client.dropped needs params with a count from 0 to 2**53."
+                )
+            c = self.connections
+            c.client_dropped = min(c.client_dropped + n, COUNT_MAX)  # what SQLite can hold
             result = True
         elif method == "ingest":
             # Live counters, newer than the last Snapshot (benchmarks and `vtmon send` use it).

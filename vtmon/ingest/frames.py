@@ -8,9 +8,10 @@ header (magic ``VT``, type, reserved 0, payload length u32 LE) and a payload:
 * lines (3): text lines, parsed exactly as on a line connection.
 
 A values frame becomes one numpy view of the received bytes, handed to the engine as it is: no
-Python work per sample. Nothing here raises for any input bytes: a frame that cannot be used is
-counted by reason and skipped, and a broken header (after which nothing can be trusted) ends the
-connection.
+Python work per sample. Values must be finite with ``|v| <= VALUE_MAX`` (docs/protocol.md,
+"Numbers"); each one that is not is counted as ``bad number`` and left out. Nothing here raises
+for any input bytes: a frame that cannot be used is counted by reason and skipped, and a broken
+header (after which nothing can be trusted) ends the connection.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from vtmon.ingest.parse import _series, parse_block
-from vtmon.model import REJECT_NUMBER, Batch, DistBuf, Kind, SeriesKey
+from vtmon.model import REJECT_NUMBER, VALUE_MAX, Batch, DistBuf, Kind, SeriesKey
 
 FORMAT = "vtmon-binary/1"
 MAGIC = b"VT"
@@ -43,6 +44,10 @@ REJECT_BAD_SERIES = "bad series"
 REJECT_TOO_MANY_SERIES = "too many series"
 
 _F64 = np.dtype("<f8")
+_dot = np.dot
+# Below VALUE_MAX squared by a margin, so that the rounding of the squares cannot let a value
+# just beyond the bound through; frames with values near it take the exact check.
+_SQUARES_MAX = (VALUE_MAX / 2) ** 2
 _ID = struct.Struct("<I")
 _DECL = struct.Struct("<IB")
 
@@ -140,10 +145,12 @@ class FrameReader:
         if not count:
             return
         a = np.frombuffer(buf, dtype=_F64, count=count, offset=start + 4)
-        with np.errstate(over="ignore"):  # a sum beyond float range is only a signal here
-            total = a.sum()
-        if not np.isfinite(total):  # one pass when all are finite (the usual case)
-            ok = np.isfinite(a)
+        # One pass when every value is well within the bound (the usual case): the sum of the
+        # squares is at least the largest square, and NaN or an overflow fails the comparison.
+        with np.errstate(over="ignore", invalid="ignore"):  # only a signal here
+            squares = _dot(a, a)
+        if not squares <= _SQUARES_MAX:
+            ok = np.abs(a) <= VALUE_MAX  # False for NaN
             good = int(np.count_nonzero(ok))
             if good < count:
                 batch.rejected[REJECT_NUMBER] += count - good
@@ -193,8 +200,7 @@ def _hand_over(arrays: dict[SeriesKey, list[np.ndarray]], batch: Batch) -> None:
             a = parts[0] if len(parts) == 1 else np.concatenate(parts)
             batch.dist[key] = DistBuf(a)  # type: ignore[arg-type]
         elif kind is Kind.COUNTER:
-            with np.errstate(over="ignore"):  # an infinite total is dropped and counted
-                total = float(sum(float(p.sum()) for p in parts))
+            total = float(sum(float(p.sum()) for p in parts))  # within VALUE_MAX: finite
             batch.counts[key] = batch.counts.get(key, 0.0) + total
         else:
             # Each array is a run of values set one after another: the engine takes its count,

@@ -16,6 +16,11 @@ reason; nothing here raises for any input bytes.
 Samples that carry a timestamp go to ``Batch.timed`` as ``TimedRun(key, values, ts, weight)``
 with ``weight = 1 / sample rate``; for a counter the increment is ``value * weight``.
 
+Numbers are bounded here, where they enter (docs/protocol.md, "Numbers"): a value must be
+finite with ``|v| <= VALUE_MAX`` (else ``bad number``), a sample rate lie in ``[RATE_MIN, 1]``
+(else ``bad syntax``), a time in ``[0, TIME_MAX_S)`` seconds (else ``bad time``). So no sum of
+what a Batch holds leaves the float range, and no time breaks a date.
+
 Speed: the common StatsD form (``name:value|type[|...]``) is recognised for a whole block at
 once by one regex ``split`` (the scan runs in C); values are grouped per series with C-level
 ``map`` calls and converted with ``map(float, ...)``. Lines the regex does not take (events,
@@ -50,11 +55,15 @@ from itertools import compress, repeat
 from typing import Any
 
 from vtmon.model import (
+    RATE_MIN,
     REJECT_ENCODING,
     REJECT_NUMBER,
     REJECT_SYNTAX,
+    REJECT_TIME,
     REJECT_TOO_LONG,
     REJECT_TYPE,
+    TIME_MAX_S,
+    VALUE_MAX,
     Batch,
     DistBuf,
     Event,
@@ -91,6 +100,12 @@ _SIGNS = frozenset(b"+-")
 # run across a newline, because [^:] is much faster than [^:\n] in this engine; such names
 # are refused when the series is validated, and their lines go through the per-line parser.
 _FAST = re.compile(rb"\n([^:\n][^:]{0,255}+):([0-9.eE+\-]{1,64}+)\|([^\n]*+)")
+
+# The bound check of a group of values in one C call, as cheap as the sum it replaces: the
+# hypotenuse is at least the largest magnitude (its error is under one ulp), NaN and
+# infinities make it fail, and groups it fails though every value is within the bound (many
+# values near VALUE_MAX) go to the per-line parser, which checks each value.
+_hypot = math.hypot
 
 # What a StatsD name may not contain (besides the ':' that ends it).
 _BAD_NAME = re.compile(rb"[\x00-\x1f\x7f|#]")
@@ -275,17 +290,17 @@ def _plan(
             continue
         try:
             values = list(map(float, raws))
-            if math.isfinite(sum(values)):
+            if _hypot(*values) <= VALUE_MAX:
                 plan.append((key, kind, rate, raws, values))
                 continue
         except ValueError:
             pass
-        # Leave out just the lines with values like "1e999" or "1e", not the whole series;
-        # if the rest still does not add up to a finite sum, leave out the series.
-        wrong = {r for r in raws if _num(r) is None}
+        # Leave out just the lines with values like "1e999", "1e200" or "1e", not the whole
+        # series; if the rest still does not pass the bound check, leave out the series.
+        wrong = {r for r in raws if _value(r) is None}
         raws = [r for r in raws if r not in wrong]
         values = list(map(float, raws))
-        if not wrong or not math.isfinite(sum(values)):
+        if not wrong or not _hypot(*values) <= VALUE_MAX:
             bad_groups.add(nr)
             continue
         bad_lines.update((*nr, r) for r in wrong)
@@ -365,7 +380,7 @@ def _statsd(line: bytes, batch: Batch) -> str | None:
     else:
         values = []
         for r in raws:
-            v = _num(r)
+            v = _value(r)
             if v is None:
                 return REJECT_NUMBER
             values.append(v)
@@ -390,8 +405,8 @@ def _series(name: bytes, rest: bytes) -> _SeriesInfo | str:
         if end < 0:
             end = len(rest)
         base = _series(name, rest[:t] + rest[end:])
-        ts = _num(rest[t + 2 : end])
-        if type(base) is str or base[3] is not None or ts is None or ts < 0:  # type: ignore[index]
+        ts = _time(rest[t + 2 : end])
+        if type(base) is str or base[3] is not None or type(ts) is str:  # type: ignore[index]
             return _parse_series(name, rest)
         key, kind, rate, _ = base  # type: ignore[misc]
         return key, kind, rate, ts
@@ -436,7 +451,7 @@ def _parse_series(name: bytes, rest: bytes) -> _SeriesInfo | str:
         head = f[:1]
         if head == b"@":
             r = _num(f[1:])
-            if r is None or not 0.0 < r <= 1.0:
+            if r is None or not RATE_MIN <= r <= 1.0:
                 return REJECT_SYNTAX
             rate = r
         elif head == b"#":
@@ -445,9 +460,9 @@ def _parse_series(name: bytes, rest: bytes) -> _SeriesInfo | str:
             except UnicodeDecodeError:
                 return REJECT_ENCODING
         elif head == b"T":
-            t = _num(f[1:])
-            if t is None or t < 0:
-                return REJECT_SYNTAX
+            t = _time(f[1:])
+            if type(t) is str:
+                return t
             ts = t
         # Other fields (c: container, e: external data, card: ...) do not change the series.
     return SeriesKey(name_s, make_tags(pairs), kind), kind, rate, ts
@@ -491,6 +506,25 @@ def _num(raw: bytes) -> float | None:
     return v if math.isfinite(v) else None
 
 
+def _value(raw: bytes) -> float | None:
+    """A sample's value within the bound (``VALUE_MAX``), else None."""
+    v = _num(raw)
+    return v if v is not None and -VALUE_MAX <= v <= VALUE_MAX else None
+
+
+def _time(raw: bytes) -> float | str:
+    """A time a client sent, in seconds, or why the line is rejected: ``bad syntax`` when it is
+    no number, ``bad time`` when it lies outside ``[0, TIME_MAX_S)`` (the screen and the
+    history turn times into dates, which years far from now break)."""
+    if not raw or raw.translate(None, _NUM_CHARS):
+        return REJECT_SYNTAX
+    try:
+        t = float(raw)
+    except ValueError:
+        return REJECT_SYNTAX
+    return t if 0.0 <= t < TIME_MAX_S else REJECT_TIME
+
+
 def _tag_pairs(text: str) -> list[tuple[str, str]]:
     pairs = []
     for tag in text.split(","):
@@ -529,9 +563,9 @@ def _event(raw: bytes, batch: Batch) -> str | None:
     if not title:
         return REJECT_SYNTAX
     meta = _meta(tail.rstrip().split("|") if tail.strip() else ())
-    if meta is None:
-        return REJECT_SYNTAX
-    ts, host, pairs, other = meta
+    if type(meta) is str:
+        return meta
+    ts, host, pairs, other = meta  # type: ignore[misc]
     priority = other.get("p", "")
     alert_type = other.get("t", "")
     batch.events.append(
@@ -551,19 +585,20 @@ def _event(raw: bytes, batch: Batch) -> str | None:
 
 def _meta(
     fields: Any,
-) -> tuple[float, str, list[tuple[str, str]], dict[str, str]] | None:
+) -> tuple[float, str, list[tuple[str, str]], dict[str, str]] | str:
     """The metadata fields events and service checks share: ``d:`` timestamp, ``h:`` host,
-    ``#`` tags, and any other ``x:`` field by its letter. None when the timestamp is bad."""
+    ``#`` tags, and any other ``x:`` field by its letter; or why the line is rejected (the
+    timestamp)."""
     ts = 0.0
     host = ""
     pairs: list[tuple[str, str]] = []
     other: dict[str, str] = {}
     for f in fields:
         if f[:2] == "d:":
-            t = _num(f[2:].encode())
-            if t is None:
-                return None
-            ts = t
+            t = _time(f[2:].encode())
+            if type(t) is str:
+                return t
+            ts = t  # type: ignore[assignment]
         elif f[:2] == "h:":
             host = f[2:]
         elif f[:1] == "#":
@@ -603,9 +638,9 @@ def _service_check(line: bytes, batch: Batch) -> str | None:
             rest = rest[:i]
             break
     meta = _meta(rest)
-    if meta is None:
-        return REJECT_SYNTAX
-    ts, host, pairs, _ = meta
+    if type(meta) is str:
+        return meta
+    ts, host, pairs, _ = meta  # type: ignore[misc]
     batch.events.append(
         Event(
             kind="service_check",
@@ -668,7 +703,7 @@ _JTEMPLATE_BYTES = 512  # longer lines are parsed one by one rather than pinned 
 _JNEW = 16  # templates seen once in a block that are checked (cached) per block; see _jknown
 _JSAMPLE = 4096  # the first bytes of a block that tell whether its lines share templates
 _scan = json.JSONDecoder().scan_once  # json.loads without its per-call overhead
-_isfinite = math.isfinite
+_MS_MAX = TIME_MAX_S * 1000.0  # JSON timestamps are in milliseconds
 
 _JPlan = list[tuple[SeriesKey, Kind, list[float], list[float] | None]]  # ..., timestamps (s)
 
@@ -876,12 +911,12 @@ def _jplan(
         ts = None
         if has_ts:
             ms = list(map(float, sgroups[t]))
-            if not (math.isfinite(sum(ms)) and min(ms) >= 0.0):
+            if not (min(ms) >= 0.0 and max(ms) < _MS_MAX):
                 bad.add(t)
                 continue
             if kind is not GAUGE:  # a gauge takes no timestamp: its updates keep line order
                 ts = list(map(operator.truediv, ms, repeat(1000.0)))  # as ms / 1000.0 does
-        if not math.isfinite(sum(values)):  # "1e999", or a sum beyond the float range
+        if not _hypot(*values) <= VALUE_MAX:  # "1e999", "1e200" (or many values near it)
             bad.add(t)
         elif kind is GAUGE and gauges.setdefault(id(key), t) is not t:
             ordered[t] = key  # keys are interned: identity finds a gauge's other templates
@@ -1037,16 +1072,17 @@ def _json_parse(s: bytes) -> tuple[SeriesKey, Kind, float, float | None] | dict[
     if not isinstance(name, str) or not name.strip() or "value" not in obj:
         return REJECT_SYNTAX
     value = obj["value"]
-    if type(value) is not float or not _isfinite(value):  # a float first: the usual case
+    if type(value) is not float or not -VALUE_MAX <= value <= VALUE_MAX:  # the usual case first
         value = _json_number(value)
         if value is None:
             return REJECT_NUMBER
     ts: float | None = None
     ms = obj.get("timestamp")
     if ms is not None:
-        ms = _json_number(ms)
-        if ms is None or ms < 0:
-            return REJECT_SYNTAX
+        if isinstance(ms, bool) or not isinstance(ms, (int, float)) or ms != ms:
+            return REJECT_SYNTAX  # no number (NaN neither)
+        if not 0 <= ms < _MS_MAX:  # compared as it came: an integer of any length
+            return REJECT_TIME
         ts = ms / 1000.0
     unit = obj.get("unit")
     tags = obj.get("tags")
@@ -1095,13 +1131,14 @@ def _json_kind(name: str, unit: str | None) -> Kind:
 
 
 def _json_number(v: object) -> float | None:
+    """A JSON value as a sample's value within the bound (``VALUE_MAX``), else None."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None
     try:
         f = float(v)
     except OverflowError:  # an integer beyond float range
         return None
-    return f if math.isfinite(f) else None
+    return f if -VALUE_MAX <= f <= VALUE_MAX else None
 
 
 def _json_tag(v: object) -> str | None:

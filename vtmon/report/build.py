@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from vtmon import __version__
 from vtmon.config import Config
-from vtmon.model import Kind, SeriesKey
+from vtmon.model import Kind, SeriesKey, as_count, as_float
 from vtmon.store.findings import Finding
 
 if TYPE_CHECKING:
@@ -256,9 +256,9 @@ def _targets(health: Sequence[Finding], app: Sequence[SeriesInfo], cfg: Config) 
     else from the config."""
     out = {s.component: cfg.target_ms(s.component) for s in app if _is_dist(s)}
     for f in health:  # oldest first: the newest wins
-        t = f.data.get("target_ms")
-        if isinstance(t, (int, float)) and f.component != "overall":
-            out[f.component] = float(t)
+        t = as_float(f.data.get("target_ms"))
+        if t is not None and f.component != "overall":
+            out[f.component] = t
     return out
 
 
@@ -267,9 +267,9 @@ def _health(health: Sequence[Finding], latency: Sequence[dict[str, Any]]) -> dic
     their lowest and when; estimated from the latency table when none were recorded."""
     scores: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for f in health:
-        s = f.data.get("score")
-        if isinstance(s, (int, float)):
-            scores[f.component].append((float(s), f.t))
+        s = as_float(f.data.get("score"))
+        if s is not None:
+            scores[f.component].append((s, f.t))
     if scores:
         comps = []
         for comp, vals in scores.items():
@@ -324,7 +324,7 @@ def _bottlenecks(runs: Sequence[Finding], start: float, end: float) -> list[dict
         if f.kind not in ("bottleneck", "resolved"):
             continue
         d = f.data
-        key = (str(d.get("id")), float(d.get("started") or f.t))
+        key = (str(d.get("id")), as_float(d.get("started")) or f.t)
         cur = seen.get(key)
         if cur is None or f.kind == "resolved" or _rank(d) >= _rank(cur):
             merged = dict(d)
@@ -336,7 +336,7 @@ def _bottlenecks(runs: Sequence[Finding], start: float, end: float) -> list[dict
     out = []
     for key, b in seen.items():
         started = key[1]
-        ended = b.get("resolved")
+        ended = as_float(b.get("resolved"))
         how = "resolved"
         if ended is None:
             stop = next((t for t in marks if t > fired.get(key, started)), None)
@@ -372,7 +372,8 @@ def _cause_text(c: dict[str, Any]) -> str:
 
 
 def _num(v: Any) -> str:
-    if not isinstance(v, (int, float)) or not math.isfinite(v):
+    v = as_float(v)
+    if v is None:
         return "?"
     if abs(v) >= 100:
         return f"{v:.0f}"
@@ -404,18 +405,19 @@ def _ingest(found: Sequence[Finding]) -> dict[str, Any]:
     accepted = dropped = client = 0
     for f in found:
         d = f.data
-        accepted += int(d.get("accepted") or 0)
-        dropped += int(d.get("samples_dropped") or 0)
-        client += int(d.get("client_dropped") or 0)
-        for reason, n in (d.get("rejected") or {}).items():
-            rejected[str(reason)] += int(n)
+        accepted += as_count(d.get("accepted"))
+        dropped += as_count(d.get("samples_dropped"))
+        client += as_count(d.get("client_dropped"))
+        rej = d.get("rejected")
+        for reason, n in rej.items() if isinstance(rej, dict) else ():
+            rejected[str(reason)] += as_count(n)
     return {
         "recorded": bool(found),
-        "accepted": accepted,
-        "rejected": dict(rejected.most_common()),
-        "rejected_total": sum(rejected.values()),
-        "samples_dropped": dropped,
-        "client_dropped": client,
+        "accepted": as_count(accepted),  # the sums clamped too, as every count vtmon shows
+        "rejected": {r: as_count(n) for r, n in rejected.most_common()},
+        "rejected_total": as_count(sum(rejected.values())),
+        "samples_dropped": as_count(dropped),
+        "client_dropped": as_count(client),
     }
 
 

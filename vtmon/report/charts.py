@@ -20,6 +20,8 @@ from datetime import datetime
 import pygal
 from pygal.style import Style
 
+from vtmon.model import as_float
+
 WIDTH, HEIGHT = 900, 320
 SMALL = (600, 300)  # charts two to a row
 STYLE = Style(
@@ -200,8 +202,10 @@ def histogram_chart(title: str, bins: Sequence[Sequence[float]], unit: str) -> s
 
 
 def _plain(v: float) -> str:
-    if v is None or not math.isfinite(v):
+    x = as_float(v)
+    if x is None:
         return ""
+    v = x
     a = abs(v)
     if a >= 1000:
         return f"{v:,.0f}"
@@ -216,8 +220,10 @@ def _plain(v: float) -> str:
 
 def human_bytes(v: float) -> str:
     """Bytes (per second) in binary units, as the console shows them: 512 B, 1.5 MiB."""
-    if v is None or not math.isfinite(v):
+    x = as_float(v)
+    if x is None:
         return ""
+    v = x
     for unit in ("B", "KiB", "MiB", "GiB"):
         if abs(v) < 1024 or unit == "GiB":
             return f"{_plain(v)} {unit}" if unit != "B" else f"{v:.0f} B"

@@ -23,6 +23,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader
 from markupsafe import Markup
 
+from vtmon.model import COUNT_MAX, as_float
 from vtmon.report import charts
 from vtmon.report.build import health_status
 
@@ -213,9 +214,10 @@ def _time_format(start: float, end: float) -> str:
 
 
 def _at(t: float | None, fmt: str) -> str:
-    if t is None or not math.isfinite(t):
+    x = as_float(t)
+    if x is None:
         return DASH
-    return datetime.fromtimestamp(t).strftime(fmt)
+    return datetime.fromtimestamp(x).strftime(fmt)
 
 
 def _bar(a: float | None, b: float | None, start: float, end: float) -> str:
@@ -229,66 +231,72 @@ def _bar(a: float | None, b: float | None, start: float, end: float) -> str:
 # --- numbers as people read them ---------------------------------------------------------------
 
 
+# Each takes whatever the report holds (numbers from a history file an older vtmon may have
+# written) and shows a dash for what is no finite number (as_float).
+
+
 def fmt_num(v: Any) -> str:
-    if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
-        return DASH
-    return charts._plain(float(v))
+    x = as_float(v)
+    return DASH if x is None else charts._plain(x)
 
 
 def fmt_ms(v: Any) -> str:
     """A latency: ``0.52 ms``, ``35.4 ms``, ``354 ms``, ``1.20 s``."""
-    if not isinstance(v, (int, float)) or not math.isfinite(v):
+    x = as_float(v)
+    if x is None:
         return DASH
-    if abs(v) >= 1000:
-        return f"{v / 1000:.2f} s"
-    return f"{charts._plain(float(v))} ms"
+    if abs(x) >= 1000:
+        return f"{x / 1000:.2f} s"
+    return f"{charts._plain(x)} ms"
 
 
 def fmt_count(v: Any) -> str:
-    if not isinstance(v, (int, float)) or not math.isfinite(v):
+    if type(v) is int and abs(v) <= COUNT_MAX:
+        return f"{v:,}"  # exact, where a float would round
+    x = as_float(v)
+    if x is None:
         return DASH
-    return f"{v:,.0f}" if float(v).is_integer() or abs(v) >= 100 else charts._plain(float(v))
+    return f"{x:,.0f}" if x.is_integer() or abs(x) >= 100 else charts._plain(x)
 
 
 def fmt_rate(v: Any) -> str:
-    if not isinstance(v, (int, float)) or not math.isfinite(v):
-        return DASH
-    return f"{charts._plain(float(v))}/s"
+    x = as_float(v)
+    return DASH if x is None else f"{charts._plain(x)}/s"
 
 
 def fmt_pct(v: Any, digits: int = 0) -> str:
     """A fraction as a percentage: 0.38 -> ``38 %``."""
-    if not isinstance(v, (int, float)) or not math.isfinite(v):
-        return DASH
-    return f"{v * 100:.{digits}f} %"
+    x = as_float(v)
+    return DASH if x is None else f"{x * 100:.{digits}f} %"
 
 
 def fmt_score(v: Any) -> str:
-    if not isinstance(v, (int, float)) or not math.isfinite(v):
-        return DASH
-    return f"{v:.2f}"
+    x = as_float(v)
+    return DASH if x is None else f"{x:.2f}"
 
 
 def fmt_value(v: Any, unit: str) -> str:
     """A reading in its unit: bytes per second in binary units, percentages, the rest plain."""
-    if not isinstance(v, (int, float)) or not math.isfinite(v):
+    x = as_float(v)
+    if x is None:
         return DASH
     if unit == "B/s":
-        return _bps(float(v))
+        return _bps(x)
     if unit == "B":
-        return charts.human_bytes(float(v))
+        return charts.human_bytes(x)
     if unit == "ms":
-        return fmt_ms(v)
+        return fmt_ms(x)
     if unit in ("%", "°C", "W", "rpm", "MB"):
-        return f"{charts._plain(float(v))} {unit}"
-    return f"{charts._plain(float(v))}{unit}"
+        return f"{charts._plain(x)} {unit}"
+    return f"{charts._plain(x)}{unit}"
 
 
 def fmt_duration(seconds: Any) -> str:
     """``45 s``, ``12 min``, ``3 h 05 min``, ``2 d 04 h``."""
-    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds < 0:
+    x = as_float(seconds)
+    if x is None or x < 0:
         return DASH
-    s = int(round(seconds))
+    s = int(round(x))
     if s < 60:
         return f"{s} s"
     m, s = divmod(s, 60)

@@ -75,7 +75,7 @@ from prometheus_client.utils import floatToGoString
 
 from vtmon import __version__
 from vtmon.engine.series import FORGET_AFTER_S, RING_S, SWEEP_EVERY_S
-from vtmon.model import SEVERITY_ORDER, Batch, Kind, SeriesKey, Snapshot
+from vtmon.model import SEVERITY_ORDER, Batch, Kind, SeriesKey, Snapshot, as_count, as_float
 
 if TYPE_CHECKING:
     from vtmon.engine.monitor import Monitor
@@ -569,20 +569,31 @@ class _Collector:
 # from the Snapshot
 
 
+# The Snapshot's numbers go through as_float / as_count: a sample that is no finite number (or
+# a count beyond what Prometheus holds) is left out or clamped, and the scrape goes on.
+
+
 def _gauge(name: str, doc: str, value: float | None) -> Iterator[Metric]:
-    if value is not None and math.isfinite(value):
-        yield GaugeMetricFamily(name, doc, value=value)
+    v = as_float(value)
+    if v is not None:
+        yield GaugeMetricFamily(name, doc, value=v)
 
 
 def _labelled(
     name: str, doc: str, labels: list[str], rows: Iterable[tuple[list[str], float | None]]
 ) -> Iterator[Metric]:
     g = GaugeMetricFamily(name, doc, labels=labels)
-    for values, v in rows:
-        if v is not None and math.isfinite(v):
+    for values, value in rows:
+        v = as_float(value)
+        if v is not None:
             g.add_metric([_label_value(x) for x in values], v)
     if g.samples:
         yield g
+
+
+def _total(n: object) -> float:
+    """A counter's value from a count (see as_count)."""
+    return float(as_count(n))
 
 
 def _series_gauges(snap: Snapshot) -> Iterator[Metric]:
@@ -595,13 +606,14 @@ def _series_gauges(snap: Snapshot) -> Iterator[Metric]:
             targets.setdefault(s.component, s.target_ms)
             continue
         fam = gauges if s.kind is Kind.GAUGE else sets if s.kind is Kind.SET else None
-        if fam is None or s.last is None or not math.isfinite(s.last):
+        last = as_float(s.last)
+        if fam is None or last is None:
             continue
         labels = series_labels(SeriesKey(s.name, s.tags, s.kind))
         if (fam.name, labels) in seen:
             continue  # two series whose tags sanitise alike: the first one wins
         seen.add((fam.name, labels))
-        fam.samples.append(Sample(fam.name, dict(labels), s.last))
+        fam.samples.append(Sample(fam.name, dict(labels), last))
     for fam in (gauges, sets):
         if fam.samples:
             yield fam
@@ -617,9 +629,7 @@ def _from_snapshot(snap: Snapshot) -> Iterator[Metric]:
     yield from _series_gauges(snap)
     r = snap.resources
     yield from _gauge("vtmon_cpu_percent", "System CPU use, percent of all cores.", r.cpu_percent)
-    yield from _gauge(
-        "vtmon_cpu_count", "Logical CPUs.", float(r.cpu_count) if r.cpu_count else None
-    )
+    yield from _gauge("vtmon_cpu_count", "Logical CPUs.", r.cpu_count or None)
     if r.load is not None:
         yield from _labelled(
             "vtmon_load_average",
@@ -628,15 +638,13 @@ def _from_snapshot(snap: Snapshot) -> Iterator[Metric]:
             (([p], v) for p, v in zip(("1m", "5m", "15m"), r.load, strict=True)),
         )
     if r.mem_total:
-        yield from _gauge("vtmon_memory_total_bytes", "Physical memory.", float(r.mem_total))
-        yield from _gauge("vtmon_memory_used_bytes", "Memory in use.", float(r.mem_used))
-        yield from _gauge(
-            "vtmon_memory_available_bytes", "Memory available.", float(r.mem_available)
-        )
+        yield from _gauge("vtmon_memory_total_bytes", "Physical memory.", r.mem_total)
+        yield from _gauge("vtmon_memory_used_bytes", "Memory in use.", r.mem_used)
+        yield from _gauge("vtmon_memory_available_bytes", "Memory available.", r.mem_available)
     yield from _gauge("vtmon_memory_used_percent", "Memory in use, percent.", r.mem_percent)
     if r.swap_total:
-        yield from _gauge("vtmon_swap_total_bytes", "Swap space.", float(r.swap_total))
-        yield from _gauge("vtmon_swap_used_bytes", "Swap in use.", float(r.swap_used))
+        yield from _gauge("vtmon_swap_total_bytes", "Swap space.", r.swap_total)
+        yield from _gauge("vtmon_swap_used_bytes", "Swap in use.", r.swap_used)
     yield from _labelled(
         "vtmon_swap_bytes_per_second",
         "Swap traffic.",
@@ -648,13 +656,13 @@ def _from_snapshot(snap: Snapshot) -> Iterator[Metric]:
         "vtmon_disk_total_bytes",
         "Size of each mounted disk.",
         ["mount"],
-        (([d.mount], float(d.total)) for d in r.disks),
+        (([d.mount], d.total) for d in r.disks),
     )
     yield from _labelled(
         "vtmon_disk_used_bytes",
         "Used space of each mounted disk.",
         ["mount"],
-        (([d.mount], float(d.used)) for d in r.disks),
+        (([d.mount], d.used) for d in r.disks),
     )
     yield from _labelled(
         "vtmon_disk_used_percent",
@@ -710,13 +718,13 @@ def _from_snapshot(snap: Snapshot) -> Iterator[Metric]:
             "vtmon_watched_process_resident_memory_bytes",
             "The --pid process: resident memory.",
             ["pid", "name"],
-            [(who, None if p.rss is None else float(p.rss))],
+            [(who, p.rss)],
         )
         yield from _labelled(
             "vtmon_watched_process_threads",
             "The --pid process: threads.",
             ["pid", "name"],
-            [(who, None if p.threads is None else float(p.threads))],
+            [(who, p.threads)],
         )
     s = snap.sensors
     yield from _labelled(
@@ -750,25 +758,25 @@ def _from_snapshot(snap: Snapshot) -> Iterator[Metric]:
         "vtmon_bottlenecks",
         "Active bottlenecks by severity.",
         ["severity"],
-        (([sev.value], float(severities[sev])) for sev in SEVERITY_ORDER),
+        (([sev.value], severities[sev]) for sev in SEVERITY_ORDER),
     )
     i = snap.ingest
     yield CounterMetricFamily(
-        "vtmon_ingest_bytes", "Bytes received on the socket.", value=float(i.bytes)
+        "vtmon_ingest_bytes", "Bytes received on the socket.", value=_total(i.bytes)
     )
     yield GaugeMetricFamily(
-        "vtmon_ingest_open_connections", "Connections open now.", value=float(i.connections)
+        "vtmon_ingest_open_connections", "Connections open now.", value=_total(i.connections)
     )
     yield CounterMetricFamily(
-        "vtmon_ingest_connections", "Connections accepted.", value=float(i.connections_total)
+        "vtmon_ingest_connections", "Connections accepted.", value=_total(i.connections_total)
     )
     dropped = CounterMetricFamily(
         "vtmon_samples_dropped",
         "Samples lost: refused by the engine, or dropped by clients.",
         labels=["by"],
     )
-    dropped.add_metric(["engine"], float(i.samples_dropped))
-    dropped.add_metric(["client"], float(i.client_dropped))
+    dropped.add_metric(["engine"], _total(i.samples_dropped))
+    dropped.add_metric(["client"], _total(i.client_dropped))
     yield dropped
 
 

@@ -59,6 +59,7 @@ _COUNT_DTYPES = (
     np.dtype("<f4"),
     np.dtype("<f8"),
 )
+_F32_MAX = float(np.finfo(np.float32).max)
 _HAS_ZERO = 0x20
 _VARINT = 5  # count coding: LEB128 varints of zigzag differences
 
@@ -122,7 +123,9 @@ def _encode_counts(counts: np.ndarray) -> tuple[int, bytes]:
             return code, fixed
         varint = _varints(counts.astype(np.int64))
         return (_VARINT, varint) if len(varint) < len(fixed) else (code, fixed)
-    code = 3 if np.all(counts.astype(np.float32) == counts) else 4
+    # Counts beyond float32's range (huge weights) would overflow the cast: they stay float64.
+    narrow = float(counts.min()) >= -_F32_MAX and top <= _F32_MAX
+    code = 3 if narrow and np.all(counts.astype(np.float32) == counts) else 4
     return code, counts.astype(_COUNT_DTYPES[code]).tobytes()
 
 
