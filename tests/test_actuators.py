@@ -266,7 +266,7 @@ GOOD = {"name": "x", "applies_to": ["cpu"], "apply": ["/bin/true"], "revert": ["
         ([{**GOOD, "name": ""}], "needs a name"),
         ([GOOD, GOOD], "defined twice"),
         ([{**GOOD, "shell": True}], "no setting 'shell'"),
-        ([{**GOOD, "timeout_s": 0}], "positive number"),
+        ([{**GOOD, "timeout_s": 0}], "timeout_s must be a number above 0"),
     ],
 )
 def test_actions_config_errors_are_one_sentence(actions, words):

@@ -498,9 +498,13 @@ def test_retention_config_is_read_and_checked() -> None:
     assert cfg.retention.resolution_s("hardware") == 30
     with pytest.raises(ConfigError, match=r"\[retention\] has no setting 'system_weeks'"):
         config_from_dict({"retention": {"system_weeks": 2}})
-    with pytest.raises(ConfigError, match="whole number of seconds"):
+    with pytest.raises(
+        ConfigError, match="application_resolution_s must be a whole number at least 1"
+    ):
         config_from_dict({"retention": {"application_resolution_s": 0.5}})
-    with pytest.raises(ConfigError, match="must be a positive number"):
+    with pytest.raises(
+        ConfigError, match="network_days must be a number above 0 and at most 36,500"
+    ):
         config_from_dict({"retention": {"network_days": -1}})
     import tomllib
 
