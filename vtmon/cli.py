@@ -216,7 +216,7 @@ def serve(
     was killed) are reverted at start, unless --keep-applied.
     """
     socket_path, config_file = _inherit(socket_path, config_file)
-    logging.basicConfig(level=logging.INFO, format="vtmon: %(message)s", stream=sys.stderr)
+    _log_to_stderr()
     cfg = _load(config_file)
     path = resolve_socket_path(socket_path)
     recorder = _recorder(record_file or _root_opt("record"), path)
@@ -700,7 +700,8 @@ def _replay_headless(
 ) -> None:
     from vtmon.ingest.server import IngestServer, SocketError, SocketInUse
 
-    logging.basicConfig(level=logging.INFO, format="vtmon: %(message)s", stream=sys.stderr)
+    _log_to_stderr()
+    _open_files(monitor.config)
     server = IngestServer(path, endpoint, max_line=monitor.config.max_line_bytes)
     try:
         server.start()
@@ -722,14 +723,32 @@ def _replay_headless(
     click.echo("vtmon stopped.", err=True)
 
 
+def _log_to_stderr() -> None:
+    from vtmon.process import configure_logging
+
+    configure_logging(level=logging.INFO, format="vtmon: %(message)s", stream=sys.stderr)
+
+
 def _log_to_file() -> None:
     """Log to a file: anything written to the terminal would tear the console's screen."""
+    from vtmon.process import configure_logging
+
     log_dir = Path(platformdirs.user_log_dir(APP))
     try:
         log_dir.mkdir(parents=True, exist_ok=True)
-        logging.basicConfig(filename=log_dir / "vtmon.log", level=logging.WARNING)
+        configure_logging(filename=log_dir / "vtmon.log", level=logging.WARNING)
     except OSError:
-        logging.basicConfig(level=logging.CRITICAL)
+        configure_logging(level=logging.CRITICAL)
+
+
+def _open_files(cfg: Config) -> None:
+    """As many open files as the system allows this process (every connection is one), and a
+    warning when that is still too few for ``[limits] max_connections``."""
+    from vtmon.process import open_file_warning, raise_open_file_limit
+
+    warning = open_file_warning(raise_open_file_limit(), cfg.max_connections)
+    if warning:
+        logging.getLogger(__name__).warning(warning)
 
 
 def _replay_console(monitor: Any, thread: threading.Thread, stop: threading.Event) -> None:
@@ -818,6 +837,7 @@ def _start_engine(
         except psutil.AccessDenied:
             name = "?"
         watching = f"pid {pid} ({name}) and {watching}"
+    _open_files(cfg)
     collector = SystemCollector(pid=pid)
     store = _open_store(cfg, demo)
     monitor = Monitor(
