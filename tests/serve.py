@@ -27,6 +27,17 @@ def poll(what: str, fn: Callable[[], Any], timeout: float = 30.0) -> Any:
         time.sleep(0.05)  # a polling step, not a wait for time to pass
 
 
+def send(sock: Path, text: str) -> subprocess.CompletedProcess[str]:
+    """`vtmon send` of ``text`` to ``sock``, in a child process; its summary is on stderr."""
+    return subprocess.run(
+        [sys.executable, "-m", "vtmon.cli", "send", "--socket", str(sock)],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def serve(
     sock: Path,
     data: Path,

@@ -289,6 +289,13 @@ def test_rejected_lines_by_reason(server, monitor, exporter):
     }
 
 
+def test_connections_refused_at_the_cap_are_exported(monitor, exporter):
+    monitor.connections.refused = 7  # as the socket server counts them
+    monitor.tick()
+    fams = families(exporter)
+    assert fams["vtmon_ingest_connections_refused"].samples[0].value == 7.0
+
+
 def test_series_beyond_the_limit_are_dropped_and_counted(clock):
     monitor = Monitor(Config(max_series=2), clock=clock)
     ex = PrometheusExporter(monitor)

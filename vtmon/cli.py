@@ -309,8 +309,11 @@ def send(socket_path: str | None, quiet: bool) -> None:
         s.sendall(json.dumps(req).encode() + b"\n")
         s.settimeout(10)
         stats = _read_json_line(s)
-    except BrokenPipeError:
-        raise click.ClickException(f"vtmon on {path} closed the connection.") from None
+    except _Refused as e:
+        raise click.ClickException(str(e)) from None
+    except (BrokenPipeError, ConnectionResetError):
+        why = _refusal_left(s) or f"vtmon on {path} closed the connection."
+        raise click.ClickException(why) from None
     except (OSError, ValueError) as e:
         raise click.ClickException(f"Lost the connection to {path}: {e}.") from None
     finally:
@@ -702,7 +705,12 @@ def _replay_headless(
 
     _log_to_stderr()
     _open_files(monitor.config)
-    server = IngestServer(path, endpoint, max_line=monitor.config.max_line_bytes)
+    server = IngestServer(
+        path,
+        endpoint,
+        max_line=monitor.config.max_line_bytes,
+        max_connections=monitor.config.max_connections,
+    )
     try:
         server.start()
     except (SocketInUse, SocketError) as e:
@@ -846,7 +854,13 @@ def _start_engine(
     _recovered(monitor, recovery)
     if prometheus is not None:  # before the socket opens, so that every batch is exported
         _start_prometheus(monitor, prometheus)
-    server = IngestServer(path, monitor, max_line=cfg.max_line_bytes, recorder=recorder)
+    server = IngestServer(
+        path,
+        monitor,
+        max_line=cfg.max_line_bytes,
+        recorder=recorder,
+        max_connections=cfg.max_connections,
+    )
     try:
         server.start()
     except (SocketInUse, SocketError) as e:
@@ -1014,6 +1028,30 @@ def _read_json_line(s: socket.socket, rid: str = "send") -> dict[str, Any]:
             continue
         if isinstance(msg, dict) and msg.get("id") == rid:
             return msg
+        why = _refusal(msg)
+        if why is not None:
+            raise _Refused(why)
+
+
+class _Refused(Exception):
+    """vtmon closed the connection at once (at ``[limits] max_connections``); the message is
+    its one line saying why."""
+
+
+def _refusal(msg: Any) -> str | None:
+    """The reason in vtmon's refusal line (an error answer to no request), else None."""
+    if isinstance(msg, dict) and msg.get("id") is None and isinstance(msg.get("error"), dict):
+        return str(msg["error"].get("message") or "vtmon refused the connection.")
+    return None
+
+
+def _refusal_left(s: socket.socket) -> str | None:
+    """When a send failed because vtmon refused the connection: the reason it left behind."""
+    try:
+        s.setblocking(False)
+        return _refusal(json.loads(s.recv(65536).split(b"\n", 1)[0]))
+    except (OSError, ValueError):
+        return None
 
 
 if __name__ == "__main__":

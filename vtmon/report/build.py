@@ -401,12 +401,13 @@ def _decision(a: dict[str, Any]) -> str:
 
 def _ingest(found: Sequence[Finding]) -> dict[str, Any]:
     rejected: Counter[str] = Counter()
-    accepted = dropped = client = 0
+    accepted = dropped = client = refused = 0
     for f in found:
         d = f.data
         accepted += int(d.get("accepted") or 0)
         dropped += int(d.get("samples_dropped") or 0)
         client += int(d.get("client_dropped") or 0)
+        refused += int(d.get("refused") or 0)
         for reason, n in (d.get("rejected") or {}).items():
             rejected[str(reason)] += int(n)
     return {
@@ -416,6 +417,7 @@ def _ingest(found: Sequence[Finding]) -> dict[str, Any]:
         "rejected_total": sum(rejected.values()),
         "samples_dropped": dropped,
         "client_dropped": client,
+        "refused": refused,
     }
 
 

@@ -762,6 +762,11 @@ def _from_snapshot(snap: Snapshot) -> Iterator[Metric]:
     yield CounterMetricFamily(
         "vtmon_ingest_connections", "Connections accepted.", value=float(i.connections_total)
     )
+    yield CounterMetricFamily(
+        "vtmon_ingest_connections_refused",
+        "Connections closed at once: [limits] max_connections were open.",
+        value=float(i.refused),
+    )
     dropped = CounterMetricFamily(
         "vtmon_samples_dropped",
         "Samples lost: refused by the engine, or dropped by clients.",
