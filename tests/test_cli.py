@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tests.serve import send
 from vtmon.cli import main
 
 
@@ -85,13 +86,7 @@ def test_serve_headless_then_snapshot_then_sigterm(sock_dir):
     try:
         first = proc.stderr.readline()  # blocks until it is listening
         assert f"vtmon serving on {path}" in first
-        sent = subprocess.run(
-            [sys.executable, "-m", "vtmon.cli", "send", "--socket", str(path)],
-            input="voice.transcribe_latency:250|ms|#component:voice-engine\n",
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        sent = send(path, "voice.transcribe_latency:250|ms|#component:voice-engine\n")
         assert "vtmon accepted 1 line." in sent.stderr
         second = subprocess.Popen(
             [sys.executable, "-m", "vtmon.cli", "serve", "--socket", str(path)],

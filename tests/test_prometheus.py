@@ -3,6 +3,7 @@ and scraped by a real Prometheus server whose ``histogram_quantile`` must agree 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import replace
@@ -289,6 +291,13 @@ def test_rejected_lines_by_reason(server, monitor, exporter):
     }
 
 
+def test_connections_refused_at_the_cap_are_exported(monitor, exporter):
+    monitor.connections.refused = 7  # as the socket server counts them
+    monitor.tick()
+    fams = families(exporter)
+    assert fams["vtmon_ingest_connections_refused"].samples[0].value == 7.0
+
+
 def test_series_beyond_the_limit_are_dropped_and_counted(clock):
     monitor = Monitor(Config(max_series=2), clock=clock)
     ex = PrometheusExporter(monitor)
@@ -437,6 +446,70 @@ def test_http_endpoint_serves_and_stops(monitor, exporter):
     assert histogram(fams, "h.latency")["count"] == 1.0
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5)
+
+
+def refused(exporter: PrometheusExporter) -> dict[str, float]:
+    return values_of(families(exporter), "vtmon_exporter_connections_refused", "reason")
+
+
+def test_half_open_connections_cost_no_thread_a_scrape_is_answered_and_they_are_closed(
+    monitor, exporter
+):
+    host, port = exporter.serve("127.0.0.1", 0, timeout=0.2)
+    threads = threading.active_count()
+    half_open = []
+    try:
+        for i in range(300):
+            s = socket.create_connection((host, port), timeout=10)
+            if i % 2:
+                s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # half a request
+            half_open.append(s)
+        assert threading.active_count() == threads
+        with urllib.request.urlopen(exporter.url, timeout=10) as resp:
+            assert resp.status == 200
+            assert "vtmon_exporter_connections_refused_total" in resp.read().decode()
+        for s in half_open:  # closed by vtmon: after the timeout, or as the oldest of 64
+            with contextlib.suppress(ConnectionResetError):
+                while s.recv(4096):
+                    pass
+        counts = refused(exporter)
+    finally:
+        for s in half_open:
+            s.close()
+        exporter.stop()
+    assert counts["timeout"] + counts["too many waiting"] == 300
+    assert counts["timeout"] > 0 and counts["busy"] == counts["too large"] == 0
+
+
+def test_scrapes_beyond_max_requests_get_503_and_are_counted(monitor, exporter):
+    entered, release = threading.Event(), threading.Event()
+
+    class Slow:
+        def collect(self) -> list[Any]:
+            entered.set()
+            release.wait(10)
+            return []
+
+    exporter.registry.register(Slow())  # type: ignore[arg-type]
+    exporter.serve("127.0.0.1", 0, max_requests=1)
+    first: list[int] = []
+    t = threading.Thread(
+        target=lambda: first.append(urllib.request.urlopen(exporter.url, timeout=10).status)
+    )
+    try:
+        t.start()
+        assert entered.wait(10)
+        with pytest.raises(urllib.error.HTTPError) as busy:
+            urllib.request.urlopen(exporter.url, timeout=10)
+        assert busy.value.code == 503
+        assert busy.value.read() == b"vtmon is answering other scrapes; try again.\n"
+        release.set()
+        t.join(10)
+    finally:
+        release.set()
+        exporter.stop()
+    assert first == [200]
+    assert refused(exporter)["busy"] == 1
 
 
 @pytest.mark.parametrize("before_command", [False, True])

@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import fields
 from html.parser import HTMLParser
 from pathlib import Path
@@ -432,26 +432,35 @@ def test_the_page_loads_nothing_from_anywhere(slowdown_page: tuple[str, Page]) -
     assert [a.get("type") for a, _ in page.scripts] == ["application/json"]
 
 
-@pytest.fixture(scope="module")
-def hostile(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, Any]]:
-    """A store fed a latency series whose name, tag and component are markup."""
-    folder = tmp_path_factory.mktemp("hostile")
+def ninety_seconds(folder: Path, second: Callable[[Monitor, int], Batch]) -> dict[str, Any]:
+    """The report of a history fed for 90 s, ``second(monitor, n)`` giving second n's batch."""
     clock = ManualClock()
     store = HistoryStore.open(folder, clock=clock)
     monitor = Monitor(
         Config(), clock=clock, collector=NullCollector(), sensors=NullSensors(), store=store
     )
-    key = SeriesKey(EVIL, (("component", EVIL), ("note", EVIL_TAG)), Kind.DISTRIBUTION)
-    for _ in range(90):  # a minute and a half at 20x the default target
-        batch = Batch(dist={key: DistBuf([2000.0] * 20)}, accepted=20)
-        batch.rejected["bad syntax"] = 1
-        monitor.submit(batch)
+    for n in range(90):
+        monitor.submit(second(monitor, n))
         monitor.tick()
         clock.advance(1)
     monitor.stop()
     reopened = HistoryStore.open(folder)
     report = build_report(reopened, START - 10, START + 100)
     reopened.close()
+    return report
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, Any]]:
+    """A store fed a latency series whose name, tag and component are markup."""
+    key = SeriesKey(EVIL, (("component", EVIL), ("note", EVIL_TAG)), Kind.DISTRIBUTION)
+
+    def second(monitor: Monitor, n: int) -> Batch:  # 20x the default target
+        batch = Batch(dist={key: DistBuf([2000.0] * 20)}, accepted=20)
+        batch.rejected["bad syntax"] = 1
+        return batch
+
+    report = ninety_seconds(tmp_path_factory.mktemp("hostile"), second)
     return render_html(report), report
 
 
@@ -479,6 +488,19 @@ def test_names_tags_and_messages_from_the_socket_are_shown_as_text(
     assert data["metrics"]["latency"][0]["tags"]["note"] == EVIL_TAG
     assert report["ingest"]["rejected"] == {"bad syntax": 90}
     assert page.rows("ingest")[1] == ["bad syntax", "90"]
+
+
+def test_connections_refused_at_the_cap_are_in_the_ingest_paragraph(tmp_path: Path) -> None:
+    key = SeriesKey("api.request_latency")
+
+    def second(monitor: Monitor, n: int) -> Batch:
+        monitor.connections.refused = n // 30  # as the socket server counts them
+        return Batch(dist={key: DistBuf([20.0])}, accepted=1)
+
+    report = ninety_seconds(tmp_path, second)
+    assert report["ingest"]["refused"] == 2
+    text = Page(render_html(report)).text("ingest")
+    assert "2 connections refused ([limits] max_connections were open)" in text
 
 
 # --- the command ------------------------------------------------------------------------------

@@ -216,7 +216,7 @@ def serve(
     was killed) are reverted at start, unless --keep-applied.
     """
     socket_path, config_file = _inherit(socket_path, config_file)
-    logging.basicConfig(level=logging.INFO, format="vtmon: %(message)s", stream=sys.stderr)
+    _log_to_stderr()
     cfg = _load(config_file)
     path = resolve_socket_path(socket_path)
     recorder = _recorder(record_file or _root_opt("record"), path)
@@ -309,8 +309,11 @@ def send(socket_path: str | None, quiet: bool) -> None:
         s.sendall(json.dumps(req).encode() + b"\n")
         s.settimeout(10)
         stats = _read_json_line(s)
-    except BrokenPipeError:
-        raise click.ClickException(f"vtmon on {path} closed the connection.") from None
+    except _Refused as e:
+        raise click.ClickException(str(e)) from None
+    except (BrokenPipeError, ConnectionResetError):
+        why = _refusal_left(s) or f"vtmon on {path} closed the connection."
+        raise click.ClickException(why) from None
     except (OSError, ValueError) as e:
         raise click.ClickException(f"Lost the connection to {path}: {e}.") from None
     finally:
@@ -700,8 +703,14 @@ def _replay_headless(
 ) -> None:
     from vtmon.ingest.server import IngestServer, SocketError, SocketInUse
 
-    logging.basicConfig(level=logging.INFO, format="vtmon: %(message)s", stream=sys.stderr)
-    server = IngestServer(path, endpoint, max_line=monitor.config.max_line_bytes)
+    _log_to_stderr()
+    _open_files(monitor.config)
+    server = IngestServer(
+        path,
+        endpoint,
+        max_line=monitor.config.max_line_bytes,
+        max_connections=monitor.config.max_connections,
+    )
     try:
         server.start()
     except (SocketInUse, SocketError) as e:
@@ -722,14 +731,32 @@ def _replay_headless(
     click.echo("vtmon stopped.", err=True)
 
 
+def _log_to_stderr() -> None:
+    from vtmon.process import configure_logging
+
+    configure_logging(level=logging.INFO, format="vtmon: %(message)s", stream=sys.stderr)
+
+
 def _log_to_file() -> None:
     """Log to a file: anything written to the terminal would tear the console's screen."""
+    from vtmon.process import configure_logging
+
     log_dir = Path(platformdirs.user_log_dir(APP))
     try:
         log_dir.mkdir(parents=True, exist_ok=True)
-        logging.basicConfig(filename=log_dir / "vtmon.log", level=logging.WARNING)
+        configure_logging(filename=log_dir / "vtmon.log", level=logging.WARNING)
     except OSError:
-        logging.basicConfig(level=logging.CRITICAL)
+        configure_logging(level=logging.CRITICAL)
+
+
+def _open_files(cfg: Config) -> None:
+    """As many open files as the system allows this process (every connection is one), and a
+    warning when that is still too few for ``[limits] max_connections``."""
+    from vtmon.process import open_file_warning, raise_open_file_limit
+
+    warning = open_file_warning(raise_open_file_limit(), cfg.max_connections)
+    if warning:
+        logging.getLogger(__name__).warning(warning)
 
 
 def _log_file() -> str:
@@ -826,6 +853,7 @@ def _start_engine(
         except psutil.AccessDenied:
             name = "?"
         watching = f"pid {pid} ({name}) and {watching}"
+    _open_files(cfg)
     collector = SystemCollector(pid=pid)
     store = _open_store(cfg, demo)
     monitor = Monitor(
@@ -834,7 +862,13 @@ def _start_engine(
     _recovered(monitor, recovery)
     if prometheus is not None:  # before the socket opens, so that every batch is exported
         _start_prometheus(monitor, prometheus)
-    server = IngestServer(path, monitor, max_line=cfg.max_line_bytes, recorder=recorder)
+    server = IngestServer(
+        path,
+        monitor,
+        max_line=cfg.max_line_bytes,
+        recorder=recorder,
+        max_connections=cfg.max_connections,
+    )
     try:
         server.start()
     except (SocketInUse, SocketError) as e:
@@ -1016,6 +1050,30 @@ def _read_json_line(s: socket.socket, rid: str = "send") -> dict[str, Any]:
             continue
         if isinstance(msg, dict) and msg.get("id") == rid:
             return msg
+        why = _refusal(msg)
+        if why is not None:
+            raise _Refused(why)
+
+
+class _Refused(Exception):
+    """vtmon closed the connection at once (at ``[limits] max_connections``); the message is
+    its one line saying why."""
+
+
+def _refusal(msg: Any) -> str | None:
+    """The reason in vtmon's refusal line (an error answer to no request), else None."""
+    if isinstance(msg, dict) and msg.get("id") is None and isinstance(msg.get("error"), dict):
+        return str(msg["error"].get("message") or "vtmon refused the connection.")
+    return None
+
+
+def _refusal_left(s: socket.socket) -> str | None:
+    """When a send failed because vtmon refused the connection: the reason it left behind."""
+    try:
+        s.setblocking(False)
+        return _refusal(json.loads(s.recv(65536).split(b"\n", 1)[0]))
+    except (OSError, ValueError):
+        return None
 
 
 if __name__ == "__main__":

@@ -392,6 +392,7 @@ class IngestStats:
     events: int = 0
     samples_dropped: int = 0  # dropped on the way into the engine (queue full)
     client_dropped: int = 0  # reported by clients that dropped samples while vtmon was away
+    refused: int = 0  # connections closed at once: [limits] max_connections were open
 
     @property
     def rejected_total(self) -> int:

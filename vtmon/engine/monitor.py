@@ -100,6 +100,7 @@ class ConnectionCounters:
         self.total = 0
         self.bytes = 0
         self.client_dropped = 0
+        self.refused = 0  # closed at once: max_connections were open
 
 
 class Monitor:
@@ -275,6 +276,9 @@ class Monitor:
                 "rejected": dict(self._rejected),
                 "samples_dropped": self._dropped,
                 "queued_batches": self._queue.qsize(),
+                "connections": self.connections.open,
+                "connections_total": self.connections.total,
+                "refused": self.connections.refused,
             }
         elif method == "ping":
             result = "pong"
@@ -468,6 +472,7 @@ class Monitor:
                 events=self._events_total,
                 samples_dropped=self._dropped,
                 client_dropped=c.client_dropped,
+                refused=c.refused,
             ),
             events=tuple(self._events),
             targets_ms=dict(self.config.targets_ms),

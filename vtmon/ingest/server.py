@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import inspect
 import json
 import logging
@@ -28,6 +29,7 @@ from typing import Any, Protocol
 from vtmon.ingest import frames
 from vtmon.ingest.parse import parse_block
 from vtmon.model import REJECT_TOO_LONG, Batch
+from vtmon.process import OUT_OF_RESOURCES, Backoff
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,8 @@ READ_OPEN = 1
 READ_CLOSE = 2
 ReadRecorder = Callable[[int, int, bytes], None]
 
+ACCEPT_BURST = 128  # connections taken per wake-up before other connections get a turn
+
 
 class SocketInUse(Exception):
     """Another live vtmon listens on the path (message is one sentence for the user)."""
@@ -54,6 +58,9 @@ class SocketError(Exception):
 
 class Engine(Protocol):
     """What the server needs from the engine (vtmon.engine.monitor.Monitor provides it).
+
+    ``connections`` holds the counters the server keeps: ``open``, ``total``, ``bytes`` and
+    ``refused`` (connections closed at once: ``max_connections`` were open).
 
     ``handle_rpc`` gets the connection a request came on as a second argument when it takes
     one (the connection is a ``vtmon.engine.actuators.Connection``). Two more methods are used
@@ -344,11 +351,13 @@ class IngestServer:
         max_line: int = 65_536,
         max_frame: int = 8 * 1024 * 1024,
         recorder: ReadRecorder | None = None,
+        max_connections: int = 1_000,
     ) -> None:
         self.path = Path(path)
         self.engine = engine
         self.max_line = max_line
         self.max_frame = max_frame
+        self.max_connections = max_connections
         self.recorder = recorder  # told of every open, read and close (vtmon record)
         # What the engine can hear beyond requests (a replay's endpoint hears none of it).
         self._rpc_with_conn = _takes_conn(engine.handle_rpc)
@@ -358,9 +367,26 @@ class IngestServer:
         self._on_closed: Callable[[int], Any] | None = getattr(engine, "connection_closed", None)
         self._last_id = 0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._server: asyncio.base_events.Server | None = None
+        self._listening: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._conns: set[_Conn] = set()
+        self._accepted = 0  # accepted, protocol not made yet (counts towards the limit)
+        self._tasks: set[asyncio.Task[Any]] = set()  # the loop keeps only weak references
+        self._backoff = Backoff()
+        self._refusal = (
+            json.dumps(
+                {
+                    "jsonrpc": "2.0",
+                    "id": None,
+                    "error": {
+                        "code": -32000,
+                        "message": f"vtmon already has {max_connections} connections open "
+                        "([limits] max_connections); this one is closed.",
+                    },
+                }
+            ).encode()
+            + b"\n"
+        )
         self._ready = threading.Event()
         self._error: BaseException | None = None
 
@@ -379,9 +405,9 @@ class IngestServer:
         asyncio.set_event_loop(loop)
         try:
             sock = self._bind()
-            self._server = loop.run_until_complete(
-                loop.create_unix_server(self._make_conn, sock=sock, backlog=128)
-            )
+            sock.listen(128)
+            self._listening = sock
+            self._listen()
         except BaseException as e:
             self._error = e
             self._ready.set()
@@ -417,6 +443,82 @@ class IngestServer:
         sock.setblocking(False)
         return sock
 
+    # Connections are accepted here rather than by loop.create_unix_server: asyncio's accept
+    # (3.11) carries on after EMFILE and schedules a retry for each failed try, so at the
+    # open-file limit it spins and logs a traceback thousands of times a second.
+
+    def _listen(self) -> None:
+        sock = self._listening
+        if sock is not None and self._loop is not None and sock.fileno() >= 0:
+            self._loop.add_reader(sock.fileno(), self._accept, sock)
+
+    def _accept(self, sock: socket.socket) -> None:
+        loop = self._loop
+        assert loop is not None
+        for _ in range(ACCEPT_BURST):
+            try:
+                conn, _ = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue
+            except OSError as e:
+                # Out of files (or anything else that would fail again at once): stop
+                # watching the socket for a while; waiting clients stay in its backlog.
+                loop.remove_reader(sock.fileno())
+                delay = self._backoff.failed()
+                why = "no file descriptor left" if e.errno in OUT_OF_RESOURCES else "failed"
+                log.warning(
+                    "Cannot accept connections on %s (%s: %s, %d open); trying again in %.2f s.",
+                    self.path,
+                    why,
+                    e.strerror or e,
+                    len(self._conns) + self._accepted,
+                    delay,
+                )
+                loop.call_later(delay, self._listen)
+                return
+            self._backoff.succeeded()
+            if len(self._conns) + self._accepted >= self.max_connections:
+                self._refuse(conn)
+                continue
+            self._accepted += 1
+            task = loop.create_task(loop.connect_accepted_socket(self._protocol, sock=conn))
+            self._tasks.add(task)
+            task.add_done_callback(functools.partial(self._started, conn))
+
+    def _protocol(self) -> _Conn:
+        # The first thing connect_accepted_socket does; only a stopping loop skips it.
+        self._accepted -= 1
+        return self._make_conn()
+
+    def _started(self, conn: socket.socket, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            conn.close()
+            return
+        exc = task.exception()
+        if exc is not None:
+            conn.close()
+            log.warning("Could not start a connection on %s: %s", self.path, exc)
+
+    def _refuse(self, conn: socket.socket) -> None:
+        """Close a connection beyond ``max_connections`` at once, counted, after one JSON-RPC
+        error line saying why: one send into a new socket's empty buffer, which never waits
+        (a client that does not read simply never sees it)."""
+        self.engine.connections.refused += 1
+        try:
+            conn.setblocking(False)
+            conn.send(self._refusal)
+        except OSError:
+            pass
+        conn.close()
+        log.warning(
+            "Refused a connection on %s: %d are open ([limits] max_connections).",
+            self.path,
+            self.max_connections,
+        )
+
     def _make_conn(self) -> _Conn:
         c = _Conn(self)
         self._conns.add(c)
@@ -435,8 +537,10 @@ class IngestServer:
         if loop is not None and self._thread is not None and loop.is_running():
 
             def _close() -> None:
-                if self._server is not None:
-                    self._server.close()
+                sock, self._listening = self._listening, None
+                if sock is not None:
+                    loop.remove_reader(sock.fileno())
+                    sock.close()
                 loop.stop()
 
             loop.call_soon_threadsafe(_close)

@@ -402,12 +402,13 @@ def _decision(a: dict[str, Any]) -> str:
 
 def _ingest(found: Sequence[Finding]) -> dict[str, Any]:
     rejected: Counter[str] = Counter()
-    accepted = dropped = client = 0
+    accepted = dropped = client = refused = 0
     for f in found:
         d = f.data
         accepted += as_count(d.get("accepted"))
         dropped += as_count(d.get("samples_dropped"))
         client += as_count(d.get("client_dropped"))
+        refused += as_count(d.get("refused"))
         rej = d.get("rejected")
         for reason, n in rej.items() if isinstance(rej, dict) else ():
             rejected[str(reason)] += as_count(n)
@@ -418,6 +419,7 @@ def _ingest(found: Sequence[Finding]) -> dict[str, Any]:
         "rejected_total": as_count(sum(rejected.values())),
         "samples_dropped": as_count(dropped),
         "client_dropped": as_count(client),
+        "refused": as_count(refused),
     }
 
 

@@ -85,7 +85,7 @@ class FindingsTracker:
         self._recommendations: set[tuple[str, str]] = set()
         self._recommendations_src: tuple[Any, ...] | None = None
         self._minute: float | None = None
-        self._ingest: tuple[int, dict[str, int], int, int] = (0, {}, 0, 0)
+        self._ingest: tuple[int, dict[str, int], int, int, int] = (0, {}, 0, 0, 0)
 
     def observe(self, snap: Snapshot) -> list[Finding]:
         """The findings that ``snap`` adds to what earlier Snapshots said."""
@@ -203,18 +203,26 @@ class FindingsTracker:
 
     def _ingest_delta(self, snap: Snapshot) -> list[Finding]:
         ing = snap.ingest
-        acc0, rej0, drop0, cdrop0 = self._ingest
+        acc0, rej0, drop0, cdrop0, ref0 = self._ingest
         rejected = {r: n - rej0.get(r, 0) for r, n in ing.rejected.items() if n > rej0.get(r, 0)}
         accepted = ing.accepted - acc0
         dropped = ing.samples_dropped - drop0
         client = ing.client_dropped - cdrop0
-        self._ingest = (ing.accepted, dict(ing.rejected), ing.samples_dropped, ing.client_dropped)
-        if accepted <= 0 and not rejected and dropped <= 0 and client <= 0:
+        refused = ing.refused - ref0
+        self._ingest = (
+            ing.accepted,
+            dict(ing.rejected),
+            ing.samples_dropped,
+            ing.client_dropped,
+            ing.refused,
+        )
+        if accepted <= 0 and not rejected and dropped <= 0 and client <= 0 and refused <= 0:
             return []
         data = {
             "accepted": max(accepted, 0),
             "rejected": rejected,
             "samples_dropped": max(dropped, 0),
             "client_dropped": max(client, 0),
+            "refused": max(refused, 0),
         }
         return [Finding(snap.t, "ingest", "", data)]

@@ -62,7 +62,7 @@ from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from prometheus_client import CollectorRegistry, generate_latest, start_http_server
+from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -76,6 +76,7 @@ from prometheus_client.utils import floatToGoString
 from vtmon import __version__
 from vtmon.engine.series import FORGET_AFTER_S, RING_S, SWEEP_EVERY_S
 from vtmon.model import SEVERITY_ORDER, Batch, Kind, SeriesKey, Snapshot, as_count, as_float
+from vtmon.store import httpd
 
 if TYPE_CHECKING:
     from vtmon.engine.monitor import Monitor
@@ -218,8 +219,9 @@ class PrometheusExporter:
         self.registry.register(_Collector(self))
         if process_metrics:  # vtmon's own CPU and memory: process_* (deliberately included)
             ProcessCollector(registry=self.registry)
-        self._httpd: Any = None
+        self._httpd: httpd.MetricsServer | None = None
         self._thread: threading.Thread | None = None
+        self._refused: Counter[str] = Counter()  # connections the HTTP side closed, by reason
         monitor.on_batch(self.observe)
 
     def _lookup_table(self) -> tuple[int, int, np.ndarray] | None:
@@ -465,6 +467,7 @@ class PrometheusExporter:
             value=dropped,
         )
         yield from self._info()
+        yield self._http_health()
         snap = self.monitor.latest
         if snap is not None:
             yield from _from_snapshot(snap)
@@ -506,20 +509,49 @@ class PrometheusExporter:
             "vtmon_start_time_seconds", "When this vtmon started, Unix seconds.", value=m.started
         )
 
+    def _http_health(self) -> Metric:
+        refused = CounterMetricFamily(
+            "vtmon_exporter_connections_refused",
+            "Connections to /metrics closed without an answer, or answered 503, by reason.",
+            labels=["reason"],
+        )
+        counts = dict(self._refused)
+        for reason in httpd.REASONS:
+            refused.add_metric([reason], float(counts.get(reason, 0)))
+        return refused
+
     def exposition(self) -> bytes:
         """``/metrics`` as the HTTP endpoint serves it (text format 0.0.4)."""
         return generate_latest(self.registry)
 
     # -- HTTP ------------------------------------------------------------------------------
 
-    def serve(self, host: str = DEFAULT_HOST, port: int = 0) -> tuple[str, int]:
+    def serve(
+        self,
+        host: str = DEFAULT_HOST,
+        port: int = 0,
+        *,
+        timeout: float = httpd.REQUEST_TIMEOUT_S,
+        max_requests: int = httpd.MAX_REQUESTS,
+        max_waiting: int = httpd.MAX_WAITING,
+    ) -> tuple[str, int]:
         """Serve ``/metrics`` on ``host:port`` from a daemon thread; returns the bound address.
 
+        A request must arrive within ``timeout`` seconds; ``max_requests`` are answered at
+        once and ``max_waiting`` connections may be sending theirs (vtmon.store.httpd).
         Raises ExporterError (one sentence) when the address cannot be bound.
         """
         where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
-            self._httpd, self._thread = start_http_server(port, addr=host, registry=self.registry)
+            server = httpd.MetricsServer(
+                host,
+                port,
+                make_wsgi_app(self.registry),
+                timeout=timeout,
+                max_requests=max_requests,
+                max_waiting=max_waiting,
+                refused=self._refused,
+            )
         except socket.gaierror as e:
             raise ExporterError(
                 f"Cannot serve Prometheus metrics on {where}: unknown host ({e.strerror})."
@@ -534,8 +566,13 @@ class PrometheusExporter:
             else:
                 why = (e.strerror or str(e)).rstrip(".").lower()
             raise ExporterError(f"Cannot serve Prometheus metrics on {where}: {why}.") from None
-        addr = self._httpd.server_address
-        return addr[0], int(addr[1])
+        self._httpd = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, name="vtmon-prometheus", daemon=True
+        )
+        self._thread.start()
+        addr = server.server_address
+        return str(addr[0]), int(addr[1])
 
     @property
     def url(self) -> str | None:
@@ -546,13 +583,14 @@ class PrometheusExporter:
 
     def stop(self) -> None:
         """Stop the HTTP endpoint (the totals stay; the monitor keeps calling ``observe``)."""
-        httpd, self._httpd = self._httpd, None
-        if httpd is not None:
-            httpd.shutdown()
-            httpd.server_close()
+        server, self._httpd = self._httpd, None
+        if server is not None:
+            server.shutdown()
         if self._thread is not None:
             self._thread.join(5)
             self._thread = None
+        if server is not None:
+            server.server_close()
 
 
 class _Collector:
@@ -769,6 +807,11 @@ def _from_snapshot(snap: Snapshot) -> Iterator[Metric]:
     )
     yield CounterMetricFamily(
         "vtmon_ingest_connections", "Connections accepted.", value=_total(i.connections_total)
+    )
+    yield CounterMetricFamily(
+        "vtmon_ingest_connections_refused",
+        "Connections closed at once: [limits] max_connections were open.",
+        value=_total(i.refused),
     )
     dropped = CounterMetricFamily(
         "vtmon_samples_dropped",

@@ -614,6 +614,7 @@ class _Counters:
         self.total = 0
         self.bytes = 0
         self.client_dropped = 0
+        self.refused = 0
 
 
 class ReplayEndpoint:

@@ -163,6 +163,12 @@ def ingest_lines(ing: IngestStats, width: int) -> list[Content]:
         )
     if dropped:
         lines += flow(_label("Dropped"), dropped, width)
+    if ing.refused:
+        n = ing.refused
+        text = f" connection{'' if n == 1 else 's'} (max_connections reached)"
+        lines += flow(
+            _label("Refused"), [Content.assemble((fmt.count(n), "$warning bold"), text)], width
+        )
     return lines
 
 
