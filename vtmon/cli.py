@@ -698,10 +698,10 @@ def _replay_headless(
     endpoint: Any,
     watching: str,
 ) -> None:
-    from vtmon.ingest.server import IngestServer, SocketError, SocketInUse
+    from vtmon.ingest.server import IngestServer, SocketError, SocketInUse, server_limits
 
     logging.basicConfig(level=logging.INFO, format="vtmon: %(message)s", stream=sys.stderr)
-    server = IngestServer(path, endpoint, max_line=monitor.config.max_line_bytes)
+    server = IngestServer(path, endpoint, **server_limits(monitor.config))
     try:
         server.start()
     except (SocketInUse, SocketError) as e:
@@ -806,7 +806,7 @@ def _start_engine(
 
     from vtmon.engine.collector import SystemCollector
     from vtmon.engine.monitor import Monitor
-    from vtmon.ingest.server import IngestServer, SocketError, SocketInUse
+    from vtmon.ingest.server import IngestServer, SocketError, SocketInUse, server_limits
 
     if pid is not None:
         try:
@@ -826,7 +826,7 @@ def _start_engine(
     _recovered(monitor, recovery)
     if prometheus is not None:  # before the socket opens, so that every batch is exported
         _start_prometheus(monitor, prometheus)
-    server = IngestServer(path, monitor, max_line=cfg.max_line_bytes, recorder=recorder)
+    server = IngestServer(path, monitor, recorder=recorder, **server_limits(cfg))
     try:
         server.start()
     except (SocketInUse, SocketError) as e:

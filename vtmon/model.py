@@ -144,7 +144,9 @@ class Batch:
     sets: dict[SeriesKey, set[str]] = field(default_factory=dict)
     timed: list[TimedRun] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
-    rpc: list[dict[str, Any]] = field(default_factory=list)  # JSON-RPC requests, in order
+    # JSON-RPC messages in line order: requests and answers as parsed (counted in
+    # ``accepted``), and RpcRefusal for request lines that were rejected but deserve an answer.
+    rpc: list[Any] = field(default_factory=list)
     accepted: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
 
@@ -155,12 +157,30 @@ class Batch:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class RpcRefusal:
+    """A line that was a JSON-RPC request but is rejected (too long, a batch array): counted
+    under a reject reason like any bad line, and answered with this error and id null, so that
+    its sender does not wait for an answer forever."""
+
+    code: int
+    message: str
+    id: Any = None  # the request's id, when it could be read
+
+
 # Reasons a line is rejected; the UI and reports show these words.
 REJECT_SYNTAX = "bad syntax"
 REJECT_NUMBER = "bad number"
 REJECT_TYPE = "unknown type"
 REJECT_TOO_LONG = "too long"
 REJECT_ENCODING = "bad encoding"
+REJECT_REQUEST = "bad request"  # a JSON-RPC request that is not JSON-RPC 2.0, or a batch array
+
+# Reasons vtmon closes a connection for one of its limits (docs/protocol.md).
+CLOSED_UNREAD = "unread answers"
+CLOSED_BUFFER_FULL = "buffer full"
+CLOSED_FRAME_TIMEOUT = "frame timeout"
+CLOSED_REASONS = (CLOSED_UNREAD, CLOSED_BUFFER_FULL, CLOSED_FRAME_TIMEOUT)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -355,8 +375,11 @@ class IngestStats:
     connections_total: int = 0
     bytes: int = 0
     events: int = 0
-    samples_dropped: int = 0  # dropped on the way into the engine (queue full)
+    samples_dropped: int = 0  # refused by the engine (series limit), or left when it stopped
     client_dropped: int = 0  # reported by clients that dropped samples while vtmon was away
+    closed: dict[str, int] = field(
+        default_factory=dict
+    )  # connections closed for a limit, by reason
 
     @property
     def rejected_total(self) -> int:
