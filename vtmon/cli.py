@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -296,6 +297,11 @@ def send(socket_path: str | None, quiet: bool) -> None:
         raise click.ClickException(f"Cannot connect to {path}: {e.strerror}.") from None
     stdin = sys.stdin.buffer
     last = b"\n"
+    # Answers to requests in the input are read (and skipped) while it is sent: vtmon stops
+    # reading a connection whose answers are not read.
+    got: dict[str, Any] = {}
+    reader = threading.Thread(target=_read_stats, args=(s, got), daemon=True)
+    reader.start()
     try:
         while True:
             chunk = stdin.read1(1 << 16) if hasattr(stdin, "read1") else stdin.read(1 << 16)
@@ -307,13 +313,17 @@ def send(socket_path: str | None, quiet: bool) -> None:
             s.sendall(b"\n")  # end the last line so it is not glued to the stats request
         req = {"jsonrpc": "2.0", "id": "send", "method": "connection.stats"}
         s.sendall(json.dumps(req).encode() + b"\n")
-        s.settimeout(10)
-        stats = _read_json_line(s)
+        reader.join(10)
+        if "error" in got or "stats" not in got:
+            raise got.get("error", TimeoutError("no answer within 10 s"))
+        stats = got["stats"]
     except BrokenPipeError:
         raise click.ClickException(f"vtmon on {path} closed the connection.") from None
     except (OSError, ValueError) as e:
         raise click.ClickException(f"Lost the connection to {path}: {e}.") from None
     finally:
+        with contextlib.suppress(OSError):
+            s.shutdown(socket.SHUT_RDWR)  # wakes the reader if it still waits
         s.close()
     result = stats.get("result", {})
     rejected: dict[str, int] = result.get("rejected", {})
@@ -976,6 +986,14 @@ def _console(
         _finish_recording(recorder)
         if said and said != "Nothing was applied.":
             click.echo(said, err=True)
+
+
+def _read_stats(s: socket.socket, got: dict[str, Any]) -> None:
+    """`vtmon send`'s reader thread: the answer to its ``connection.stats`` into ``got``."""
+    try:
+        got["stats"] = _read_json_line(s)
+    except (OSError, ValueError) as e:
+        got["error"] = e
 
 
 def _read_json_line(s: socket.socket, rid: str = "send") -> dict[str, Any]:
