@@ -22,6 +22,10 @@ from vtmon.engine.clock import ManualClock
 from vtmon.ingest import server as server_module
 from vtmon.ingest.server import IngestServer, rpc_call
 from vtmon.model import Batch, DistBuf, Kind, SeriesKey
+from vtmon.report import build_report, render_html
+from vtmon.store.db import HistoryStore
+from vtmon.store.prometheus import PrometheusExporter
+from vtmon.store.recording import NullCollector, NullSensors
 
 PING = b'{"jsonrpc":"2.0","id":"p","method":"ping"}\n'
 
@@ -222,3 +226,41 @@ def _send_until_closed(s: socket.socket, data: bytes) -> None:
 def _applied(m: StalledMonitor, n: int) -> dict | None:
     ingest = m.handle_rpc({"jsonrpc": "2.0", "id": 1, "method": "ingest"})["result"]
     return ingest if ingest["accepted"] == n else None
+
+
+# -- where the closes are counted -------------------------------------------------------------
+
+
+def test_a_connection_closed_for_a_limit_is_counted_where_counts_are_shown(
+    sock_dir, tmp_path, clock
+):
+    store = HistoryStore.open(tmp_path, clock=clock)
+    monitor = RecordingMonitor(
+        Config(), clock=clock, collector=NullCollector(), sensors=NullSensors(), store=store
+    )
+    exporter = PrometheusExporter(monitor, process_metrics=False)
+    now = [0.0]
+    srv = _server(sock_dir, monitor, clock=lambda: now[0], frame_timeout_s=30)
+    try:
+        s = connect(srv.path)
+        s.sendall(b"api.request_latency:5|ms\napi.request_lat")
+        poll("the unfinished line held", lambda: srv.buffered)
+        now[0] += 31
+        srv.sweep()
+        assert _closed_by_vtmon(s)
+        monitor.tick()
+        # `vtmon snapshot`
+        assert rpc_call(srv.path, "snapshot")["ingest"]["closed"] == {"frame timeout": 1}
+    finally:
+        srv.stop()
+    text = exporter.exposition().decode()
+    assert 'vtmon_ingest_connections_closed_total{reason="frame timeout"} 1.0' in text
+    assert 'vtmon_ingest_connections_closed_total{reason="unread answers"} 0.0' in text
+    monitor.stop()
+    reopened = HistoryStore.open(tmp_path)
+    try:
+        report = build_report(reopened, clock.time() - 60, clock.time() + 1)
+    finally:
+        reopened.close()
+    assert report["ingest"]["closed"] == {"frame timeout": 1}
+    assert "vtmon closed 1 connection for its limits (1 frame timeout)." in render_html(report)

@@ -401,6 +401,7 @@ def _decision(a: dict[str, Any]) -> str:
 
 def _ingest(found: Sequence[Finding]) -> dict[str, Any]:
     rejected: Counter[str] = Counter()
+    closed: Counter[str] = Counter()
     accepted = dropped = client = 0
     for f in found:
         d = f.data
@@ -409,6 +410,8 @@ def _ingest(found: Sequence[Finding]) -> dict[str, Any]:
         client += int(d.get("client_dropped") or 0)
         for reason, n in (d.get("rejected") or {}).items():
             rejected[str(reason)] += int(n)
+        for reason, n in (d.get("closed") or {}).items():
+            closed[str(reason)] += int(n)
     return {
         "recorded": bool(found),
         "accepted": accepted,
@@ -416,6 +419,8 @@ def _ingest(found: Sequence[Finding]) -> dict[str, Any]:
         "rejected_total": sum(rejected.values()),
         "samples_dropped": dropped,
         "client_dropped": client,
+        "closed": dict(closed.most_common()),
+        "closed_total": sum(closed.values()),
     }
 
 
