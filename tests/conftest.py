@@ -28,10 +28,19 @@ class RecordingMonitor(Monitor):
 
     def submit(self, batch: Batch, timeout: float = 5.0) -> bool:
         ok = super().submit(batch, timeout)
+        self._handed(batch)
+        return ok
+
+    def offer(self, batch: Batch) -> bool:
+        ok = super().offer(batch)
+        if ok:  # a batch refused is kept by the server and offered again
+            self._handed(batch)
+        return ok
+
+    def _handed(self, batch: Batch) -> None:
         with self._cond:
             self.lines_in += batch.accepted + sum(batch.rejected.values())
             self._cond.notify_all()
-        return ok
 
     def handle_rpc(self, request: dict, conn: object = None) -> dict | None:
         resp = super().handle_rpc(request, conn)

@@ -58,6 +58,16 @@ def test_send_reports_accepted_and_rejected(server, monitor):
     assert {"api.request_latency", "no-newline.latency"} <= names
 
 
+def test_send_with_requests_in_its_input_reads_their_answers_as_it_goes(server, monitor):
+    # Far more answers than vtmon lets wait unread before it stops reading the connection.
+    pings = b"".join(b'{"jsonrpc":"2.0","id":%d,"method":"ping"}\n' % i for i in range(20_000))
+    res = CliRunner().invoke(
+        main, ["send", "--socket", str(server.path)], input=pings + b"api.request_latency:1|ms\n"
+    )
+    assert res.output == "vtmon accepted 1 line.\n"
+    assert res.exit_code == 0
+
+
 def test_config_example_is_valid(tmp_path):
     from vtmon.config import load_config
 

@@ -18,6 +18,7 @@ from tests.sockets import HELLO, binary, connect, declare, frame, lines, read_js
 from vtmon.engine.monitor import QUEUE_BATCHES
 from vtmon.ingest.frames import FORMAT, FrameReader
 from vtmon.ingest.parse import parse_block
+from vtmon.ingest.server import IngestServer
 from vtmon.model import VALUE_MAX, Batch, Kind, SeriesKey
 
 
@@ -137,6 +138,43 @@ def test_values_beyond_1e100_are_bad_numbers_and_no_sum_overflows(server, monito
     gauge = _series(snap, "api.q")
     assert gauge.last == 2.0
     assert (gauge.windows["1m"].min, gauge.windows["1m"].max) == (-1e100, 1e100)
+
+
+def test_declared_names_follow_the_line_rules_and_are_bounded(sock_dir, monitor):
+    srv = IngestServer(sock_dir / "vtmon.sock", monitor, max_declared_series=2)
+    srv.start()
+    try:
+        s = binary(srv.path)
+        s.sendall(declare(1, 1, b"api.request_latency|#component:api"))
+        s.sendall(declare(2, 1, b"api." + b"x" * srv.max_line))  # longer than a line may be
+        s.sendall(declare(2, 2, b"api.requests"))
+        s.sendall(declare(3, 1, b"api.third_latency"))  # a third id on this connection
+        s.sendall(declare(1, 1, b"api.renamed_latency"))  # an id declared again: a rename
+        s.sendall(values(1, [4.0]) + values(3, [5.0]))
+        assert stats(s) == {
+            "accepted": 1,
+            "rejected": {"bad series": 1, "too many series": 1, "unknown series": 1},
+        }
+        assert _series(monitor.tick(), "api.renamed_latency").windows["1m"].count == 1
+    finally:
+        srv.stop()
+
+
+def test_declarations_count_against_the_memory_all_connections_share(sock_dir, monitor):
+    srv = IngestServer(sock_dir / "vtmon.sock", monitor, max_buffered_mb=1)
+    srv.start()
+    try:
+        s = binary(srv.path)
+        name = b"api.request_latency_%05d|#component:api-server,endpoint:/v1/chat"
+        s.sendall(b"".join(declare(i, 1, name % i) for i in range(1_000)))
+        assert stats(s) == {"accepted": 0, "rejected": {}}
+        assert 500_000 < srv.buffered < srv.max_buffered  # a thousand declared: still room
+        s.sendall(b"".join(declare(i, 1, name % i) for i in range(1_000, 3_000)))
+        assert s.recv(1 << 20) == b""  # closed by vtmon past the budget
+        assert monitor.connections.closed == {"buffer full": 1}
+        assert srv.buffered == 0
+    finally:
+        srv.stop()
 
 
 def test_a_broken_header_closes_the_connection(server, monitor):

@@ -1,210 +1,266 @@
-"""Limits of a real `vtmon serve`: its open-file limit, connections beyond `[limits]
-max_connections`, and log lines that repeat. The child processes run with an open-file limit
-the test sets, so that it is reached with a few dozen connections."""
+"""What one client can make the socket server hold, and what happens to what it sends when the
+engine is behind: a real socket, a real Monitor."""
 
 from __future__ import annotations
 
-import io
-import logging
-import resource
-import select
+import contextlib
+import queue
 import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import psutil
 import pytest
 
-from tests.serve import poll, send, serve
+from tests.conftest import RecordingMonitor
+from tests.serve import poll
 from tests.sockets import connect, connection_stats, read_json
+from vtmon.config import Config
 from vtmon.engine.clock import ManualClock
-from vtmon.ingest.server import rpc_call
-from vtmon.process import RepeatFilter
+from vtmon.ingest import server as server_module
+from vtmon.ingest.server import IngestServer, rpc_call
+from vtmon.model import Batch, DistBuf, Kind, SeriesKey
+from vtmon.report import build_report, render_html
+from vtmon.store.db import HistoryStore
+from vtmon.store.prometheus import PrometheusExporter
+from vtmon.store.recording import NullCollector, NullSensors
 
-STATS = b'{"jsonrpc":"2.0","id":99,"method":"connection.stats"}\n'
-INGEST = b'{"jsonrpc":"2.0","id":7,"method":"ingest"}\n'
-
-
-class Calls:
-    """``rpc_call`` on new connections, counting every connection it opens."""
-
-    def __init__(self, sock: Path) -> None:
-        self.sock = sock
-        self.opened = 0
-
-    def __call__(self, method: str) -> Any:
-        self.opened += 1
-        return rpc_call(self.sock, method, timeout=5)
+PING = b'{"jsonrpc":"2.0","id":"p","method":"ping"}\n'
 
 
-def test_serving_raises_the_soft_open_file_limit_to_the_hard_one(sock_dir, tmp_path, procs):
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    if hard == resource.RLIM_INFINITY or hard <= 64:
-        pytest.skip("needs a finite hard limit on open files above 64")
-    procs.append(
-        proc := serve(sock_dir / "v.sock", tmp_path / "data", "--no-history", open_files=(64, hard))
+def _closed_by_vtmon(s: socket.socket) -> bool:
+    """True when vtmon closed the connection: what it still had to say is read, then EOF."""
+    s.settimeout(10)
+    try:
+        while s.recv(1 << 20):
+            pass
+    except ConnectionResetError:
+        pass
+    return True
+
+
+def _server(sock_dir: Path, monitor: RecordingMonitor, **limits: object) -> IngestServer:
+    srv = IngestServer(sock_dir / "vtmon.sock", monitor, **limits)  # type: ignore[arg-type]
+    srv.start()
+    return srv
+
+
+# -- 7. a client that never reads its answers --------------------------------------------
+
+
+def _busy(monitor: RecordingMonitor, series: int = 400) -> None:
+    """A Snapshot of some hundreds of series: each answer to `snapshot` is a few hundred KB."""
+    b = Batch()
+    for i in range(series):
+        key = SeriesKey(f"svc{i}.request_latency", (("component", f"svc{i}"),), Kind.DISTRIBUTION)
+        b.dist[key] = DistBuf([float(i + 1)] * 3)
+    b.accepted = 3 * series
+    monitor.submit(b)
+    monitor.tick()
+
+
+def test_a_client_that_reads_no_answers_is_closed_and_others_are_answered_meanwhile(
+    server, monitor
+):
+    _busy(monitor)
+    hoarder = connect(server.path)
+    # Far more answers than the 4 MiB a connection may leave unread, asked in one write.
+    hoarder.sendall(
+        b"".join(b'{"jsonrpc":"2.0","id":%d,"method":"snapshot"}\n' % i for i in range(200))
     )
-    assert psutil.Process(proc.pid).rlimit(psutil.RLIMIT_NOFILE) == (hard, hard)
+    good = connect(server.path)
+    worst = 0.0
+    deadline = time.monotonic() + 30
+    while not monitor.connections.closed:
+        t0 = time.monotonic()
+        good.sendall(PING)
+        assert read_json(good)["result"] == "pong"
+        worst = max(worst, time.monotonic() - t0)
+        assert time.monotonic() < deadline, "the hoarder was never closed"
+    assert worst < 1.0  # generous: the hoarder's answers are built off the loop, once
+    assert _closed_by_vtmon(hoarder)
+    # A client that asks for several answers at once and then reads them is served in full.
+    good.sendall(b"".join(b'{"jsonrpc":"2.0","id":%d,"method":"snapshot"}\n' % i for i in range(5)))
+    buf = b""
+    while buf.count(b"\n") < 5:
+        chunk = good.recv(1 << 20)
+        assert chunk
+        buf += chunk
+    assert buf.count(b'"result":{') == 5
+    assert monitor.tick().ingest.closed == {"unread answers": 1}
 
 
-def test_connections_beyond_the_cap_are_refused_told_why_and_counted(sock_dir, tmp_path, procs):
-    sock = sock_dir / "v.sock"
-    log = tmp_path / "serve.log"
-    config = tmp_path / "vtmon.toml"
-    config.write_text("[limits]\nmax_connections = 30\n")
-    procs.append(
-        serve(
-            sock,
-            tmp_path / "data",
-            "--no-history",
-            "--config",
-            str(config),
-            log=log,
-            open_files=(100, 100),
-        )
-    )
-    held = [connect(sock) for _ in range(30)]
-    for s in held:
-        assert connection_stats(s) == {"accepted": 0, "rejected": {}}  # each one is served
-    beyond = [connect(sock) for _ in range(25)]
-    for s in beyond:
-        error = read_json(s)["error"]
-        assert error["message"] == (
-            "vtmon already has 30 connections open ([limits] max_connections); this one is closed."
-        )
-        assert s.recv(100) == b""  # and closed at once
-        s.close()
-    sent = send(sock, "app.requests:1|c\n")
-    assert (sent.returncode, sent.stderr) == (
-        1,
-        "Error: vtmon already has 30 connections open ([limits] max_connections); "
-        "this one is closed.\n",
-    )
-    s = held[0]
-    s.sendall(b"app.requests:1|c\n")
-    assert connection_stats(s)["accepted"] == 1  # the 30 are still served
-    for s in held:
-        s.close()
-
-    call = Calls(sock)
-    assert poll("vtmon to answer again", lambda: call("ping")) == "pong"
-    ingest = call("ingest")
-    # Every connection is counted once: served, or refused at the cap.
-    assert ingest["refused"] + ingest["connections_total"] == 30 + 25 + 1 + call.opened
-    assert ingest["refused"] >= 26
-    snap = poll("a Snapshot that counts them", lambda: _refused_in_snapshot(call, 26))
-    assert snap["ingest"]["connections_total"] >= 30
-    text = log.read_text()
-    assert text.count("Refused a connection") == 1, text  # once, not 25 times
-    assert "Traceback" not in text and len(text.encode()) < 2_000
+# -- 8. unfinished lines and frames -----------------------------------------------------------
 
 
-def _refused_in_snapshot(call: Calls, n: int) -> dict[str, Any] | None:
-    snap = call("snapshot")
-    return snap if snap["ingest"]["refused"] >= n else None
+def test_unfinished_frames_are_bounded_across_connections_and_the_biggest_holder_goes(
+    sock_dir, monitor
+):
+    srv = _server(sock_dir, monitor, max_buffered_mb=1)  # 1,048,576 bytes for all of them
+    try:
+        small = connect(srv.path)
+        small.sendall(b"api.request_latency:5|ms\napi.request_lat")  # a line under way
+        poll("the small line held", lambda: srv.buffered == len(b"api.request_lat"))
+        big = connect(srv.path)
+        big.sendall(struct.pack("<I", 8_000_000) + b"x" * 600_000)  # a packet far from done
+        poll("the big packet held", lambda: srv.buffered >= 600_000)
+        other = connect(srv.path)
+        other.sendall(struct.pack("<I", 8_000_000) + b"y" * 500_000)  # past the budget
+        assert _closed_by_vtmon(big)  # the connection holding the most goes, not the asker
+        poll("the budget kept", lambda: 500_000 <= srv.buffered <= srv.max_buffered)
+        small.sendall(b"ency:7|ms\n")
+        assert connection_stats(small) == {"accepted": 2, "rejected": {}}
+        other.sendall(b"y" * 100)
+        assert monitor.connections.closed == {"buffer full": 1}
+    finally:
+        srv.stop()
 
 
-def test_out_of_files_vtmon_waits_and_says_so_once(sock_dir, tmp_path, procs):
-    sock = sock_dir / "v.sock"
-    log = tmp_path / "serve.log"
-    limit = 40
-    procs.append(
-        proc := serve(sock, tmp_path / "data", "--no-history", log=log, open_files=(limit, limit))
-    )
-    child = psutil.Process(proc.pid)
-    # More connections than vtmon has files for: the rest wait in the socket's backlog (128).
-    flood = [connect(sock) for _ in range(3 * limit)]
-    for s in flood:
-        s.sendall(STATS)  # a connection vtmon took answers
-    poll("vtmon to run out of files", lambda: child.num_fds() >= limit)
-    control = poll("a connection vtmon took", lambda: _answered(flood))
-    read_json(control)
-    others = [s for s in flood if s is not control]
-
-    def taken() -> int:
-        control.sendall(INGEST)
-        return int(read_json(control)["result"]["connections_total"])
-
-    # Five times: free one file, and see vtmon take one more waiting connection, which it can
-    # only do by trying again after accept failed for want of a file.
-    for _ in range(5):
-        before = taken()
-        victim = poll("another connection vtmon took", lambda: _answered(others))
-        others.remove(victim)
-        victim.close()
-        poll("vtmon to take a waiting connection", lambda n=before: taken() > n)
-
-    for s in flood:
-        s.close()
-    call = Calls(sock)
-    assert poll("vtmon to answer after the flood", lambda: call("ping")) == "pong"
-    ingest = call("ingest")
-    assert ingest["refused"] == 0  # beyond the files, connections wait: none is lost
-    assert ingest["connections_total"] == 3 * limit + call.opened
-    text = log.read_text()
-    said = [line for line in text.splitlines() if "Cannot accept connections" in line]
-    assert len(said) == 1, text[:3000]  # six times out of files, said once
-    assert "no file descriptor left" in said[0]
-    assert "Traceback" not in text and len(text.encode()) < 2_000, text[:3000]
+def test_a_connection_idle_inside_a_frame_is_closed_one_idle_between_frames_is_not(
+    sock_dir, monitor
+):
+    now = [1000.0]
+    srv = _server(sock_dir, monitor, clock=lambda: now[0], frame_timeout_s=30)
+    try:
+        idle_between = connect(srv.path)
+        idle_between.sendall(b"api.request_latency:5|ms\n")
+        assert connection_stats(idle_between)["accepted"] == 1
+        idle_inside = connect(srv.path)
+        idle_inside.sendall(b"api.request_latency:6|ms\napi.request_lat")
+        packet = connect(srv.path)
+        packet.sendall(struct.pack("<I", 100) + b"api.request_latency:7|ms")
+        poll("both unfinished held", lambda: srv.buffered == len(b"api.request_lat") + 4 + 24)
+        now[0] += 29
+        assert srv.sweep() == 0
+        now[0] += 2
+        srv.sweep()
+        assert monitor.connections.closed == {"frame timeout": 2}
+        assert _closed_by_vtmon(idle_inside) and _closed_by_vtmon(packet)
+        assert srv.buffered == 0
+        idle_between.sendall(b"api.request_latency:8|ms\n")
+        assert connection_stats(idle_between)["accepted"] == 2
+    finally:
+        srv.stop()
+    # Everything sent is counted: two lines, one line and the cut one, the cut packet.
+    assert monitor.lines_in == 5
+    assert monitor.tick().ingest.rejected == {"bad syntax": 1, "bad frame": 1}
 
 
-def _answered(socks: list[socket.socket]) -> socket.socket | None:
-    """One of ``socks`` with an answer waiting to be read, if any arrives within 0.1 s."""
-    ready = select.select(socks, [], [], 0.1)[0]
-    return ready[0] if ready else None
+# -- 16. back-pressure instead of drops -------------------------------------------------------
 
 
-# ---------------------------------------------------------------------------------------------
-# one filter for every repeated log line
+class StalledMonitor(RecordingMonitor):
+    """A running Monitor whose engine stops before applying each batch until ``go`` is set,
+    with a small queue, as a busy engine far behind its socket would be."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self._queue = queue.Queue(maxsize=4)
+        self.go = threading.Event()
+
+    def _apply(self, batch: Batch, now: float) -> None:
+        self.go.wait(60)
+        super()._apply(batch, now)
 
 
 @pytest.fixture
-def logged() -> Any:
-    """A logger whose lines go through a RepeatFilter (60 s, a ManualClock) into a buffer."""
-    clock = ManualClock()
-    out = io.StringIO()
-    handler = logging.StreamHandler(out)
-    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-    handler.addFilter(RepeatFilter(60.0, clock=clock.monotonic))
-    logger = logging.getLogger("vtmon.test.repeat")
-    logger.addHandler(handler)
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
-    yield logger, clock, out
-    logger.removeHandler(handler)
+def stalled(clock: ManualClock) -> Iterator[StalledMonitor]:
+    m = StalledMonitor(Config(), clock=clock, socket_path="test.sock")
+    m.start()
+    yield m
+    m.go.set()
+    m.stop()
 
 
-def test_a_repeated_line_is_said_once_a_period_with_how_many_were_held_back(logged):
-    logger, clock, out = logged
-    for fd in range(1000):
-        logger.warning("Cannot accept connections (fd %d)", fd)
-        clock.advance(0.01)
-    logger.warning("Something else")  # another message is not held back by the first
-    assert out.getvalue().splitlines() == [
-        "vtmon.test.repeat: Cannot accept connections (fd 0)",
-        "vtmon.test.repeat: Something else",
-    ]
-    clock.advance(51.0)  # 61 s after the first
-    logger.warning("Cannot accept connections (fd %d)", 1000)
-    logger.warning("Cannot accept connections (fd %d)", 1001)
-    assert out.getvalue().splitlines()[2:] == [
-        "vtmon.test.repeat: Cannot accept connections (fd 1000) "
-        "(999 more like this in the last 61s)"
-    ]
-    clock.advance(61.0)
-    logger.warning("Cannot accept connections (fd %d)", 1002)
-    assert out.getvalue().splitlines()[3:] == [
-        "vtmon.test.repeat: Cannot accept connections (fd 1002) (1 more like this in the last 61s)"
-    ]
+def test_a_stalled_engine_slows_the_sender_and_drops_nothing(sock_dir, stalled):
+    srv = _server(sock_dir, stalled)
+    try:
+        n = 200_000  # ~5 MB: far more than the socket's buffers and the engine's queue hold
+        payload = b"".join(b"bulk.request_latency:%d|ms\n" % (i % 500 + 1) for i in range(n))
+        sender = connect(srv.path)
+        sent = threading.Thread(target=sender.sendall, args=(payload,))
+        sent.start()
+        poll("the engine's queue full", stalled._queue.full)
+        t0 = time.monotonic()
+        assert rpc_call(srv.path, "ping", timeout=3) == "pong"  # the loop still answers
+        assert time.monotonic() - t0 < 2
+        poll("a batch kept for the engine", lambda: srv.waiting)
+        assert sent.is_alive()  # the sender waits on the socket
+        stalled.go.set()
+        sent.join(30)
+        assert connection_stats(sender) == {"accepted": n, "rejected": {}}
+        ingest = poll("every line applied", lambda: _applied(stalled, n))
+        assert ingest["samples_dropped"] == 0
+    finally:
+        srv.stop()
 
 
-def test_the_same_message_with_another_exception_is_not_held_back(logged):
-    logger, clock, out = logged
-    for exc in (OSError("a"), OSError("b"), ValueError("c")):
-        try:
-            raise exc
-        except Exception:
-            logger.exception("rpc failed")
-    text = out.getvalue()
-    assert text.count("rpc failed") == 2 and text.count("Traceback") == 2
-    assert "OSError: a" in text and "ValueError: c" in text and "OSError: b" not in text
+def test_what_waits_when_vtmon_stops_is_applied_or_counted(sock_dir, stalled, monkeypatch):
+    monkeypatch.setattr(server_module, "STOP_WAIT_S", 0.2, raising=False)
+    srv = _server(sock_dir, stalled)
+    payload = b"".join(b"bulk.request_latency:%d|ms\n" % (i % 500 + 1) for i in range(200_000))
+    sender = connect(srv.path)
+    sent = threading.Thread(target=_send_until_closed, args=(sender, payload))
+    sent.start()
+    poll("the engine's queue full", stalled._queue.full)
+    poll("a batch kept for the engine", lambda: srv.waiting)
+    srv.stop()  # the engine is still stalled: what the server kept cannot go in
+    stalled.go.set()
+    stalled.stop()
+    sent.join(30)
+    ingest = stalled.handle_rpc({"jsonrpc": "2.0", "id": 1, "method": "ingest"})["result"]
+    assert ingest["samples_dropped"] > 0  # what was kept is counted, not lost
+    # Every line vtmon read is applied, rejected (the line cut by the close) or counted as
+    # dropped (one sample a line).
+    counted = ingest["accepted"] + sum(ingest["rejected"].values()) + ingest["samples_dropped"]
+    assert counted == stalled.lines_in
+
+
+def _send_until_closed(s: socket.socket, data: bytes) -> None:
+    with contextlib.suppress(OSError):  # vtmon stops reading: the rest is refused
+        s.sendall(data)
+
+
+def _applied(m: StalledMonitor, n: int) -> dict | None:
+    ingest = m.handle_rpc({"jsonrpc": "2.0", "id": 1, "method": "ingest"})["result"]
+    return ingest if ingest["accepted"] == n else None
+
+
+# -- where the closes are counted -------------------------------------------------------------
+
+
+def test_a_connection_closed_for_a_limit_is_counted_where_counts_are_shown(
+    sock_dir, tmp_path, clock
+):
+    store = HistoryStore.open(tmp_path, clock=clock)
+    monitor = RecordingMonitor(
+        Config(), clock=clock, collector=NullCollector(), sensors=NullSensors(), store=store
+    )
+    exporter = PrometheusExporter(monitor, process_metrics=False)
+    now = [0.0]
+    srv = _server(sock_dir, monitor, clock=lambda: now[0], frame_timeout_s=30)
+    try:
+        s = connect(srv.path)
+        s.sendall(b"api.request_latency:5|ms\napi.request_lat")
+        poll("the unfinished line held", lambda: srv.buffered)
+        now[0] += 31
+        srv.sweep()
+        assert _closed_by_vtmon(s)
+        monitor.tick()
+        # `vtmon snapshot`
+        assert rpc_call(srv.path, "snapshot")["ingest"]["closed"] == {"frame timeout": 1}
+    finally:
+        srv.stop()
+    text = exporter.exposition().decode()
+    assert 'vtmon_ingest_connections_closed_total{reason="frame timeout"} 1.0' in text
+    assert 'vtmon_ingest_connections_closed_total{reason="unread answers"} 0.0' in text
+    monitor.stop()
+    reopened = HistoryStore.open(tmp_path)
+    try:
+        report = build_report(reopened, clock.time() - 60, clock.time() + 1)
+    finally:
+        reopened.close()
+    assert report["ingest"]["closed"] == {"frame timeout": 1}
+    assert "vtmon closed 1 connection for its limits (1 frame timeout)." in render_html(report)

@@ -15,6 +15,7 @@ from vtmon.model import (
     RATE_MIN,
     REJECT_ENCODING,
     REJECT_NUMBER,
+    REJECT_REQUEST,
     REJECT_SYNTAX,
     REJECT_TIME,
     REJECT_TOO_LONG,
@@ -23,6 +24,7 @@ from vtmon.model import (
     VALUE_MAX,
     Batch,
     Kind,
+    RpcRefusal,
     SeriesKey,
 )
 
@@ -616,6 +618,27 @@ def test_jsonrpc_requests_are_handed_over_in_order():
     block = b"\n".join(json.dumps(r).encode() for r in reqs) + b"\nlat:1|ms\n"
     b = parsed(block)
     assert b.rpc == reqs and b.accepted == 4
+
+
+def test_request_lines_it_cannot_take_are_refused_with_an_answer_and_counted():
+    pad = b"x" * 70_000
+    block = b"\n".join(
+        [
+            b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"pad":"' + pad + b'"}}',
+            b"api." + pad + b":1|ms",  # a metric line: rejected, no answer
+            b'[{"jsonrpc":"2.0","id":2,"method":"ping"}]',
+            b"[api]:1|ms",  # a StatsD name in brackets is still a metric
+            b'{"id":3,"method":"ping"}',  # answered by the server, which checks the version
+            b"lat:1|ms",
+        ]
+    )
+    for b in (parsed(block), line_by_line(block)):
+        assert [type(r) for r in b.rpc] == [RpcRefusal, RpcRefusal, dict]
+        assert "longer than the 65536 bytes" in b.rpc[0].message
+        assert "batches are not supported" in b.rpc[1].message
+        assert b.rpc[2] == {"id": 3, "method": "ping"}
+        assert b.rejected == {REJECT_TOO_LONG: 2, REJECT_REQUEST: 1}
+        assert b.accepted == 3
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import statsd
 from datadog.dogstatsd import DogStatsd
 
 from tests.conftest import RecordingMonitor
-from tests.sockets import connect, connection_stats
+from tests.sockets import connect, connection_stats, read_json
 from vtmon.engine.clock import ManualClock
 from vtmon.ingest.server import IngestServer, SocketError, SocketInUse, prepare_path, rpc_call
 
@@ -160,6 +160,30 @@ def test_json_lines_and_snapshot_rpc(server, monitor):
 def test_unknown_rpc_method_is_an_error_not_a_hangup(server):
     with pytest.raises(RuntimeError, match="Method not found"):
         rpc_call(server.path, "nope")
+
+
+def test_requests_vtmon_cannot_take_are_answered_with_an_error_and_counted(server, monitor):
+    s = connect(server.path)
+    # Longer than a line may be: answered as soon as vtmon sees it cannot take it.
+    s.sendall(
+        b'{"jsonrpc":"2.0","id":1,"method":"knobs.register","params":{"name":"' + b"x" * 70_000
+    )
+    too_long = read_json(s)
+    assert too_long["id"] is None and too_long["error"]["code"] == -32600
+    assert "longer than the 65536 bytes" in too_long["error"]["message"]
+    s.sendall(b'"}}\n')
+    s.sendall(
+        b'[{"jsonrpc":"2.0","id":2,"method":"ping"},{"jsonrpc":"2.0","id":3,"method":"ping"}]\n'
+    )
+    batch = read_json(s)
+    assert batch["id"] is None and batch["error"]["code"] == -32600
+    assert "batches are not supported" in batch["error"]["message"]
+    s.sendall(b'{"id":4,"method":"snapshot"}\n')  # no "jsonrpc": "2.0"
+    unversioned = read_json(s)
+    assert unversioned["id"] == 4 and unversioned["error"]["code"] == -32600
+    # A metric sender's over-long line is counted, never answered: the next answer is this one.
+    s.sendall(b"api." + b"x" * 70_000 + b":1|ms\n")
+    assert connection_stats(s) == {"accepted": 0, "rejected": {"too long": 2, "bad request": 2}}
 
 
 def test_second_instance_refused(server, sock_dir, clock):

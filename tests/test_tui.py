@@ -203,16 +203,19 @@ async def test_samples_clients_dropped_are_counted_in_the_header(
         assert "1.5k by clients while away" in events
 
 
-async def test_connections_refused_at_the_cap_are_shown(
+async def test_connections_refused_or_closed_for_a_limit_are_visible(
     monitor: Monitor, clock: ManualClock
 ) -> None:
-    monitor.connections.refused = 12  # as the socket server counts them
     feed(monitor, clock, {API: [10.0]})
+    # What the socket server counts when it refuses or closes a connection for a limit.
+    monitor.connections.refused = 12
+    monitor.connections.closed.update({"unread answers": 2, "frame timeout": 1})
     app = VtmonApp(monitor)
     async with app.run_test(size=(120, 36)) as pilot:
         await start(pilot, monitor)
         events = app.query_one("#events-text", LiveStatic).shown_text
         assert "Refused  12 connections (max_connections reached)" in events
+        assert "Closed" in events and "2 unread answers" in events and "1 frame timeout" in events
 
 
 async def test_rejections_are_visible(monitor: Monitor, clock: ManualClock) -> None:

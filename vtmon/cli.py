@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -296,6 +297,11 @@ def send(socket_path: str | None, quiet: bool) -> None:
         raise click.ClickException(f"Cannot connect to {path}: {e.strerror}.") from None
     stdin = sys.stdin.buffer
     last = b"\n"
+    # Answers to requests in the input are read (and skipped) while it is sent: vtmon stops
+    # reading a connection whose answers are not read.
+    got: dict[str, Any] = {}
+    reader = threading.Thread(target=_read_stats, args=(s, got), daemon=True)
+    reader.start()
     try:
         while True:
             chunk = stdin.read1(1 << 16) if hasattr(stdin, "read1") else stdin.read(1 << 16)
@@ -307,16 +313,22 @@ def send(socket_path: str | None, quiet: bool) -> None:
             s.sendall(b"\n")  # end the last line so it is not glued to the stats request
         req = {"jsonrpc": "2.0", "id": "send", "method": "connection.stats"}
         s.sendall(json.dumps(req).encode() + b"\n")
-        s.settimeout(10)
-        stats = _read_json_line(s)
+        reader.join(10)
+        if "error" in got or "stats" not in got:
+            raise got.get("error", TimeoutError("no answer within 10 s"))
+        stats = got["stats"]
     except _Refused as e:
         raise click.ClickException(str(e)) from None
     except (BrokenPipeError, ConnectionResetError):
-        why = _refusal_left(s) or f"vtmon on {path} closed the connection."
+        reader.join(2)  # the reader may have read why vtmon closed the connection
+        err = got.get("error")
+        why = str(err) if isinstance(err, _Refused) else f"vtmon on {path} closed the connection."
         raise click.ClickException(why) from None
     except (OSError, ValueError) as e:
         raise click.ClickException(f"Lost the connection to {path}: {e}.") from None
     finally:
+        with contextlib.suppress(OSError):
+            s.shutdown(socket.SHUT_RDWR)  # wakes the reader if it still waits
         s.close()
     result = stats.get("result", {})
     rejected: dict[str, int] = result.get("rejected", {})
@@ -701,16 +713,11 @@ def _replay_headless(
     endpoint: Any,
     watching: str,
 ) -> None:
-    from vtmon.ingest.server import IngestServer, SocketError, SocketInUse
+    from vtmon.ingest.server import IngestServer, SocketError, SocketInUse, server_limits
 
     _log_to_stderr()
     _open_files(monitor.config)
-    server = IngestServer(
-        path,
-        endpoint,
-        max_line=monitor.config.max_line_bytes,
-        max_connections=monitor.config.max_connections,
-    )
+    server = IngestServer(path, endpoint, **server_limits(monitor.config))
     try:
         server.start()
     except (SocketInUse, SocketError) as e:
@@ -841,7 +848,7 @@ def _start_engine(
 
     from vtmon.engine.collector import SystemCollector
     from vtmon.engine.monitor import Monitor
-    from vtmon.ingest.server import IngestServer, SocketError, SocketInUse
+    from vtmon.ingest.server import IngestServer, SocketError, SocketInUse, server_limits
 
     if pid is not None:
         try:
@@ -862,13 +869,7 @@ def _start_engine(
     _recovered(monitor, recovery)
     if prometheus is not None:  # before the socket opens, so that every batch is exported
         _start_prometheus(monitor, prometheus)
-    server = IngestServer(
-        path,
-        monitor,
-        max_line=cfg.max_line_bytes,
-        recorder=recorder,
-        max_connections=cfg.max_connections,
-    )
+    server = IngestServer(path, monitor, recorder=recorder, **server_limits(cfg))
     try:
         server.start()
     except (SocketInUse, SocketError) as e:
@@ -1034,6 +1035,14 @@ def _run_app(monitor: Any) -> str:
     return f"The console ended on an error{where}."
 
 
+def _read_stats(s: socket.socket, got: dict[str, Any]) -> None:
+    """`vtmon send`'s reader thread: the answer to its ``connection.stats`` into ``got``."""
+    try:
+        got["stats"] = _read_json_line(s)
+    except (OSError, ValueError, _Refused) as e:
+        got["error"] = e
+
+
 def _read_json_line(s: socket.socket, rid: str = "send") -> dict[str, Any]:
     """The answer with id ``rid``; answers to requests that were in the piped input are skipped."""
     buf = b""
@@ -1065,15 +1074,6 @@ def _refusal(msg: Any) -> str | None:
     if isinstance(msg, dict) and msg.get("id") is None and isinstance(msg.get("error"), dict):
         return str(msg["error"].get("message") or "vtmon refused the connection.")
     return None
-
-
-def _refusal_left(s: socket.socket) -> str | None:
-    """When a send failed because vtmon refused the connection: the reason it left behind."""
-    try:
-        s.setblocking(False)
-        return _refusal(json.loads(s.recv(65536).split(b"\n", 1)[0]))
-    except (OSError, ValueError):
-        return None
 
 
 if __name__ == "__main__":

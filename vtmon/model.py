@@ -144,7 +144,9 @@ class Batch:
     sets: dict[SeriesKey, set[str]] = field(default_factory=dict)
     timed: list[TimedRun] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
-    rpc: list[dict[str, Any]] = field(default_factory=list)  # JSON-RPC requests, in order
+    # JSON-RPC messages in line order: requests and answers as parsed (counted in
+    # ``accepted``), and RpcRefusal for request lines that were rejected but deserve an answer.
+    rpc: list[Any] = field(default_factory=list)
     accepted: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
 
@@ -153,6 +155,17 @@ class Batch:
             not (self.dist or self.counts or self.gauges or self.sets or self.timed or self.events)
             and not self.rejected
         )
+
+
+@dataclass(frozen=True, slots=True)
+class RpcRefusal:
+    """A line that was a JSON-RPC request but is rejected (too long, a batch array): counted
+    under a reject reason like any bad line, and answered with this error and id null, so that
+    its sender does not wait for an answer forever."""
+
+    code: int
+    message: str
+    id: Any = None  # the request's id, when it could be read
 
 
 # Reasons a line is rejected; the UI and reports show these words.
@@ -196,6 +209,15 @@ def as_count(v: object) -> int:
         return min(max(v, 0), COUNT_MAX)
     f = as_float(v)
     return 0 if f is None else min(int(max(f, 0.0)), COUNT_MAX)
+
+
+REJECT_REQUEST = "bad request"  # a JSON-RPC request that is not JSON-RPC 2.0, or a batch array
+
+# Reasons vtmon closes a connection for one of its limits (docs/protocol.md).
+CLOSED_UNREAD = "unread answers"
+CLOSED_BUFFER_FULL = "buffer full"
+CLOSED_FRAME_TIMEOUT = "frame timeout"
+CLOSED_REASONS = (CLOSED_UNREAD, CLOSED_BUFFER_FULL, CLOSED_FRAME_TIMEOUT)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -390,9 +412,12 @@ class IngestStats:
     connections_total: int = 0
     bytes: int = 0
     events: int = 0
-    samples_dropped: int = 0  # dropped on the way into the engine (queue full)
+    samples_dropped: int = 0  # refused by the engine (series limit), or left when it stopped
     client_dropped: int = 0  # reported by clients that dropped samples while vtmon was away
     refused: int = 0  # connections closed at once: [limits] max_connections were open
+    closed: dict[str, int] = field(
+        default_factory=dict
+    )  # connections closed for a limit, by reason
 
     @property
     def rejected_total(self) -> int:

@@ -1,12 +1,14 @@
 """The background worker: applies batches, reads the machine, publishes one Snapshot a second.
 
-Everything from outside comes in through ``submit`` (a thread-safe queue) or ``handle_rpc``;
-nothing reaches into the state directly. Subscribers get each new Snapshot, called from the
-monitor's thread, and must only hand it over (the screen posts a message, never renders here).
+Everything from outside comes in through ``submit`` or ``offer`` (a thread-safe queue) or
+``handle_rpc``; nothing reaches into the state directly. Subscribers get each new Snapshot,
+called from the monitor's thread, and must only hand it over (the screen posts a message,
+never renders here).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -35,6 +37,7 @@ from vtmon.engine.collector import SystemCollector
 from vtmon.engine.sensors import SensorReader
 from vtmon.engine.series import SeriesStore
 from vtmon.engine.tuner import Tuner, action_dict
+from vtmon.ingest.jsonrpc import RawJSON
 from vtmon.model import (
     CLIENT_COUNT_MAX,
     COUNT_MAX,
@@ -58,7 +61,9 @@ log = logging.getLogger(__name__)
 
 # How many batches may wait for the engine. A batch is one read of at most 256 KiB, so this
 # holds at most ~16 MiB of samples (a fraction of a second of a flood); past it the socket
-# reader waits and the kernel's back-pressure slows the sender, rather than memory growing.
+# server keeps the batch that did not fit and stops reading its connection until there is
+# room (``offer``, ``on_room``): the kernel's back-pressure slows the sender, rather than
+# memory growing.
 QUEUE_BATCHES = 64
 RECENT_EVENTS = 50
 SWITCH_INTERVAL_S = 0.001
@@ -101,6 +106,7 @@ class ConnectionCounters:
         self.bytes = 0
         self.client_dropped = 0
         self.refused = 0  # closed at once: max_connections were open
+        self.closed: Counter[str] = Counter()  # connections closed for a limit, by reason
 
 
 class Monitor:
@@ -147,6 +153,11 @@ class Monitor:
         self.tuner.recover(self.journal.open_actions(), self.started)
 
         self._queue: queue.Queue[Batch] = queue.Queue(maxsize=QUEUE_BATCHES)
+        self._room_listeners: list[Callable[[], None]] = []
+        self._wanted = False  # an offer was refused: tell the listeners when there is room
+        # The serialised Snapshot by ``history``: (the Snapshot, its JSON), built at the first
+        # request after each Snapshot and sent to every request until the next.
+        self._snap_json: dict[bool, tuple[Snapshot, RawJSON]] = {}
         self._subscribers: list[Callable[[Snapshot], None]] = []
         self._batch_listeners: list[Callable[[Batch, float], None]] = []
         self._sub_lock = threading.Lock()
@@ -175,7 +186,8 @@ class Monitor:
     def submit(self, batch: Batch, timeout: float = 5.0) -> bool:
         """Hand a batch to the engine (any thread). Waits while the engine is behind or the
         screen holds the input (``hold_ingest``); a batch that still cannot be queued is
-        dropped and its samples counted."""
+        dropped and its samples counted. The socket server uses ``offer`` instead, which
+        never waits and never drops."""
         if self._hold_until:
             self._wait_for_screen()
         try:
@@ -183,16 +195,53 @@ class Monitor:
             return True
         except queue.Full:
             self._dropped += _sample_count(batch)
+            if batch.rejected:  # lines rejected are rejected whether or not the rest goes in
+                self._rejected.update(batch.rejected)
             return False
+
+    def offer(self, batch: Batch) -> bool:
+        """Queue a batch only if there is room now and the screen holds no input (any
+        thread). False leaves the batch with the caller, dropping nothing: ``on_room``
+        listeners are called once it may offer it again."""
+        if self._hold_until and self.held:
+            self._wanted = True
+            if self.held:
+                self.holds += 1
+                return False
+        try:
+            self._queue.put_nowait(batch)
+            return True
+        except queue.Full:
+            pass
+        self._wanted = True  # before trying again: a batch taken from now on tells them
+        try:
+            self._queue.put_nowait(batch)
+            return True
+        except queue.Full:
+            return False
+
+    def on_room(self, fn: Callable[[], None]) -> None:
+        """Call ``fn()`` (from the engine's thread, or whichever ended a hold) when a batch
+        ``offer`` refused may be offered again. It must be quick."""
+        self._room_listeners.append(fn)
+
+    def _tell_room(self) -> None:
+        if self._wanted:
+            self._wanted = False
+            for fn in self._room_listeners:
+                try:
+                    fn()
+                except Exception:  # a listener's bug must not stop the engine
+                    log.exception("room listener failed")
 
     def hold_ingest(self, *, until_released: bool = False) -> bool:
         """Let the screen go first: for ``HOLD_S`` from now (or, ``until_released``, until
-        ``release_ingest`` if sooner) the socket's reader waits in ``submit`` and the engine
-        thread between batches, so the interpreter is the screen's. The reader's senders wait
-        on the socket meanwhile, as when the engine is behind: nothing is lost. Each call
-        extends the hold, up to ``HOLD_RUN_MAX_S`` in a row; after a hold that long, the next
-        one starts no sooner than as long again (keys held down must not stop the input).
-        False when refused for that."""
+        ``release_ingest`` if sooner) the socket's reader stops reading (``offer`` refuses)
+        and the engine thread waits between batches, so the interpreter is the screen's. The
+        reader's senders wait on the socket meanwhile, as when the engine is behind: nothing
+        is lost. Each call extends the hold, up to ``HOLD_RUN_MAX_S`` in a row; after a hold
+        that long, the next one starts no sooner than as long again (keys held down must not
+        stop the input). False when refused for that."""
         with self._hold:
             now = self.hold_clock()
             if now >= self._hold_until:  # a new hold
@@ -218,6 +267,8 @@ class Monitor:
             if self._hold_until > now:
                 self._hold_until = max(self._timed_until, now)
                 self._hold.notify_all()
+        if not self.held:
+            self._tell_room()
 
     def _wait_for_screen(self, most: float = math.inf) -> None:
         """Wait while a hold lasts, ``most`` seconds at most."""
@@ -250,16 +301,16 @@ class Monitor:
     def handle_rpc(self, request: dict[str, Any], conn: Any = None) -> dict[str, Any] | None:
         """Answer one JSON-RPC 2.0 request; None for notifications (no ``id``). ``conn`` is
         the connection it came on (a vtmon.engine.actuators.Connection), which the knob
-        methods need; None when it came from no application connection."""
+        methods need; None when it came from no application connection. The result of
+        ``snapshot`` is a RawJSON: the Snapshot already serialised (``.value()`` reads it)."""
         rid = request.get("id")
         method = request.get("method")
         params = request.get("params") or {}
         if not isinstance(method, str):
             return _rpc_error(rid, -32600, "Invalid request: method must be a string.")
         if method == "snapshot":
-            snap = self.latest or self.tick_preview()
             history = bool(params.get("history", False)) if isinstance(params, dict) else False
-            result: Any = snap.to_dict(history=history)
+            result: Any = self._snapshot_json(history)
         elif method == "client.dropped":
             n = params.get("count") if isinstance(params, dict) else None
             if type(n) is not int or not 0 <= n <= CLIENT_COUNT_MAX:
@@ -279,6 +330,7 @@ class Monitor:
                 "connections": self.connections.open,
                 "connections_total": self.connections.total,
                 "refused": self.connections.refused,
+                "closed": dict(self.connections.closed),
             }
         elif method == "ping":
             result = "pong"
@@ -302,6 +354,18 @@ class Monitor:
         if rid is None:
             return None
         return {"jsonrpc": "2.0", "id": rid, "result": result}
+
+    def _snapshot_json(self, history: bool) -> RawJSON:
+        """The latest Snapshot as JSON: serialised once, then the same bytes for every request
+        until the next Snapshot (a busy one takes tens of milliseconds)."""
+        snap = self.latest or self.tick_preview()
+        hit = self._snap_json.get(history)
+        if hit is not None and hit[0] is snap:
+            return hit[1]
+        d = snap.to_dict(history=history)
+        raw = RawJSON(json.dumps(d, separators=(",", ":")).encode())
+        self._snap_json[history] = (snap, raw)
+        return raw
 
     def _tuner_rpc(self, method: str, params: Any) -> Any:
         """``actions.*`` and ``tuner.mode`` (docs/tuning.md); ValueError is one sentence."""
@@ -370,6 +434,7 @@ class Monitor:
                 return n
             self._apply(batch, now)
             n += 1
+        self._tell_room()
         return n
 
     def _apply(self, batch: Batch, now: float) -> None:
@@ -473,6 +538,7 @@ class Monitor:
                 samples_dropped=self._dropped,
                 client_dropped=c.client_dropped,
                 refused=c.refused,
+                closed=dict(c.closed),
             ),
             events=tuple(self._events),
             targets_ms=dict(self.config.targets_ms),
@@ -539,9 +605,13 @@ class Monitor:
     def stop(self, timeout: float = 5.0) -> None:
         self.stop_tuning()  # a no-op when the caller already did, as it should (socket open)
         self._stop.set()
+        alive = False
         if self._thread is not None:
             self._thread.join(timeout)
+            alive = self._thread.is_alive()
             self._thread = None
+        if not alive:
+            self.drain()  # what the socket handed over is applied, not lost
         if self.store is not None:
             # the current second too: nothing received is left unwritten
             self.store.add_seconds(self.series.closed_seconds(math.floor(self.clock.time()) + 1))
@@ -552,6 +622,7 @@ class Monitor:
         interval = self.config.snapshot_interval_s
         deadline = self.clock.monotonic()
         while not self._stop.is_set():
+            self._tell_room()  # e.g. a hold for the screen ended while the queue was empty
             wait = deadline - self.clock.monotonic()
             if wait <= 0:
                 try:
@@ -571,6 +642,7 @@ class Monitor:
                 batch = self._queue.get(timeout=min(wait, 0.25))
             except queue.Empty:
                 continue
+            self._tell_room()
             self._apply(batch, self.clock.time())
 
 

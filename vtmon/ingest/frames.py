@@ -34,7 +34,10 @@ KINDS: dict[int, tuple[Kind, bytes]] = {
     2: (Kind.COUNTER, b"c"),
     3: (Kind.GAUGE, b"g"),
 }
-MAX_SERIES = 100_000  # declared ids per connection
+MAX_SERIES = 100_000  # declared ids per connection, by default ([limits] max_declared_series)
+# The memory of one declared series besides its text (its key, tags and table entry), as
+# measured for a name with two tags; counted so that declarations cannot grow without bound.
+DECLARED_COST = 512
 
 REJECT_BAD_FRAME = "bad frame"
 REJECT_BAD_LENGTH = "bad length"
@@ -77,15 +80,25 @@ def hello_answer(req: dict[str, Any], max_frame: int) -> tuple[dict[str, Any], b
 
 
 class FrameReader:
-    """The frame state of one connection: its declared series and an unfinished frame."""
+    """The frame state of one connection: its declared series and an unfinished frame.
 
-    __slots__ = ("series", "pending", "max_frame", "max_line")
+    ``held`` is what it keeps in memory: the unfinished frame's bytes, and for each declared
+    series its name and tags' length plus ``DECLARED_COST`` (the socket server counts it
+    against the budget all connections share)."""
 
-    def __init__(self, max_frame: int, max_line: int) -> None:
+    __slots__ = ("series", "pending", "max_frame", "max_line", "max_series", "declared")
+
+    def __init__(self, max_frame: int, max_line: int, max_series: int = MAX_SERIES) -> None:
         self.series: dict[int, SeriesKey] = {}
         self.pending = b""
         self.max_frame = max_frame
         self.max_line = max_line
+        self.max_series = max_series
+        self.declared = 0  # bytes held for the declared series, see ``held``
+
+    @property
+    def held(self) -> int:
+        return len(self.pending) + self.declared
 
     def feed(self, data: bytes, batch: Batch) -> bool:
         """Add the frames completed by ``data`` to ``batch``; False when the connection must
@@ -121,10 +134,12 @@ class FrameReader:
         return ok
 
     def close(self, batch: Batch) -> None:
-        """The connection ended: a frame cut short is one ``bad frame``."""
+        """The connection ended: a frame cut short is one ``bad frame``; the declarations go."""
         if self.pending:
             batch.rejected[REJECT_BAD_FRAME] += 1
             self.pending = b""
+        self.series = {}
+        self.declared = 0
 
     def _values(
         self,
@@ -170,6 +185,9 @@ class FrameReader:
             batch.rejected[REJECT_BAD_SERIES] += 1
             return
         text = payload[5:]
+        if len(text) > self.max_line:  # the limit a line has: a name is no longer than a line
+            batch.rejected[REJECT_BAD_SERIES] += 1
+            return
         bar = text.find(b"|")
         name, tail = (text, b"") if bar < 0 else (text[:bar], text[bar:])
         if tail and (tail[:2] != b"|#" or b"|" in tail[2:]):
@@ -179,10 +197,18 @@ class FrameReader:
         if type(info) is str:
             batch.rejected[REJECT_BAD_SERIES] += 1
             return
-        if sid not in self.series and len(self.series) >= MAX_SERIES:
+        old = self.series.get(sid)
+        if old is None and len(self.series) >= self.max_series:
             batch.rejected[REJECT_TOO_MANY_SERIES] += 1
             return
-        self.series[sid] = info[0]  # type: ignore[index]
+        key: SeriesKey = info[0]  # type: ignore[index]
+        self.series[sid] = key
+        self.declared += _cost(key) - (_cost(old) if old is not None else 0)
+
+
+def _cost(key: SeriesKey) -> int:
+    """What one declared series holds in memory, as ``FrameReader.held`` counts it."""
+    return DECLARED_COST + len(key.name) + sum(len(k) + len(v) for k, v in key.tags)
 
 
 def _hand_over(arrays: dict[SeriesKey, list[np.ndarray]], batch: Batch) -> None:

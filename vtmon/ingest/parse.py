@@ -58,6 +58,7 @@ from vtmon.model import (
     RATE_MIN,
     REJECT_ENCODING,
     REJECT_NUMBER,
+    REJECT_REQUEST,
     REJECT_SYNTAX,
     REJECT_TIME,
     REJECT_TOO_LONG,
@@ -68,12 +69,13 @@ from vtmon.model import (
     DistBuf,
     Event,
     Kind,
+    RpcRefusal,
     SeriesKey,
     TimedRun,
     make_tags,
 )
 
-__all__ = ["parse_block", "parse_line"]
+__all__ = ["parse_block", "parse_line", "too_long_request"]
 
 DIST = Kind.DISTRIBUTION
 COUNTER = Kind.COUNTER
@@ -119,6 +121,7 @@ _INTERN: dict[SeriesKey, SeriesKey] = {}  # one object per distinct key, see _pl
 _SERIES_MAX = 100_000
 _SERIES_KEY_BYTES = 512  # longer keys are parsed every time rather than pinned in memory
 _CHUNK = 65536
+_REQUEST_HEAD = 256  # how much of a too-long line is looked at for a JSON-RPC request
 
 
 def parse_block(block: bytes, batch: Batch, max_line: int = 65536) -> None:
@@ -347,14 +350,43 @@ def _line(line: bytes, batch: Batch, max_line: int) -> str | None:
     if not s:
         return ""
     if len(line) > max_line:
+        refusal = too_long_request(s, max_line)
+        if refusal is not None:
+            batch.rpc.append(refusal)
         return REJECT_TOO_LONG
     if s[:1] == b"{":
         return _json(s, batch)
+    if s[:1] == b"[" and s[-1:] == b"]" and _rpc_batch(s, batch):
+        return REJECT_REQUEST
     if s[:3] == b"_e{":
         return _event(line.lstrip(), batch)  # trailing blanks may belong to the text
     if s[:4] == b"_sc|":
         return _service_check(s, batch)
     return _statsd(s, batch)
+
+
+def too_long_request(head: bytes, max_line: int) -> RpcRefusal | None:
+    """The answer a too-long line is owed when it starts like a JSON-RPC request (its sender
+    waits for one), else None: metric senders, who read nothing, are not sent answers."""
+    h = head[:_REQUEST_HEAD].lstrip()
+    if h[:1] == b"{" and (b'"jsonrpc"' in h or b'"method"' in h):
+        msg = f"Invalid request: the line is longer than the {max_line} bytes a line may have."
+        return RpcRefusal(-32600, msg)
+    return None
+
+
+def _rpc_batch(s: bytes, batch: Batch) -> bool:
+    """A JSON-RPC batch array (``[{...}, ...]``): refused with one answer, as vtmon takes one
+    request per line."""
+    try:
+        obj = json.loads(s)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return False
+    if type(obj) is not list or (obj and type(obj[0]) is not dict):
+        return False
+    msg = "Invalid request: batches are not supported; send one request per line."
+    batch.rpc.append(RpcRefusal(-32600, msg))
+    return True
 
 
 def _statsd(line: bytes, batch: Batch) -> str | None:
@@ -1066,8 +1098,8 @@ def _json_parse(s: bytes) -> tuple[SeriesKey, Kind, float, float | None] | dict[
         return REJECT_SYNTAX
     if end != len(text) or type(obj) is not dict:
         return REJECT_SYNTAX
-    if obj.get("jsonrpc") == "2.0":
-        return obj
+    if obj.get("jsonrpc") == "2.0" or ("name" not in obj and ("jsonrpc" in obj or "method" in obj)):
+        return obj  # a JSON-RPC message; the server answers one that is not JSON-RPC 2.0
     name = obj.get("name")
     if not isinstance(name, str) or not name.strip() or "value" not in obj:
         return REJECT_SYNTAX

@@ -10,10 +10,12 @@ always does). A ``hello`` request as the first line switches a connection to bin
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import errno
 import functools
 import inspect
+import itertools
 import json
 import logging
 import os
@@ -21,14 +23,23 @@ import socket
 import stat
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from vtmon.ingest import frames
-from vtmon.ingest.parse import parse_block
-from vtmon.model import REJECT_TOO_LONG, Batch
+from vtmon.config import Config
+from vtmon.ingest import frames, jsonrpc
+from vtmon.ingest.parse import parse_block, too_long_request
+from vtmon.model import (
+    CLOSED_BUFFER_FULL,
+    CLOSED_FRAME_TIMEOUT,
+    CLOSED_UNREAD,
+    REJECT_REQUEST,
+    REJECT_TOO_LONG,
+    Batch,
+    RpcRefusal,
+)
 from vtmon.process import OUT_OF_RESOURCES, Backoff
 
 log = logging.getLogger(__name__)
@@ -46,6 +57,9 @@ READ_CLOSE = 2
 ReadRecorder = Callable[[int, int, bytes], None]
 
 ACCEPT_BURST = 128  # connections taken per wake-up before other connections get a turn
+_DEFAULTS = Config()  # the [limits] defaults
+SWEEP_S = 1.0  # how often idle connections inside an unfinished frame are looked for
+STOP_WAIT_S = 5.0  # how long a stopping server waits for the engine to take what is left
 
 
 class SocketInUse(Exception):
@@ -63,10 +77,14 @@ class Engine(Protocol):
     ``refused`` (connections closed at once: ``max_connections`` were open).
 
     ``handle_rpc`` gets the connection a request came on as a second argument when it takes
-    one (the connection is a ``vtmon.engine.actuators.Connection``). Two more methods are used
-    when the engine has them: ``handle_rpc_response(message, conn)`` for JSON-RPC responses
-    an application sends back (answers to ``knobs.set``), and ``connection_closed(conn_id)``
-    once a connection is gone and its last batch was submitted.
+    one (the connection is a ``vtmon.engine.actuators.Connection``); it is called in the
+    server's RPC thread, one request at a time. More methods are used when the engine has
+    them: ``handle_rpc_response(message, conn)`` for JSON-RPC responses an application sends
+    back (answers to ``knobs.set``), ``connection_closed(conn_id)`` once a connection is gone,
+    its last batch was submitted and its last request answered, and ``offer(batch)`` with
+    ``on_room(fn)``: ``offer`` queues a batch only if there is room at once (False: the server
+    keeps it) and ``fn`` is called, from any thread, when a batch refused may be offered
+    again. Without them, ``submit`` is called and may wait.
     """
 
     connections: Any
@@ -112,6 +130,17 @@ def prepare_path(path: Path) -> None:
         path.unlink()  # stale: nothing listens
 
 
+# Why a connection's reading is paused (bits): its batch waits for room in the engine's queue,
+# its answers wait in the write buffer above the high-water mark (asyncio's pause_writing), or
+# more than REQUESTS_MAX of its requests wait to be answered.
+_FOR_ENGINE = 1
+_FOR_WRITES = 2
+_FOR_ANSWERS = 4
+REQUESTS_MAX = 1024
+RUN_MAX = 256  # requests answered in one trip to the RPC thread
+ANSWERS_BYTES = 256 * 1024  # a trip ends once its answers are this long
+
+
 class _Conn(asyncio.Protocol):
     def __init__(self, server: IngestServer) -> None:
         self.server = server
@@ -125,6 +154,14 @@ class _Conn(asyncio.Protocol):
         self.rejected: Counter[str] = Counter()
         self.closed = False
         self.frames: frames.FrameReader | None = None  # once a hello chose binary frames
+        self.held = 0  # bytes of unfinished lines, frames and declarations, in server.buffered
+        self.last_read = server.clock()
+        self.paused = 0  # _FOR_ENGINE | _FOR_WRITES | _FOR_ANSWERS
+        self.waiting = 0  # batches of this connection waiting for room in the engine's queue
+        self.limit = ""  # the limit it was closed for
+        self.requests: deque[Any] = deque()  # to answer, in order, once their batch is queued
+        self.busy = False  # an answer is being built in the server's RPC thread
+        self.told_closed = False  # the engine heard connection_closed
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -140,30 +177,85 @@ class _Conn(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True  # send() refuses from now on
-        # An unterminated last line is still a line the sender meant.
+        self._finish()
+        self.server.engine.connections.open -= 1
+        self.server._conns.discard(self)
+        if self.server.recorder is not None:
+            self.server.recorder(self.id, READ_CLOSE, b"")
+        self._done()
+
+    def _finish(self) -> None:
+        """Count what is left unfinished (the connection is closing) and let it go."""
         if self.pending and self.mode in (LINES, None) and not self.skipping:
+            # An unterminated last line is still a line the sender meant.
             batch = Batch(received=time.time())
             parse_block(self.pending, batch, self.server.max_line)
+            self.pending = b""
             self._submit(batch)
         elif self.pending and self.mode == LENGTH:
             batch = Batch(received=time.time())
             batch.rejected[REJECT_BAD_FRAME] += 1  # a frame cut short by the close
             self._submit(batch)
-        elif self.frames is not None and self.frames.pending:
+        elif self.frames is not None and self.frames.held:
             batch = Batch(received=time.time())
             self.frames.close(batch)
             self._submit(batch)
         self.pending = b""
-        self.server.engine.connections.open -= 1
-        self.server._conns.discard(self)
-        if self.server.recorder is not None:
-            self.server.recorder(self.id, READ_CLOSE, b"")
+        self.skipping = False
+        if self.held:
+            self.server._account(self, 0)
+
+    @property
+    def unfinished(self) -> bool:
+        """Inside a line or frame that has not ended."""
+        return bool(self.pending or self.skipping or (self.frames and self.frames.pending))
+
+    def _done(self) -> None:
+        """Tell the engine the connection is gone, once its last batch is queued and its last
+        request answered (the knobs it registered go with it)."""
+        if not self.closed or self.told_closed or self.waiting or self.busy or self.requests:
+            return
+        self.told_closed = True
         closed = self.server._on_closed
         if closed is not None:
             try:
                 closed(self.id)  # after the last batch: its knobs go, its sets in flight fail
             except Exception:
                 log.exception("connection_closed failed")
+
+    def close_for(self, reason: str) -> None:
+        """Close the connection for one of the server's limits, counted by ``reason``. What it
+        held is counted (as at any close) and let go at once."""
+        if self.closed or self.limit:
+            return
+        self.limit = reason
+        self.server.engine.connections.closed[reason] += 1
+        self.requests.clear()  # nobody reads the answers
+        self._finish()
+        if self.transport is not None:
+            self.transport.abort()  # what waits to be written is not read either
+
+    # -- reading, paused for the engine or for unread answers -------------------------------
+
+    def _pause(self, why: int) -> None:
+        if not self.paused and self.transport is not None:
+            self.transport.pause_reading()
+        self.paused |= why
+
+    def _resume(self, why: int) -> None:
+        was = self.paused
+        self.paused &= ~why
+        if was and not self.paused and self.transport is not None:
+            self.transport.resume_reading()
+            self.last_read = self.server.clock()  # it waited for vtmon, not the other way
+
+    def pause_writing(self) -> None:
+        self._pause(_FOR_WRITES)  # the application reads no answers: read no more requests
+
+    def resume_writing(self) -> None:
+        self._resume(_FOR_WRITES)
+
+    # -- writing ----------------------------------------------------------------------------
 
     def send(self, message: dict[str, Any]) -> bool:
         """Queue one JSON-RPC message to the application, from any thread; False when the
@@ -182,11 +274,25 @@ class _Conn(asyncio.Protocol):
         t = self.transport
         if t is not None and not self.closed and not t.is_closing():
             t.write(data)
+            if t.get_write_buffer_size() > self.server.max_unread:
+                self.close_for(CLOSED_UNREAD)
+
+    # -- reading ----------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        if self.server.recorder is not None:  # one test per read, not per line
-            self.server.recorder(self.id, READ_DATA, data)
-        self.server.engine.connections.bytes += len(data)
+        srv = self.server
+        if srv.recorder is not None:  # one test per read, not per line
+            srv.recorder(self.id, READ_DATA, data)
+        srv.engine.connections.bytes += len(data)
+        self.last_read = srv.clock()
+        self._read(data)
+        held = len(self.pending)
+        if self.frames is not None:
+            held += self.frames.held
+        if held != self.held:
+            srv._account(self, held)
+
+    def _read(self, data: bytes) -> None:
         if self.mode is None:
             data = self.pending + data
             self.pending = b""
@@ -223,12 +329,13 @@ class _Conn(asyncio.Protocol):
         req = frames.hello_request(data[:nl])
         if req is None:
             return data
-        answer, binary = frames.hello_answer(req, self.server.max_frame)
+        srv = self.server
+        answer, binary = frames.hello_answer(req, srv.max_frame)
         if binary:
             self.mode = BINARY
-            self.frames = frames.FrameReader(self.server.max_frame, self.server.max_line)
+            self.frames = frames.FrameReader(srv.max_frame, srv.max_line, srv.max_declared)
         if req.get("id") is not None:
-            self._write(json.dumps(answer, separators=(",", ":")).encode() + b"\n")
+            self._write(jsonrpc.encode(answer))
         return data[nl + 1 :]
 
     def _lines(self, data: bytes, batch: Batch) -> None:
@@ -248,6 +355,9 @@ class _Conn(asyncio.Protocol):
             parse_block(block, batch, max_line)
         if len(self.pending) > max_line:
             batch.rejected[REJECT_TOO_LONG] += 1
+            refusal = too_long_request(self.pending, max_line)
+            if refusal is not None:
+                batch.rpc.append(refusal)
             self.pending = b""
             self.skipping = True
 
@@ -276,26 +386,121 @@ class _Conn(asyncio.Protocol):
         if blocks:
             parse_block(b"\n".join(blocks), batch, self.server.max_line)
 
+    # -- into the engine, then the answers --------------------------------------------------
+
     def _submit(self, batch: Batch) -> None:
         rpcs = batch.rpc
-        batch.rpc = []
-        # Control requests are answered here, not counted as metric lines: "in" on screen and
-        # what `vtmon send` reports are the lines that carried metrics.
-        batch.accepted -= len(rpcs)
+        if rpcs:
+            batch.rpc = []
+            rpcs = _requests(rpcs, batch)
         self.accepted += batch.accepted
         if batch.rejected:
             self.rejected.update(batch.rejected)
-        if not batch.is_empty() or batch.accepted:
-            self.server.engine.submit(batch)
-        # Answer after handing the batch over: every line before a request on this connection
-        # is counted and in the engine's queue by the time the answer arrives.
-        for req in rpcs:
-            if "method" not in req and ("result" in req or "error" in req):
-                self._response(req)  # an application answering vtmon (knobs.set)
+        if batch.is_empty() and not batch.accepted and not self.waiting:
+            if rpcs:
+                self.queued(rpcs)
+            return
+        self.server._hand(self, batch, rpcs)
+
+    def queued(self, rpcs: list[Any]) -> None:
+        """The batch these messages came with is in the engine's queue (or had nothing for it):
+        every line before them on this connection is counted, so they may be answered now."""
+        for m in rpcs:
+            if type(m) is dict and "method" not in m and ("result" in m or "error" in m):
+                self._response(m)  # an application answering vtmon (knobs.set): no waiting
+            else:
+                self.requests.append(m)
+        if len(self.requests) > REQUESTS_MAX:
+            self._pause(_FOR_ANSWERS)  # read no more requests until these are answered
+        self._answer_next()
+
+    def _answer_next(self) -> None:
+        """Answer the requests in order. What the engine answers is built in the server's RPC
+        thread (a Snapshot takes long to serialise), one run of requests at a time per
+        connection, so that the event loop keeps reading and answering every other connection
+        meanwhile."""
+        srv = self.server
+        requests = self.requests
+        while requests and not self.busy:
+            if _local(requests[0]):
+                resp = self._local(requests.popleft())
+                if resp is not None:
+                    self._write(jsonrpc.encode(resp))
                 continue
-            resp = self._answer(req)
-            if resp is not None and self.transport is not None and not self.transport.is_closing():
-                self.transport.write(json.dumps(resp, separators=(",", ":")).encode() + b"\n")
+            run = list(itertools.takewhile(_for_engine, itertools.islice(requests, RUN_MAX)))
+            pool, loop = srv._rpc_pool, srv._loop
+            if pool is None or loop is None:  # no socket (a replay): answer at once
+                self._engine_answers(run)
+                for _ in run:
+                    requests.popleft()
+                continue
+            try:
+                fut = loop.run_in_executor(pool, self._engine_answers, run)
+            except RuntimeError:  # the server or the interpreter is stopping
+                requests.clear()
+                break
+            self.busy = True
+            fut.add_done_callback(self._answered)
+        if self.paused & _FOR_ANSWERS and len(requests) <= REQUESTS_MAX:
+            self._resume(_FOR_ANSWERS)
+
+    def _answered(self, fut: asyncio.Future[tuple[bytes, int]]) -> None:
+        self.busy = False
+        if fut.cancelled() or fut.exception() is not None:
+            self.requests.clear()
+        elif not self.limit:  # else they were let go with the connection
+            data, n = fut.result()
+            for _ in range(n):
+                self.requests.popleft()
+            if data:
+                self._write(data)
+        self._answer_next()
+        self._done()
+
+    def _local(self, req: Any) -> dict[str, Any] | None:
+        """The answer the server gives itself (None for none) to a request ``_local`` takes."""
+        if type(req) is RpcRefusal:
+            return jsonrpc.error(req.id, req.code, req.message)
+        rid = req.get("id")
+        if rid is None:
+            return None
+        if req.get("method") == "hello":
+            return jsonrpc.error(rid, -32600, "hello must be the first line on a connection.")
+        # This connection's own counters, so a sender can report what became of its lines.
+        result = {"accepted": self.accepted, "rejected": dict(self.rejected)}
+        return {"jsonrpc": "2.0", "id": rid, "result": result}
+
+    def _engine_answers(self, run: list[dict[str, Any]]) -> tuple[bytes, int]:
+        """The engine's answers to the first requests of ``run`` as lines, and how many were
+        answered (in the RPC thread): they stop past ``ANSWERS_BYTES``, so that one trip
+        holds little however large the answers."""
+        out = []
+        size = 0
+        n = 0
+        for req in run:
+            line = self._engine_answer(req)
+            n += 1
+            if line is not None:
+                out.append(line)
+                size += len(line)
+                if size > ANSWERS_BYTES:
+                    break
+        return b"".join(out), n
+
+    def _engine_answer(self, req: dict[str, Any]) -> bytes | None:
+        """The engine's answer as a line; None for a notification."""
+        srv = self.server
+        try:
+            if srv._rpc_with_conn:
+                resp = srv.engine.handle_rpc(req, self)
+            else:
+                resp = srv.engine.handle_rpc(req)
+            return None if resp is None else jsonrpc.encode(resp)
+        except Exception as e:  # an engine bug must not take the connection down
+            log.exception("rpc failed")
+            if req.get("id") is None:
+                return None
+            return jsonrpc.encode(jsonrpc.error(req.get("id"), -32603, f"Internal error: {e}."))
 
     def _response(self, message: dict[str, Any]) -> None:
         fn = self.server._on_response
@@ -306,42 +511,48 @@ class _Conn(asyncio.Protocol):
         except Exception:  # an engine bug must not take the connection down
             log.exception("rpc response failed")
 
-    def _answer(self, req: dict[str, Any]) -> dict[str, Any] | None:
-        if req.get("method") == "hello":
-            if req.get("id") is None:
-                return None
-            msg = "hello must be the first line on a connection."
-            return {
-                "jsonrpc": "2.0",
-                "id": req.get("id"),
-                "error": {"code": -32600, "message": msg},
-            }
-        if req.get("method") == "connection.stats":
-            # This connection's own counters, so a sender can report what became of its lines.
-            if req.get("id") is None:
-                return None
-            return {
-                "jsonrpc": "2.0",
-                "id": req.get("id"),
-                "result": {"accepted": self.accepted, "rejected": dict(self.rejected)},
-            }
-        try:
-            if self.server._rpc_with_conn:
-                return self.server.engine.handle_rpc(req, self)
-            return self.server.engine.handle_rpc(req)
-        except Exception as e:  # an engine bug must not take the connection down
-            log.exception("rpc failed")
-            if req.get("id") is None:
-                return None
-            return {
-                "jsonrpc": "2.0",
-                "id": req.get("id"),
-                "error": {"code": -32603, "message": f"Internal error: {e}."},
-            }
+
+def _local(req: Any) -> bool:
+    """Whether the server answers this request itself."""
+    return type(req) is RpcRefusal or req.get("method") in ("hello", "connection.stats")
+
+
+def _for_engine(req: Any) -> bool:
+    return not _local(req)
+
+
+def _requests(rpcs: list[Any], batch: Batch) -> list[Any]:
+    """The JSON-RPC messages of a batch to act on, counted: requests and answers are not metric
+    lines (the parser counted them accepted); one that is not JSON-RPC 2.0 is rejected, and
+    answered when it asked for something."""
+    out = []
+    for m in rpcs:
+        if type(m) is RpcRefusal:  # the parser counted its line rejected
+            out.append(m)
+            continue
+        batch.accepted -= 1
+        if m.get("jsonrpc") == "2.0":
+            out.append(m)
+            continue
+        batch.rejected[REJECT_REQUEST] += 1
+        if "method" in m:
+            msg = 'Invalid request: "jsonrpc" must be "2.0".'
+            out.append(RpcRefusal(-32600, msg, jsonrpc.readable_id(m)))
+    return out
 
 
 class IngestServer:
-    """Serves one Unix stream socket from a background thread."""
+    """Serves one Unix stream socket from a background thread.
+
+    Limits (docs/protocol.md, "Limits"): a connection whose answers wait unread beyond
+    ``max_unread_kib`` is closed; unfinished lines and frames and the binary series declared,
+    over all connections, hold at most ``max_buffered_mb`` (past it the connection holding the
+    most is closed); a connection idle inside an unfinished line or frame for
+    ``frame_timeout_s`` is closed; a binary connection declares at most
+    ``max_declared_series`` series. Each close is counted by reason in
+    ``engine.connections.closed``. ``clock`` (monotonic seconds) times the idleness; ``sweep``
+    checks it, every ``SWEEP_S`` on its own.
+    """
 
     def __init__(
         self,
@@ -351,7 +562,12 @@ class IngestServer:
         max_line: int = 65_536,
         max_frame: int = 8 * 1024 * 1024,
         recorder: ReadRecorder | None = None,
-        max_connections: int = 1_000,
+        max_connections: int = _DEFAULTS.max_connections,
+        max_unread_kib: int = _DEFAULTS.max_unread_kib,
+        max_buffered_mb: int = _DEFAULTS.max_buffered_mb,
+        frame_timeout_s: float = _DEFAULTS.frame_timeout_s,
+        max_declared_series: int = _DEFAULTS.max_declared_series,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.path = Path(path)
         self.engine = engine
@@ -359,12 +575,23 @@ class IngestServer:
         self.max_frame = max_frame
         self.max_connections = max_connections
         self.recorder = recorder  # told of every open, read and close (vtmon record)
+        self.max_unread = max_unread_kib * 1024
+        self.max_buffered = max_buffered_mb * 1024 * 1024
+        self.frame_timeout_s = frame_timeout_s
+        self.max_declared = max_declared_series
+        self.clock = clock
+        self.buffered = 0  # bytes the connections hold unfinished (their ``held``)
         # What the engine can hear beyond requests (a replay's endpoint hears none of it).
         self._rpc_with_conn = _takes_conn(engine.handle_rpc)
         self._on_response: Callable[[dict[str, Any], Any], Any] | None = getattr(
             engine, "handle_rpc_response", None
         )
         self._on_closed: Callable[[int], Any] | None = getattr(engine, "connection_closed", None)
+        # Batches the engine's queue had no room for, in the order they came, each with the
+        # connection it came on (which reads no more until it is queued) and its requests.
+        self._waiting: deque[tuple[_Conn, Batch, list[Any]]] = deque()
+        self._offer: Callable[[Batch], bool] | None = getattr(engine, "offer", None)
+        self._rpc_pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._last_id = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listening: socket.socket | None = None
@@ -413,6 +640,11 @@ class IngestServer:
             self._ready.set()
             loop.close()
             return
+        self._rpc_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="vtmon-rpc")
+        room = getattr(self.engine, "on_room", None)
+        if room is not None:
+            room(self._room)
+        loop.call_later(self._sweep_every(), self._sweep_tick)
         self._ready.set()
         try:
             loop.run_forever()
@@ -421,7 +653,117 @@ class IngestServer:
                 if t.transport is not None:
                     t.transport.abort()
             loop.run_until_complete(asyncio.sleep(0))
+            self._flush()
+            self._rpc_pool.shutdown(wait=True, cancel_futures=True)
             loop.close()
+
+    # -- back-pressure: the engine's queue is full ------------------------------------------
+
+    def _hand(self, conn: _Conn, batch: Batch, rpcs: list[Any]) -> None:
+        """Queue a batch for the engine, or keep it (behind any kept before it) and stop
+        reading its connection until the engine has room: the sender waits on the socket,
+        nothing is dropped, and the loop goes on answering every other connection."""
+        if self._waiting or not self._queue(batch):
+            self._waiting.append((conn, batch, rpcs))
+            conn.waiting += 1
+            conn._pause(_FOR_ENGINE)
+            return
+        if rpcs:
+            conn.queued(rpcs)
+
+    @property
+    def waiting(self) -> int:
+        """Batches kept for the engine, their connections not read meanwhile."""
+        return len(self._waiting)
+
+    def _queue(self, batch: Batch) -> bool:
+        if batch.is_empty() and not batch.accepted:
+            return True  # only kept to keep its requests behind the batch before it
+        if self._offer is None or self._loop is None:
+            self.engine.submit(batch)  # an engine that waits itself, or a replay's connection
+            return True
+        return self._offer(batch)
+
+    def _room(self) -> None:
+        """The engine has room again (called from its thread)."""
+        loop = self._loop
+        if loop is not None and self._waiting:
+            with contextlib.suppress(RuntimeError):  # the loop closed: the server stopped
+                loop.call_soon_threadsafe(self._retry)
+
+    def _retry(self) -> None:
+        w = self._waiting
+        while w:
+            conn, batch, rpcs = w[0]
+            if not self._queue(batch):
+                return
+            w.popleft()
+            conn.waiting -= 1
+            if not conn.waiting:
+                conn._resume(_FOR_ENGINE)
+            if rpcs:
+                conn.queued(rpcs)
+            conn._done()
+
+    def _flush(self) -> None:
+        """The server stops: what still waits goes to the engine if it takes it within
+        ``STOP_WAIT_S``, else it is counted as dropped (Monitor.submit counts it)."""
+        deadline = time.monotonic() + STOP_WAIT_S
+        while self._waiting:
+            conn, batch, _ = self._waiting.popleft()
+            if not batch.is_empty() or batch.accepted:
+                self.engine.submit(batch, max(0.0, deadline - time.monotonic()))
+            conn.waiting -= 1
+            conn._done()
+
+    # -- what the connections hold ----------------------------------------------------------
+
+    def _account(self, conn: _Conn, held: int) -> None:
+        """``conn`` now holds ``held`` bytes. Past the budget the connection holding the most
+        is closed (``buffer full``), until the rest fit: to have a connection that holds n
+        bytes closed, a client must hold the whole budget in connections of less than n bytes
+        each, so many small well-behaved connections cannot be evicted cheaply."""
+        grew = held > conn.held
+        self.buffered += held - conn.held
+        conn.held = held
+        while grew and self.buffered > self.max_buffered:
+            most = max(self._conns, key=lambda c: (c.held, c is conn), default=None)
+            if most is None or not most.held or most.limit:
+                break
+            most.close_for(CLOSED_BUFFER_FULL)
+
+    def sweep(self) -> int:
+        """Close the connections idle inside an unfinished line or frame for
+        ``frame_timeout_s`` of ``clock`` (``frame timeout``); returns how many. Runs every
+        ``SWEEP_S`` on the server's loop; any thread may call it (tests, after moving the
+        clock), and it then runs on the loop and is waited for."""
+        loop = self._loop
+        if loop is None or not loop.is_running() or threading.current_thread() is self._thread:
+            return self._sweep()
+
+        async def run() -> int:
+            return self._sweep()
+
+        return asyncio.run_coroutine_threadsafe(run(), loop).result(10)
+
+    def _sweep(self) -> int:
+        now = self.clock()
+        idle = [
+            c
+            for c in self._conns
+            if c.unfinished and not c.paused and now - c.last_read >= self.frame_timeout_s
+        ]
+        for c in idle:
+            c.close_for(CLOSED_FRAME_TIMEOUT)
+        return len(idle)
+
+    def _sweep_every(self) -> float:
+        return min(SWEEP_S, self.frame_timeout_s / 2)
+
+    def _sweep_tick(self) -> None:
+        self._sweep()
+        if self._loop is not None:
+            self._loop.call_later(self._sweep_every(), self._sweep_tick)
 
     def _bind(self) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -557,6 +899,18 @@ class IngestServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def server_limits(config: Config) -> dict[str, Any]:
+    """The ``[limits]`` settings as IngestServer's keyword arguments."""
+    return {
+        "max_line": config.max_line_bytes,
+        "max_connections": config.max_connections,
+        "max_unread_kib": config.max_unread_kib,
+        "max_buffered_mb": config.max_buffered_mb,
+        "frame_timeout_s": config.frame_timeout_s,
+        "max_declared_series": config.max_declared_series,
+    }
 
 
 def _takes_conn(fn: Callable[..., Any]) -> bool:

@@ -402,6 +402,7 @@ def _decision(a: dict[str, Any]) -> str:
 
 def _ingest(found: Sequence[Finding]) -> dict[str, Any]:
     rejected: Counter[str] = Counter()
+    closed: Counter[str] = Counter()
     accepted = dropped = client = refused = 0
     for f in found:
         d = f.data
@@ -409,9 +410,10 @@ def _ingest(found: Sequence[Finding]) -> dict[str, Any]:
         dropped += as_count(d.get("samples_dropped"))
         client += as_count(d.get("client_dropped"))
         refused += as_count(d.get("refused"))
-        rej = d.get("rejected")
-        for reason, n in rej.items() if isinstance(rej, dict) else ():
-            rejected[str(reason)] += as_count(n)
+        for into, key in ((rejected, "rejected"), (closed, "closed")):
+            by = d.get(key)
+            for reason, n in by.items() if isinstance(by, dict) else ():
+                into[str(reason)] += as_count(n)
     return {
         "recorded": bool(found),
         "accepted": as_count(accepted),  # the sums clamped too, as every count vtmon shows
@@ -420,6 +422,8 @@ def _ingest(found: Sequence[Finding]) -> dict[str, Any]:
         "samples_dropped": as_count(dropped),
         "client_dropped": as_count(client),
         "refused": as_count(refused),
+        "closed": {r: as_count(n) for r, n in closed.most_common()},
+        "closed_total": as_count(sum(closed.values())),
     }
 
 

@@ -85,7 +85,14 @@ class FindingsTracker:
         self._recommendations: set[tuple[str, str]] = set()
         self._recommendations_src: tuple[Any, ...] | None = None
         self._minute: float | None = None
-        self._ingest: tuple[int, dict[str, int], int, int, int] = (0, {}, 0, 0, 0)
+        self._ingest: tuple[int, dict[str, int], int, int, int, dict[str, int]] = (
+            0,
+            {},
+            0,
+            0,
+            0,
+            {},
+        )
 
     def observe(self, snap: Snapshot) -> list[Finding]:
         """The findings that ``snap`` adds to what earlier Snapshots said."""
@@ -203,8 +210,9 @@ class FindingsTracker:
 
     def _ingest_delta(self, snap: Snapshot) -> list[Finding]:
         ing = snap.ingest
-        acc0, rej0, drop0, cdrop0, ref0 = self._ingest
-        rejected = {r: n - rej0.get(r, 0) for r, n in ing.rejected.items() if n > rej0.get(r, 0)}
+        acc0, rej0, drop0, cdrop0, ref0, closed0 = self._ingest
+        rejected = _grown(ing.rejected, rej0)
+        closed = _grown(ing.closed, closed0)
         accepted = ing.accepted - acc0
         dropped = ing.samples_dropped - drop0
         client = ing.client_dropped - cdrop0
@@ -215,8 +223,10 @@ class FindingsTracker:
             ing.samples_dropped,
             ing.client_dropped,
             ing.refused,
+            dict(ing.closed),
         )
-        if accepted <= 0 and not rejected and dropped <= 0 and client <= 0 and refused <= 0:
+        quiet = accepted <= 0 and dropped <= 0 and client <= 0 and refused <= 0
+        if quiet and not rejected and not closed:
             return []
         data = {
             "accepted": max(accepted, 0),
@@ -224,5 +234,11 @@ class FindingsTracker:
             "samples_dropped": max(dropped, 0),
             "client_dropped": max(client, 0),
             "refused": max(refused, 0),
+            "closed": closed,
         }
         return [Finding(snap.t, "ingest", "", data)]
+
+
+def _grown(now: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    """What each count by reason grew by since ``before``."""
+    return {r: n - before.get(r, 0) for r, n in now.items() if n > before.get(r, 0)}

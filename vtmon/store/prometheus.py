@@ -75,7 +75,16 @@ from prometheus_client.utils import floatToGoString
 
 from vtmon import __version__
 from vtmon.engine.series import FORGET_AFTER_S, RING_S, SWEEP_EVERY_S
-from vtmon.model import SEVERITY_ORDER, Batch, Kind, SeriesKey, Snapshot, as_count, as_float
+from vtmon.model import (
+    CLOSED_REASONS,
+    SEVERITY_ORDER,
+    Batch,
+    Kind,
+    SeriesKey,
+    Snapshot,
+    as_count,
+    as_float,
+)
 from vtmon.store import httpd
 
 if TYPE_CHECKING:
@@ -813,6 +822,15 @@ def _from_snapshot(snap: Snapshot) -> Iterator[Metric]:
         "Connections closed at once: [limits] max_connections were open.",
         value=_total(i.refused),
     )
+    closed = CounterMetricFamily(
+        "vtmon_ingest_connections_closed",
+        "Connections vtmon closed for one of its limits, by reason.",
+        labels=["reason"],
+    )
+    # Every reason from the start, at 0 until it happens, so that rate() sees the first one.
+    for reason in sorted({*CLOSED_REASONS, *i.closed}):
+        closed.add_metric([reason], float(i.closed.get(reason, 0)))
+    yield closed
     dropped = CounterMetricFamily(
         "vtmon_samples_dropped",
         "Samples lost: refused by the engine, or dropped by clients.",

@@ -26,6 +26,7 @@ import struct
 import threading
 import time
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,7 +35,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from vtmon import __version__
 from vtmon.engine.clock import SystemClock
-from vtmon.ingest.server import READ_CLOSE, READ_DATA, READ_OPEN, IngestServer
+from vtmon.ingest.server import READ_CLOSE, READ_DATA, READ_OPEN, IngestServer, server_limits
 from vtmon.model import Batch, ResourceHistory, Resources, Sensors
 
 if TYPE_CHECKING:
@@ -505,9 +506,7 @@ def replay_into(
     stop = stop or threading.Event()
     pace = bool(speed) and speed is not None and math.isfinite(speed) and speed > 0
     wall_clock: Clock = wall if wall is not None else SystemClock()
-    feeder = IngestServer(
-        reader.socket_path or "replay", monitor, max_line=monitor.config.max_line_bytes
-    )
+    feeder = IngestServer(reader.socket_path or "replay", monitor, **server_limits(monitor.config))
     conns: dict[int, Any] = {}
     interval = monitor.config.snapshot_interval_s
     _move(clock, reader.started)
@@ -615,6 +614,7 @@ class _Counters:
         self.bytes = 0
         self.client_dropped = 0
         self.refused = 0
+        self.closed: Counter[str] = Counter()
 
 
 class ReplayEndpoint:

@@ -152,7 +152,8 @@ def ingest_lines(ing: IngestStats, width: int) -> list[Content]:
     if ing.samples_dropped:
         dropped.append(
             Content.assemble(
-                (fmt.count(ing.samples_dropped), "$warning bold"), " samples (engine behind)"
+                (fmt.count(ing.samples_dropped), "$warning bold"),
+                " samples (refused by the engine)",
             )
         )
     if ing.client_dropped:
@@ -169,6 +170,13 @@ def ingest_lines(ing: IngestStats, width: int) -> list[Content]:
         lines += flow(
             _label("Refused"), [Content.assemble((fmt.count(n), "$warning bold"), text)], width
         )
+    if ing.closed:
+        # Connections vtmon closed for one of its limits (docs/protocol.md, "Limits").
+        items = [
+            Content.assemble((fmt.count(n), "$warning bold"), f" {reason}")
+            for reason, n in sorted(ing.closed.items(), key=lambda kv: -kv[1])
+        ]
+        lines += flow(_label("Closed"), items, width)
     return lines
 
 

@@ -132,8 +132,8 @@ class HeaderBar(Widget):
             if snap.store_warning:
                 # History is not being written (see the notification / store_warning).
                 parts += [("  ⚠ " + ("no history" if level < 2 else "hist"), "$warning bold")]
-            # Samples lost on the way in: the engine's queue and the clients' buffers (while
-            # vtmon was away); the Errors & events panel says which.
+            # Samples lost on the way in: refused by the engine, or by the clients' buffers
+            # (while vtmon was away); the Errors & events panel says which.
             dropped = ing.samples_dropped + ing.client_dropped
             if dropped:
                 parts += [("  drop ", "dim"), (fmt.count(dropped), "$warning bold")]
