@@ -259,10 +259,9 @@ def snapshot(socket_path: str | None, history: bool, compact: bool) -> None:
 
     The schema is described in docs/snapshot.md.
     """
-    socket_path = _inherit(socket_path)[0]
     from vtmon.ingest.server import rpc_call
 
-    path = resolve_socket_path(socket_path)
+    path = _running(socket_path)
     try:
         result = rpc_call(path, "snapshot", {"history": history})
     except (FileNotFoundError, ConnectionRefusedError):
@@ -285,8 +284,7 @@ def send(socket_path: str | None, quiet: bool) -> None:
       some_app | vtmon send
       printf 'api.request_latency:12.5|ms\\n' | vtmon send
     """
-    socket_path = _inherit(socket_path)[0]
-    path = resolve_socket_path(socket_path)
+    path = _running(socket_path)
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         s.connect(os.fspath(path))
@@ -618,7 +616,7 @@ def replay(
 
     \b
       vtmon replay incident.vtmrec --speed 10
-      vtmon replay incident.vtmrec --speed max --serve --socket /tmp/r.sock
+      vtmon replay incident.vtmrec --speed max --serve --socket /tmp/replay/r.sock
     """
     from vtmon.engine.clock import ManualClock
     from vtmon.engine.monitor import Monitor
@@ -785,6 +783,20 @@ def _load(config_file: str | None) -> Config:
         raise click.ClickException(str(e)) from None
 
 
+def _running(socket_path: str | None) -> Path:
+    """The socket of the running vtmon a command talks to, once its folder passed the check
+    of vtmon.client.access (a guessed path's folder must be the caller's or root's); one
+    sentence and exit status 1 when it did not."""
+    from vtmon.client import access
+
+    path, named = access.socket_path(_inherit(socket_path)[0])
+    try:
+        access.check_folder(path, named=named)
+    except access.UnsafeFolder as e:
+        raise click.ClickException(str(e)) from None
+    return path
+
+
 def _not_running(path: Path) -> str:
     return (
         f"No vtmon is listening on {path}; start one with `vtmon` or `vtmon serve`, "
@@ -826,7 +838,14 @@ def _start_engine(
     _recovered(monitor, recovery)
     if prometheus is not None:  # before the socket opens, so that every batch is exported
         _start_prometheus(monitor, prometheus)
-    server = IngestServer(path, monitor, max_line=cfg.max_line_bytes, recorder=recorder)
+    server = IngestServer(
+        path,
+        monitor,
+        max_line=cfg.max_line_bytes,
+        recorder=recorder,
+        socket_mode=cfg.server.socket_mode,
+        socket_group=cfg.server.socket_group,
+    )
     try:
         server.start()
     except (SocketInUse, SocketError) as e:
@@ -882,7 +901,7 @@ def _tuner_call(socket_path: str | None, method: str, params: dict[str, Any]) ->
     """One tuner request to the running vtmon; prints its one sentence."""
     from vtmon.ingest.server import rpc_call
 
-    path = resolve_socket_path(_inherit(socket_path)[0])
+    path = _running(socket_path)
     try:
         result = rpc_call(path, method, params)
     except (FileNotFoundError, ConnectionRefusedError):

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from vtmon.client.access import UnsafeFolder, check_folder
 from vtmon.ingest import frames
 from vtmon.ingest.parse import parse_block
 from vtmon.model import REJECT_TOO_LONG, Batch
@@ -82,14 +83,33 @@ def probe(path: str | os.PathLike[str], timeout: float = 1.0) -> bool:
         s.close()
 
 
-def prepare_path(path: Path) -> None:
-    """Create the folder 0700, refuse a live socket, replace a stale one."""
+def prepare_path(path: Path, socket_mode: int = 0o600, gid: int | None = None) -> None:
+    """Check the socket's folder (vtmon.client.access), creating it 0700 when it is missing;
+    refuse a live socket, replace a stale one. ``socket_mode`` and ``gid``: who else the socket
+    admits (``[server]``): a folder created here lets them through, never write."""
     folder = path.parent
-    if not folder.exists():
+    created = False
+    if not os.path.lexists(folder):
         try:
             folder.mkdir(mode=0o700, parents=True)
+            created = True
+        except FileExistsError:
+            pass  # made meanwhile by someone else: the check decides
         except OSError as e:
             raise SocketError(f"Cannot create the socket folder {folder}: {e.strerror}.") from e
+    try:
+        check_folder(path, serving=True)
+    except UnsafeFolder as e:
+        raise SocketError(str(e)) from None
+    if created:
+        _admit(folder, socket_mode, gid)
+    elif _traverse(socket_mode) & ~os.stat(folder).st_mode:
+        log.warning(
+            "The socket admits other users (mode %04o) but its folder %s does not let them "
+            "through; a folder vtmon creates does.",
+            socket_mode,
+            folder,
+        )
     if path.exists() or path.is_symlink():
         mode = path.lstat().st_mode
         if not stat.S_ISSOCK(mode):
@@ -103,6 +123,37 @@ def prepare_path(path: Path) -> None:
                 "to use another path."
             )
         path.unlink()  # stale: nothing listens
+
+
+def _traverse(socket_mode: int) -> int:
+    """The folder's execute bits the socket's mode needs: the group's, the others'."""
+    return (0o010 if socket_mode & 0o060 else 0) | (0o001 if socket_mode & 0o006 else 0)
+
+
+def _admit(folder: Path, socket_mode: int, gid: int | None) -> None:
+    """Let whom the socket admits through the folder vtmon created: to search it, not write."""
+    try:
+        if gid is not None:
+            os.chown(folder, -1, gid)
+        os.chmod(folder, 0o700 | _traverse(socket_mode))
+    except OSError as e:
+        who = f"group {gid} (vtmon's user must belong to it)" if gid is not None else "others"
+        raise SocketError(f"Cannot open the socket folder {folder} to {who}: {e.strerror}.") from e
+
+
+def resolve_group(group: str | int | None) -> int | None:
+    """``[server] socket_group`` as a gid; SocketError (one sentence) for an unknown name."""
+    if group is None or isinstance(group, int):
+        return group
+    import grp
+
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise SocketError(
+            f"There is no group {group!r} ([server] socket_group); name an existing group or "
+            "give its gid."
+        ) from None
 
 
 class _Conn(asyncio.Protocol):
@@ -344,8 +395,12 @@ class IngestServer:
         max_line: int = 65_536,
         max_frame: int = 8 * 1024 * 1024,
         recorder: ReadRecorder | None = None,
+        socket_mode: int = 0o600,
+        socket_group: str | int | None = None,
     ) -> None:
         self.path = Path(path)
+        self.socket_mode = socket_mode  # [server]: who else may connect (docs/security.md)
+        self.socket_group = socket_group
         self.engine = engine
         self.max_line = max_line
         self.max_frame = max_frame
@@ -363,10 +418,12 @@ class IngestServer:
         self._conns: set[_Conn] = set()
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        self._gid: int | None = None
 
     def start(self) -> None:
         """Bind and serve; raises SocketInUse / SocketError with a user-facing sentence."""
-        prepare_path(self.path)
+        self._gid = resolve_group(self.socket_group)
+        prepare_path(self.path, self.socket_mode, self._gid)
         self._thread = threading.Thread(target=self._run, name="vtmon-ingest", daemon=True)
         self._thread.start()
         self._ready.wait(10)
@@ -413,7 +470,19 @@ class IngestServer:
             raise SocketError(f"Cannot listen on {self.path}: {e.strerror}.") from e
         finally:
             os.umask(old)
-        os.chmod(self.path, 0o600)
+        try:
+            # Before listen(): nobody can connect until the mode is the configured one.
+            if self._gid is not None:
+                os.chown(self.path, -1, self._gid)
+            os.chmod(self.path, self.socket_mode)
+        except OSError as e:
+            sock.close()
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            who = "others"
+            if self._gid is not None:
+                who = f"group {self.socket_group} (vtmon's user must belong to it)"
+            raise SocketError(f"Cannot open the socket {self.path} to {who}: {e.strerror}.") from e
         sock.setblocking(False)
         return sock
 
@@ -472,8 +541,12 @@ def rpc_call(
     method: str,
     params: dict[str, Any] | None = None,
     timeout: float = 5.0,
+    named: bool = True,
 ) -> Any:
-    """Call one JSON-RPC method on a running vtmon; raises ConnectionError / RuntimeError."""
+    """Call one JSON-RPC method on a running vtmon; raises ConnectionError / RuntimeError, and
+    UnsafeFolder when the socket's folder fails vtmon.client.access's check (``named``: the
+    caller chose the path; False: it is the default, whose folder must be the caller's)."""
+    check_folder(path, named=named)
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(timeout)
     try:
