@@ -1,25 +1,33 @@
 """Nobody else gets in: the socket's folder is checked before vtmon serves or anyone connects
-(vtmon.client.access; docs/security.md)."""
+(vtmon.client.access), and a peer of another uid may send metrics and keep its own knobs but
+never steer or read (docs/security.md)."""
 
 from __future__ import annotations
 
 import grp
+import json
 import logging
 import os
+import socket
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
 from tests.conftest import RecordingMonitor
+from tests.outcomes import Outcomes
+from tests.sockets import connection_stats
+from tests.test_knobs import POOL, App, action
 from vtmon.cli import main
 from vtmon.client import Client
 from vtmon.client.access import UnsafeFolder, check_folder
-from vtmon.ingest.server import IngestServer, SocketError, rpc_call
+from vtmon.engine.actuators import KnobActuator
+from vtmon.ingest.server import IngestServer, SocketError, peer_uid, rpc_call
 
 NOBODY = 65534
 
@@ -234,3 +242,152 @@ def test_one_check_serves_server_client_and_cli(sock_dir: Path) -> None:
     with pytest.raises(UnsafeFolder, match="belongs to uid"):
         check_folder(sock, serving=True)
     check_folder(sock_dir / "missing" / "vtmon.sock", serving=True)  # nothing to trust yet
+
+
+# -- 5. only the owner steers ------------------------------------------------------------------
+
+
+def test_the_kernel_names_the_peer(sock_dir: Path) -> None:
+    a, b = socket.socketpair(socket.AF_UNIX)
+    with a, b:
+        assert peer_uid(a) == os.geteuid()
+    assert peer_uid(None) is None
+
+
+def test_without_credentials_only_a_private_socket_vouches(sock_dir: Path, monitor) -> None:
+    assert IngestServer(sock_dir / "a.sock", monitor).is_owner(None)
+    assert not IngestServer(sock_dir / "b.sock", monitor, socket_mode=0o660).is_owner(None)
+    assert IngestServer(sock_dir / "c.sock", monitor).is_owner(os.geteuid())
+    assert not IngestServer(sock_dir / "d.sock", monitor).is_owner(NOBODY)
+
+
+def _run_as(uid: int, work: Callable[[Callable[[Any], None]], None]) -> Iterator[Any]:
+    """Run ``work(say)`` in a forked child that took ``uid``; yields what it says, in order."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 1
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+
+            def say(obj: Any) -> None:
+                os.write(w, json.dumps(obj).encode() + b"\n")
+
+            work(say)
+            code = 0
+        except BaseException as e:  # told to the parent, which fails the test with it
+            os.write(w, json.dumps({"child failed": repr(e)}).encode() + b"\n")
+        finally:
+            os._exit(code)
+    os.close(w)
+    try:
+        with os.fdopen(r, "rb") as f:
+            for line in f:
+                got = json.loads(line)
+                assert not (isinstance(got, dict) and "child failed" in got), got
+                yield got
+    finally:
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+
+
+OTHER_UID_CALLS: list[tuple[str, Any]] = [
+    ("ping", None),
+    ("client.dropped", {"count": 3}),
+    ("knobs.register", POOL),
+    ("knobs.register", {**POOL, "name": "api.spare", "value": 1, "min": 0, "max": 2}),
+    ("knobs.unregister", {"name": "api.spare"}),
+    ("snapshot", None),
+    ("ingest", None),
+    ("knobs.list", None),
+    ("actions.list", None),
+    ("tuner.mode", None),
+    ("tuner.mode", {"actuator": "knob", "mode": "auto"}),
+    ("actions.approve", {"id": "a1"}),
+    ("actions.reject", {"id": "a1"}),
+    ("actions.revert", {"all": True}),
+    ("some.later.method", None),
+]
+ANSWERED = {"ping", "client.dropped", "knobs.register", "knobs.unregister"}
+
+
+def test_another_uid_sends_metrics_and_keeps_its_knobs_but_never_steers_or_reads(
+    sock_dir: Path, monitor: RecordingMonitor, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="vtmon.engine.monitor")
+    # The tests run as root here and in CI: a real second uid is always available.
+    assert os.geteuid() == 0, "run the suite as root: this test takes uid 65534"
+    sock_dir.chmod(0o711)  # the test's own folder; vtmon makes the one below it
+    path = sock_dir / "svc" / "vtmon.sock"
+
+    def app(say: Callable[[Any], None]) -> None:
+        a = App(path)
+        a.s.sendall(b"app.request_latency:12|ms|#component:api-server\n")
+        say({"answers": [a.call(m, p) for m, p in OTHER_UID_CALLS]})
+        say({"stats": connection_stats(a.s)})
+        req = a.recv()  # the set of the knob it registered, when the tuner sends it
+        a.answer(req, {"value": req["params"]["value"]})
+        say({"set": req})
+        a.settled()
+        a.close()
+
+    with IngestServer(path, monitor, socket_mode=0o666):
+        mode_before = monitor.tuner.modes()
+        child = _run_as(NOBODY, app)
+        answers = next(child)["answers"]
+        for (method, _), resp in zip(OTHER_UID_CALLS, answers, strict=True):
+            if method in ANSWERED:
+                assert "result" in resp, (method, resp)
+            else:
+                err = resp["error"]
+                assert err["code"] == -32001, (method, resp)
+                assert err["message"] == (
+                    f"Only vtmon's own user may call {method}; uid {NOBODY} may send metrics, "
+                    "ping and register its own knobs."
+                )
+        assert next(child)["stats"] == {"accepted": 1, "rejected": {}}
+        refused = sorted({m for m, _ in OTHER_UID_CALLS} - ANSWERED)
+        assert sorted(r.getMessage() for r in caplog.records) == [
+            f"Refused {m!r} from uid {NOBODY}: only vtmon's own user may call it." for m in refused
+        ]  # once each: tuner.mode, called twice, is logged once
+        assert monitor.tuner.modes() == mode_before  # tuner.mode with params was refused
+        assert monitor.connections.client_dropped == 3
+        assert [k.name for k in monitor.knobs.knobs()] == ["api.db_pool_size"]
+        # The owner reads and steers as before, and its knob set reaches the other uid's app.
+        owner = App(path)
+        try:
+            assert "result" in owner.call("snapshot")
+            assert owner.call("tuner.mode")["result"]["modes"] == mode_before
+            done = Outcomes()
+            KnobActuator(monitor.knobs).apply(action("api.db_pool_size", 32, 16), done)
+            assert next(child)["set"]["params"]["value"] == 32
+            assert done.wait().ok
+            assert owner.nothing_arrives()  # the set went to the registering connection only
+        finally:
+            owner.close()
+        list(child)  # the child ends
+    (row,) = [s for s in monitor.tick().series if s.name == "app.request_latency"]
+    assert row.windows["1m"].count == 1
+
+
+def test_an_answer_to_a_set_from_another_connection_is_ignored(
+    server: IngestServer, monitor: RecordingMonitor
+) -> None:
+    holder, other = App(server.path), App(server.path)
+    try:
+        holder.register(**POOL)
+        done = Outcomes()
+        KnobActuator(monitor.knobs).apply(action("api.db_pool_size", 32, 16), done)
+        req = holder.recv()
+        assert other.nothing_arrives()
+        other.answer(req, {"value": 64})  # a guess at the id, from the wrong connection
+        other.settled()
+        assert done.got == [] and monitor.knobs.in_flight() == 1
+        holder.answer(req, {"value": 32})
+        assert done.wait().value == 32
+    finally:
+        holder.close()
+        other.close()

@@ -18,6 +18,7 @@ import logging
 import os
 import socket
 import stat
+import struct
 import threading
 import time
 from collections import Counter
@@ -57,10 +58,11 @@ class Engine(Protocol):
     """What the server needs from the engine (vtmon.engine.monitor.Monitor provides it).
 
     ``handle_rpc`` gets the connection a request came on as a second argument when it takes
-    one (the connection is a ``vtmon.engine.actuators.Connection``). Two more methods are used
-    when the engine has them: ``handle_rpc_response(message, conn)`` for JSON-RPC responses
-    an application sends back (answers to ``knobs.set``), and ``connection_closed(conn_id)``
-    once a connection is gone and its last batch was submitted.
+    one (the connection is a ``vtmon.engine.actuators.Connection``; its ``owner`` says whether
+    the peer is vtmon's own user). Two more methods are used when the engine has them:
+    ``handle_rpc_response(message, conn)`` for JSON-RPC responses an application sends back
+    (answers to ``knobs.set``), and ``connection_closed(conn_id)`` once a connection is gone
+    and its last batch was submitted.
     """
 
     connections: Any
@@ -169,10 +171,16 @@ class _Conn(asyncio.Protocol):
         self.rejected: Counter[str] = Counter()
         self.closed = False
         self.frames: frames.FrameReader | None = None  # once a hello chose binary frames
+        # Who is at the other end (docs/protocol.md, "Who may call what"): only the owner may
+        # steer or read. A connection with no socket (a replay's) is nobody's.
+        self.peer_uid: int | None = None
+        self.owner = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        self.peer_uid = peer_uid(transport.get_extra_info("socket"))
+        self.owner = self.server.is_owner(self.peer_uid)
         self.opened()
 
     def opened(self) -> None:
@@ -486,6 +494,13 @@ class IngestServer:
         sock.setblocking(False)
         return sock
 
+    def is_owner(self, uid: int | None) -> bool:
+        """Whether a peer of ``uid`` is vtmon's own user (or root). Without peer credentials
+        (None: a platform that gives none) only a socket no one else may open vouches for it."""
+        if uid is None:
+            return self.socket_mode == 0o600
+        return uid in (os.geteuid(), 0)
+
     def _make_conn(self) -> _Conn:
         c = _Conn(self)
         self._conns.add(c)
@@ -522,6 +537,23 @@ class IngestServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def peer_uid(sock: Any) -> int | None:
+    """The uid of the process at the other end of a connected Unix socket, as the kernel
+    recorded it when it connected; None where the platform does not say."""
+    if sock is None:
+        return None
+    try:
+        if hasattr(socket, "SO_PEERCRED"):  # Linux: struct ucred {pid, uid, gid}
+            data = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            return int(struct.unpack("3i", data)[1])
+        if hasattr(socket, "LOCAL_PEERCRED"):  # macOS, BSD: struct xucred {version, uid, ...}
+            data = sock.getsockopt(0, socket.LOCAL_PEERCRED, 128)  # level 0: SOL_LOCAL
+            return int(struct.unpack_from("=II", data)[1])
+    except (OSError, struct.error):
+        pass
+    return None
 
 
 def _takes_conn(fn: Callable[..., Any]) -> bool:
