@@ -473,7 +473,8 @@ def report(
     t0, t1 = _report_period(since, start, end)
     cfg = _load(config_file)
     ctx = click.get_current_context()
-    data_dir = Path(ctx.meta.get("vtmon.data_dir") or platformdirs.user_data_dir(APP))
+    named = ctx.meta.get("vtmon.data_dir")
+    data_dir = Path(named or platformdirs.user_data_dir(APP))
     name = DEMO_DB_NAME if demo_db else DB_NAME
     if not (data_dir / name).is_file():
         if not demo_db and (data_dir / DEMO_DB_NAME).is_file():
@@ -485,7 +486,7 @@ def report(
             f"There is no history file {data_dir / name}: vtmon keeps one while it runs "
             "(`vtmon`, `vtmon serve`); pass --data-dir for another folder."
         )
-    store = HistoryStore.open(data_dir, cfg.retention, name=name)
+    store = HistoryStore.open(data_dir, cfg.retention, name=name, own_folder=not named)
     try:
         if not store.persistent or store.notice:
             raise _ReportError(f"Cannot read {data_dir / name}: {store.warning}")
@@ -501,7 +502,7 @@ def report(
         return
     path = output or Path(default_name(time.time(), fmt))
     try:
-        write(text, path)
+        write(text, path, private=output is None)  # a path the user named is theirs to share
     except OSError as e:
         raise click.ClickException(f"Cannot write {path}: {e.strerror or e}.") from None
     size = len(text.encode()) / 1024
@@ -721,13 +722,23 @@ def _replay_headless(
 
 
 def _log_to_file() -> None:
-    """Log to a file: anything written to the terminal would tear the console's screen."""
+    """Log to a file: anything written to the terminal would tear the console's screen. The
+    file is the user's alone (0600 in a 0700 folder): it names series and findings."""
+    from vtmon.store.files import ForeignFolder, narrow, private_folder
+
     log_dir = Path(platformdirs.user_log_dir(APP))
     try:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        logging.basicConfig(filename=log_dir / "vtmon.log", level=logging.WARNING)
-    except OSError:
+        note = private_folder(log_dir, own=True)
+        path = log_dir / "vtmon.log"
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        narrow(path)  # one an older vtmon made 0644
+        stream = os.fdopen(fd, "a", encoding="utf-8")
+    except (OSError, ForeignFolder):
         logging.basicConfig(level=logging.CRITICAL)
+        return
+    logging.basicConfig(stream=stream, level=logging.WARNING)
+    if note:
+        logging.getLogger(__name__).warning("%s", note)
 
 
 def _replay_console(monitor: Any, thread: threading.Thread, stop: threading.Event) -> None:
@@ -862,8 +873,11 @@ def _open_store(cfg: Config, demo: bool) -> Any:
     ctx = click.get_current_context()
     if ctx.meta.get("vtmon.no_history"):
         return None
-    data_dir = ctx.meta.get("vtmon.data_dir") or platformdirs.user_data_dir(APP)
-    store = HistoryStore.open(data_dir, cfg.retention, name=DEMO_DB_NAME if demo else DB_NAME)
+    named = ctx.meta.get("vtmon.data_dir")
+    data_dir = named or platformdirs.user_data_dir(APP)
+    store = HistoryStore.open(
+        data_dir, cfg.retention, name=DEMO_DB_NAME if demo else DB_NAME, own_folder=not named
+    )
     ctx.call_on_close(store.close)  # Monitor.stop closes it first; this covers failed starts
     return store
 

@@ -102,7 +102,14 @@ class Recorder:
         try:
             # What the applications sent may be private: readable by this user only, like the
             # socket itself.
-            self._raw: BinaryIO = os.fdopen(os.open(self.path, flags, 0o600), "wb", buffering=0)
+            fd = os.open(self.path, flags, 0o600)
+            try:
+                if overwrite:  # the file replaced may have been wider; it is empty now
+                    os.fchmod(fd, 0o600)
+                self._raw: BinaryIO = os.fdopen(fd, "wb", buffering=0)
+            except OSError:
+                os.close(fd)
+                raise
         except FileExistsError:
             raise RecordingError(
                 f"{self.path} already exists; choose another name, or pass --force to "
