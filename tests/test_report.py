@@ -555,6 +555,35 @@ def test_report_default_file_name_has_the_time(
     assert re.fullmatch(r"vtmon-report-\d{8}-\d{6}\.html", name)
 
 
+def test_a_report_in_vtmon_s_place_is_private_one_named_with_o_follows_the_umask(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    period = ["--from", "2023-11-14T22:13:00+00:00", "--to", "2023-11-14T22:15:00+00:00"]
+    old = os.umask(0o022)
+    try:
+        assert run("report", "--data-dir", str(data_dir), *period).exit_code == 0
+        (made,) = tmp_path.glob("vtmon-report-*.html")
+        assert made.stat().st_mode & 0o777 == 0o600
+        out = tmp_path / "to-share.html"
+        assert run("report", "--data-dir", str(data_dir), *period, "-o", str(out)).exit_code == 0
+        assert out.stat().st_mode & 0o777 == 0o644  # the user named it: their umask decides
+    finally:
+        os.umask(old)
+
+
+def test_the_default_data_folder_is_made_private_when_found_open(data_dir: Path) -> None:
+    own = Path(os.environ["XDG_DATA_HOME"]) / "vtmon"  # the user data folder, in the test
+    own.mkdir(parents=True)
+    shutil.copy(data_dir / "vtmon.db", own / "vtmon.db")
+    own.chmod(0o755)
+    (own / "vtmon.db").chmod(0o644)
+    period = ["--from", "2023-11-14T22:13:00+00:00", "--to", "2023-11-14T22:15:00+00:00"]
+    assert run("report", *period, "--format", "json", "-o", "-").exit_code == 0
+    assert own.stat().st_mode & 0o777 == 0o700
+    assert (own / "vtmon.db").stat().st_mode & 0o777 == 0o600
+
+
 @pytest.mark.parametrize(
     ("args", "says"),
     [

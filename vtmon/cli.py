@@ -260,10 +260,9 @@ def snapshot(socket_path: str | None, history: bool, compact: bool) -> None:
 
     The schema is described in docs/snapshot.md.
     """
-    socket_path = _inherit(socket_path)[0]
     from vtmon.ingest.server import rpc_call
 
-    path = resolve_socket_path(socket_path)
+    path = _running(socket_path)
     try:
         result = rpc_call(path, "snapshot", {"history": history})
     except (FileNotFoundError, ConnectionRefusedError):
@@ -286,8 +285,7 @@ def send(socket_path: str | None, quiet: bool) -> None:
       some_app | vtmon send
       printf 'api.request_latency:12.5|ms\\n' | vtmon send
     """
-    socket_path = _inherit(socket_path)[0]
-    path = resolve_socket_path(socket_path)
+    path = _running(socket_path)
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         s.connect(os.fspath(path))
@@ -490,7 +488,8 @@ def report(
     t0, t1 = _report_period(since, start, end)
     cfg = _load(config_file)
     ctx = click.get_current_context()
-    data_dir = Path(ctx.meta.get("vtmon.data_dir") or platformdirs.user_data_dir(APP))
+    named = ctx.meta.get("vtmon.data_dir")
+    data_dir = Path(named or platformdirs.user_data_dir(APP))
     name = DEMO_DB_NAME if demo_db else DB_NAME
     if not (data_dir / name).is_file():
         if not demo_db and (data_dir / DEMO_DB_NAME).is_file():
@@ -502,7 +501,7 @@ def report(
             f"There is no history file {data_dir / name}: vtmon keeps one while it runs "
             "(`vtmon`, `vtmon serve`); pass --data-dir for another folder."
         )
-    store = HistoryStore.open(data_dir, cfg.retention, name=name)
+    store = HistoryStore.open(data_dir, cfg.retention, name=name, own_folder=not named)
     try:
         if not store.persistent or store.notice:
             raise _ReportError(f"Cannot read {data_dir / name}: {store.warning}")
@@ -518,7 +517,7 @@ def report(
         return
     path = output or Path(default_name(time.time(), fmt))
     try:
-        write(text, path)
+        write(text, path, private=output is None)  # a path the user named is theirs to share
     except OSError as e:
         raise click.ClickException(f"Cannot write {path}: {e.strerror or e}.") from None
     size = len(text.encode()) / 1024
@@ -633,7 +632,7 @@ def replay(
 
     \b
       vtmon replay incident.vtmrec --speed 10
-      vtmon replay incident.vtmrec --speed max --serve --socket /tmp/r.sock
+      vtmon replay incident.vtmrec --speed max --serve --socket /tmp/replay/r.sock
     """
     from vtmon.engine.clock import ManualClock
     from vtmon.engine.monitor import Monitor
@@ -713,11 +712,11 @@ def _replay_headless(
     endpoint: Any,
     watching: str,
 ) -> None:
-    from vtmon.ingest.server import IngestServer, SocketError, SocketInUse, server_limits
+    from vtmon.ingest.server import IngestServer, SocketError, SocketInUse, server_options
 
     _log_to_stderr()
     _open_files(monitor.config)
-    server = IngestServer(path, endpoint, **server_limits(monitor.config))
+    server = IngestServer(path, endpoint, **server_options(monitor.config))
     try:
         server.start()
     except (SocketInUse, SocketError) as e:
@@ -745,15 +744,29 @@ def _log_to_stderr() -> None:
 
 
 def _log_to_file() -> None:
-    """Log to a file: anything written to the terminal would tear the console's screen."""
+    """Log to a file: anything written to the terminal would tear the console's screen. The
+    file is the user's alone (0600 in a 0700 folder): it names series and findings."""
     from vtmon.process import configure_logging
+    from vtmon.store.files import ForeignFolder, narrow, private_folder
 
+    global _LOG_PATH
     log_dir = Path(platformdirs.user_log_dir(APP))
     try:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        configure_logging(filename=log_dir / "vtmon.log", level=logging.WARNING)
-    except OSError:
+        note = private_folder(log_dir, own=True)
+        path = log_dir / "vtmon.log"
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        narrow(path)  # one an older vtmon made 0644
+        stream = os.fdopen(fd, "a", encoding="utf-8")
+    except (OSError, ForeignFolder):
         configure_logging(level=logging.CRITICAL)
+        return
+    _LOG_PATH = str(path)
+    configure_logging(stream=stream, level=logging.WARNING)
+    if note:
+        logging.getLogger(__name__).warning("%s", note)
+
+
+_LOG_PATH = ""  # the console's log file, once _log_to_file opened it
 
 
 def _open_files(cfg: Config) -> None:
@@ -764,14 +777,6 @@ def _open_files(cfg: Config) -> None:
     warning = open_file_warning(raise_open_file_limit(), cfg.max_connections)
     if warning:
         logging.getLogger(__name__).warning(warning)
-
-
-def _log_file() -> str:
-    """The file the console logs to, "" when it logs nowhere."""
-    for h in logging.getLogger().handlers:
-        if isinstance(h, logging.FileHandler):
-            return h.baseFilename
-    return ""
 
 
 def _replay_console(monitor: Any, thread: threading.Thread, stop: threading.Event) -> None:
@@ -827,6 +832,20 @@ def _load(config_file: str | None) -> Config:
         raise click.ClickException(str(e)) from None
 
 
+def _running(socket_path: str | None) -> Path:
+    """The socket of the running vtmon a command talks to, once its folder passed the check
+    of vtmon.client.access (a guessed path's folder must be the caller's or root's); one
+    sentence and exit status 1 when it did not."""
+    from vtmon.client import access
+
+    path, named = access.socket_path(_inherit(socket_path)[0])
+    try:
+        access.check_folder(path, named=named)
+    except access.UnsafeFolder as e:
+        raise click.ClickException(str(e)) from None
+    return path
+
+
 def _not_running(path: Path) -> str:
     return (
         f"No vtmon is listening on {path}; start one with `vtmon` or `vtmon serve`, "
@@ -848,7 +867,7 @@ def _start_engine(
 
     from vtmon.engine.collector import SystemCollector
     from vtmon.engine.monitor import Monitor
-    from vtmon.ingest.server import IngestServer, SocketError, SocketInUse, server_limits
+    from vtmon.ingest.server import IngestServer, SocketError, SocketInUse, server_options
 
     if pid is not None:
         try:
@@ -869,7 +888,7 @@ def _start_engine(
     _recovered(monitor, recovery)
     if prometheus is not None:  # before the socket opens, so that every batch is exported
         _start_prometheus(monitor, prometheus)
-    server = IngestServer(path, monitor, recorder=recorder, **server_limits(cfg))
+    server = IngestServer(path, monitor, recorder=recorder, **server_options(cfg))
     try:
         server.start()
     except (SocketInUse, SocketError) as e:
@@ -886,8 +905,11 @@ def _open_store(cfg: Config, demo: bool) -> Any:
     ctx = click.get_current_context()
     if ctx.meta.get("vtmon.no_history"):
         return None
-    data_dir = ctx.meta.get("vtmon.data_dir") or platformdirs.user_data_dir(APP)
-    store = HistoryStore.open(data_dir, cfg.retention, name=DEMO_DB_NAME if demo else DB_NAME)
+    named = ctx.meta.get("vtmon.data_dir")
+    data_dir = named or platformdirs.user_data_dir(APP)
+    store = HistoryStore.open(
+        data_dir, cfg.retention, name=DEMO_DB_NAME if demo else DB_NAME, own_folder=not named
+    )
     ctx.call_on_close(store.close)  # Monitor.stop closes it first; this covers failed starts
     return store
 
@@ -925,7 +947,7 @@ def _tuner_call(socket_path: str | None, method: str, params: dict[str, Any]) ->
     """One tuner request to the running vtmon; prints its one sentence."""
     from vtmon.ingest.server import rpc_call
 
-    path = resolve_socket_path(_inherit(socket_path)[0])
+    path = _running(socket_path)
     try:
         result = rpc_call(path, method, params)
     except (FileNotFoundError, ConnectionRefusedError):
@@ -1030,8 +1052,7 @@ def _run_app(monitor: Any) -> str:
     app.run()
     if not app.return_code:
         return ""
-    log_file = _log_file()
-    where = f" ({log_file} has what was logged before it)" if log_file else ""
+    where = f" ({_LOG_PATH} has what was logged before it)" if _LOG_PATH else ""
     return f"The console ended on an error{where}."
 
 

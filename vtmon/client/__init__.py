@@ -55,6 +55,12 @@ second), declares its series and registers its knobs again. What vtmon's socket 
 taken when vtmon died is lost with it. A write vtmon does not take within 5 s gives the
 connection up (and the samples go back).
 
+Before each connection attempt the client checks the socket's folder (vtmon.client.access,
+docs/security.md): a folder that is a symbolic link or that a group or other users can write,
+or (for the default path) one owned by another user than the application's or root, is not
+connected through. The client then logs one warning and goes on as when vtmon is away:
+buffering, dropping the oldest when full, and ``client.last_error`` says why.
+
 Counters, for the application: ``client.dropped`` (samples dropped by the full buffer),
 ``client.reported`` (how many of those vtmon was told about), ``client.sent`` (samples and
 lines written to vtmon), ``client.invalid`` (samples that cannot be sent: a value that is no

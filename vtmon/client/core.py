@@ -19,10 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from vtmon.client import wire
+from vtmon.client import access, wire
 from vtmon.client.knobs import Knob, check, error, set_reply
 from vtmon.client.wire import COUNTER, DIST, GAUGE, LINE, Series
-from vtmon.config import resolve_socket_path
 
 log = logging.getLogger("vtmon.client")
 
@@ -132,7 +131,7 @@ class Client:
         "socket_path", "max_buffer", "dropped", "reported", "invalid", "sent", "last_error",
         "_buf", "_cap2", "_mark", "_three_quarters", "_high", "_unreported", "_buf_lock",
         "_counters", "_gauges", "_keys", "_names", "_Timer",
-        "_sock", "_binary", "_gen", "_next_sid", "_max_frame", "_fresh", "_reader",
+        "_named", "_sock", "_binary", "_gen", "_next_sid", "_max_frame", "_fresh", "_reader",
         "_send_lock", "_round_lock", "_knobs", "_control", "_register_ids", "_last_id",
         "_lock", "_warned", "_wake", "_closed", "_interval", "_thread", "__weakref__",
     )  # fmt: skip
@@ -146,7 +145,8 @@ class Client:
     ) -> None:
         if max_buffer < 1:
             raise ValueError("max_buffer must be at least 1.")
-        self.socket_path = os.fspath(socket_path or resolve_socket_path(None))
+        path, self._named = access.socket_path(socket_path)  # named: see vtmon.client.access
+        self.socket_path = os.fspath(path)
         self.max_buffer = int(max_buffer)
         # What became of the samples (see the module docstring, "Counters").
         self.dropped = 0
@@ -721,6 +721,13 @@ class Client:
     def _connect(self) -> None:
         """Open the connection, agree on the format, start its reader (round lock held);
         raises OSError."""
+        try:
+            access.check_folder(self.socket_path, named=self._named)
+        except access.UnsafeFolder as e:
+            if str(e) not in self._warned:  # once: the sender retries every second
+                self._warned.add(str(e))
+                log.warning("vtmon.client does not connect: %s", e)
+            raise
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             s.settimeout(HELLO_TIMEOUT_S)

@@ -66,6 +66,7 @@ class Connection(Protocol):
     """One application connection on the socket, as the engine sees it (the server owns it)."""
 
     id: int
+    owner: bool  # the peer is vtmon's own user or root (docs/protocol.md, "Who may call what")
 
     def send(self, message: dict[str, Any]) -> bool:
         """Queue one JSON-RPC message to the application (any thread); False when closed."""

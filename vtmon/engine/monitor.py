@@ -180,6 +180,7 @@ class Monitor:
         self._timed_until = 0.0  # the part of it that release_ingest does not end
         self._hold_started = 0.0
         self.holds = 0  # batches that waited for the screen (tests, debugging)
+        self._refused: set[tuple[int | None, str]] = set()  # (uid, method) already logged
 
     # -- input -------------------------------------------------------------------------------
 
@@ -308,6 +309,8 @@ class Monitor:
         params = request.get("params") or {}
         if not isinstance(method, str):
             return _rpc_error(rid, -32600, "Invalid request: method must be a string.")
+        if conn is not None and not getattr(conn, "owner", False) and method not in PEER_METHODS:
+            return self._refuse(rid, method, conn)
         if method == "snapshot":
             history = bool(params.get("history", False)) if isinstance(params, dict) else False
             result: Any = self._snapshot_json(history)
@@ -366,6 +369,22 @@ class Monitor:
         raw = RawJSON(json.dumps(d, separators=(",", ":")).encode())
         self._snap_json[history] = (snap, raw)
         return raw
+
+    def _refuse(self, rid: Any, method: str, conn: Any) -> dict[str, Any] | None:
+        """The answer to a peer of another uid calling an owner's method; logged once per uid
+        and method (a client retrying in a loop must not fill the log)."""
+        uid = getattr(conn, "peer_uid", None)
+        who = "this connection" if uid is None else f"uid {uid}"
+        said = (uid, method[:100])  # the name came from outside: bounded in the log and here
+        if said not in self._refused and len(self._refused) < 1000:
+            self._refused.add(said)
+            log.warning("Refused %r from %s: only vtmon's own user may call it.", said[1], who)
+        return _rpc_error(
+            rid,
+            NOT_OWNER,
+            f"Only vtmon's own user may call {method}; {who} may send metrics, ping and "
+            "register its own knobs.",
+        )
 
     def _tuner_rpc(self, method: str, params: Any) -> Any:
         """``actions.*`` and ``tuner.mode`` (docs/tuning.md); ValueError is one sentence."""
@@ -659,6 +678,22 @@ def _resource_history(cols: dict[str, list[float | None]]) -> ResourceHistory:
         ResourceHistory(*(tuple(c) for c in zip(*rows, strict=True))) if rows else ResourceHistory()
     )
 
+
+# What a peer of another uid may call (docs/protocol.md, "Who may call what"): send metrics and
+# look after its own knobs. Every other method -- steering the tuner, and reading (a snapshot
+# shows every application's series and knobs) -- answers only vtmon's own user and root, so
+# that a method added later is the owner's until it is listed here.
+PEER_METHODS = frozenset(
+    {
+        "hello",  # answered by the socket server
+        "connection.stats",  # likewise: the connection's own counters
+        "ping",
+        "client.dropped",
+        "knobs.register",
+        "knobs.unregister",
+    }
+)
+NOT_OWNER = -32001  # the JSON-RPC error of a refused call
 
 TUNER_METHODS = (
     "actions.list",

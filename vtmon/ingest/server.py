@@ -21,6 +21,7 @@ import logging
 import os
 import socket
 import stat
+import struct
 import threading
 import time
 from collections import Counter, deque
@@ -28,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from vtmon.client.access import UnsafeFolder, check_folder
 from vtmon.config import Config
 from vtmon.ingest import frames, jsonrpc
 from vtmon.ingest.parse import parse_block, too_long_request
@@ -77,14 +79,15 @@ class Engine(Protocol):
     ``refused`` (connections closed at once: ``max_connections`` were open).
 
     ``handle_rpc`` gets the connection a request came on as a second argument when it takes
-    one (the connection is a ``vtmon.engine.actuators.Connection``); it is called in the
-    server's RPC thread, one request at a time. More methods are used when the engine has
-    them: ``handle_rpc_response(message, conn)`` for JSON-RPC responses an application sends
-    back (answers to ``knobs.set``), ``connection_closed(conn_id)`` once a connection is gone,
-    its last batch was submitted and its last request answered, and ``offer(batch)`` with
-    ``on_room(fn)``: ``offer`` queues a batch only if there is room at once (False: the server
-    keeps it) and ``fn`` is called, from any thread, when a batch refused may be offered
-    again. Without them, ``submit`` is called and may wait.
+    one (the connection is a ``vtmon.engine.actuators.Connection``; its ``owner`` says whether
+    the peer is vtmon's own user); it is called in the server's RPC thread, one request at a
+    time. More methods are used when the engine has them: ``handle_rpc_response(message,
+    conn)`` for JSON-RPC responses an application sends back (answers to ``knobs.set``),
+    ``connection_closed(conn_id)`` once a connection is gone, its last batch was submitted and
+    its last request answered, and ``offer(batch)`` with ``on_room(fn)``: ``offer`` queues a
+    batch only if there is room at once (False: the server keeps it) and ``fn`` is called,
+    from any thread, when a batch refused may be offered again. Without them, ``submit`` is
+    called and may wait.
     """
 
     connections: Any
@@ -107,14 +110,33 @@ def probe(path: str | os.PathLike[str], timeout: float = 1.0) -> bool:
         s.close()
 
 
-def prepare_path(path: Path) -> None:
-    """Create the folder 0700, refuse a live socket, replace a stale one."""
+def prepare_path(path: Path, socket_mode: int = 0o600, gid: int | None = None) -> None:
+    """Check the socket's folder (vtmon.client.access), creating it 0700 when it is missing;
+    refuse a live socket, replace a stale one. ``socket_mode`` and ``gid``: who else the socket
+    admits (``[server]``): a folder created here lets them through, never write."""
     folder = path.parent
-    if not folder.exists():
+    created = False
+    if not os.path.lexists(folder):
         try:
             folder.mkdir(mode=0o700, parents=True)
+            created = True
+        except FileExistsError:
+            pass  # made meanwhile by someone else: the check decides
         except OSError as e:
             raise SocketError(f"Cannot create the socket folder {folder}: {e.strerror}.") from e
+    try:
+        check_folder(path, serving=True)
+    except UnsafeFolder as e:
+        raise SocketError(str(e)) from None
+    if created:
+        _admit(folder, socket_mode, gid)
+    elif _traverse(socket_mode) & ~os.stat(folder).st_mode:
+        log.warning(
+            "The socket admits other users (mode %04o) but its folder %s does not let them "
+            "through; a folder vtmon creates does.",
+            socket_mode,
+            folder,
+        )
     if path.exists() or path.is_symlink():
         mode = path.lstat().st_mode
         if not stat.S_ISSOCK(mode):
@@ -141,6 +163,37 @@ RUN_MAX = 256  # requests answered in one trip to the RPC thread
 ANSWERS_BYTES = 256 * 1024  # a trip ends once its answers are this long
 
 
+def _traverse(socket_mode: int) -> int:
+    """The folder's execute bits the socket's mode needs: the group's, the others'."""
+    return (0o010 if socket_mode & 0o060 else 0) | (0o001 if socket_mode & 0o006 else 0)
+
+
+def _admit(folder: Path, socket_mode: int, gid: int | None) -> None:
+    """Let whom the socket admits through the folder vtmon created: to search it, not write."""
+    try:
+        if gid is not None:
+            os.chown(folder, -1, gid)
+        os.chmod(folder, 0o700 | _traverse(socket_mode))
+    except OSError as e:
+        who = f"group {gid} (vtmon's user must belong to it)" if gid is not None else "others"
+        raise SocketError(f"Cannot open the socket folder {folder} to {who}: {e.strerror}.") from e
+
+
+def resolve_group(group: str | int | None) -> int | None:
+    """``[server] socket_group`` as a gid; SocketError (one sentence) for an unknown name."""
+    if group is None or isinstance(group, int):
+        return group
+    import grp
+
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise SocketError(
+            f"There is no group {group!r} ([server] socket_group); name an existing group or "
+            "give its gid."
+        ) from None
+
+
 class _Conn(asyncio.Protocol):
     def __init__(self, server: IngestServer) -> None:
         self.server = server
@@ -162,10 +215,16 @@ class _Conn(asyncio.Protocol):
         self.requests: deque[Any] = deque()  # to answer, in order, once their batch is queued
         self.busy = False  # an answer is being built in the server's RPC thread
         self.told_closed = False  # the engine heard connection_closed
+        # Who is at the other end (docs/protocol.md, "Who may call what"): only the owner may
+        # steer or read. A connection with no socket (a replay's) is nobody's.
+        self.peer_uid: int | None = None
+        self.owner = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        self.peer_uid = peer_uid(transport.get_extra_info("socket"))
+        self.owner = self.server.is_owner(self.peer_uid)
         self.opened()
 
     def opened(self) -> None:
@@ -568,8 +627,12 @@ class IngestServer:
         frame_timeout_s: float = _DEFAULTS.frame_timeout_s,
         max_declared_series: int = _DEFAULTS.max_declared_series,
         clock: Callable[[], float] = time.monotonic,
+        socket_mode: int = 0o600,
+        socket_group: str | int | None = None,
     ) -> None:
         self.path = Path(path)
+        self.socket_mode = socket_mode  # [server]: who else may connect (docs/security.md)
+        self.socket_group = socket_group
         self.engine = engine
         self.max_line = max_line
         self.max_frame = max_frame
@@ -616,10 +679,12 @@ class IngestServer:
         )
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        self._gid: int | None = None
 
     def start(self) -> None:
         """Bind and serve; raises SocketInUse / SocketError with a user-facing sentence."""
-        prepare_path(self.path)
+        self._gid = resolve_group(self.socket_group)
+        prepare_path(self.path, self.socket_mode, self._gid)
         self._thread = threading.Thread(target=self._run, name="vtmon-ingest", daemon=True)
         self._thread.start()
         self._ready.wait(10)
@@ -781,7 +846,19 @@ class IngestServer:
             raise SocketError(f"Cannot listen on {self.path}: {e.strerror}.") from e
         finally:
             os.umask(old)
-        os.chmod(self.path, 0o600)
+        try:
+            # Before listen(): nobody can connect until the mode is the configured one.
+            if self._gid is not None:
+                os.chown(self.path, -1, self._gid)
+            os.chmod(self.path, self.socket_mode)
+        except OSError as e:
+            sock.close()
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            who = "others"
+            if self._gid is not None:
+                who = f"group {self.socket_group} (vtmon's user must belong to it)"
+            raise SocketError(f"Cannot open the socket {self.path} to {who}: {e.strerror}.") from e
         sock.setblocking(False)
         return sock
 
@@ -861,6 +938,13 @@ class IngestServer:
             self.max_connections,
         )
 
+    def is_owner(self, uid: int | None) -> bool:
+        """Whether a peer of ``uid`` is vtmon's own user (or root). Without peer credentials
+        (None: a platform that gives none) only a socket no one else may open vouches for it."""
+        if uid is None:
+            return self.socket_mode == 0o600
+        return uid in (os.geteuid(), 0)
+
     def _make_conn(self) -> _Conn:
         c = _Conn(self)
         self._conns.add(c)
@@ -901,9 +985,11 @@ class IngestServer:
         self.stop()
 
 
-def server_limits(config: Config) -> dict[str, Any]:
-    """The ``[limits]`` settings as IngestServer's keyword arguments."""
+def server_options(config: Config) -> dict[str, Any]:
+    """The ``[limits]`` and ``[server]`` settings as IngestServer's keyword arguments."""
     return {
+        "socket_mode": config.server.socket_mode,
+        "socket_group": config.server.socket_group,
         "max_line": config.max_line_bytes,
         "max_connections": config.max_connections,
         "max_unread_kib": config.max_unread_kib,
@@ -911,6 +997,23 @@ def server_limits(config: Config) -> dict[str, Any]:
         "frame_timeout_s": config.frame_timeout_s,
         "max_declared_series": config.max_declared_series,
     }
+
+
+def peer_uid(sock: Any) -> int | None:
+    """The uid of the process at the other end of a connected Unix socket, as the kernel
+    recorded it when it connected; None where the platform does not say."""
+    if sock is None:
+        return None
+    try:
+        if hasattr(socket, "SO_PEERCRED"):  # Linux: struct ucred {pid, uid, gid}
+            data = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            return int(struct.unpack("3i", data)[1])
+        if hasattr(socket, "LOCAL_PEERCRED"):  # macOS, BSD: struct xucred {version, uid, ...}
+            data = sock.getsockopt(0, socket.LOCAL_PEERCRED, 128)  # level 0: SOL_LOCAL
+            return int(struct.unpack_from("=II", data)[1])
+    except (OSError, struct.error):
+        pass
+    return None
 
 
 def _takes_conn(fn: Callable[..., Any]) -> bool:
@@ -930,8 +1033,12 @@ def rpc_call(
     method: str,
     params: dict[str, Any] | None = None,
     timeout: float = 5.0,
+    named: bool = True,
 ) -> Any:
-    """Call one JSON-RPC method on a running vtmon; raises ConnectionError / RuntimeError."""
+    """Call one JSON-RPC method on a running vtmon; raises ConnectionError / RuntimeError, and
+    UnsafeFolder when the socket's folder fails vtmon.client.access's check (``named``: the
+    caller chose the path; False: it is the default, whose folder must be the caller's)."""
+    check_folder(path, named=named)
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(timeout)
     try:

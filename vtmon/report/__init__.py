@@ -42,7 +42,8 @@ def make_report(
     now: float | None = None,
 ) -> Path:
     """Build the report of ``[start, end)`` from ``store`` and write it to ``path`` as
-    ``fmt`` (html or json); raises ``NoData`` when nothing is stored for the period."""
+    ``fmt`` (html or json), readable by this user only; raises ``NoData`` when nothing is
+    stored for the period."""
     source = str(store.path) if store.path is not None else ""
     report: dict[str, Any] = build_report(
         store, start, end, config=config, host=host, now=now, source=source

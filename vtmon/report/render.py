@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
@@ -69,14 +69,24 @@ def render_html(report: dict[str, Any]) -> str:
     )
 
 
-def write_report(text: str, path: Path) -> Path:
-    """Write ``text`` to ``path`` whole or not at all (a temporary file renamed into place)."""
+def write_report(text: str, path: Path, *, private: bool = True) -> Path:
+    """Write ``text`` to ``path`` whole or not at all (a temporary file renamed into place).
+
+    ``private``: readable by this user only (0600), as everything vtmon writes in its own
+    places; False (a path the user named) makes it as any file of theirs (the umask decides).
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or Path("."))
+    folder = path.parent or Path(".")
+    while True:
+        tmp = folder / f".{path.name}.{secrets.token_hex(4)}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

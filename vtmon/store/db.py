@@ -41,6 +41,7 @@ from vtmon.engine.clock import Clock, SystemClock
 from vtmon.engine.series import RING_S
 from vtmon.engine.sketch import key_values
 from vtmon.model import HistoryPoint, Kind, Resources, Sensors, SeriesKey, Snapshot
+from vtmon.store.files import ForeignFolder, private_file, private_folder
 from vtmon.store.findings import Finding, FindingsTracker
 from vtmon.store.journal import JOURNAL_SCHEMA
 from vtmon.store.rollup import (
@@ -270,15 +271,26 @@ class HistoryStore:
         retention: RetentionConfig | None = None,
         clock: Clock | None = None,
         name: str = DB_NAME,
+        *,
+        own_folder: bool = False,
     ) -> HistoryStore:
-        """The store in ``data_dir/name``; never raises (see the module docstring)."""
+        """The store in ``data_dir/name``; never raises (see the module docstring).
+
+        The folder is created 0700 and the file 0600 (vtmon.store.files); ``own_folder``
+        (vtmon's default place, not a folder the user named) is also tightened to 0700 when
+        others may enter it. A folder of another user keeps history in memory only."""
         folder = Path(data_dir)
         store = cls(folder / name, retention, clock)
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            note = private_folder(folder, own=own_folder)
+        except ForeignFolder as e:
+            store._memory_only(f"{e}, so vtmon keeps no files there (pass --data-dir)")
+            return store
         except OSError as e:
             store._memory_only(f"cannot create {folder} ({_reason(e)})")
             return store
+        if note:
+            log.warning("%s", note)
         try:
             store._connect()
         except _Corrupt as e:
@@ -296,6 +308,7 @@ class HistoryStore:
     def _connect(self) -> None:
         assert self.path is not None
         path = self.path
+        private_file(path, *(path.with_name(path.name + s) for s in ("-wal", "-shm")))
         if path.exists() and not os.access(path, os.R_OK):
             raise _Corrupt("it cannot be read")
         if path.exists() and not os.access(path, os.W_OK):

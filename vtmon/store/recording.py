@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from vtmon import __version__
 from vtmon.engine.clock import SystemClock
-from vtmon.ingest.server import READ_CLOSE, READ_DATA, READ_OPEN, IngestServer, server_limits
+from vtmon.ingest.server import READ_CLOSE, READ_DATA, READ_OPEN, IngestServer, server_options
 from vtmon.model import Batch, ResourceHistory, Resources, Sensors
 
 if TYPE_CHECKING:
@@ -103,7 +103,14 @@ class Recorder:
         try:
             # What the applications sent may be private: readable by this user only, like the
             # socket itself.
-            self._raw: BinaryIO = os.fdopen(os.open(self.path, flags, 0o600), "wb", buffering=0)
+            fd = os.open(self.path, flags, 0o600)
+            try:
+                if overwrite:  # the file replaced may have been wider; it is empty now
+                    os.fchmod(fd, 0o600)
+                self._raw: BinaryIO = os.fdopen(fd, "wb", buffering=0)
+            except OSError:
+                os.close(fd)
+                raise
         except FileExistsError:
             raise RecordingError(
                 f"{self.path} already exists; choose another name, or pass --force to "
@@ -506,7 +513,7 @@ def replay_into(
     stop = stop or threading.Event()
     pace = bool(speed) and speed is not None and math.isfinite(speed) and speed > 0
     wall_clock: Clock = wall if wall is not None else SystemClock()
-    feeder = IngestServer(reader.socket_path or "replay", monitor, **server_limits(monitor.config))
+    feeder = IngestServer(reader.socket_path or "replay", monitor, **server_options(monitor.config))
     conns: dict[int, Any] = {}
     interval = monitor.config.snapshot_interval_s
     _move(clock, reader.started)
