@@ -62,34 +62,63 @@ def _busy(monitor: RecordingMonitor, series: int = 400) -> None:
 
 
 def test_a_client_that_reads_no_answers_is_closed_and_others_are_answered_meanwhile(
-    server, monitor
+    sock_dir, monitor
 ):
-    _busy(monitor)
-    hoarder = connect(server.path)
-    # Far more answers than the 4 MiB a connection may leave unread, asked in one write.
-    hoarder.sendall(
-        b"".join(b'{"jsonrpc":"2.0","id":%d,"method":"snapshot"}\n' % i for i in range(200))
-    )
-    good = connect(server.path)
-    worst = 0.0
-    deadline = time.monotonic() + 30
-    while not monitor.connections.closed:
-        t0 = time.monotonic()
-        good.sendall(PING)
-        assert read_json(good)["result"] == "pong"
-        worst = max(worst, time.monotonic() - t0)
-        assert time.monotonic() < deadline, "the hoarder was never closed"
-    assert worst < 1.0  # generous: the hoarder's answers are built off the loop, once
-    assert _closed_by_vtmon(hoarder)
-    # A client that asks for several answers at once and then reads them is served in full.
-    good.sendall(b"".join(b'{"jsonrpc":"2.0","id":%d,"method":"snapshot"}\n' % i for i in range(5)))
-    buf = b""
-    while buf.count(b"\n") < 5:
-        chunk = good.recv(1 << 20)
-        assert chunk
-        buf += chunk
-    assert buf.count(b'"result":{') == 5
-    assert monitor.tick().ingest.closed == {"unread answers": 1}
+    now = [0.0]
+    srv = _server(sock_dir, monitor, clock=lambda: now[0], frame_timeout_s=30)
+    try:
+        _busy(monitor)
+        hoarder = connect(srv.path)
+        # Far more answers than a connection may leave unread, asked in one write.
+        hoarder.sendall(
+            b"".join(b'{"jsonrpc":"2.0","id":%d,"method":"snapshot"}\n' % i for i in range(200))
+        )
+        (held,) = [c for c in srv._conns]
+        poll("the hoarder's answers to wait unread", lambda: held.unread_since is not None)
+        good = connect(srv.path)
+        worst = 0.0
+        for _ in range(20):
+            t0 = time.monotonic()
+            good.sendall(PING)
+            assert read_json(good)["result"] == "pong"
+            worst = max(worst, time.monotonic() - t0)
+        assert worst < 1.0  # generous: the hoarder's answers are built off the loop
+        # No more answers are built while the hoarder reads none: what waits for it is at most
+        # one trip of answers beyond the transport's high-water mark, not 200 Snapshots.
+        assert held.transport.get_write_buffer_size() < 2 * 1024 * 1024
+        assert held.requests and not monitor.connections.closed
+        now[0] += 29.0
+        srv.sweep()
+        assert not monitor.connections.closed  # not yet: answers may wait a while
+        now[0] += 1.0
+        srv.sweep()
+        assert _closed_by_vtmon(hoarder)
+        assert monitor.tick().ingest.closed == {"unread answers": 1}
+        # A client that asks for several answers at once and then reads them is served in
+        # full, however large each is.
+        good.sendall(
+            b"".join(b'{"jsonrpc":"2.0","id":%d,"method":"snapshot"}\n' % i for i in range(5))
+        )
+        buf = b""
+        while buf.count(b"\n") < 5:
+            chunk = good.recv(1 << 20)
+            assert chunk
+            buf += chunk
+        assert buf.count(b'"result":{') == 5
+    finally:
+        srv.stop()
+
+
+def test_one_answer_larger_than_the_unread_limit_reaches_a_client_that_reads(sock_dir, monitor):
+    # A Snapshot of many series may be larger than max_unread_kib: it is no unread answer.
+    srv = _server(sock_dir, monitor, max_unread_kib=64)
+    try:
+        _busy(monitor, series=3000)  # an answer of a few MB
+        got = rpc_call(srv.path, "snapshot", timeout=30)
+        assert len(got["series"]) == 3000
+        assert not monitor.connections.closed
+    finally:
+        srv.stop()
 
 
 # -- 8. unfinished lines and frames -----------------------------------------------------------

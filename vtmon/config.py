@@ -174,7 +174,7 @@ class Config:
     max_connections: int = 1_000  # further connections are refused and counted
     max_unread_kib: int = 4_096  # a connection leaving more answers unread is closed
     max_buffered_mb: int = 256  # unfinished lines and frames held across all connections
-    frame_timeout_s: float = 30.0  # a connection idle inside an unfinished frame is closed
+    frame_timeout_s: float = 30.0  # idle inside a frame, or answers unread: closed
     max_declared_series: int = 100_000  # binary-frame series ids one connection may declare
     snapshot_interval_s: float = 1.0
     system_interval_s: float = 1.0
@@ -592,7 +592,7 @@ max_line_bytes = 65536       # longer lines are rejected as "too long"
 max_connections = 1000       # further connections are refused and counted
 max_unread_kib = 4096        # a client leaving more answers unread is disconnected
 max_buffered_mb = 256        # unfinished lines and frames held across all connections
-frame_timeout_s = 30         # a connection silent inside an unfinished frame is closed
+frame_timeout_s = 30         # silent inside a frame, or answers unread: closed
 max_declared_series = 100000 # binary-frame series one connection may declare
 
 [server]                     # who may reach the socket (docs/security.md)

@@ -214,6 +214,7 @@ class _Conn(asyncio.Protocol):
         self.limit = ""  # the limit it was closed for
         self.requests: deque[Any] = deque()  # to answer, in order, once their batch is queued
         self.busy = False  # an answer is being built in the server's RPC thread
+        self.unread_since: float | None = None  # since when its answers wait unread
         self.told_closed = False  # the engine heard connection_closed
         # Who is at the other end (docs/protocol.md, "Who may call what"): only the owner may
         # steer or read. A connection with no socket (a replay's) is nobody's.
@@ -237,6 +238,10 @@ class _Conn(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True  # send() refuses from now on
         self._finish()
+        if self.paused & _FOR_WRITES:  # no more writes to wait for: its last requests go on
+            self.paused &= ~_FOR_WRITES
+            self.unread_since = None
+            self._answer_next()
         self.server.engine.connections.open -= 1
         self.server._conns.discard(self)
         if self.server.recorder is not None:
@@ -309,10 +314,16 @@ class _Conn(asyncio.Protocol):
             self.last_read = self.server.clock()  # it waited for vtmon, not the other way
 
     def pause_writing(self) -> None:
-        self._pause(_FOR_WRITES)  # the application reads no answers: read no more requests
+        # The application reads no answers: read no more of its requests and build no more
+        # answers (they would only wait in memory) until it does; the sweep closes it when it
+        # leaves them unread for frame_timeout_s.
+        self.unread_since = self.server.clock()
+        self._pause(_FOR_WRITES)
 
     def resume_writing(self) -> None:
+        self.unread_since = None
         self._resume(_FOR_WRITES)
+        self._answer_next()
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -332,8 +343,11 @@ class _Conn(asyncio.Protocol):
     def _write(self, data: bytes) -> None:
         t = self.transport
         if t is not None and not self.closed and not t.is_closing():
+            # Answers already waiting and this one past the limit: the application does not
+            # read. One large answer (a Snapshot of many series) to a reader is no reason.
+            waiting = t.get_write_buffer_size()
             t.write(data)
-            if t.get_write_buffer_size() > self.server.max_unread:
+            if waiting and t.get_write_buffer_size() > self.server.max_unread:
                 self.close_for(CLOSED_UNREAD)
 
     # -- reading ----------------------------------------------------------------------------
@@ -480,7 +494,7 @@ class _Conn(asyncio.Protocol):
         meanwhile."""
         srv = self.server
         requests = self.requests
-        while requests and not self.busy:
+        while requests and not self.busy and not self.paused & _FOR_WRITES:
             if _local(requests[0]):
                 resp = self._local(requests.popleft())
                 if resp is not None:
@@ -554,7 +568,8 @@ class _Conn(asyncio.Protocol):
                 resp = srv.engine.handle_rpc(req, self)
             else:
                 resp = srv.engine.handle_rpc(req)
-            return None if resp is None else jsonrpc.encode(resp)
+            # Gone: what it asked is still done (an approve, say), the answer is not built.
+            return None if resp is None or self.closed else jsonrpc.encode(resp)
         except Exception as e:  # an engine bug must not take the connection down
             log.exception("rpc failed")
             if req.get("id") is None:
@@ -799,7 +814,8 @@ class IngestServer:
 
     def sweep(self) -> int:
         """Close the connections idle inside an unfinished line or frame for
-        ``frame_timeout_s`` of ``clock`` (``frame timeout``); returns how many. Runs every
+        ``frame_timeout_s`` of ``clock`` (``frame timeout``), and those that left their answers
+        unread as long (``unread answers``); returns how many. Runs every
         ``SWEEP_S`` on the server's loop; any thread may call it (tests, after moving the
         clock), and it then runs on the loop and is waited for."""
         loop = self._loop
@@ -813,14 +829,18 @@ class IngestServer:
 
     def _sweep(self) -> int:
         now = self.clock()
+        limit = self.frame_timeout_s
         idle = [
-            c
-            for c in self._conns
-            if c.unfinished and not c.paused and now - c.last_read >= self.frame_timeout_s
+            c for c in self._conns if c.unfinished and not c.paused and now - c.last_read >= limit
         ]
         for c in idle:
             c.close_for(CLOSED_FRAME_TIMEOUT)
-        return len(idle)
+        unread = [
+            c for c in self._conns if c.unread_since is not None and now - c.unread_since >= limit
+        ]
+        for c in unread:
+            c.close_for(CLOSED_UNREAD)
+        return len(idle) + len(unread)
 
     def _sweep_every(self) -> float:
         return min(SWEEP_S, self.frame_timeout_s / 2)
