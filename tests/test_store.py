@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from tests.history import damage_middle, filled_file
+from tests.serve import poll
 from vtmon.config import EXAMPLE_CONFIG, ConfigError, RetentionConfig, config_from_dict
 from vtmon.engine.clock import ManualClock
 from vtmon.engine.monitor import Monitor
@@ -296,6 +298,55 @@ def test_a_corrupt_file_is_moved_aside_and_a_fresh_one_works(
     store.add_seconds([(LAT, Kind.DISTRIBUTION, t, Sketch.of([1.0, 2.0, 3.0]))])
     assert store.flush() == 1
     assert store.summary(LAT, t, t + 1)["count"] == 3
+    store.close()
+
+
+def _moved_aside(folder: Path) -> Path:
+    (aside,) = folder.glob("vtmon.db.corrupt-*[0-9]Z")  # its -wal and -shm go with it
+    return aside
+
+
+def test_damage_inside_the_file_is_found_at_start_and_the_file_moved_aside(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    keys = filled_file(tmp_path, clock)
+    damage_middle(tmp_path / "vtmon.db")
+    damaged = (tmp_path / "vtmon.db").read_bytes()
+    store = HistoryStore.open(tmp_path, clock=clock)
+    monitor = Monitor(clock=clock, socket_path="t.sock", store=store)
+    store.start()  # the writer checks the file before anything else
+    notice = poll("the damage noticed", lambda: store.notice, timeout=30)
+    aside = _moved_aside(tmp_path)
+    assert aside.read_bytes() == damaged  # kept as it was, for whoever wants to look
+    assert "damaged" in notice and aside.name in notice and "a new one started" in notice
+    assert notice.count(". ") == 0 and notice.endswith(".")  # one sentence
+    assert monitor.tick().store_warning == notice  # the console's header and a notification
+    store.close()
+    again = open_store(tmp_path, clock)  # the new file works
+    t = int(clock.time())
+    again.add_seconds([(keys[0], Kind.DISTRIBUTION, t, Sketch.of([4.0, 5.0]))])
+    assert again.flush() == 1
+    assert again.summary(keys[0], t, t + 1)["count"] == 2
+    again.close()
+
+
+def test_a_query_that_fails_has_the_file_checked_and_a_damaged_one_moved_aside(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    keys = filled_file(tmp_path, clock)
+    t0 = int(clock.time()) - 600
+    damage_middle(tmp_path / "vtmon.db")
+    store = HistoryStore.open(tmp_path, clock=clock)  # no writer thread: no check at start
+    assert store.persistent and store.notice == ""
+    answers = [store.points(k, t0, t0 + 600, resolution=1) for k in keys]
+    assert any(a == [] for a in answers)  # some series sit on the damaged pages
+    # the failed read had the file checked: moved aside, and said
+    assert _moved_aside(tmp_path).exists()
+    assert "damaged" in store.notice and store.warning == store.notice
+    t = int(clock.time())
+    store.add_seconds([(keys[0], Kind.DISTRIBUTION, t, Sketch.of([1.0]))])
+    assert store.flush() == 1
+    assert store.points(keys[0], t, t + 1, resolution=1)[0]["count"] == 1
     store.close()
 
 

@@ -9,7 +9,9 @@ delays a Snapshot and a SIGKILL loses at most one flush interval. Tests call ``f
 ``maintain`` themselves with an injected clock.
 
 When the file cannot be used the store keeps vtmon running: a corrupt or unreadable file is
-moved aside (``vtmon.db.corrupt-<UTC time>``) and a fresh one started; a folder that cannot be
+moved aside (``vtmon.db.corrupt-<UTC time>``) and a fresh one started (damage inside the file
+is looked for with ``PRAGMA quick_check`` as the writer starts and after a query fails, see
+``check``); a folder that cannot be
 written, a full disk or a read-only file leaves history in memory only, with ``warning``
 saying so in one sentence (the Snapshot carries it as ``store_warning``). Writes are retried
 every ``RETRY_S``, so history resumes once the disk has room again.
@@ -66,6 +68,7 @@ DEMO_DB_NAME = "demo.db"
 RETRY_S = 60.0  # after a failed write, how long before the next attempt
 MAX_PENDING = 500_000  # items waiting for the writer; beyond this the oldest are dropped
 MAX_POINTS = 1000  # the default query resolution keeps a range under this many points
+CHECK_EVERY_S = 600.0  # after a failed query the file is checked again at most this often
 LATE_S = RING_S  # timed samples may correct seconds this old (see SeriesStore)
 HISTORY_WINDOW_S = 10  # chart points are percentiles of the 10 s window (SeriesStore)
 
@@ -260,6 +263,14 @@ class HistoryStore:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self.read_only = False  # opened by ``open_read_only``: nothing is ever written
+        self.damaged = ""  # read-only: what is wrong with the file, in SQLite's words
+        # read-only: a vtmon started writing the file while it was read as immutable, so
+        # what looked like damage may be its writes; open it again to know
+        self.changed = False
+        self._immutable = False
+        self._check_lock = threading.Lock()
+        self._next_check = -math.inf  # monotonic time before which ``check`` does nothing
 
     # --- opening -----------------------------------------------------------------------------
 
@@ -287,6 +298,71 @@ class HistoryStore:
             store._close_conn()
             store._memory_only(f"cannot open {store.path} ({_reason(e)})")
         return store
+
+    @classmethod
+    def open_read_only(
+        cls,
+        path: str | os.PathLike[str],
+        retention: RetentionConfig | None = None,
+        clock: Clock | None = None,
+    ) -> HistoryStore:
+        """The history file ``path`` for reading only (``vtmon report``): nothing beside it is
+        created, changed or moved. It is checked at once (``check``); a file that is damaged
+        or is not a vtmon history leaves ``damaged`` saying why, one that cannot be read (or
+        was written by a newer vtmon) ``warning``; its queries then answer nothing. Never
+        raises."""
+        store = cls(Path(path), retention, clock)
+        store.read_only = True
+        try:
+            store._connect_read_only()
+        except _Corrupt as e:
+            store._close_conn()
+            store.damaged = str(e)
+            return store
+        except sqlite3.Error as e:
+            store._close_conn()
+            store.warning = f"it cannot be read ({_reason(e)})"
+            return store
+        if store.persistent:
+            store.check()
+        return store
+
+    def _has_wal(self) -> bool:
+        assert self.path is not None
+        return self.path.with_name(self.path.name + "-wal").exists()
+
+    def _uri(self, immutable: bool = False) -> str:
+        assert self.path is not None
+        mode = "ro&immutable=1" if immutable else "ro"
+        return f"{self.path.resolve().as_uri()}?mode={mode}"
+
+    def _connect_read_only(self) -> None:
+        # A file closed cleanly has no WAL: read it as immutable, or SQLite would create a -wal
+        # and -shm beside it that a read-only connection cannot remove again. With a WAL (a
+        # vtmon writes the file, or was killed) the existing -wal and -shm are read as they are.
+        self._immutable = not self._has_wal()
+        conn = sqlite3.connect(
+            self._uri(self._immutable),
+            uri=True,
+            timeout=5.0,
+            check_same_thread=False,
+            isolation_level=None,
+        )
+        self._conn = conn
+        try:
+            conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+            version = self._schema_version(conn)
+            if version is None:
+                raise _Corrupt("it is not a vtmon history file")
+            if version > SCHEMA_VERSION:
+                self._close_conn()
+                self.warning = f"it was written by a newer vtmon (schema {version})"
+                return
+            self._load_tiers(conn)
+        except sqlite3.Error as e:
+            if _is_corrupt(e):
+                raise _Corrupt(_reason(e)) from e
+            raise
 
     @property
     def persistent(self) -> bool:
@@ -402,6 +478,66 @@ class HistoryStore:
             self._close_conn()
             self._memory_only(f"cannot start a new {self.path} ({_reason(e)})")
 
+    def check(self) -> str:
+        """Look for damage inside the file (``PRAGMA quick_check``, on a connection of its own,
+        so the writer is not held up); returns what is wrong in SQLite's words, or "".
+
+        A damaged file is moved aside as one with a bad header is (``notice`` says so), or,
+        read-only, only described in ``damaged``. Reading a whole file takes a while (about
+        1.5 s of CPU for 1 GB), so after the first check this does nothing until
+        ``CHECK_EVERY_S`` have passed; the writer runs it as it starts and ``_guarded`` after
+        a query fails."""
+        if self._conn is None or not self._check_lock.acquire(blocking=False):
+            return ""  # no file, or another thread is checking it right now
+        try:
+            now = self.clock.monotonic()
+            if now < self._next_check:
+                return ""
+            self._next_check = now + CHECK_EVERY_S
+            problem = self._quick_check()
+            if not problem:
+                return ""
+            log.warning("%s is damaged: %s", self.path, problem)
+            if self.read_only:
+                self._damaged(problem)
+            else:
+                with self._db_lock:
+                    self._move_aside(f"it is damaged: {problem}")
+            return problem
+        finally:
+            self._check_lock.release()
+
+    def _quick_check(self) -> str:
+        try:
+            if self.read_only:
+                with self._db_lock:
+                    conn = self._conn
+                    if conn is None:
+                        return ""
+                    rows = conn.execute("PRAGMA quick_check(1)").fetchall()
+            else:
+                conn = sqlite3.connect(self._uri(), uri=True, timeout=5.0)
+                try:
+                    rows = conn.execute("PRAGMA quick_check(1)").fetchall()
+                finally:
+                    conn.close()
+        except sqlite3.Error as e:
+            if _is_corrupt(e):
+                return _reason(e)
+            log.warning("could not check %s (%s)", self.path, e)
+            return ""
+        if rows == [("ok",)]:
+            return ""
+        return str(rows[0][0]).splitlines()[0] if rows else "the check answered nothing"
+
+    def _damaged(self, problem: str) -> None:
+        """Read-only: the file looks damaged (``damaged``), unless a vtmon has started writing
+        it since it was opened as immutable (``changed``: open it again)."""
+        if self._immutable and self._has_wal():
+            self.changed = True
+        else:
+            self.damaged = self.damaged or problem
+
     def _memory_only(self, why: str) -> None:
         self.warning = f"History is not being saved: {why}; vtmon keeps running in memory."
         log.warning("%s", self.warning)
@@ -411,7 +547,7 @@ class HistoryStore:
     @property
     def _accepting(self) -> bool:
         """False when nothing will ever be written (no file), so feeding costs nothing."""
-        return self._conn is not None or bool(self._retry_at)
+        return not self.read_only and (self._conn is not None or bool(self._retry_at))
 
     def add_seconds(self, items: Iterable[tuple[SeriesKey, Kind, int, Any]]) -> None:
         """Seconds closed by the series (``SeriesStore.closed_seconds``)."""
@@ -499,6 +635,7 @@ class HistoryStore:
                 self._seed = seed
                 self._resource_seed = res
             self.seeded.set()
+        self.check()  # after the seed, which the first Snapshots wait for
         next_maint = time.monotonic()  # at once: catch up on retention after a long stop
         while True:
             try:  # the writer must outlive any bug in one flush or rollup
@@ -522,7 +659,7 @@ class HistoryStore:
         self._closed = True
         self._retry_at = 0.0
         found = self._findings.final(self.clock.time())
-        if found and self._conn is not None:
+        if found and self._conn is not None and not self.read_only:
             self._append(("f", found), 1)
         self.flush()
         with self._db_lock:
@@ -679,7 +816,7 @@ class HistoryStore:
     def maintain(self, now: float | None = None) -> None:
         """Roll finished intervals into the coarser tiers, then drop what is past each tier's
         keep time and series past their layer's retention."""
-        if self._conn is None:
+        if self._conn is None or self.read_only:
             return
         now = self.clock.time() if now is None else now
         try:
@@ -840,11 +977,17 @@ class HistoryStore:
         return out
 
     def _guarded(self, fn: Callable[[], _T], empty: _T) -> _T:
-        """A query never raises to a screen or a report: a damaged file answers nothing."""
+        """A query never raises to a screen or a report: a damaged file answers nothing, and
+        a failed query has the file checked (``check``: moved aside when it is damaged)."""
         try:
             return fn()
         except (sqlite3.Error, ValueError) as e:
             log.warning("a history query failed (%s); answered with no data", e)
+            if isinstance(e, sqlite3.Error):
+                if self.read_only and _is_corrupt(e):
+                    self._damaged(_reason(e))
+                else:
+                    self.check()
             return empty
 
     def _key_rows(
