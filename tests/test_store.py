@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tests.history import damage_middle, filled_file
+from tests.history import damage_middle, fill, filled_file, latency_keys
 from tests.serve import poll
 from vtmon.config import EXAMPLE_CONFIG, ConfigError, RetentionConfig, config_from_dict
 from vtmon.engine.clock import ManualClock
@@ -247,6 +247,46 @@ def test_retention_deletes_what_is_past_it(tmp_path: Path, clock: ManualClock) -
     store.maintain()
     assert store.series(t0, t0 + 120) == [] and rows("system") == 0
     store.close()
+
+
+def _idle_work(store: HistoryStore, clock: ManualClock, minutes: int) -> int:
+    """SQLite's work (virtual machine steps, in hundreds) of ``minutes`` of the writer's idle
+    routine: a machine reading a second, a flush every 5 s, rollups and retention each minute.
+    A count rather than a time, so that the comparison holds on any machine under any load."""
+    conn = store._conn
+    assert conn is not None
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    conn.set_progress_handler(count, 100)
+    for _ in range(minutes):
+        for sec in range(60):
+            store.add_resources(Resources(t=clock.time(), cpu_percent=5.0))
+            clock.advance(1)
+            if sec % 5 == 4:
+                store.flush()
+        store.maintain()
+    conn.set_progress_handler(None, 0)
+    return steps
+
+
+def test_idle_upkeep_does_not_grow_with_the_history(tmp_path: Path, clock: ManualClock) -> None:
+    """An idle vtmon's writer does the same work whatever the file holds: with 20 times the
+    series (and the rows) of a small history, within 10 %."""
+    work = {}
+    for n in (10, 200):
+        at = ManualClock(clock.time())
+        store = open_store(tmp_path / str(n), at)
+        fill(store, at, latency_keys(n), 180, samples=5)
+        at.advance(2 * 3600)
+        store.maintain()  # the catch-up as the writer starts: the 1 s points expire
+        work[n] = _idle_work(store, at, 10)
+        store.close()
+    assert work[200] <= 1.1 * work[10], work
 
 
 def test_tiers_follow_the_retention_config() -> None:

@@ -89,6 +89,9 @@ CREATE TABLE IF NOT EXISTS series (
     last_t INTEGER NOT NULL,
     UNIQUE (layer, kind, name, tags)
 );
+-- Rollups and retention look only at the series written to lately, so that their work each
+-- minute does not grow with every series the file has ever held.
+CREATE INDEX IF NOT EXISTS series_last ON series (layer, last_t);
 CREATE TABLE IF NOT EXISTS points (
     series_id INTEGER NOT NULL,
     res INTEGER NOT NULL,          -- seconds the point covers
@@ -187,6 +190,9 @@ class _TierState:
     tier: Tier
     rolled_upto: int | None  # None: nothing rolled into it yet
     kept_from: int | None  # None: nothing removed yet
+    # No point of the tier starts before this (inf: it holds none); None: not known, looked
+    # up when retention needs it. Retention skips a tier with nothing before its cutoff.
+    oldest: float | None = None
 
 
 def _json(data: Any) -> str:
@@ -425,6 +431,7 @@ class HistoryStore:
                     (layer, st.tier.res),
                 ).fetchone()
                 st.rolled_upto, st.kept_from = row if row else (None, None)
+                st.oldest = None
 
     @staticmethod
     def _schema_version(conn: sqlite3.Connection) -> int | None:
@@ -773,18 +780,29 @@ class HistoryStore:
     ) -> None:
         last: dict[int, int] = {}
         params = []
+        first: dict[str, int] = {}
         for (layer, key, res, t), row in rows.items():
             sid = self._series_id(conn, layer, key, t, create=True)
             assert sid is not None
             end = t + res - 1
             if last.get(sid, -1) < end:
                 last[sid] = end
+            if first.get(layer, t + 1) > t:
+                first[layer] = t
             params.append((sid, res, t, row.n, row.sum, row.min, row.max, row.last, row.blob()))
         conn.executemany(_UPSERT, params)
+        for layer, t in first.items():
+            self._wrote(self._tiers[layer][0], t)
         conn.executemany(
             "UPDATE series SET last_t = max(last_t, ?) WHERE id = ?",
             [(t, sid) for sid, t in last.items()],
         )
+
+    @staticmethod
+    def _wrote(st: _TierState, t: int) -> None:
+        """A point starting at ``t`` was written into the tier."""
+        if st.oldest is not None and t < st.oldest:
+            st.oldest = t
 
     def _series_id(
         self, conn: sqlite3.Connection, layer: str, key: SeriesKey, t: int = 0, create: bool = False
@@ -852,17 +870,15 @@ class HistoryStore:
                 upto = _align(src.rolled_upto, res)
             frm = dst.rolled_upto
             if frm is None:
-                row = conn.execute(
-                    "SELECT min(p.t) FROM points p JOIN series s ON s.id = p.series_id "
-                    "WHERE s.layer = ? AND p.res = ?",
-                    (layer, src.tier.res),
-                ).fetchone()
-                if row[0] is None:
+                oldest = self._oldest(conn, layer, src)
+                if not math.isfinite(oldest):
                     continue  # nothing to roll yet: start from the first point when it comes
-                frm = _align(row[0], res)
+                frm = _align(oldest, res)
             if upto <= frm:
                 continue
-            self._roll(conn, layer, src.tier.res, res, frm, upto)
+            first = self._roll(conn, layer, src.tier.res, res, frm, upto)
+            if first is not None:
+                self._wrote(dst, first)
             dst.rolled_upto = upto
             conn.execute(
                 "UPDATE tiers SET rolled_upto = ? WHERE layer = ? AND res = ?", (upto, layer, res)
@@ -870,17 +886,24 @@ class HistoryStore:
 
     def _roll(
         self, conn: sqlite3.Connection, layer: str, src: int, res: int, frm: int, upto: int
-    ) -> None:
+    ) -> int | None:
+        """Merge the ``src`` points in ``[frm, upto)`` into ``res`` points; returns the first
+        second of the earliest point written (None: none)."""
         ids = [
             r[0]
             for r in conn.execute(
                 "SELECT id FROM series WHERE layer = ? AND last_t >= ?", (layer, frm)
             ).fetchall()
         ]
+        first: int | None = None
         for sid in ids:
             groups: dict[int, list[Row]] = {}
             for t, row in self._read(conn, sid, src, frm, upto):
                 groups.setdefault(t - t % res, []).append(row)
+            if not groups:
+                continue
+            low = min(groups)
+            first = low if first is None else min(first, low)
             conn.executemany(
                 _UPSERT,
                 [
@@ -888,6 +911,20 @@ class HistoryStore:
                     for t, m in ((t, merge(rows)) for t, rows in groups.items())
                 ],
             )
+        return first
+
+    def _oldest(self, conn: sqlite3.Connection, layer: str, st: _TierState) -> float:
+        """The first second of the tier's oldest point (inf when it has none), looked up once
+        and then kept up to date by writes and retention. One index seek per series written
+        since the tier's retention cutoff: series idle since then have no point left in it."""
+        if st.oldest is None:
+            (t,) = conn.execute(
+                "SELECT min((SELECT min(t) FROM points WHERE series_id = s.id AND res = ?)) "
+                "FROM series s WHERE s.layer = ? AND s.last_t >= ?",
+                (st.tier.res, layer, st.kept_from if st.kept_from is not None else -(2**62)),
+            ).fetchone()
+            st.oldest = math.inf if t is None else t
+        return st.oldest
 
     def _expire_layer(self, conn: sqlite3.Connection, layer: str, now: float) -> None:
         states = self._tiers[layer]
@@ -901,21 +938,20 @@ class HistoryStore:
             if not math.isfinite(cutoff) or (st.kept_from is not None and cutoff <= st.kept_from):
                 continue
             cutoff = int(cutoff)
-            conn.execute(
-                "DELETE FROM points WHERE series_id IN (SELECT id FROM series WHERE layer = ?) "
-                "AND res = ? AND t < ?",
-                (layer, st.tier.res, cutoff),
-            )
+            self._cut(conn, layer, st, cutoff)
             st.kept_from = cutoff
             conn.execute(
                 "UPDATE tiers SET kept_from = ? WHERE layer = ? AND res = ?",
                 (cutoff, layer, st.tier.res),
             )
-        gone = now - self.retention.retention_s(layer)
-        old = [
+        self._drop_series(conn, layer, now - self.retention.retention_s(layer))
+
+    def _drop_series(self, conn: sqlite3.Connection, layer: str, before: float) -> None:
+        """Delete the series of ``layer`` with nothing after ``before``, with their points."""
+        old = [  # the index on (layer, last_t) finds them without a look at the others
             r[0]
             for r in conn.execute(
-                "SELECT id FROM series WHERE layer = ? AND last_t < ?", (layer, gone)
+                "SELECT id FROM series WHERE layer = ? AND last_t < ?", (layer, before)
             ).fetchall()
         ]
         if old:
@@ -923,6 +959,22 @@ class HistoryStore:
             conn.executemany("DELETE FROM series WHERE id = ?", [(i,) for i in old])
             dead = set(old)
             self._ids = {k: v for k, v in self._ids.items() if v not in dead}
+
+    def _cut(self, conn: sqlite3.Connection, layer: str, st: _TierState, cutoff: int) -> int:
+        """Delete the tier's points that start before ``cutoff``; nothing at all to do (not even
+        a look at each series) when its oldest point is not older. Returns the points deleted."""
+        oldest = self._oldest(conn, layer, st)
+        if oldest >= cutoff:
+            return 0
+        cur = conn.execute(
+            "DELETE FROM points WHERE series_id IN "
+            "(SELECT id FROM series WHERE layer = ? AND last_t >= ?) AND res = ? AND t < ?",
+            (layer, oldest, st.tier.res, cutoff),
+        )
+        # What is left starts at the cutoff or later; when nothing was there, where exactly is
+        # looked up the next time, so that a tier whose points are all newer is left alone.
+        st.oldest = cutoff if cur.rowcount > 0 else None
+        return max(cur.rowcount, 0)
 
     # --- reading -----------------------------------------------------------------------------
 
