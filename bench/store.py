@@ -1,15 +1,16 @@
 """What the history file costs: bytes on disk per series over the full default retention, the
-time a flush and a rollup take, and the writer's idle work with a 1 GB file.
+time a flush and a rollup take, the writer's idle work with a 1 GB file, and trimming that file
+to a size bound.
 
     python bench/store.py                   # everything (about ten minutes)
     python bench/store.py --days 1          # one simulated day per retention case
-    python bench/store.py --parts idle --idle-mb 300   # a smaller big file
+    python bench/store.py --parts idle,trim --idle-mb 300   # a smaller big file
 
 Budget: the whole default retention of one series receiving samples every second is simulated
 for real into a fresh SQLite file with an injected clock (flushes every 5 simulated seconds,
 rollups and retention every minute, exactly as the writer thread runs them); the bytes are the
-file after the last checkpoint minus an empty file. The file never shrinks (freed pages are
-reused), so its final size is also its high-water mark.
+file after the last checkpoint minus an empty file. Below its size bound the file never
+shrinks (freed pages are reused), so its final size is also its high-water mark.
 
 Flush cost: a busy instance (100 latency series at 100 samples/s, 50 counters, 50 gauges and the
 machine's readings every second) writes 5 s per flush into a file on this disk.
@@ -23,6 +24,11 @@ retention every minute, on an injected clock, and the CPU seconds of that work a
 ``--idle-min`` minutes (default 10), against the same on a fresh file. Twice: while the busy
 hour's 1 s points age out (retention deleting them: work in proportion to what was written,
 not to the file), and two hours later, when nothing is left to do but the idle work itself.
+
+Trim: copies of the big file, opened with ``max_size_mb`` = ``--trim-mb`` (default 500), are
+trimmed by one ``maintain``: how long in all, and the longest the writer held the file in one
+step; once as a file made now (incremental vacuum) and once as one made before the size bound
+(without it), which one VACUUM rewrites. docs/performance.md has the figures.
 """
 
 from __future__ import annotations
@@ -371,6 +377,39 @@ def idle_cost(root: Path, big: Path, first: int, last: int, minutes: int) -> Non
     )
 
 
+def trim_cost(folder: Path, last: int, bound_mb: float, made_before: bool) -> None:
+    """The big file trimmed to ``bound_mb`` by one ``maintain``, as the writer does when the
+    file passes its bound; ``made_before``: a file without incremental vacuum (as vtmon made
+    them before the bound), which one VACUUM rewrites."""
+    if made_before:
+        conn = sqlite3.connect(folder / "vtmon.db")
+        conn.execute("PRAGMA auto_vacuum = NONE")
+        conn.execute("VACUUM")
+        conn.close()
+    clock = ManualClock(last + 60)
+    store = HistoryStore.open(folder, RetentionConfig(max_size_mb=bound_mb), clock=clock)
+    c0 = time.process_time()
+    store.maintain()
+    cpu = time.process_time() - c0
+    s = store.last_trim
+    assert s is not None, "the file was not above the bound"
+    store.close()
+    kind = "a file made before the bound (one VACUUM)" if made_before else "a file made now"
+    print(
+        f"trimmed {kind} from {s.before / MB:,.0f} to {s.after / MB:,.0f} MB in {s.seconds:.1f} s "
+        f"({cpu:.1f} s CPU): {s.steps} delete steps, the longest {s.longest_step_s:.2f} s; "
+        f"{s.vacuum_steps} vacuum steps, the longest {s.longest_vacuum_s:.2f} s"
+    )
+    what = "VACUUM of the older file" if made_before else "longest lock held while trimming"
+    longest = s.longest_vacuum_s if made_before else max(s.longest_step_s, s.longest_vacuum_s)
+    result(
+        f"history trim {s.before / MB:,.0f} -> {bound_mb:,.0f} MB: {what}",
+        "",
+        f"{longest:.2f} s",
+        f"{s.seconds:.1f} s in all",
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--days", type=float, help="simulate this many days instead of retention")
@@ -381,10 +420,11 @@ def main() -> None:
     )
     ap.add_argument("--idle-mb", type=float, default=1000, help="size of the big file (MB)")
     ap.add_argument("--idle-min", type=int, default=10, help="idle minutes measured per case")
+    ap.add_argument("--trim-mb", type=float, default=500, help="the bound to trim the big file to")
     ap.add_argument(
         "--parts",
-        default="budget,flush,idle",
-        help="which measurements to run (comma list of budget, flush, idle)",
+        default="budget,flush,idle,trim",
+        help="which measurements to run (comma list of budget, flush, idle, trim)",
     )
     args = ap.parse_args()
     parts = set(args.parts.split(","))
@@ -399,7 +439,7 @@ def main() -> None:
         if "flush" in parts:
             print()
             flush_cost(root)
-        if "idle" in parts:
+        if parts & {"idle", "trim"}:
             print()
             big = root / "big"
             t0 = time.perf_counter()
@@ -409,9 +449,18 @@ def main() -> None:
                 f"series for {(last - first + 1) / 60:.0f} min (built in "
                 f"{time.perf_counter() - t0:.0f} s)"
             )
-            idle_cost(root, big, first, last, args.idle_min)
+            copies = []
+            if "trim" in parts:
+                for made_before in (False, True):
+                    copy = root / f"trim-{made_before}"
+                    shutil.copytree(big, copy)
+                    copies.append((copy, made_before))
+            if "idle" in parts:
+                idle_cost(root, big, first, last, args.idle_min)
             shutil.rmtree(big)
-
+            for copy, made_before in copies:
+                trim_cost(copy, last, args.trim_mb, made_before)
+                shutil.rmtree(copy)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

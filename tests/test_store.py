@@ -32,6 +32,7 @@ from vtmon.model import (
     TimedRun,
     make_tags,
 )
+from vtmon.store.bound import on_disk
 from vtmon.store.db import HistoryStore
 from vtmon.store.rollup import CorruptBlob, decode, encode, tiers_for
 
@@ -287,6 +288,58 @@ def test_idle_upkeep_does_not_grow_with_the_history(tmp_path: Path, clock: Manua
         work[n] = _idle_work(store, at, 10)
         store.close()
     assert work[200] <= 1.1 * work[10], work
+
+
+@pytest.mark.parametrize("made_before", [False, True], ids=["new file", "file from before"])
+def test_the_file_stays_within_its_size_bound_and_the_oldest_points_go(
+    tmp_path: Path, clock: ManualClock, made_before: bool
+) -> None:
+    store = open_store(tmp_path, clock, max_size_mb=3)
+    path = tmp_path / "vtmon.db"
+    if made_before:  # vtmon used not to set incremental vacuum: such a file is switched once
+        conn = store._conn
+        assert conn is not None
+        conn.execute("PRAGMA auto_vacuum = NONE")
+        conn.execute("VACUUM")
+    keys = latency_keys(10)
+    t0 = int(clock.time())
+    sizes = []
+    for _ in range(45):  # 45 minutes of 10 busy series: about 6 MB of points
+        fill(store, clock, keys, 60, maintain=False)
+        store.maintain()
+        sizes.append(on_disk(path))
+    now = int(clock.time())
+    assert max(sizes) <= 3_000_000  # the file and its WAL, each time the writer looked
+    assert sizes[-1] < 0.95 * 3_000_000  # space given back, not only reused
+    assert store._conn is not None
+    assert store._conn.execute("PRAGMA auto_vacuum").fetchone() == (2,)  # incremental
+    # the oldest went first, whatever the resolution; the last ten minutes are all there
+    assert store.points(keys[5], t0, t0 + 600, resolution=1) == []
+    recent = store.points(keys[5], now - 600, now, resolution=1)
+    assert [p["t"] for p in recent] == list(range(now - 600, now))
+    assert all(p["count"] == 100 for p in recent)
+    first = min(s.first for s in store.series(t0, now))
+    assert t0 + 600 < first < now - 600  # the series say where their data starts now
+    notice = "History is at its 3 MB bound; trimming the oldest 1 s points."
+    assert store.notice == store.warning == notice
+    monitor = Monitor(clock=clock, socket_path="t.sock", store=store)
+    assert monitor.tick().store_warning == notice  # the console shows it
+    clock.advance(2 * 3600)  # nothing more comes; the 1 s points expire
+    store.maintain()
+    assert store.notice == store.warning == ""  # well below the bound: no longer trimming
+    monitor.stop()
+
+
+def test_a_bound_too_small_for_ten_minutes_says_so(tmp_path: Path, clock: ManualClock) -> None:
+    store = open_store(tmp_path, clock, max_size_mb=1)
+    fill(store, clock, latency_keys(40), 660)
+    assert store.notice == (
+        "History is at its 1 MB bound and keeps only its last 10 min; raise [retention] "
+        "max_size_mb to keep more."
+    )
+    now = int(clock.time())
+    assert len(store.points(latency_keys(40)[0], now - 600, now, resolution=1)) == 600
+    store.close()
 
 
 def test_tiers_follow_the_retention_config() -> None:

@@ -43,6 +43,18 @@ from vtmon.engine.clock import Clock, SystemClock
 from vtmon.engine.series import RING_S
 from vtmon.engine.sketch import key_values
 from vtmon.model import HistoryPoint, Kind, Resources, Sensors, SeriesKey, Snapshot
+from vtmon.store.bound import (
+    CLEAR_BELOW,
+    MIN_KEEP_S,
+    TRIM_TO,
+    VACUUM_STEP_PAGES,
+    TrimStats,
+    next_cutoff,
+    next_step,
+    on_disk,
+    size_bound,
+    trim_notice,
+)
 from vtmon.store.findings import Finding, FindingsTracker
 from vtmon.store.journal import JOURNAL_SCHEMA
 from vtmon.store.rollup import (
@@ -269,6 +281,12 @@ class HistoryStore:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._closed = False
+        # the file with its WAL is kept within this (vtmon/store/bound.py); ``open`` sets it
+        # from the free space of the data folder when the config does not
+        self.max_bytes = size_bound(self.retention.max_size_mb, None)
+        self._trim_notice = ""  # the notice that history is being trimmed, while it holds
+        self._no_vacuum = False  # VACUUM failed (no room for its copy): not tried again
+        self.last_trim: TrimStats | None = None  # what the last trim did (bench/store.py)
         self.read_only = False  # opened by ``open_read_only``: nothing is ever written
         self.damaged = ""  # read-only: what is wrong with the file, in SQLite's words
         # read-only: a vtmon started writing the file while it was read as immutable, so
@@ -296,6 +314,7 @@ class HistoryStore:
         except OSError as e:
             store._memory_only(f"cannot create {folder} ({_reason(e)})")
             return store
+        store.max_bytes = size_bound(store.retention.max_size_mb, folder)
         try:
             store._connect()
         except _Corrupt as e:
@@ -387,9 +406,15 @@ class HistoryStore:
         )
         self._conn = conn
         try:
+            if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+                # a new file: free pages can then be given back in small steps (the size bound)
+                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA journal_size_limit=8388608")
+            # The WAL counts towards the size bound: with a small bound it is kept small too.
+            wal = min(8 << 20, self.max_bytes // 8)
+            conn.execute(f"PRAGMA journal_size_limit={wal}")
+            conn.execute(f"PRAGMA wal_autocheckpoint={max(16, min(1000, wal // 4096))}")
             # SQLite's default page cache (2 MiB) would grow to a tenth of the console's memory
             # as the file fills; the writer appends and the chart reads are few (the OS caches
             # the file too).
@@ -847,8 +872,154 @@ class HistoryStore:
                 keep = max(self.retention.retention_s(layer) for layer in LAYERS)
                 with self._transaction() as conn:  # findings: as long as any layer keeps data
                     conn.execute("DELETE FROM findings WHERE t < ?", (now - keep,))
+            self._keep_bound(now)
         except sqlite3.Error as e:
             self._failed(e, 0)
+
+    # --- the size bound (vtmon/store/bound.py) ----------------------------------------------
+
+    def _keep_bound(self, now: float) -> None:
+        """Keep the file with its WAL within ``max_bytes``: trim the oldest points and give the
+        space back, in steps that let go of the lock in between (chart reads get in)."""
+        assert self.path is not None
+        size = on_disk(self.path)
+        if size > self.max_bytes:
+            t0 = time.perf_counter()
+            stats = self.last_trim = TrimStats(before=size)
+            finest, floor_reached = self._trim(now, int(TRIM_TO * self.max_bytes), stats)
+            self._give_back(stats)
+            stats.after = on_disk(self.path)
+            stats.seconds = time.perf_counter() - t0
+            log.info(
+                "trimmed %s from %d to %d bytes in %.1f s (%d steps, %d vacuum steps)",
+                self.path, stats.before, stats.after, stats.seconds, stats.steps,
+                stats.vacuum_steps,
+            )  # fmt: skip
+            if finest is not None or floor_reached:
+                self._say_trimmed(trim_notice(self.max_bytes, finest, floor_reached))
+                return
+        if self._trim_notice and self._used_bytes() < CLEAR_BELOW * self.max_bytes:
+            self._say_trimmed("")  # retention keeps it well within the bound again
+
+    def _used_bytes(self) -> int:
+        """Bytes of the pages in use (the file less its free pages)."""
+        with self._db_lock:
+            conn = self._conn
+            if conn is None:
+                return 0
+            (page,) = conn.execute("PRAGMA page_size").fetchone()
+            (count,) = conn.execute("PRAGMA page_count").fetchone()
+            (free,) = conn.execute("PRAGMA freelist_count").fetchone()
+        return int((count - free) * page)
+
+    def _trim(self, now: float, target: int, stats: TrimStats) -> tuple[int | None, bool]:
+        """Delete the oldest points, whatever their layer, until the pages in use take
+        ``target`` bytes or only the last ``MIN_KEEP_S`` are left, a transaction a step.
+        Returns the finest resolution that lost points, and whether the last minutes alone
+        are still above the target."""
+        used = self._used_bytes()
+        floor = int(now) - MIN_KEEP_S
+        with self._db_lock:
+            conn = self._conn
+            if conn is None or used <= target:
+                return None, False
+            oldest = min(self._oldest(conn, lay, st) for lay in LAYERS for st in self._tiers[lay])
+        if not math.isfinite(oldest):
+            return None, False
+        cutoff = int(oldest)
+        step = (floor - cutoff) / 64
+        finest: int | None = None
+        while used > target and cutoff < floor:
+            nxt = next_cutoff(cutoff, floor, step)
+            t0 = time.perf_counter()
+            with self._db_lock, self._transaction() as conn:
+                lost = self._cut_all(conn, nxt)
+            stats.longest_step_s = max(stats.longest_step_s, time.perf_counter() - t0)
+            stats.steps += 1
+            stats.cutoff = nxt
+            if lost is not None and (finest is None or lost < finest):
+                finest = lost
+            left = self._used_bytes()
+            step = next_step(nxt - cutoff, used - left, left - target)
+            used, cutoff = left, nxt
+            self.flush()  # what arrived meanwhile, so the pending list stays short
+        return finest, used > target
+
+    def _cut_all(self, conn: sqlite3.Connection, cutoff: int) -> int | None:
+        """Delete every point that starts before ``cutoff`` in every tier of every layer, the
+        series left without any and the findings before it; returns the finest resolution
+        that lost points."""
+        finest: int | None = None
+        for layer, states in self._tiers.items():
+            for st in states:
+                if self._cut(conn, layer, st, cutoff) and (finest is None or st.tier.res < finest):
+                    finest = st.tier.res
+                if st.kept_from is None or st.kept_from < cutoff:
+                    st.kept_from = cutoff
+                    conn.execute(
+                        "UPDATE tiers SET kept_from = ? WHERE layer = ? AND res = ?",
+                        (cutoff, layer, st.tier.res),
+                    )
+            self._drop_series(conn, layer, cutoff)
+        conn.execute("UPDATE series SET first_t = ? WHERE first_t < ?", (cutoff, cutoff))
+        conn.execute("DELETE FROM findings WHERE t < ?", (cutoff,))
+        return finest
+
+    def _give_back(self, stats: TrimStats) -> None:
+        """Return the free pages to the file system, ``VACUUM_STEP_PAGES`` at a time (about
+        0.1 s each), then fold the WAL in. A file made before vtmon did this (no incremental
+        vacuum) is rewritten once by VACUUM, which switches it: 15 s for 1 GB, and as much
+        room again on the disk meanwhile; if that fails the trimmed space is only reused."""
+        with self._db_lock:
+            conn = self._conn
+            if conn is None:
+                return
+            (mode,) = conn.execute("PRAGMA auto_vacuum").fetchone()
+            if mode != 2:
+                if self._no_vacuum:
+                    return
+                t0 = time.perf_counter()
+                try:
+                    conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                    conn.execute("VACUUM")
+                    stats.vacuum_steps += 1
+                    stats.longest_vacuum_s = time.perf_counter() - t0
+                except sqlite3.Error as e:
+                    if _is_corrupt(e):
+                        raise
+                    self._no_vacuum = True
+                    log.warning("cannot give %s's free space back (%s)", self.path, _reason(e))
+                    return
+            (free,) = conn.execute("PRAGMA freelist_count").fetchone()
+        for _ in range(free // VACUUM_STEP_PAGES + 1):
+            with self._db_lock:
+                conn = self._conn
+                if conn is None:
+                    return
+                (left,) = conn.execute("PRAGMA freelist_count").fetchone()
+                if not left:
+                    break
+                t0 = time.perf_counter()
+                # executescript steps the pragma to its end; execute() frees a single page
+                conn.executescript(f"PRAGMA incremental_vacuum({VACUUM_STEP_PAGES});")
+                stats.longest_vacuum_s = max(stats.longest_vacuum_s, time.perf_counter() - t0)
+                stats.vacuum_steps += 1
+        with self._db_lock:
+            if self._conn is not None:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+    def _say_trimmed(self, text: str) -> None:
+        """The trim notice: shown as the Snapshot's ``store_warning`` unless something that
+        matters more is (history not saved, a file moved aside)."""
+        old, self._trim_notice = self._trim_notice, text
+        if text == old:
+            return
+        if text:
+            log.warning("%s", text)
+        if self.notice in ("", old):
+            self.notice = text
+        if self.warning in ("", old):
+            self.warning = text
 
     def _lag(self, layer: str) -> float:
         """How far behind now rollups into a layer's second tier stay: a point of its finest
