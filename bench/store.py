@@ -2,7 +2,7 @@
 time a flush and a rollup take, the writer's idle work with a 1 GB file, and trimming that file
 to a size bound.
 
-    python bench/store.py                   # everything (about ten minutes)
+    python bench/store.py                   # everything (about twelve minutes)
     python bench/store.py --days 1          # one simulated day per retention case
     python bench/store.py --parts idle,trim --idle-mb 300   # a smaller big file
 
