@@ -24,7 +24,7 @@ TRIM_TO = 0.9  # a trim brings the points down to this share of the bound
 CLEAR_BELOW = 0.75  # the notice that history is trimmed goes when the points are below this
 MIN_KEEP_S = 600  # the last ten minutes are never trimmed, whatever the bound
 STEP_BYTES = 16 * MB  # a trim step (one transaction) aims to free about this much
-VACUUM_STEP_PAGES = 2048  # pages given back per step (8 MiB of 4 KiB pages: about 0.1 s)
+VACUUM_STEP_PAGES = 2048  # pages given back per step (8 MiB; docs/performance.md times it)
 
 
 @dataclass(slots=True)

@@ -515,8 +515,8 @@ class HistoryStore:
         so the writer is not held up); returns what is wrong in SQLite's words, or "".
 
         A damaged file is moved aside as one with a bad header is (``notice`` says so), or,
-        read-only, only described in ``damaged``. Reading a whole file takes a while (about
-        1.5 s of CPU for 1 GB), so after the first check this does nothing until
+        read-only, only described in ``damaged``. It reads the whole file (docs/performance.md
+        says how long that takes), so after the first check this does nothing until
         ``CHECK_EVERY_S`` have passed; the writer runs it as it starts and ``_guarded`` after
         a query fails."""
         if self._conn is None or not self._check_lock.acquire(blocking=False):
@@ -966,10 +966,11 @@ class HistoryStore:
         return finest
 
     def _give_back(self, stats: TrimStats) -> None:
-        """Return the free pages to the file system, ``VACUUM_STEP_PAGES`` at a time (about
-        0.1 s each), then fold the WAL in. A file made before vtmon did this (no incremental
-        vacuum) is rewritten once by VACUUM, which switches it: 15 s for 1 GB, and as much
-        room again on the disk meanwhile; if that fails the trimmed space is only reused."""
+        """Return the free pages to the file system, ``VACUUM_STEP_PAGES`` at a time, then fold
+        the WAL in. A file made before vtmon did this (no incremental vacuum) is rewritten once
+        by VACUUM, which switches it, holding the file for longer and needing as much room
+        again on the disk meanwhile (docs/performance.md); if that fails the trimmed space is
+        only reused."""
         with self._db_lock:
             conn = self._conn
             if conn is None:
