@@ -1,22 +1,40 @@
-"""What the history file costs: bytes on disk per series over the full default retention, and
-the time a flush and a rollup take.
+"""What the history file costs: bytes on disk per series over the full default retention, the
+time a flush and a rollup take, the writer's idle work with a 1 GB file, and trimming that file
+to a size bound.
 
-    python bench/store.py            # the full retention of every case (about four minutes)
-    python bench/store.py --days 1   # one simulated day per case, for a quick look
+    python bench/store.py                   # everything (about twelve minutes)
+    python bench/store.py --days 1          # one simulated day per retention case
+    python bench/store.py --parts idle,trim --idle-mb 300   # a smaller big file
 
 Budget: the whole default retention of one series receiving samples every second is simulated
 for real into a fresh SQLite file with an injected clock (flushes every 5 simulated seconds,
 rollups and retention every minute, exactly as the writer thread runs them); the bytes are the
-file after the last checkpoint minus an empty file. The file never shrinks (freed pages are
-reused), so its final size is also its high-water mark.
+file after the last checkpoint minus an empty file. Below its size bound the file never
+shrinks (freed pages are reused), so its final size is also its high-water mark.
 
 Flush cost: a busy instance (100 latency series at 100 samples/s, 50 counters, 50 gauges and the
 machine's readings every second) writes 5 s per flush into a file on this disk.
+
+Idle cost with a big file: a file of about ``--idle-mb`` MB (default 1,000) is built the way a
+high-cardinality run writes one (2,000 latency series every second, 5 s per transaction, with
+their 10 s, 1 min and 10 min rollups; the rows are inserted directly, with real sketch blobs,
+so that building it takes a minute rather than an hour). Then the store runs idle on it as the
+writer thread does: the machine's readings every second, a flush every 5 s, rollups and
+retention every minute, on an injected clock, and the CPU seconds of that work are summed over
+``--idle-min`` minutes (default 10), against the same on a fresh file. Twice: while the busy
+hour's 1 s points age out (retention deleting them: work in proportion to what was written,
+not to the file), and two hours later, when nothing is left to do but the idle work itself.
+
+Trim: copies of the big file, opened with ``max_size_mb`` = ``--trim-mb`` (default 500), are
+trimmed by one ``maintain``: how long in all, and the longest the writer held the file in one
+step; once as a file made now (incremental vacuum) and once as one made before the size bound
+(without it), which one VACUUM rewrites. docs/performance.md has the figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import shutil
@@ -29,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 import psutil
-from common import cpu_name
+from common import cpu_name, result
 
 from vtmon.config import RetentionConfig
 from vtmon.engine.clock import ManualClock
@@ -37,6 +55,7 @@ from vtmon.engine.series import SeriesStore
 from vtmon.engine.sketch import Sketch
 from vtmon.model import Batch, DistBuf, Kind, Resources, SeriesKey
 from vtmon.store.db import HistoryStore
+from vtmon.store.rollup import Row, merge
 
 T0 = 1_700_000_000
 POOL = 599  # distinct seconds of data, reused cyclically (prime: no alignment with rollups)
@@ -241,6 +260,156 @@ def flush_cost(root: Path) -> None:
     )
 
 
+BUSY_SERIES = 2000
+
+
+def build_big(folder: Path, mb: float, clock: ManualClock) -> tuple[int, int]:
+    """A history file of about ``mb`` MB as a busy run leaves it (see the module docstring),
+    its data from the clock's time on; the clock ends at the last second written. Returns the
+    first and last second of data."""
+    rng = np.random.default_rng(5)
+    seconds = [Row.of_sketch(Sketch.of(latencies(rng, 100))) for _ in range(61)]
+    pools = {1: seconds}
+    for res in (10, 60, 600):
+        pools[res] = [merge([seconds[(i + j) % 61] for j in range(res)]) for i in range(7)]
+    cols = {r: [(p.n, p.sum, p.min, p.max, p.blob()) for p in pool] for r, pool in pools.items()}
+    store = HistoryStore.open(folder, clock=clock)
+    conn = store._conn
+    assert conn is not None
+    first = int(clock.time())
+    conn.execute("BEGIN")
+    sids = [
+        conn.execute(
+            "INSERT INTO series (layer, kind, name, tags, component, first_t, last_t) "
+            "VALUES ('application', 'distribution', ?, ?, ?, ?, ?)",
+            (f"c{i % 20}.latency_{i}", f'[["component","c{i % 20}"]]', f"c{i % 20}", first, first),
+        ).lastrowid
+        for i in range(BUSY_SERIES)
+    ]
+    conn.execute("COMMIT")
+    path = folder / "vtmon.db"
+    t = first
+    while True:  # 5 s a transaction, as flushes write them, with the rollups when they fall due
+        rows = [
+            (sid, 1, sec, *cols[1][(sec + j) % 61][:4], None, cols[1][(sec + j) % 61][4])
+            for sec in range(t, t + 5)
+            for j, sid in enumerate(sids)
+        ]
+        for res in (10, 60, 600):
+            if (t + 5) % res == 0:
+                c = cols[res]
+                rows += [
+                    (sid, res, t + 5 - res, *c[(t + j) % 7][:4], None, c[(t + j) % 7][4])
+                    for j, sid in enumerate(sids)
+                ]
+        conn.execute("BEGIN")
+        conn.executemany(
+            "INSERT INTO points (series_id, res, t, n, total, lo, hi, last, sketch) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        conn.execute("UPDATE series SET last_t = ?", (t + 4,))
+        conn.execute("COMMIT")
+        t += 5
+        if (t - first) % 300 == 0 and file_bytes(folder, path.name) >= mb * MB:
+            break
+    for res in (10, 60, 600):
+        conn.execute(
+            "UPDATE tiers SET rolled_upto = ? WHERE layer = 'application' AND res = ?",
+            (t - t % res, res),
+        )
+    clock.advance(t - clock.time())
+    settle(store)
+    return first, t - 1
+
+
+def idle_minutes(store: HistoryStore, clock: ManualClock, minutes: int) -> float:
+    """CPU seconds of ``minutes`` of the writer's idle work: a machine reading every second,
+    a flush every 5 s, rollups and retention every minute."""
+    cpu = 0.0
+    for _ in range(minutes):
+        t0 = time.process_time()
+        for sec in range(60):
+            store.add_resources(
+                Resources(t=clock.time(), cpu_percent=5.0, mem_percent=40.0, net_rx_rate=1e3)
+            )
+            clock.advance(1)
+            if sec % 5 == 4:
+                store.flush()
+        store.maintain()
+        cpu += time.process_time() - t0
+    return cpu
+
+
+def idle_cost(root: Path, big: Path, first: int, last: int, minutes: int) -> None:
+    clock = ManualClock(last + 1)
+    size = file_bytes(big, "vtmon.db")
+    print(f"idle work over {minutes} min, with the big file and with a fresh one:")
+    fresh = HistoryStore.open(root / "fresh", clock=clock)
+    store = HistoryStore.open(big, clock=clock)
+    figures = []
+    # while the busy hour's 1 s points age out, then when only idle work is left
+    for label, at in (("1 s points ageing out", first + 3660), ("two hours on", last + 7200)):
+        clock.advance(at - clock.time())
+        c0 = time.process_time()
+        store.maintain()  # the catch-up a writer does as it starts, not counted
+        fresh.maintain()
+        catch_up = time.process_time() - c0
+        fresh_cpu = idle_minutes(fresh, clock, minutes)
+        clock.advance(-minutes * 60)  # the same minutes for both files
+        big_cpu = idle_minutes(store, clock, minutes)
+        ratio = big_cpu / fresh_cpu if fresh_cpu else math.inf
+        print(
+            f"  {label}: {big_cpu * 1e3 / minutes:.1f} ms CPU a minute with the big file, "
+            f"{fresh_cpu * 1e3 / minutes:.1f} ms with a fresh one ({ratio:.2f}x); "
+            f"catching up first: {catch_up:.1f} s"
+        )
+        figures.append((label, big_cpu / minutes, fresh_cpu / minutes, ratio))
+    store.close()
+    fresh.close()
+    label, big_m, fresh_m, ratio = figures[-1]
+    result(
+        f"history idle work, {size / MB:,.0f} MB file vs fresh (CPU a minute)",
+        "within 10 %",
+        f"{big_m * 1e3:.1f} ms ({ratio:.2f}x)",
+        f"{fresh_m * 1e3:.1f} ms",
+        ok=ratio <= 1.1,
+    )
+
+
+def trim_cost(folder: Path, last: int, bound_mb: float, made_before: bool) -> None:
+    """The big file trimmed to ``bound_mb`` by one ``maintain``, as the writer does when the
+    file passes its bound; ``made_before``: a file without incremental vacuum (as vtmon made
+    them before the bound), which one VACUUM rewrites."""
+    if made_before:
+        conn = sqlite3.connect(folder / "vtmon.db")
+        conn.execute("PRAGMA auto_vacuum = NONE")
+        conn.execute("VACUUM")
+        conn.close()
+    clock = ManualClock(last + 60)
+    store = HistoryStore.open(folder, RetentionConfig(max_size_mb=bound_mb), clock=clock)
+    c0 = time.process_time()
+    store.maintain()
+    cpu = time.process_time() - c0
+    s = store.last_trim
+    assert s is not None, "the file was not above the bound"
+    store.close()
+    kind = "a file made before the bound (one VACUUM)" if made_before else "a file made now"
+    print(
+        f"trimmed {kind} from {s.before / MB:,.0f} to {s.after / MB:,.0f} MB in {s.seconds:.1f} s "
+        f"({cpu:.1f} s CPU): {s.steps} delete steps, the longest {s.longest_step_s:.2f} s; "
+        f"{s.vacuum_steps} vacuum steps, the longest {s.longest_vacuum_s:.2f} s"
+    )
+    what = "VACUUM of the older file" if made_before else "longest lock held while trimming"
+    longest = s.longest_vacuum_s if made_before else max(s.longest_step_s, s.longest_vacuum_s)
+    result(
+        f"history trim {s.before / MB:,.0f} -> {bound_mb:,.0f} MB: {what}",
+        "",
+        f"{longest:.2f} s",
+        f"{s.seconds:.1f} s in all",
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--days", type=float, help="simulate this many days instead of retention")
@@ -249,16 +418,49 @@ def main() -> None:
         default="10,100,1000,10000",
         help="latency samples per second to try (comma list)",
     )
+    ap.add_argument("--idle-mb", type=float, default=1000, help="size of the big file (MB)")
+    ap.add_argument("--idle-min", type=int, default=10, help="idle minutes measured per case")
+    ap.add_argument("--trim-mb", type=float, default=500, help="the bound to trim the big file to")
+    ap.add_argument(
+        "--parts",
+        default="budget,flush,idle,trim",
+        help="which measurements to run (comma list of budget, flush, idle, trim)",
+    )
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
     here = Path(__file__).resolve().parent
     root = Path(tempfile.mkdtemp(prefix="vtmon-bench-store-", dir=here))
     try:
         print(f"machine: {machine()}")
         print(f"disk: {disk_of(root)}, {time.strftime('%Y-%m-%d')}")
-        print()
-        budget(root, args.days, [int(r) for r in args.rates.split(",")])
-        print()
-        flush_cost(root)
+        if "budget" in parts:
+            print()
+            budget(root, args.days, [int(r) for r in args.rates.split(",")])
+        if "flush" in parts:
+            print()
+            flush_cost(root)
+        if parts & {"idle", "trim"}:
+            print()
+            big = root / "big"
+            t0 = time.perf_counter()
+            first, last = build_big(big, args.idle_mb, ManualClock(T0))
+            print(
+                f"big file: {file_bytes(big, 'vtmon.db') / MB:,.0f} MB, {BUSY_SERIES:,} latency "
+                f"series for {(last - first + 1) / 60:.0f} min (built in "
+                f"{time.perf_counter() - t0:.0f} s)"
+            )
+            copies = []
+            if "trim" in parts:
+                for made_before in (False, True):
+                    copy = root / f"trim-{made_before}"
+                    shutil.copytree(big, copy)
+                    copies.append((copy, made_before))
+            if "idle" in parts:
+                idle_cost(root, big, first, last, args.idle_min)
+            shutil.rmtree(big)
+            for copy, made_before in copies:
+                trim_cost(copy, last, args.trim_mb, made_before)
+                shutil.rmtree(copy)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -25,7 +25,7 @@ from vtmon.engine.clock import ManualClock
 from vtmon.engine.monitor import Monitor
 from vtmon.ingest.parse import parse_block
 from vtmon.ingest.server import IngestServer, rpc_call
-from vtmon.model import Batch, Kind, SeriesKey
+from vtmon.model import VALUE_MAX, Batch, Kind, SeriesKey
 
 _names = itertools.count()
 
@@ -370,6 +370,7 @@ def test_no_answer_to_the_hello_sends_nothing(sock_dir, monkeypatch):
 _VALID = ("ok.a_latency", "ok.b_latency")
 _values = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([VALUE_MAX, -VALUE_MAX, 1.0000000000000002e100, 1e101, 1e308]),  # vtmon's bound
     st.integers(-(2**70), 2**70),
     st.booleans(),
     st.text(max_size=3),
@@ -383,7 +384,8 @@ _values = st.one_of(
 @given(st.lists(st.tuples(st.sampled_from((*_VALID, "bad|name", "", "a#b")), _values), max_size=60))
 def test_anything_recorded_is_sent_or_counted_invalid_never_a_crash(server, monitor, samples):
     def good(name: object, v: object) -> bool:
-        return name in _VALID and isinstance(v, (int, float)) and math.isfinite(float(v))
+        ok = isinstance(v, (int, float)) and math.isfinite(float(v))
+        return name in _VALID and ok and abs(float(v)) <= VALUE_MAX
 
     lines0 = monitor.lines_in
     rejected0 = dict(monitor.tick().ingest.rejected)

@@ -73,7 +73,7 @@ def test_a_client_that_reads_no_answers_is_closed_and_others_are_answered_meanwh
         hoarder.sendall(
             b"".join(b'{"jsonrpc":"2.0","id":%d,"method":"snapshot"}\n' % i for i in range(200))
         )
-        (held,) = [c for c in srv._conns]
+        (held,) = poll("the hoarder's connection", lambda: list(srv._conns))
         poll("the hoarder's answers to wait unread", lambda: held.unread_since is not None)
         good = connect(srv.path)
         worst = 0.0

@@ -400,6 +400,35 @@ def test_stop_ends_the_replay_early(tmp_path: Path) -> None:
     assert stats.stopped and stats.records == 2 and len(m.arrivals) == 2
 
 
+def _jumped(path: Path) -> None:
+    """Two reads, then the recording engine's clock jumps 10 hours (a suspend, a clock step),
+    then two more reads."""
+    clock = ManualClock()
+    rec = Recorder(path, clock=clock)
+    for at in (0.5, 2.0, 36_002.0, 36_003.0):
+        clock.advance(at - (clock.time() - START))
+        rec(1, KIND_DATA, b"p.latency:%d|ms\n" % int(at))
+    rec.close()
+
+
+@pytest.mark.parametrize("speed", [1.0, None])
+def test_a_jump_in_recorded_time_replays_as_one_minute(tmp_path: Path, speed) -> None:
+    path = tmp_path / "jumped.vtmrec"
+    _jumped(path)
+    clock, wall = ManualClock(), ManualClock()
+    m = _WhenApplied(clock, wall)
+    stats = replay_into(m, path, clock, speed, wall=wall)
+    # the 10 hours became 60 s, on the engine's clock and on the wall clock alike
+    paced = [0.5, 2.0, 62.0, 63.0] if speed else [0.0] * 4
+    assert m.arrivals == list(zip([0.5, 2.0, 62.0, 63.0], paced, strict=True))
+    assert wall.monotonic() - 1000.0 == (63.0 if speed else 0.0)
+    assert stats.ticks == 64  # every replayed second, 0 to 63, not 36,004
+    assert m.latest is not None and m.latest.t == START + 63.0
+    assert m.latest.series[0].windows["1m"].count == 2  # the two reads after the jump
+    assert stats.end - stats.start == 63.0
+    assert "(a 10 h 0 min jump in its timestamps was replayed as 60 s)." in stats.summary()
+
+
 # -- a recording as a test fixture -----------------------------------------------------------
 
 

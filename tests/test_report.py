@@ -30,11 +30,13 @@ import pytest
 from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.history import damage_middle, filled_file, listing
 from tests.screen import start
 from vtmon.cli import main, parse_duration
 from vtmon.config import Config
 from vtmon.engine.clock import ManualClock
 from vtmon.engine.monitor import Monitor
+from vtmon.engine.sketch import Sketch
 from vtmon.model import ActionState, Batch, DistBuf, Kind, SeriesKey, TuningAction, WindowStats
 from vtmon.report import NoData, build_report, render_html, render_json
 from vtmon.report.render import fmt_ms
@@ -579,7 +581,10 @@ def test_the_default_data_folder_is_made_private_when_found_open(data_dir: Path)
     own.chmod(0o755)
     (own / "vtmon.db").chmod(0o644)
     period = ["--from", "2023-11-14T22:13:00+00:00", "--to", "2023-11-14T22:15:00+00:00"]
+    # A report changes nothing, not even modes; the next vtmon that keeps history there does.
     assert run("report", *period, "--format", "json", "-o", "-").exit_code == 0
+    assert own.stat().st_mode & 0o777 == 0o755
+    HistoryStore.open(own, own_folder=True).close()
     assert own.stat().st_mode & 0o777 == 0o700
     assert (own / "vtmon.db").stat().st_mode & 0o777 == 0o600
 
@@ -611,6 +616,44 @@ def test_report_without_a_history_file_says_so(tmp_path: Path) -> None:
     line = one_sentence_error(run("report", "--data-dir", str(tmp_path / "none")))
     assert "There is no history file" in line
     assert not (tmp_path / "none").exists()  # a report creates nothing
+
+
+@pytest.mark.parametrize("where", ["middle", "header"])
+def test_report_of_a_damaged_history_says_so_and_changes_nothing(
+    tmp_path: Path, where: str
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    filled_file(data, ManualClock())
+    if where == "middle":
+        damage_middle(data / "vtmon.db")
+    else:
+        with open(data / "vtmon.db", "r+b") as f:
+            f.write(b"this is no SQLite header")
+    before = listing(data)
+    out = tmp_path / "r.html"
+    period = ["--from", "2023-11-14T22:00:00+00:00", "--to", "2023-11-14T23:00:00+00:00"]
+    line = one_sentence_error(run("report", "--data-dir", str(data), *period, "-o", str(out)))
+    assert line.startswith(f"Error: The history file {data / 'vtmon.db'} is damaged (")
+    assert "no report was written" in line and "left as it is" in line
+    assert not out.exists()
+    assert listing(data) == before  # nothing moved aside, nothing written, no -wal left
+
+
+def test_a_report_from_a_store_that_moved_its_damaged_file_aside_says_so(tmp_path: Path) -> None:
+    clock = ManualClock()
+    keys = filled_file(tmp_path, clock)
+    damage_middle(tmp_path / "vtmon.db")
+    store = HistoryStore.open(tmp_path, clock=clock)
+    assert store.check()  # what the writer does as it starts: moved aside
+    t = int(clock.time())
+    store.add_seconds([(keys[0], Kind.DISTRIBUTION, t, Sketch.of([5.0]))])
+    store.flush()
+    report = build_report(store, t - 60, t + 60)
+    assert "damaged" in store.notice and report["history_note"] == store.notice
+    html = render_html(report)
+    assert store.notice in html  # under the page's title
+    store.close()
 
 
 def test_report_where_only_the_demo_ran_points_to_demo(tmp_path: Path) -> None:

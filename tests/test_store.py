@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from tests.history import damage_middle, fill, filled_file, latency_keys
+from tests.serve import poll
 from vtmon.config import EXAMPLE_CONFIG, ConfigError, RetentionConfig, config_from_dict
 from vtmon.engine.clock import ManualClock
 from vtmon.engine.monitor import Monitor
@@ -31,6 +33,7 @@ from vtmon.model import (
     TimedRun,
     make_tags,
 )
+from vtmon.store.bound import on_disk
 from vtmon.store.db import HistoryStore
 from vtmon.store.rollup import CorruptBlob, decode, encode, tiers_for
 
@@ -248,6 +251,98 @@ def test_retention_deletes_what_is_past_it(tmp_path: Path, clock: ManualClock) -
     store.close()
 
 
+def _idle_work(store: HistoryStore, clock: ManualClock, minutes: int) -> int:
+    """SQLite's work (virtual machine steps, in hundreds) of ``minutes`` of the writer's idle
+    routine: a machine reading a second, a flush every 5 s, rollups and retention each minute.
+    A count rather than a time, so that the comparison holds on any machine under any load."""
+    conn = store._conn
+    assert conn is not None
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    conn.set_progress_handler(count, 100)
+    for _ in range(minutes):
+        for sec in range(60):
+            store.add_resources(Resources(t=clock.time(), cpu_percent=5.0))
+            clock.advance(1)
+            if sec % 5 == 4:
+                store.flush()
+        store.maintain()
+    conn.set_progress_handler(None, 0)
+    return steps
+
+
+def test_idle_upkeep_does_not_grow_with_the_history(tmp_path: Path, clock: ManualClock) -> None:
+    """An idle vtmon's writer does the same work whatever the file holds: with 20 times the
+    series (and the rows) of a small history, within 10 %."""
+    work = {}
+    for n in (10, 200):
+        at = ManualClock(clock.time())
+        store = open_store(tmp_path / str(n), at)
+        fill(store, at, latency_keys(n), 180, samples=5)
+        at.advance(2 * 3600)
+        store.maintain()  # the catch-up as the writer starts: the 1 s points expire
+        work[n] = _idle_work(store, at, 10)
+        store.close()
+    assert work[200] <= 1.1 * work[10], work
+
+
+@pytest.mark.parametrize("made_before", [False, True], ids=["new file", "file from before"])
+def test_the_file_stays_within_its_size_bound_and_the_oldest_points_go(
+    tmp_path: Path, clock: ManualClock, made_before: bool
+) -> None:
+    store = open_store(tmp_path, clock, max_size_mb=3)
+    path = tmp_path / "vtmon.db"
+    if made_before:  # vtmon used not to set incremental vacuum: such a file is switched once
+        conn = store._conn
+        assert conn is not None
+        conn.execute("PRAGMA auto_vacuum = NONE")
+        conn.execute("VACUUM")
+    keys = latency_keys(10)
+    t0 = int(clock.time())
+    sizes = []
+    for _ in range(45):  # 45 minutes of 10 busy series: about 6 MB of points
+        fill(store, clock, keys, 60, maintain=False)
+        store.maintain()
+        sizes.append(on_disk(path))
+    now = int(clock.time())
+    assert max(sizes) <= 3_000_000  # the file and its WAL, each time the writer looked
+    assert sizes[-1] < 0.95 * 3_000_000  # space given back, not only reused
+    assert store._conn is not None
+    assert store._conn.execute("PRAGMA auto_vacuum").fetchone() == (2,)  # incremental
+    # the oldest went first, whatever the resolution; the last ten minutes are all there
+    assert store.points(keys[5], t0, t0 + 600, resolution=1) == []
+    recent = store.points(keys[5], now - 600, now, resolution=1)
+    assert [p["t"] for p in recent] == list(range(now - 600, now))
+    assert all(p["count"] == 100 for p in recent)
+    first = min(s.first for s in store.series(t0, now))
+    assert t0 + 600 < first < now - 600  # the series say where their data starts now
+    notice = "History is at its 3 MB bound; trimming the oldest 1 s points."
+    assert store.notice == store.warning == notice
+    monitor = Monitor(clock=clock, socket_path="t.sock", store=store)
+    assert monitor.tick().store_warning == notice  # the console shows it
+    clock.advance(2 * 3600)  # nothing more comes; the 1 s points expire
+    store.maintain()
+    assert store.notice == store.warning == ""  # well below the bound: no longer trimming
+    monitor.stop()
+
+
+def test_a_bound_too_small_for_ten_minutes_says_so(tmp_path: Path, clock: ManualClock) -> None:
+    store = open_store(tmp_path, clock, max_size_mb=1)
+    fill(store, clock, latency_keys(40), 660)
+    assert store.notice == (
+        "History is at its 1 MB bound and keeps only its last 10 min; raise [retention] "
+        "max_size_mb to keep more."
+    )
+    now = int(clock.time())
+    assert len(store.points(latency_keys(40)[0], now - 600, now, resolution=1)) == 600
+    store.close()
+
+
 def test_tiers_follow_the_retention_config() -> None:
     assert [(t.res, t.keep_s) for t in tiers_for(1, 7 * 86400)] == [
         (1, 3600),
@@ -297,6 +392,55 @@ def test_a_corrupt_file_is_moved_aside_and_a_fresh_one_works(
     store.add_seconds([(LAT, Kind.DISTRIBUTION, t, Sketch.of([1.0, 2.0, 3.0]))])
     assert store.flush() == 1
     assert store.summary(LAT, t, t + 1)["count"] == 3
+    store.close()
+
+
+def _moved_aside(folder: Path) -> Path:
+    (aside,) = folder.glob("vtmon.db.corrupt-*[0-9]Z")  # its -wal and -shm go with it
+    return aside
+
+
+def test_damage_inside_the_file_is_found_at_start_and_the_file_moved_aside(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    keys = filled_file(tmp_path, clock)
+    damage_middle(tmp_path / "vtmon.db")
+    damaged = (tmp_path / "vtmon.db").read_bytes()
+    store = HistoryStore.open(tmp_path, clock=clock)
+    monitor = Monitor(clock=clock, socket_path="t.sock", store=store)
+    store.start()  # the writer checks the file before anything else
+    notice = poll("the damage noticed", lambda: store.notice, timeout=30)
+    aside = _moved_aside(tmp_path)
+    assert aside.read_bytes() == damaged  # kept as it was, for whoever wants to look
+    assert "damaged" in notice and aside.name in notice and "a new one started" in notice
+    assert notice.count(". ") == 0 and notice.endswith(".")  # one sentence
+    assert monitor.tick().store_warning == notice  # the console's header and a notification
+    store.close()
+    again = open_store(tmp_path, clock)  # the new file works
+    t = int(clock.time())
+    again.add_seconds([(keys[0], Kind.DISTRIBUTION, t, Sketch.of([4.0, 5.0]))])
+    assert again.flush() == 1
+    assert again.summary(keys[0], t, t + 1)["count"] == 2
+    again.close()
+
+
+def test_a_query_that_fails_has_the_file_checked_and_a_damaged_one_moved_aside(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    keys = filled_file(tmp_path, clock)
+    t0 = int(clock.time()) - 600
+    damage_middle(tmp_path / "vtmon.db")
+    store = HistoryStore.open(tmp_path, clock=clock)  # no writer thread: no check at start
+    assert store.persistent and store.notice == ""
+    answers = [store.points(k, t0, t0 + 600, resolution=1) for k in keys]
+    assert any(a == [] for a in answers)  # some series sit on the damaged pages
+    # the failed read had the file checked: moved aside, and said
+    assert _moved_aside(tmp_path).exists()
+    assert "damaged" in store.notice and store.warning == store.notice
+    t = int(clock.time())
+    store.add_seconds([(keys[0], Kind.DISTRIBUTION, t, Sketch.of([1.0]))])
+    assert store.flush() == 1
+    assert store.points(keys[0], t, t + 1, resolution=1)[0]["count"] == 1
     store.close()
 
 

@@ -551,7 +551,7 @@ async def test_history_that_cannot_be_written_is_said_once_and_marked(
     async with app.run_test(size=(160, 45)) as pilot:
         await start(pilot, monitor)
         await start(pilot, monitor)
-        assert "⚠ no history" in screen_text(app).splitlines()[0]
+        assert "⚠ history" in screen_text(app).splitlines()[0]
         said = [n.message for n in app._notifications if n.title == "History"]
         assert said == [store.warning]  # two snapshots, one notification
     monitor.stop()

@@ -501,16 +501,33 @@ def report(
             f"There is no history file {data_dir / name}: vtmon keeps one while it runs "
             "(`vtmon`, `vtmon serve`); pass --data-dir for another folder."
         )
-    store = HistoryStore.open(data_dir, cfg.retention, name=name, own_folder=not named)
-    try:
-        if not store.persistent or store.notice:
-            raise _ReportError(f"Cannot read {data_dir / name}: {store.warning}")
+    path = data_dir / name
+
+    def build(store: HistoryStore) -> dict[str, Any] | None:
         try:
-            data = build_report(store, t0, t1, config=cfg, source=str(data_dir / name))
+            return build_report(store, t0, t1, config=cfg, source=str(path))
         except NoData as e:
+            if store.damaged or store.changed:  # nothing read because of it
+                return None
             raise _ReportError(str(e)) from None
-    finally:
-        store.close()
+
+    for _ in range(2):  # again when a vtmon started writing the file while it was read
+        # Read-only: a report changes nothing, not even a damaged file (vtmon moves that aside).
+        store = HistoryStore.open_read_only(path, cfg.retention)
+        try:
+            if not store.persistent and not store.damaged:
+                raise _ReportError(f"Cannot read {path}: {store.warning}.")
+            data = None if store.damaged else build(store)
+        finally:
+            store.close()
+        if not store.changed:
+            break
+    if data is None or store.damaged or store.changed:
+        why = store.damaged or "it changed while it was read"
+        raise _ReportError(
+            f"The history file {path} is damaged ({why}), so no report was written; it is "
+            "left as it is (the next vtmon to start moves it aside and starts a new one)."
+        )
     text = render_json(data) if fmt == "json" else render_html(data)
     if output is not None and str(output) == "-":
         click.echo(text, nl=False)

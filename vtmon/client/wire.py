@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from vtmon.model import VALUE_MAX
+
 FORMAT = "vtmon-binary/1"
 HELLO = (
     json.dumps(
@@ -153,8 +155,8 @@ def name_error(name: object) -> str:
 @dataclass
 class Batch:
     """Samples taken from the buffer, grouped: ``series`` maps each key to its values in the
-    order recorded; ``lines`` are the text items; ``bad`` counts values that are no finite
-    number, per key (they are not sent)."""
+    order recorded; ``lines`` are the text items; ``bad`` counts values vtmon would refuse (no
+    finite number, or beyond ``VALUE_MAX``), per key (they are not sent)."""
 
     series: dict[Any, np.ndarray] = field(default_factory=dict)
     lines: list[Any] = field(default_factory=list)
@@ -201,8 +203,12 @@ def _arrays(lists: dict[Any, list[Any]], out: Batch) -> Batch:
             a = np.frombuffer(array("d", vals), dtype=np.float64)
         except (TypeError, ValueError, OverflowError):
             a = np.array([_float(v) for v in vals], dtype=np.float64)
-        if not np.isfinite(a.sum()):  # one pass when all are finite (the usual case)
-            ok = np.isfinite(a)
+        # vtmon takes finite values within VALUE_MAX: one pass when all are (the usual case;
+        # the square root of the sum of squares is at least the largest magnitude).
+        with np.errstate(over="ignore", invalid="ignore"):
+            fits = bool(np.dot(a, a) <= VALUE_MAX * VALUE_MAX)
+        if not fits:
+            ok = np.abs(a) <= VALUE_MAX  # NaN compares False
             out.bad[key] = len(a) - int(np.count_nonzero(ok))
             a = a[ok]
         out.series[key] = a

@@ -123,6 +123,9 @@ def build_report(
         "component": "all",
         "host": _host(runs, found, host),
         "source": source,
+        # what was done to the file (a damaged one moved aside, trimming to its size bound):
+        # the period may hold less than it would have
+        "history_note": store.notice,
         "period": {
             "start": start,
             "end": end,

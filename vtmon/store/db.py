@@ -9,7 +9,9 @@ delays a Snapshot and a SIGKILL loses at most one flush interval. Tests call ``f
 ``maintain`` themselves with an injected clock.
 
 When the file cannot be used the store keeps vtmon running: a corrupt or unreadable file is
-moved aside (``vtmon.db.corrupt-<UTC time>``) and a fresh one started; a folder that cannot be
+moved aside (``vtmon.db.corrupt-<UTC time>``) and a fresh one started (damage inside the file
+is looked for with ``PRAGMA quick_check`` as the writer starts and after a query fails, see
+``check``); a folder that cannot be
 written, a full disk or a read-only file leaves history in memory only, with ``warning``
 saying so in one sentence (the Snapshot carries it as ``store_warning``). Writes are retried
 every ``RETRY_S``, so history resumes once the disk has room again.
@@ -41,6 +43,18 @@ from vtmon.engine.clock import Clock, SystemClock
 from vtmon.engine.series import RING_S
 from vtmon.engine.sketch import key_values
 from vtmon.model import HistoryPoint, Kind, Resources, Sensors, SeriesKey, Snapshot
+from vtmon.store.bound import (
+    CLEAR_BELOW,
+    MIN_KEEP_S,
+    TRIM_TO,
+    VACUUM_STEP_PAGES,
+    TrimStats,
+    next_cutoff,
+    next_step,
+    on_disk,
+    size_bound,
+    trim_notice,
+)
 from vtmon.store.files import ForeignFolder, private_file, private_folder
 from vtmon.store.findings import Finding, FindingsTracker
 from vtmon.store.journal import JOURNAL_SCHEMA
@@ -67,6 +81,7 @@ DEMO_DB_NAME = "demo.db"
 RETRY_S = 60.0  # after a failed write, how long before the next attempt
 MAX_PENDING = 500_000  # items waiting for the writer; beyond this the oldest are dropped
 MAX_POINTS = 1000  # the default query resolution keeps a range under this many points
+CHECK_EVERY_S = 600.0  # after a failed query the file is checked again at most this often
 LATE_S = RING_S  # timed samples may correct seconds this old (see SeriesStore)
 HISTORY_WINDOW_S = 10  # chart points are percentiles of the 10 s window (SeriesStore)
 
@@ -87,6 +102,9 @@ CREATE TABLE IF NOT EXISTS series (
     last_t INTEGER NOT NULL,
     UNIQUE (layer, kind, name, tags)
 );
+-- Rollups and retention look only at the series written to lately, so that their work each
+-- minute does not grow with every series the file has ever held.
+CREATE INDEX IF NOT EXISTS series_last ON series (layer, last_t);
 CREATE TABLE IF NOT EXISTS points (
     series_id INTEGER NOT NULL,
     res INTEGER NOT NULL,          -- seconds the point covers
@@ -185,6 +203,9 @@ class _TierState:
     tier: Tier
     rolled_upto: int | None  # None: nothing rolled into it yet
     kept_from: int | None  # None: nothing removed yet
+    # No point of the tier starts before this (inf: it holds none); None: not known, looked
+    # up when retention needs it. Retention skips a tier with nothing before its cutoff.
+    oldest: float | None = None
 
 
 def _json(data: Any) -> str:
@@ -261,6 +282,20 @@ class HistoryStore:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._closed = False
+        # the file with its WAL is kept within this (vtmon/store/bound.py); ``open`` sets it
+        # from the free space of the data folder when the config does not
+        self.max_bytes = size_bound(self.retention.max_size_mb, None)
+        self._trim_notice = ""  # the notice that history is being trimmed, while it holds
+        self._no_vacuum = False  # VACUUM failed (no room for its copy): not tried again
+        self.last_trim: TrimStats | None = None  # what the last trim did (bench/store.py)
+        self.read_only = False  # opened by ``open_read_only``: nothing is ever written
+        self.damaged = ""  # read-only: what is wrong with the file, in SQLite's words
+        # read-only: a vtmon started writing the file while it was read as immutable, so
+        # what looked like damage may be its writes; open it again to know
+        self.changed = False
+        self._immutable = False
+        self._check_lock = threading.Lock()
+        self._next_check = -math.inf  # monotonic time before which ``check`` does nothing
 
     # --- opening -----------------------------------------------------------------------------
 
@@ -291,6 +326,7 @@ class HistoryStore:
             return store
         if note:
             log.warning("%s", note)
+        store.max_bytes = size_bound(store.retention.max_size_mb, folder)
         try:
             store._connect()
         except _Corrupt as e:
@@ -299,6 +335,71 @@ class HistoryStore:
             store._close_conn()
             store._memory_only(f"cannot open {store.path} ({_reason(e)})")
         return store
+
+    @classmethod
+    def open_read_only(
+        cls,
+        path: str | os.PathLike[str],
+        retention: RetentionConfig | None = None,
+        clock: Clock | None = None,
+    ) -> HistoryStore:
+        """The history file ``path`` for reading only (``vtmon report``): nothing beside it is
+        created, changed or moved. It is checked at once (``check``); a file that is damaged
+        or is not a vtmon history leaves ``damaged`` saying why, one that cannot be read (or
+        was written by a newer vtmon) ``warning``; its queries then answer nothing. Never
+        raises."""
+        store = cls(Path(path), retention, clock)
+        store.read_only = True
+        try:
+            store._connect_read_only()
+        except _Corrupt as e:
+            store._close_conn()
+            store.damaged = str(e)
+            return store
+        except sqlite3.Error as e:
+            store._close_conn()
+            store.warning = f"it cannot be read ({_reason(e)})"
+            return store
+        if store.persistent:
+            store.check()
+        return store
+
+    def _has_wal(self) -> bool:
+        assert self.path is not None
+        return self.path.with_name(self.path.name + "-wal").exists()
+
+    def _uri(self, immutable: bool = False) -> str:
+        assert self.path is not None
+        mode = "ro&immutable=1" if immutable else "ro"
+        return f"{self.path.resolve().as_uri()}?mode={mode}"
+
+    def _connect_read_only(self) -> None:
+        # A file closed cleanly has no WAL: read it as immutable, or SQLite would create a -wal
+        # and -shm beside it that a read-only connection cannot remove again. With a WAL (a
+        # vtmon writes the file, or was killed) the existing -wal and -shm are read as they are.
+        self._immutable = not self._has_wal()
+        conn = sqlite3.connect(
+            self._uri(self._immutable),
+            uri=True,
+            timeout=5.0,
+            check_same_thread=False,
+            isolation_level=None,
+        )
+        self._conn = conn
+        try:
+            conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+            version = self._schema_version(conn)
+            if version is None:
+                raise _Corrupt("it is not a vtmon history file")
+            if version > SCHEMA_VERSION:
+                self._close_conn()
+                self.warning = f"it was written by a newer vtmon (schema {version})"
+                return
+            self._load_tiers(conn)
+        except sqlite3.Error as e:
+            if _is_corrupt(e):
+                raise _Corrupt(_reason(e)) from e
+            raise
 
     @property
     def persistent(self) -> bool:
@@ -318,9 +419,15 @@ class HistoryStore:
         )
         self._conn = conn
         try:
+            if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+                # a new file: free pages can then be given back in small steps (the size bound)
+                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA journal_size_limit=8388608")
+            # The WAL counts towards the size bound: with a small bound it is kept small too.
+            wal = min(8 << 20, self.max_bytes // 8)
+            conn.execute(f"PRAGMA journal_size_limit={wal}")
+            conn.execute(f"PRAGMA wal_autocheckpoint={max(16, min(1000, wal // 4096))}")
             # SQLite's default page cache (2 MiB) would grow to a tenth of the console's memory
             # as the file fills; the writer appends and the chart reads are few (the OS caches
             # the file too).
@@ -362,6 +469,7 @@ class HistoryStore:
                     (layer, st.tier.res),
                 ).fetchone()
                 st.rolled_upto, st.kept_from = row if row else (None, None)
+                st.oldest = None
 
     @staticmethod
     def _schema_version(conn: sqlite3.Connection) -> int | None:
@@ -415,6 +523,66 @@ class HistoryStore:
             self._close_conn()
             self._memory_only(f"cannot start a new {self.path} ({_reason(e)})")
 
+    def check(self) -> str:
+        """Look for damage inside the file (``PRAGMA quick_check``, on a connection of its own,
+        so the writer is not held up); returns what is wrong in SQLite's words, or "".
+
+        A damaged file is moved aside as one with a bad header is (``notice`` says so), or,
+        read-only, only described in ``damaged``. It reads the whole file (docs/performance.md
+        says how long that takes), so after the first check this does nothing until
+        ``CHECK_EVERY_S`` have passed; the writer runs it as it starts and ``_guarded`` after
+        a query fails."""
+        if self._conn is None or not self._check_lock.acquire(blocking=False):
+            return ""  # no file, or another thread is checking it right now
+        try:
+            now = self.clock.monotonic()
+            if now < self._next_check:
+                return ""
+            self._next_check = now + CHECK_EVERY_S
+            problem = self._quick_check()
+            if not problem:
+                return ""
+            log.warning("%s is damaged: %s", self.path, problem)
+            if self.read_only:
+                self._damaged(problem)
+            else:
+                with self._db_lock:
+                    self._move_aside(f"it is damaged: {problem}")
+            return problem
+        finally:
+            self._check_lock.release()
+
+    def _quick_check(self) -> str:
+        try:
+            if self.read_only:
+                with self._db_lock:
+                    conn = self._conn
+                    if conn is None:
+                        return ""
+                    rows = conn.execute("PRAGMA quick_check(1)").fetchall()
+            else:
+                conn = sqlite3.connect(self._uri(), uri=True, timeout=5.0)
+                try:
+                    rows = conn.execute("PRAGMA quick_check(1)").fetchall()
+                finally:
+                    conn.close()
+        except sqlite3.Error as e:
+            if _is_corrupt(e):
+                return _reason(e)
+            log.warning("could not check %s (%s)", self.path, e)
+            return ""
+        if rows == [("ok",)]:
+            return ""
+        return str(rows[0][0]).splitlines()[0] if rows else "the check answered nothing"
+
+    def _damaged(self, problem: str) -> None:
+        """Read-only: the file looks damaged (``damaged``), unless a vtmon has started writing
+        it since it was opened as immutable (``changed``: open it again)."""
+        if self._immutable and self._has_wal():
+            self.changed = True
+        else:
+            self.damaged = self.damaged or problem
+
     def _memory_only(self, why: str) -> None:
         self.warning = f"History is not being saved: {why}; vtmon keeps running in memory."
         log.warning("%s", self.warning)
@@ -424,7 +592,7 @@ class HistoryStore:
     @property
     def _accepting(self) -> bool:
         """False when nothing will ever be written (no file), so feeding costs nothing."""
-        return self._conn is not None or bool(self._retry_at)
+        return not self.read_only and (self._conn is not None or bool(self._retry_at))
 
     def add_seconds(self, items: Iterable[tuple[SeriesKey, Kind, int, Any]]) -> None:
         """Seconds closed by the series (``SeriesStore.closed_seconds``)."""
@@ -512,6 +680,7 @@ class HistoryStore:
                 self._seed = seed
                 self._resource_seed = res
             self.seeded.set()
+        self.check()  # after the seed, which the first Snapshots wait for
         next_maint = time.monotonic()  # at once: catch up on retention after a long stop
         while True:
             try:  # the writer must outlive any bug in one flush or rollup
@@ -535,7 +704,7 @@ class HistoryStore:
         self._closed = True
         self._retry_at = 0.0
         found = self._findings.final(self.clock.time())
-        if found and self._conn is not None:
+        if found and self._conn is not None and not self.read_only:
             self._append(("f", found), 1)
         self.flush()
         with self._db_lock:
@@ -649,18 +818,29 @@ class HistoryStore:
     ) -> None:
         last: dict[int, int] = {}
         params = []
+        first: dict[str, int] = {}
         for (layer, key, res, t), row in rows.items():
             sid = self._series_id(conn, layer, key, t, create=True)
             assert sid is not None
             end = t + res - 1
             if last.get(sid, -1) < end:
                 last[sid] = end
+            if first.get(layer, t + 1) > t:
+                first[layer] = t
             params.append((sid, res, t, row.n, row.sum, row.min, row.max, row.last, row.blob()))
         conn.executemany(_UPSERT, params)
+        for layer, t in first.items():
+            self._wrote(self._tiers[layer][0], t)
         conn.executemany(
             "UPDATE series SET last_t = max(last_t, ?) WHERE id = ?",
             [(t, sid) for sid, t in last.items()],
         )
+
+    @staticmethod
+    def _wrote(st: _TierState, t: int) -> None:
+        """A point starting at ``t`` was written into the tier."""
+        if st.oldest is not None and t < st.oldest:
+            st.oldest = t
 
     def _series_id(
         self, conn: sqlite3.Connection, layer: str, key: SeriesKey, t: int = 0, create: bool = False
@@ -692,7 +872,7 @@ class HistoryStore:
     def maintain(self, now: float | None = None) -> None:
         """Roll finished intervals into the coarser tiers, then drop what is past each tier's
         keep time and series past their layer's retention."""
-        if self._conn is None:
+        if self._conn is None or self.read_only:
             return
         now = self.clock.time() if now is None else now
         try:
@@ -705,8 +885,155 @@ class HistoryStore:
                 keep = max(self.retention.retention_s(layer) for layer in LAYERS)
                 with self._transaction() as conn:  # findings: as long as any layer keeps data
                     conn.execute("DELETE FROM findings WHERE t < ?", (now - keep,))
+            self._keep_bound(now)
         except sqlite3.Error as e:
             self._failed(e, 0)
+
+    # --- the size bound (vtmon/store/bound.py) ----------------------------------------------
+
+    def _keep_bound(self, now: float) -> None:
+        """Keep the file with its WAL within ``max_bytes``: trim the oldest points and give the
+        space back, in steps that let go of the lock in between (chart reads get in)."""
+        assert self.path is not None
+        size = on_disk(self.path)
+        if size > self.max_bytes:
+            t0 = time.perf_counter()
+            stats = self.last_trim = TrimStats(before=size)
+            finest, floor_reached = self._trim(now, int(TRIM_TO * self.max_bytes), stats)
+            self._give_back(stats)
+            stats.after = on_disk(self.path)
+            stats.seconds = time.perf_counter() - t0
+            log.info(
+                "trimmed %s from %d to %d bytes in %.1f s (%d steps, %d vacuum steps)",
+                self.path, stats.before, stats.after, stats.seconds, stats.steps,
+                stats.vacuum_steps,
+            )  # fmt: skip
+            if finest is not None or floor_reached:
+                self._say_trimmed(trim_notice(self.max_bytes, finest, floor_reached))
+                return
+        if self._trim_notice and self._used_bytes() < CLEAR_BELOW * self.max_bytes:
+            self._say_trimmed("")  # retention keeps it well within the bound again
+
+    def _used_bytes(self) -> int:
+        """Bytes of the pages in use (the file less its free pages)."""
+        with self._db_lock:
+            conn = self._conn
+            if conn is None:
+                return 0
+            (page,) = conn.execute("PRAGMA page_size").fetchone()
+            (count,) = conn.execute("PRAGMA page_count").fetchone()
+            (free,) = conn.execute("PRAGMA freelist_count").fetchone()
+        return int((count - free) * page)
+
+    def _trim(self, now: float, target: int, stats: TrimStats) -> tuple[int | None, bool]:
+        """Delete the oldest points, whatever their layer, until the pages in use take
+        ``target`` bytes or only the last ``MIN_KEEP_S`` are left, a transaction a step.
+        Returns the finest resolution that lost points, and whether the last minutes alone
+        are still above the target."""
+        used = self._used_bytes()
+        floor = int(now) - MIN_KEEP_S
+        with self._db_lock:
+            conn = self._conn
+            if conn is None or used <= target:
+                return None, False
+            oldest = min(self._oldest(conn, lay, st) for lay in LAYERS for st in self._tiers[lay])
+        if not math.isfinite(oldest):
+            return None, False
+        cutoff = int(oldest)
+        step = (floor - cutoff) / 64
+        finest: int | None = None
+        while used > target and cutoff < floor:
+            nxt = next_cutoff(cutoff, floor, step)
+            t0 = time.perf_counter()
+            with self._db_lock, self._transaction() as conn:
+                lost = self._cut_all(conn, nxt)
+            stats.longest_step_s = max(stats.longest_step_s, time.perf_counter() - t0)
+            stats.steps += 1
+            stats.cutoff = nxt
+            if lost is not None and (finest is None or lost < finest):
+                finest = lost
+            left = self._used_bytes()
+            step = next_step(nxt - cutoff, used - left, left - target)
+            used, cutoff = left, nxt
+            self.flush()  # what arrived meanwhile, so the pending list stays short
+        return finest, used > target
+
+    def _cut_all(self, conn: sqlite3.Connection, cutoff: int) -> int | None:
+        """Delete every point that starts before ``cutoff`` in every tier of every layer, the
+        series left without any and the findings before it; returns the finest resolution
+        that lost points."""
+        finest: int | None = None
+        for layer, states in self._tiers.items():
+            for st in states:
+                if self._cut(conn, layer, st, cutoff) and (finest is None or st.tier.res < finest):
+                    finest = st.tier.res
+                if st.kept_from is None or st.kept_from < cutoff:
+                    st.kept_from = cutoff
+                    conn.execute(
+                        "UPDATE tiers SET kept_from = ? WHERE layer = ? AND res = ?",
+                        (cutoff, layer, st.tier.res),
+                    )
+            self._drop_series(conn, layer, cutoff)
+        conn.execute("UPDATE series SET first_t = ? WHERE first_t < ?", (cutoff, cutoff))
+        conn.execute("DELETE FROM findings WHERE t < ?", (cutoff,))
+        return finest
+
+    def _give_back(self, stats: TrimStats) -> None:
+        """Return the free pages to the file system, ``VACUUM_STEP_PAGES`` at a time, then fold
+        the WAL in. A file made before vtmon did this (no incremental vacuum) is rewritten once
+        by VACUUM, which switches it, holding the file for longer and needing as much room
+        again on the disk meanwhile (docs/performance.md); if that fails the trimmed space is
+        only reused."""
+        with self._db_lock:
+            conn = self._conn
+            if conn is None:
+                return
+            (mode,) = conn.execute("PRAGMA auto_vacuum").fetchone()
+            if mode != 2:
+                if self._no_vacuum:
+                    return
+                t0 = time.perf_counter()
+                try:
+                    conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                    conn.execute("VACUUM")
+                    stats.vacuum_steps += 1
+                    stats.longest_vacuum_s = time.perf_counter() - t0
+                except sqlite3.Error as e:
+                    if _is_corrupt(e):
+                        raise
+                    self._no_vacuum = True
+                    log.warning("cannot give %s's free space back (%s)", self.path, _reason(e))
+                    return
+            (free,) = conn.execute("PRAGMA freelist_count").fetchone()
+        for _ in range(free // VACUUM_STEP_PAGES + 1):
+            with self._db_lock:
+                conn = self._conn
+                if conn is None:
+                    return
+                (left,) = conn.execute("PRAGMA freelist_count").fetchone()
+                if not left:
+                    break
+                t0 = time.perf_counter()
+                # executescript steps the pragma to its end; execute() frees a single page
+                conn.executescript(f"PRAGMA incremental_vacuum({VACUUM_STEP_PAGES});")
+                stats.longest_vacuum_s = max(stats.longest_vacuum_s, time.perf_counter() - t0)
+                stats.vacuum_steps += 1
+        with self._db_lock:
+            if self._conn is not None:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+    def _say_trimmed(self, text: str) -> None:
+        """The trim notice: shown as the Snapshot's ``store_warning`` unless something that
+        matters more is (history not saved, a file moved aside)."""
+        old, self._trim_notice = self._trim_notice, text
+        if text == old:
+            return
+        if text:
+            log.warning("%s", text)
+        if self.notice in ("", old):
+            self.notice = text
+        if self.warning in ("", old):
+            self.warning = text
 
     def _lag(self, layer: str) -> float:
         """How far behind now rollups into a layer's second tier stay: a point of its finest
@@ -728,17 +1055,15 @@ class HistoryStore:
                 upto = _align(src.rolled_upto, res)
             frm = dst.rolled_upto
             if frm is None:
-                row = conn.execute(
-                    "SELECT min(p.t) FROM points p JOIN series s ON s.id = p.series_id "
-                    "WHERE s.layer = ? AND p.res = ?",
-                    (layer, src.tier.res),
-                ).fetchone()
-                if row[0] is None:
+                oldest = self._oldest(conn, layer, src)
+                if not math.isfinite(oldest):
                     continue  # nothing to roll yet: start from the first point when it comes
-                frm = _align(row[0], res)
+                frm = _align(oldest, res)
             if upto <= frm:
                 continue
-            self._roll(conn, layer, src.tier.res, res, frm, upto)
+            first = self._roll(conn, layer, src.tier.res, res, frm, upto)
+            if first is not None:
+                self._wrote(dst, first)
             dst.rolled_upto = upto
             conn.execute(
                 "UPDATE tiers SET rolled_upto = ? WHERE layer = ? AND res = ?", (upto, layer, res)
@@ -746,17 +1071,24 @@ class HistoryStore:
 
     def _roll(
         self, conn: sqlite3.Connection, layer: str, src: int, res: int, frm: int, upto: int
-    ) -> None:
+    ) -> int | None:
+        """Merge the ``src`` points in ``[frm, upto)`` into ``res`` points; returns the first
+        second of the earliest point written (None: none)."""
         ids = [
             r[0]
             for r in conn.execute(
                 "SELECT id FROM series WHERE layer = ? AND last_t >= ?", (layer, frm)
             ).fetchall()
         ]
+        first: int | None = None
         for sid in ids:
             groups: dict[int, list[Row]] = {}
             for t, row in self._read(conn, sid, src, frm, upto):
                 groups.setdefault(t - t % res, []).append(row)
+            if not groups:
+                continue
+            low = min(groups)
+            first = low if first is None else min(first, low)
             conn.executemany(
                 _UPSERT,
                 [
@@ -764,6 +1096,20 @@ class HistoryStore:
                     for t, m in ((t, merge(rows)) for t, rows in groups.items())
                 ],
             )
+        return first
+
+    def _oldest(self, conn: sqlite3.Connection, layer: str, st: _TierState) -> float:
+        """The first second of the tier's oldest point (inf when it has none), looked up once
+        and then kept up to date by writes and retention. One index seek per series written
+        since the tier's retention cutoff: series idle since then have no point left in it."""
+        if st.oldest is None:
+            (t,) = conn.execute(
+                "SELECT min((SELECT min(t) FROM points WHERE series_id = s.id AND res = ?)) "
+                "FROM series s WHERE s.layer = ? AND s.last_t >= ?",
+                (st.tier.res, layer, st.kept_from if st.kept_from is not None else -(2**62)),
+            ).fetchone()
+            st.oldest = math.inf if t is None else t
+        return st.oldest
 
     def _expire_layer(self, conn: sqlite3.Connection, layer: str, now: float) -> None:
         states = self._tiers[layer]
@@ -777,21 +1123,20 @@ class HistoryStore:
             if not math.isfinite(cutoff) or (st.kept_from is not None and cutoff <= st.kept_from):
                 continue
             cutoff = int(cutoff)
-            conn.execute(
-                "DELETE FROM points WHERE series_id IN (SELECT id FROM series WHERE layer = ?) "
-                "AND res = ? AND t < ?",
-                (layer, st.tier.res, cutoff),
-            )
+            self._cut(conn, layer, st, cutoff)
             st.kept_from = cutoff
             conn.execute(
                 "UPDATE tiers SET kept_from = ? WHERE layer = ? AND res = ?",
                 (cutoff, layer, st.tier.res),
             )
-        gone = now - self.retention.retention_s(layer)
-        old = [
+        self._drop_series(conn, layer, now - self.retention.retention_s(layer))
+
+    def _drop_series(self, conn: sqlite3.Connection, layer: str, before: float) -> None:
+        """Delete the series of ``layer`` with nothing after ``before``, with their points."""
+        old = [  # the index on (layer, last_t) finds them without a look at the others
             r[0]
             for r in conn.execute(
-                "SELECT id FROM series WHERE layer = ? AND last_t < ?", (layer, gone)
+                "SELECT id FROM series WHERE layer = ? AND last_t < ?", (layer, before)
             ).fetchall()
         ]
         if old:
@@ -799,6 +1144,22 @@ class HistoryStore:
             conn.executemany("DELETE FROM series WHERE id = ?", [(i,) for i in old])
             dead = set(old)
             self._ids = {k: v for k, v in self._ids.items() if v not in dead}
+
+    def _cut(self, conn: sqlite3.Connection, layer: str, st: _TierState, cutoff: int) -> int:
+        """Delete the tier's points that start before ``cutoff``; nothing at all to do (not even
+        a look at each series) when its oldest point is not older. Returns the points deleted."""
+        oldest = self._oldest(conn, layer, st)
+        if oldest >= cutoff:
+            return 0
+        cur = conn.execute(
+            "DELETE FROM points WHERE series_id IN "
+            "(SELECT id FROM series WHERE layer = ? AND last_t >= ?) AND res = ? AND t < ?",
+            (layer, oldest, st.tier.res, cutoff),
+        )
+        # What is left starts at the cutoff or later; when nothing was there, where exactly is
+        # looked up the next time, so that a tier whose points are all newer is left alone.
+        st.oldest = cutoff if cur.rowcount > 0 else None
+        return max(cur.rowcount, 0)
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -853,11 +1214,17 @@ class HistoryStore:
         return out
 
     def _guarded(self, fn: Callable[[], _T], empty: _T) -> _T:
-        """A query never raises to a screen or a report: a damaged file answers nothing."""
+        """A query never raises to a screen or a report: a damaged file answers nothing, and
+        a failed query has the file checked (``check``: moved aside when it is damaged)."""
         try:
             return fn()
         except (sqlite3.Error, ValueError) as e:
             log.warning("a history query failed (%s); answered with no data", e)
+            if isinstance(e, sqlite3.Error):
+                if self.read_only and _is_corrupt(e):
+                    self._damaged(_reason(e))
+                else:
+                    self.check()
             return empty
 
     def _key_rows(

@@ -58,6 +58,9 @@ KIND_NAMES = {KIND_DATA: "data", KIND_OPEN: "open", KIND_CLOSE: "close", KIND_EN
 MAX_RECORD_BYTES = 64 * 1024 * 1024
 MAX_HEADER_BYTES = 64 * 1024
 FLUSH_INTERVAL_S = 0.5
+# A replay moves on at most this much between two recorded events: a jump in the recorded
+# timestamps (a clock step, a suspend, an edited file) would otherwise be hours of ticks.
+MAX_GAP_S = 60.0
 _WAKE_BYTES = 1 << 20  # the writer thread writes early once this much is waiting
 _MAX_BUFFER = 64 << 20  # beyond this the socket thread writes itself (back-pressure)
 _CHUNK = 1 << 16
@@ -477,13 +480,25 @@ class ReplayStats:
     stopped: bool = False  # stopped early through ``stop``
     note: str = ""  # the reader's note on a cut-short recording
     header: dict[str, Any] = field(default_factory=dict)
+    jumps: int = 0  # gaps between recorded events longer than MAX_GAP_S, each replayed as that
+    skipped_s: float = 0.0  # recorded seconds those jumps lost
 
     def summary(self) -> str:
         span = max(0.0, self.end - self.start)
         n = self.connections
+        jumped = ""
+        if self.jumps:
+            gap = _duration(self.skipped_s + self.jumps * MAX_GAP_S)
+            jumped = (
+                f" (a {gap} jump in its timestamps was replayed as {MAX_GAP_S:.0f} s)"
+                if self.jumps == 1
+                else f" ({self.jumps:,} jumps in its timestamps, {gap} in all, were replayed as "
+                f"{MAX_GAP_S:.0f} s each)"
+            )
         return (
             f"Replayed {_size(self.bytes)} in {self.reads:,} read{'' if self.reads == 1 else 's'}"
-            f" from {n:,} connection{'' if n == 1 else 's'}, {_duration(span)} of recorded time."
+            f" from {n:,} connection{'' if n == 1 else 's'}, {_duration(span)} of recorded time"
+            f"{jumped}."
         )
 
 
@@ -508,6 +523,10 @@ def replay_into(
     seconds / speed; None, 0 or infinity replays as fast as possible. ``stop`` ends it early.
     ``end_text``, when given, becomes the Monitor's ``watching`` text for the final Snapshot
     (the console's header then says the replay is over).
+
+    A gap of more than ``MAX_GAP_S`` between two recorded events (or the start and the first)
+    is replayed as ``MAX_GAP_S``: every later event comes that much earlier on ``clock``, so a
+    recording whose timestamps jump by hours neither waits nor ticks through them.
     """
     reader = source if isinstance(source, RecordingReader) else RecordingReader(source)
     stop = stop or threading.Event()
@@ -522,6 +541,19 @@ def replay_into(
     wall_first = wall_clock.monotonic()
     next_tick = t_first
     dirty = True
+    shift = 0.0  # recorded seconds cut out of the jumps so far
+    last = t_first  # the latest replayed time of an event
+
+    def replayed(t: float) -> float:
+        nonlocal shift, last
+        t -= shift
+        if t - last > MAX_GAP_S:
+            stats.jumps += 1
+            stats.skipped_s += t - last - MAX_GAP_S
+            shift += t - last - MAX_GAP_S
+            t = last + MAX_GAP_S
+        last = max(last, t)
+        return t
 
     def wait_until(t: float) -> bool:
         if not pace:
@@ -543,11 +575,12 @@ def replay_into(
 
     try:
         for rec in reader:
+            t = replayed(rec.t)
             # A read at a tick's instant is in that tick's Snapshot.
-            if ticks_until(rec.t, False) or wait_until(rec.t):
+            if ticks_until(t, False) or wait_until(t):
                 stats.stopped = True
                 break
-            _move(clock, rec.t)
+            _move(clock, t)
             stats.records += 1
             conn = conns.get(rec.conn)
             if rec.kind == KIND_OPEN or conn is None:
@@ -566,7 +599,7 @@ def replay_into(
             dirty = True
             stats.end = clock.time()
         else:
-            end = reader.end if reader.end is not None else clock.time()
+            end = replayed(reader.end) if reader.end is not None else clock.time()
             stats.stopped = ticks_until(end, True)
             if not stats.stopped:
                 _move(clock, end)

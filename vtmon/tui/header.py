@@ -130,10 +130,11 @@ class HeaderBar(Widget):
             if level == 0:
                 parts += [("  conn ", "dim"), str(ing.connections)]
             if snap.store_warning:
-                # History is not being written (see the notification / store_warning).
-                parts += [("  ⚠ " + ("no history" if level < 2 else "hist"), "$warning bold")]
-            # Samples lost on the way in: refused by the engine, or by the clients' buffers
-            # (while vtmon was away); the Errors & events panel says which.
+                # Not being written, or something done to the file (moved aside, trimmed to its
+                # bound): the notification holds the sentence, the header keeps the mark.
+                parts += [("  ⚠ " + ("history" if level < 2 else "hist"), "$warning bold")]
+            # Samples lost on the way in: the engine's queue and the clients' buffers (while
+            # vtmon was away); the Errors & events panel says which.
             dropped = ing.samples_dropped + ing.client_dropped
             if dropped:
                 parts += [("  drop ", "dim"), (fmt.count(dropped), "$warning bold")]
