@@ -17,8 +17,9 @@ import pytest
 
 from tests.serve import poll, send, serve
 from tests.sockets import connect, connection_stats, read_json
+from vtmon.client import Client
 from vtmon.engine.clock import ManualClock
-from vtmon.ingest.server import rpc_call
+from vtmon.ingest.server import IngestServer, rpc_call
 from vtmon.process import RepeatFilter
 
 STATS = b'{"jsonrpc":"2.0","id":99,"method":"connection.stats"}\n'
@@ -97,6 +98,24 @@ def test_connections_beyond_the_cap_are_refused_told_why_and_counted(sock_dir, t
     text = log.read_text()
     assert text.count("Refused a connection") == 1, text  # once, not 25 times
     assert "Traceback" not in text and len(text.encode()) < 2_000
+
+
+def test_vtmon_client_says_why_it_was_refused(sock_dir, monitor):
+    srv = IngestServer(sock_dir / "v.sock", monitor, max_connections=1)
+    srv.start()
+    held = connect(srv.path)
+    client = Client(str(srv.path))
+    try:
+        assert connection_stats(held) == {"accepted": 0, "rejected": {}}
+        client.record("app.request_latency", 1.0)
+        said = poll("the client to say why", lambda: client.last_error)
+        assert "[limits] max_connections" in said
+        assert client.buffered == 1  # kept for when there is room
+        held.close()
+        assert poll("the sample to go out", lambda: client.sent == 1)
+    finally:
+        client.close(1.0)
+        srv.stop()
 
 
 def _refused_in_snapshot(call: Calls, n: int) -> dict[str, Any] | None:

@@ -737,6 +737,12 @@ class Client:
         except (OSError, ValueError) as e:
             s.close()
             raise OSError(str(e) or type(e).__name__) from e
+        error = answer.get("error")
+        if answer.get("id") is None and isinstance(error, dict):
+            # No answer to the hello but vtmon refusing the connection (all the connections
+            # it takes are open): it is closed; its reason is the one to report.
+            s.close()
+            raise OSError(str(error.get("message") or "vtmon refused the connection"))
         result = answer.get("result")
         binary = isinstance(result, dict) and result.get("format") == wire.FORMAT
         if not binary and "error" not in answer:
