@@ -203,11 +203,10 @@ def _arrays(lists: dict[Any, list[Any]], out: Batch) -> Batch:
             a = np.frombuffer(array("d", vals), dtype=np.float64)
         except (TypeError, ValueError, OverflowError):
             a = np.array([_float(v) for v in vals], dtype=np.float64)
-        # vtmon takes finite values within VALUE_MAX: one pass when all are (the usual case;
-        # the square root of the sum of squares is at least the largest magnitude).
-        with np.errstate(over="ignore", invalid="ignore"):
-            fits = bool(np.dot(a, a) <= VALUE_MAX * VALUE_MAX)
-        if not fits:
+        # vtmon takes finite values within VALUE_MAX: the least and the greatest say it of all
+        # (NaN fails the comparison). Not np.dot, whose BLAS may spin threads in the
+        # application for a long array.
+        if len(a) and not (a.max() <= VALUE_MAX and a.min() >= -VALUE_MAX):
             ok = np.abs(a) <= VALUE_MAX  # NaN compares False
             out.bad[key] = len(a) - int(np.count_nonzero(ok))
             a = a[ok]

@@ -47,10 +47,6 @@ REJECT_BAD_SERIES = "bad series"
 REJECT_TOO_MANY_SERIES = "too many series"
 
 _F64 = np.dtype("<f8")
-_dot = np.dot
-# Below VALUE_MAX squared by a margin, so that the rounding of the squares cannot let a value
-# just beyond the bound through; frames with values near it take the exact check.
-_SQUARES_MAX = (VALUE_MAX / 2) ** 2
 _ID = struct.Struct("<I")
 _DECL = struct.Struct("<IB")
 
@@ -160,11 +156,10 @@ class FrameReader:
         if not count:
             return
         a = np.frombuffer(buf, dtype=_F64, count=count, offset=start + 4)
-        # One pass when every value is well within the bound (the usual case): the sum of the
-        # squares is at least the largest square, and NaN or an overflow fails the comparison.
-        with np.errstate(over="ignore", invalid="ignore"):  # only a signal here
-            squares = _dot(a, a)
-        if not squares <= _SQUARES_MAX:
+        # The least and the greatest within the bound (the usual case) say it of every value;
+        # NaN makes them NaN, which fails the comparison. Not np.dot: BLAS may wake threads of
+        # its own for a long array, which spin on the other core.
+        if not (a.max() <= VALUE_MAX and a.min() >= -VALUE_MAX):
             ok = np.abs(a) <= VALUE_MAX  # False for NaN
             good = int(np.count_nonzero(ok))
             if good < count:
