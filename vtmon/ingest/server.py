@@ -75,8 +75,9 @@ class SocketError(Exception):
 class Engine(Protocol):
     """What the server needs from the engine (vtmon.engine.monitor.Monitor provides it).
 
-    ``connections`` holds the counters the server keeps: ``open``, ``total``, ``bytes`` and
-    ``refused`` (connections closed at once: ``max_connections`` were open).
+    ``connections`` holds the counters the server keeps: ``open``, ``total``, ``bytes``,
+    ``refused`` (connections closed at once: ``max_connections`` were open) and ``closed``
+    (connections closed for a limit, by reason).
 
     ``handle_rpc`` gets the connection a request came on as a second argument when it takes
     one (the connection is a ``vtmon.engine.actuators.Connection``; its ``owner`` says whether
