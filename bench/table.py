@@ -21,7 +21,9 @@ def mark(ok: bool | None) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results")
-    ap.add_argument("--markdown", action="store_true", help="a Markdown table for the README")
+    ap.add_argument(
+        "--markdown", action="store_true", help="a Markdown table for docs/performance.md"
+    )
     args = ap.parse_args()
     path = Path(args.results)
     rows = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
