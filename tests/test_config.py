@@ -53,6 +53,7 @@ def test_unknown_sections_and_keys_are_errors(tmp_path, text, says):
         ("[retention]\nmax_size_mb = 0.5\n", "retention.max_size_mb must be a number at least 1"),
         ("[server]\nsocket_mode = 0o777\n", "server.socket_mode must be a mode such as"),
         ("[server]\nsocket_mode = 0o066\n", "not 0o66"),
+        ('[server]\nsocket_mode = "0690"\n', "server.socket_mode must be a mode such as"),
         ("[server]\nsocket_group = true\n", "server.socket_group must be a group name or a gid"),
     ],
 )

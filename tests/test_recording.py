@@ -579,9 +579,16 @@ def test_record_then_replay_from_the_command_line(sock_dir: Path, tmp_path: Path
     # Cut the end mark off, as if vtmon had been killed: still replays, with a note.
     path.write_bytes(path.read_bytes()[: -RECORD.size])
     served = sock_dir / "replay.sock"
-    proc = _vtmon("replay", str(path), "--speed", "max", "--serve", "--socket", str(served))
+    # A config that admits others to the live socket: a replay's socket stays its user's.
+    shared = tmp_path / "shared.toml"
+    shared.write_text("[server]\nsocket_mode = 0o666\n")
+    proc = _vtmon(
+        "replay", str(path), "--speed", "max", "--serve", "--socket", str(served),
+        "--config", str(shared),
+    )  # fmt: skip
     try:
         assert "vtmon replay of cli.vtmrec (max speed) on" in proc.stderr.readline()
+        assert served.stat().st_mode & 0o777 == 0o600
         note = proc.stderr.readline()
         assert note.startswith("Note: cli.vtmrec was cut short (it has no end mark")
         done = proc.stderr.readline()

@@ -733,7 +733,7 @@ def _replay_headless(
 
     _log_to_stderr()
     _open_files(monitor.config)
-    server = IngestServer(path, endpoint, **server_options(monitor.config))
+    server = IngestServer(path, endpoint, **server_options(monitor.config, private=True))
     try:
         server.start()
     except (SocketInUse, SocketError) as e:

@@ -371,7 +371,7 @@ def _server(table: object, source: str) -> ServerConfig:
     values: dict[str, object] = {}
     if "socket_mode" in table:
         mode = table["socket_mode"]
-        if isinstance(mode, str) and mode.isdigit():
+        if isinstance(mode, str) and mode and set(mode) <= set("01234567"):
             mode = int(mode, 8)  # "0660", as chmod takes it
         if (
             isinstance(mode, bool)

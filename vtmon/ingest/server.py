@@ -1006,11 +1006,12 @@ class IngestServer:
         self.stop()
 
 
-def server_options(config: Config) -> dict[str, Any]:
-    """The ``[limits]`` and ``[server]`` settings as IngestServer's keyword arguments."""
+def server_options(config: Config, *, private: bool = False) -> dict[str, Any]:
+    """The ``[limits]`` and ``[server]`` settings as IngestServer's keyword arguments;
+    ``private`` keeps the socket its user's alone whatever ``[server]`` says (a replay's)."""
     return {
-        "socket_mode": config.server.socket_mode,
-        "socket_group": config.server.socket_group,
+        "socket_mode": 0o600 if private else config.server.socket_mode,
+        "socket_group": None if private else config.server.socket_group,
         "max_line": config.max_line_bytes,
         "max_connections": config.max_connections,
         "max_unread_kib": config.max_unread_kib,
