@@ -397,3 +397,25 @@ def test_anything_recorded_is_sent_or_counted_invalid_never_a_crash(server, moni
         assert (c.sent, c.invalid, c.dropped) == (expected, len(samples) - expected, 0)
     monitor.wait_lines(lines0 + expected)
     assert dict(monitor.tick().ingest.rejected) == rejected0  # vtmon refused nothing
+
+
+def test_series_beyond_what_a_connection_may_declare_still_arrive(sock_dir, monitor):
+    # [limits] max_declared_series below what the application sends at once: the hello says
+    # so, and the series beyond it go as lines on the same connection, none refused.
+    srv = IngestServer(sock_dir / "cap.sock", monitor, max_declared_series=2)
+    srv.start()
+    try:
+        with Client(str(srv.path)) as c:
+            for _ in range(3):
+                for i in range(5):
+                    c.record(f"cap.s{i}_latency", float(i + 1))
+                assert c.flush()
+            assert (c.sent, c.dropped, c.invalid) == (15, 0, 0)
+        monitor.wait_lines(15)  # each sample a value of a frame or a line of its own
+        snap = monitor.tick()
+        assert dict(snap.ingest.rejected) == {}
+        assert snap.ingest.connections_total == 1  # no reconnecting to get new ids
+        for i in range(5):
+            assert _row(snap, f"cap.s{i}_latency").windows["1m"].count == 3
+    finally:
+        srv.stop()

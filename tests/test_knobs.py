@@ -468,6 +468,11 @@ def test_client_knob_on_change_value_and_reply(server, monitor):
 
         with pytest.raises(ValueError, match="outside"):
             client.knob("bad", 5, 10, 20)
+        # What vtmon refuses, the client refuses at once, in vtmon's words.
+        with pytest.raises(ValueError, match="max must be a number from -1e100 to 1e100"):
+            client.knob("huge", 1, 0, 1e200)
+        with pytest.raises(ValueError, match="step must be a number from 1e-100 to 1e100"):
+            client.knob("fine", 1, 0, 2, step=1e-300)
         with pytest.raises(ValueError, match="already has"):
             client.knob("api.db_pool_size", 16, 4, 64)
     finally:

@@ -186,6 +186,18 @@ COUNT_MAX = 2**63 - 1  # SQLite's largest integer: no count kept or reported goe
 CLIENT_COUNT_MAX = 2**53  # a count one message may report (exact as a float)
 
 
+def bounded(v: object) -> float | None:
+    """A number a client sent (a JSON value: int or float, not bool) as a float within
+    ``VALUE_MAX``, else None (NaN, infinities, integers beyond the float range)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    try:
+        f = float(v)
+    except OverflowError:  # an integer beyond float range
+        return None
+    return f if -VALUE_MAX <= f <= VALUE_MAX else None
+
+
 def as_float(v: object) -> float | None:
     """``v`` as a finite float, or None: for a number read back from where anything may have
     been written (a history file, an older vtmon's Snapshot) before an exporter or a report
@@ -402,6 +414,19 @@ class Sensors:
     @property
     def empty(self) -> bool:
         return not (self.temperatures or self.fans or self.power or self.battery)
+
+
+class ConnectionCounters:
+    """Counters the socket server updates from its own thread (plain int updates, GIL-atomic);
+    each Snapshot copies them into its IngestStats."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.total = 0
+        self.bytes = 0
+        self.client_dropped = 0
+        self.refused = 0  # closed at once: max_connections were open
+        self.closed: Counter[str] = Counter()  # connections closed for a limit, by reason
 
 
 @dataclass(frozen=True, slots=True)

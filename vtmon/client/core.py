@@ -131,7 +131,8 @@ class Client:
         "socket_path", "max_buffer", "dropped", "reported", "invalid", "sent", "last_error",
         "_buf", "_cap2", "_mark", "_three_quarters", "_high", "_unreported", "_buf_lock",
         "_counters", "_gauges", "_keys", "_names", "_Timer",
-        "_named", "_sock", "_binary", "_gen", "_next_sid", "_max_frame", "_fresh", "_reader",
+        "_named", "_sock", "_binary", "_gen", "_next_sid", "_max_frame", "_max_series", "_fresh",
+        "_reader",
         "_send_lock", "_round_lock", "_knobs", "_control", "_register_ids", "_last_id",
         "_lock", "_warned", "_wake", "_closed", "_interval", "_thread", "__weakref__",
     )  # fmt: skip
@@ -179,6 +180,7 @@ class Client:
         self._gen = 0  # connection generation: series are declared once per connection
         self._next_sid = 0
         self._max_frame = wire.MAX_FRAME
+        self._max_series = wire.MAX_SERIES  # ids the connection may declare (its hello says)
         self._fresh = False  # a new connection: register every knob before anything else
         self._reader: threading.Thread | None = None
         self._send_lock = threading.Lock()  # writes on the socket (sender, reader's answers)
@@ -608,8 +610,11 @@ class Client:
         batch = wire.group(items)
         series, lines, invalid = self._prepare(batch, binary)
         new = sum(1 for _, s, _ in series if s.gen != gen)
-        if binary and self._next_sid + new > wire.MAX_SERIES:
-            # vtmon takes 100,000 ids per connection: start a new one (and new ids).
+        cap = self._max_series
+        if binary and self._next_sid + new > cap and self._next_sid and len(series) <= cap:
+            # The connection's ids are used up by series gone quiet: a new connection gives
+            # this batch's series new ids. (A batch of more series than a connection may
+            # declare sends the rest as lines instead: see wire.encode_binary.)
             self._put_back(items, reported)
             with self._lock:
                 if self._sock is sock:
@@ -617,7 +622,7 @@ class Client:
             return True, 0
         if binary:
             enc, self._next_sid = wire.encode_binary(
-                control, series, lines, gen, self._next_sid, self._max_frame
+                control, series, lines, gen, self._next_sid, self._max_frame, cap
             )
         else:
             enc = wire.encode_text(control, series, lines)
@@ -749,6 +754,7 @@ class Client:
             s.close()
             raise OSError(f"vtmon answered the hello with {answer!r}")
         max_frame = result.get("max_frame") if binary else None  # type: ignore[union-attr]
+        max_series = result.get("max_series") if binary else None  # type: ignore[union-attr]
         s.settimeout(None)  # blocking: a send is one system call; vtmon's stall is bounded by
         s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(SEND_TIMEOUT_S))
         with self._lock:
@@ -758,6 +764,8 @@ class Client:
             self._next_sid = 0
             if isinstance(max_frame, int) and max_frame >= 1024:
                 self._max_frame = min(max_frame, wire.MAX_FRAME)
+            ok = isinstance(max_series, int) and not isinstance(max_series, bool)
+            self._max_series = max(1, max_series) if ok else wire.MAX_SERIES  # type: ignore[arg-type]
             self._fresh = True
             self._unregistered()
             self._reader = threading.Thread(

@@ -7,6 +7,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from vtmon.model import VALUE_MAX, bounded
+
 if TYPE_CHECKING:
     from vtmon.client.core import Client
 
@@ -83,9 +85,11 @@ class Knob:
 
 
 def number(v: object, what: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise ValueError(f"A knob's {what} must be a finite number, not {v!r}.")
-    return float(v)
+    """A knob's number as vtmon takes it (within ``VALUE_MAX``); ValueError otherwise."""
+    f = bounded(v)
+    if f is None:
+        raise ValueError(f"A knob's {what} must be a number from -1e100 to 1e100, not {v!r}.")
+    return f
 
 
 def check(
@@ -97,8 +101,8 @@ def check(
     v, lo, hi = number(value, "value"), number(min, "min"), number(max, "max")
     if not lo <= v <= hi:
         raise ValueError(f"Knob {name!r}: value {v:g} is outside [{lo:g}, {hi:g}].")
-    if step is not None and not number(step, "step") > 0:
-        raise ValueError(f"Knob {name!r}: step must be positive.")
+    if step is not None and not number(step, "step") >= 1 / VALUE_MAX:
+        raise ValueError(f"Knob {name!r}: step must be a number from 1e-100 to 1e100.")
     if kind not in KNOB_KINDS:
         raise ValueError(f"Knob {name!r}: kind must be one of {', '.join(KNOB_KINDS)}.")
     return v, lo, hi

@@ -44,7 +44,7 @@ HELLO = (
     + b"\n"
 )
 MAX_FRAME = 8 * 1024 * 1024  # until the hello's answer says otherwise
-MAX_SERIES = 100_000  # ids vtmon accepts on one connection
+MAX_SERIES = 100_000  # ids vtmon accepts on one connection, unless its hello says otherwise
 VALUES_PER_LINE = 256  # a text line stays far below vtmon's 64 KiB line limit
 
 DECLARE, VALUES, LINES = 1, 2, 3
@@ -247,15 +247,20 @@ def encode_binary(
     gen: int,
     next_sid: int,
     max_frame: int = MAX_FRAME,
+    max_series: int = MAX_SERIES,
 ) -> tuple[Encoded, int]:
     """Frames for one batch on a binary connection of generation ``gen``; returns them and
     the next free series id. A series not yet declared on this connection gets its id and a
-    declare frame first."""
+    declare frame first; once the connection has ``max_series`` ids, a new series goes as
+    StatsD lines in a lines frame."""
     out = Encoded()
     if control:
         out.add(None, _line_frames(control, max_frame))
     per_frame = (max_frame - 4) // 8
     for key, s, a in series:
+        if s.gen != gen and next_sid >= max_series:
+            out.add(key, _line_frames(s.statsd(a.tolist()), max_frame))
+            continue
         parts = []
         if s.gen != gen:
             s.sid, s.gen = next_sid, gen

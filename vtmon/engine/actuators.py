@@ -33,7 +33,7 @@ from typing import Any, Protocol
 import psutil
 
 from vtmon.config import ActionCommand
-from vtmon.model import VALUE_MAX, Knob, TuningAction
+from vtmon.model import VALUE_MAX, Knob, TuningAction, bounded
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +250,7 @@ class KnobRegistry:
     def set(self, name: str, value: Any, action_id: str, done: Done) -> None:
         """Send ``knobs.set`` to the connection that registered ``name``; ``done`` gets the
         application's answer, or a failure (refused here, disconnect, or timeout)."""
-        v = _finite(value)
+        v = bounded(value)
         with self._lock:
             knob = self._knobs.get(name)
             conn = self._conns.get(knob.connection) if knob is not None else None
@@ -346,7 +346,7 @@ def _knob_from_params(params: Any, conn_id: int) -> Knob:
     for key in ("value", "min", "max"):
         if key not in params:
             raise ValueError(f"Knob {name!r} needs {key!r}.")
-        v = _finite(params[key])
+        v = bounded(params[key])
         if v is None:
             raise ValueError(
                 f"Knob {name!r}: {key} must be a number from -1e100 to 1e100, "
@@ -361,7 +361,7 @@ def _knob_from_params(params: Any, conn_id: int) -> Knob:
         )
     step = params.get("step")
     if step is not None:
-        s = _finite(step)
+        s = bounded(step)
         if s is None or s < 1 / VALUE_MAX:
             raise ValueError(
                 f"Knob {name!r}: step must be a number from 1e-100 to 1e100, not {_shown(step)}."
@@ -401,18 +401,6 @@ def wire_number(v: float) -> int | float:
     return int(v) if v.is_integer() and abs(v) < 2**53 else v
 
 
-def _finite(v: object) -> float | None:
-    """A knob's number from an application (registered, or answered to a set), within
-    ``VALUE_MAX``: the tuner scales and steps it, which must stay in the float range."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    try:
-        f = float(v)
-    except OverflowError:
-        return None
-    return f if -VALUE_MAX <= f <= VALUE_MAX else None
-
-
 def _shown(v: object) -> str:
     """A refused value in a message: its repr, cut short (an integer may have 4,000 digits)."""
     try:
@@ -437,7 +425,7 @@ def _error_text(error: object) -> str:
 def _result_value(result: object, sent: float) -> float:
     """The value the application says is in effect (it may round to its step), else the sent."""
     if isinstance(result, dict):
-        v = _finite(result.get("value"))
+        v = bounded(result.get("value"))
         if v is not None:
             return v
     return sent

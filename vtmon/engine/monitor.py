@@ -42,6 +42,7 @@ from vtmon.model import (
     CLIENT_COUNT_MAX,
     COUNT_MAX,
     Batch,
+    ConnectionCounters,
     Event,
     HistoryPoint,
     IngestStats,
@@ -95,18 +96,6 @@ def chart_resolution(span_s: float) -> int:
     """A round resolution that draws ``span_s`` in at most ``CHART_POINTS`` points."""
     want = span_s / CHART_POINTS
     return next((r for r in CHART_RESOLUTIONS_S if r >= want), CHART_RESOLUTIONS_S[-1])
-
-
-class ConnectionCounters:
-    """Counters the socket server updates from its own thread (plain int updates, GIL-atomic)."""
-
-    def __init__(self) -> None:
-        self.open = 0
-        self.total = 0
-        self.bytes = 0
-        self.client_dropped = 0
-        self.refused = 0  # closed at once: max_connections were open
-        self.closed: Counter[str] = Counter()  # connections closed for a limit, by reason
 
 
 class Monitor:

@@ -64,15 +64,19 @@ def hello_request(line: bytes) -> dict[str, Any] | None:
     return None
 
 
-def hello_answer(req: dict[str, Any], max_frame: int) -> tuple[dict[str, Any], bool]:
-    """The answer to a first-line ``hello`` and whether the connection now speaks frames."""
+def hello_answer(
+    req: dict[str, Any], max_frame: int, max_series: int = MAX_SERIES
+) -> tuple[dict[str, Any], bool]:
+    """The answer to a first-line ``hello`` and whether the connection now speaks frames;
+    it tells the client the largest frame and how many series ids it may declare."""
     params = req.get("params")
     fmt = params.get("format") if isinstance(params, dict) else None
     rid = req.get("id")
     if fmt != FORMAT:
         msg = f"Unknown format {fmt!r}; this vtmon speaks {FORMAT!r}."
         return {"jsonrpc": "2.0", "id": rid, "error": {"code": -32602, "message": msg}}, False
-    return {"jsonrpc": "2.0", "id": rid, "result": {"format": FORMAT, "max_frame": max_frame}}, True
+    result = {"format": FORMAT, "max_frame": max_frame, "max_series": max_series}
+    return {"jsonrpc": "2.0", "id": rid, "result": result}, True
 
 
 class FrameReader:

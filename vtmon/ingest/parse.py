@@ -72,6 +72,7 @@ from vtmon.model import (
     RpcRefusal,
     SeriesKey,
     TimedRun,
+    bounded,
     make_tags,
 )
 
@@ -527,15 +528,20 @@ def _add(
         batch.sets.setdefault(key, set()).update(values)
 
 
-def _num(raw: bytes) -> float | None:
-    """A finite StatsD number, else None."""
+def _float(raw: bytes) -> float | None:
+    """A number in StatsD's characters (infinities too), else None."""
     if not raw or raw.translate(None, _NUM_CHARS):
         return None
     try:
-        v = float(raw)
+        return float(raw)
     except ValueError:
         return None
-    return v if math.isfinite(v) else None
+
+
+def _num(raw: bytes) -> float | None:
+    """A finite StatsD number, else None."""
+    v = _float(raw)
+    return v if v is not None and math.isfinite(v) else None
 
 
 def _value(raw: bytes) -> float | None:
@@ -548,11 +554,8 @@ def _time(raw: bytes) -> float | str:
     """A time a client sent, in seconds, or why the line is rejected: ``bad syntax`` when it is
     no number, ``bad time`` when it lies outside ``[0, TIME_MAX_S)`` (the screen and the
     history turn times into dates, which years far from now break)."""
-    if not raw or raw.translate(None, _NUM_CHARS):
-        return REJECT_SYNTAX
-    try:
-        t = float(raw)
-    except ValueError:
+    t = _float(raw)
+    if t is None:
         return REJECT_SYNTAX
     return t if 0.0 <= t < TIME_MAX_S else REJECT_TIME
 
@@ -735,6 +738,7 @@ _JTEMPLATE_BYTES = 512  # longer lines are parsed one by one rather than pinned 
 _JNEW = 16  # templates seen once in a block that are checked (cached) per block; see _jknown
 _JSAMPLE = 4096  # the first bytes of a block that tell whether its lines share templates
 _scan = json.JSONDecoder().scan_once  # json.loads without its per-call overhead
+_json_number = bounded  # a JSON value within VALUE_MAX, else None
 _MS_MAX = TIME_MAX_S * 1000.0  # JSON timestamps are in milliseconds
 
 _JPlan = list[tuple[SeriesKey, Kind, list[float], list[float] | None]]  # ..., timestamps (s)
@@ -1160,17 +1164,6 @@ def _json_kind(name: str, unit: str | None) -> Kind:
     if unit is not None and unit.lower() == "ms":
         return DIST
     return GAUGE
-
-
-def _json_number(v: object) -> float | None:
-    """A JSON value as a sample's value within the bound (``VALUE_MAX``), else None."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    try:
-        f = float(v)
-    except OverflowError:  # an integer beyond float range
-        return None
-    return f if -VALUE_MAX <= f <= VALUE_MAX else None
 
 
 def _json_tag(v: object) -> str | None:

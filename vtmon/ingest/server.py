@@ -404,7 +404,7 @@ class _Conn(asyncio.Protocol):
         if req is None:
             return data
         srv = self.server
-        answer, binary = frames.hello_answer(req, srv.max_frame)
+        answer, binary = frames.hello_answer(req, srv.max_frame, srv.max_declared)
         if binary:
             self.mode = BINARY
             self.frames = frames.FrameReader(srv.max_frame, srv.max_line, srv.max_declared)

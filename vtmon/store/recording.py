@@ -26,7 +26,6 @@ import struct
 import threading
 import time
 import zlib
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,7 +35,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 from vtmon import __version__
 from vtmon.engine.clock import SystemClock
 from vtmon.ingest.server import READ_CLOSE, READ_DATA, READ_OPEN, IngestServer, server_options
-from vtmon.model import Batch, ResourceHistory, Resources, Sensors
+from vtmon.model import Batch, ConnectionCounters, ResourceHistory, Resources, Sensors
 
 if TYPE_CHECKING:
     from vtmon.engine.clock import Clock, ManualClock
@@ -647,16 +646,6 @@ class NullSensors:
         return Sensors(note=NO_MACHINE_NOTE)
 
 
-class _Counters:
-    def __init__(self) -> None:
-        self.open = 0
-        self.total = 0
-        self.bytes = 0
-        self.client_dropped = 0
-        self.refused = 0
-        self.closed: Counter[str] = Counter()
-
-
 class ReplayEndpoint:
     """What a replay's socket serves (``vtmon replay --serve``): the replayed Monitor's read-only
     methods (``snapshot``, ``ingest``, ``ping``). Metrics sent to it are counted and ignored, so
@@ -666,7 +655,7 @@ class ReplayEndpoint:
 
     def __init__(self, monitor: Monitor) -> None:
         self.monitor = monitor
-        self.connections = _Counters()
+        self.connections = ConnectionCounters()
         self.ignored_lines = 0
 
     def submit(self, batch: Batch, timeout: float = 5.0) -> bool:
