@@ -68,6 +68,16 @@ def test_send_with_requests_in_its_input_reads_their_answers_as_it_goes(server, 
     assert res.exit_code == 0
 
 
+def test_send_counts_an_over_long_request_and_goes_on(server, monitor):
+    # vtmon answers a too-long request with an error of id null; that is no refusal of the
+    # connection, and the lines after it are sent and counted.
+    long_request = b'{"jsonrpc":"2.0","id":1,"method":"ping","pad":"' + b"x" * 70_000 + b'"}'
+    res = CliRunner().invoke(
+        main, ["send", "--socket", str(server.path)], input=long_request + b"\napi.x_latency:1|ms\n"
+    )
+    assert "vtmon accepted 1 line, rejected 1 (1 too long)." in res.output
+
+
 def test_config_example_is_valid(tmp_path):
     from vtmon.config import load_config
 

@@ -764,21 +764,19 @@ def _log_to_file() -> None:
     """Log to a file: anything written to the terminal would tear the console's screen. The
     file is the user's alone (0600 in a 0700 folder): it names series and findings."""
     from vtmon.process import configure_logging
-    from vtmon.store.files import ForeignFolder, narrow, private_folder
+    from vtmon.store.files import ForeignFolder, private_file, private_folder
 
     global _LOG_PATH
     log_dir = Path(platformdirs.user_log_dir(APP))
     try:
         note = private_folder(log_dir, own=True)
         path = log_dir / "vtmon.log"
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        narrow(path)  # one an older vtmon made 0644
-        stream = os.fdopen(fd, "a", encoding="utf-8")
+        private_file(path)  # 0600 from the start; one an older vtmon made 0644 is narrowed
+        configure_logging(filename=path, level=logging.WARNING)
     except (OSError, ForeignFolder):
         configure_logging(level=logging.CRITICAL)
         return
     _LOG_PATH = str(path)
-    configure_logging(stream=stream, level=logging.WARNING)
     if note:
         logging.getLogger(__name__).warning("%s", note)
 
@@ -1083,6 +1081,8 @@ def _read_stats(s: socket.socket, got: dict[str, Any]) -> None:
 
 def _read_json_line(s: socket.socket, rid: str = "send") -> dict[str, Any]:
     """The answer with id ``rid``; answers to requests that were in the piped input are skipped."""
+    from vtmon.client.wire import refusal
+
     buf = b""
     while True:
         while b"\n" not in buf:
@@ -1097,7 +1097,7 @@ def _read_json_line(s: socket.socket, rid: str = "send") -> dict[str, Any]:
             continue
         if isinstance(msg, dict) and msg.get("id") == rid:
             return msg
-        why = _refusal(msg)
+        why = refusal(msg)
         if why is not None:
             raise _Refused(why)
 
@@ -1105,13 +1105,6 @@ def _read_json_line(s: socket.socket, rid: str = "send") -> dict[str, Any]:
 class _Refused(Exception):
     """vtmon closed the connection at once (at ``[limits] max_connections``); the message is
     its one line saying why."""
-
-
-def _refusal(msg: Any) -> str | None:
-    """The reason in vtmon's refusal line (an error answer to no request), else None."""
-    if isinstance(msg, dict) and msg.get("id") is None and isinstance(msg.get("error"), dict):
-        return str(msg["error"].get("message") or "vtmon refused the connection.")
-    return None
 
 
 if __name__ == "__main__":

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from vtmon.client import access, wire
-from vtmon.client.knobs import Knob, check, error, set_reply
-from vtmon.client.wire import COUNTER, DIST, GAUGE, LINE, Series
+from vtmon.client.knobs import Knob, check, set_reply
+from vtmon.client.wire import COUNTER, DIST, GAUGE, LINE, Series, error
 
 log = logging.getLogger("vtmon.client")
 
@@ -742,12 +742,12 @@ class Client:
         except (OSError, ValueError) as e:
             s.close()
             raise OSError(str(e) or type(e).__name__) from e
-        error = answer.get("error")
-        if answer.get("id") is None and isinstance(error, dict):
+        refused = wire.refusal(answer)
+        if refused is not None:
             # No answer to the hello but vtmon refusing the connection (all the connections
             # it takes are open): it is closed; its reason is the one to report.
             s.close()
-            raise OSError(str(error.get("message") or "vtmon refused the connection"))
+            raise OSError(refused)
         result = answer.get("result")
         binary = isinstance(result, dict) and result.get("format") == wire.FORMAT
         if not binary and "error" not in answer:

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from vtmon.client.wire import error
 from vtmon.model import VALUE_MAX, bounded
 
 if TYPE_CHECKING:
@@ -132,7 +133,3 @@ def set_reply(knob: Knob | None, name: Any, rid: Any, value: Any) -> dict[str, A
             v = float(got)
     knob.value = v
     return {"jsonrpc": "2.0", "id": rid, "result": {"value": v}}
-
-
-def error(rid: Any, code: int, message: str) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": rid, "error": {"code": code, "message": message}}

@@ -36,6 +36,25 @@ import numpy as np
 from vtmon.model import VALUE_MAX
 
 FORMAT = "vtmon-binary/1"
+# The error vtmon sends, with id null, to a connection it closes at once because all the
+# connections it takes are open ([limits] max_connections).
+REFUSED = -32000
+
+
+def error(rid: Any, code: int, message: str) -> dict[str, Any]:
+    """A JSON-RPC 2.0 error answer."""
+    return {"jsonrpc": "2.0", "id": rid, "error": {"code": code, "message": message}}
+
+
+def refusal(msg: Any) -> str | None:
+    """vtmon's reason when ``msg`` is its refusal of the connection, else None (an error with
+    id null may also answer a request whose id could not be read)."""
+    err = msg.get("error") if isinstance(msg, dict) else None
+    if msg.get("id") is None and isinstance(err, dict) and err.get("code") == REFUSED:  # type: ignore[union-attr]
+        return str(err.get("message") or "vtmon refused the connection.")
+    return None
+
+
 HELLO = (
     json.dumps(
         {"jsonrpc": "2.0", "id": 1, "method": "hello", "params": {"format": FORMAT}},

@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from vtmon.client.wire import error
+
+__all__ = ["RawJSON", "encode", "error", "readable_id"]
+
 
 class RawJSON:
     """A result that is already JSON text: a Snapshot is serialised once and the same bytes
@@ -15,10 +19,6 @@ class RawJSON:
     def __init__(self, data: bytes) -> None:
         self.data = data
 
-    def value(self) -> Any:
-        """The result as Python objects (for callers in the same process)."""
-        return json.loads(self.data)
-
 
 def encode(message: dict[str, Any]) -> bytes:
     """One message as a line of JSON."""
@@ -27,10 +27,6 @@ def encode(message: dict[str, Any]) -> bytes:
         rid = json.dumps(message.get("id")).encode()
         return b'{"jsonrpc":"2.0","id":%s,"result":%s}\n' % (rid, result.data)
     return json.dumps(message, separators=(",", ":")).encode() + b"\n"
-
-
-def error(rid: Any, code: int, message: str) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": rid, "error": {"code": code, "message": message}}
 
 
 def readable_id(message: dict[str, Any]) -> Any:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from vtmon.client.access import UnsafeFolder, check_folder
+from vtmon.client.wire import REFUSED
 from vtmon.config import Config
 from vtmon.ingest import frames, jsonrpc
 from vtmon.ingest.parse import parse_block, too_long_request
@@ -634,7 +635,7 @@ class IngestServer:
         path: str | os.PathLike[str],
         engine: Engine,
         *,
-        max_line: int = 65_536,
+        max_line: int = _DEFAULTS.max_line_bytes,
         max_frame: int = 8 * 1024 * 1024,
         recorder: ReadRecorder | None = None,
         max_connections: int = _DEFAULTS.max_connections,
@@ -679,20 +680,11 @@ class IngestServer:
         self._accepted = 0  # accepted, protocol not made yet (counts towards the limit)
         self._tasks: set[asyncio.Task[Any]] = set()  # the loop keeps only weak references
         self._backoff = Backoff()
-        self._refusal = (
-            json.dumps(
-                {
-                    "jsonrpc": "2.0",
-                    "id": None,
-                    "error": {
-                        "code": -32000,
-                        "message": f"vtmon already has {max_connections} connections open "
-                        "([limits] max_connections); this one is closed.",
-                    },
-                }
-            ).encode()
-            + b"\n"
+        said = (
+            f"vtmon already has {max_connections} connections open ([limits] max_connections); "
+            "this one is closed."
         )
+        self._refusal = jsonrpc.encode(jsonrpc.error(None, REFUSED, said))
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._gid: int | None = None
