@@ -740,8 +740,9 @@ class Client:
             s.sendall(wire.HELLO)
             answer, rest = _answer(s, time.monotonic() + HELLO_TIMEOUT_S)
         except (OSError, ValueError) as e:
+            why = _refused_already(s) or str(e) or type(e).__name__
             s.close()
-            raise OSError(str(e) or type(e).__name__) from e
+            raise OSError(why) from e
         refused = wire.refusal(answer)
         if refused is not None:
             # No answer to the hello but vtmon refusing the connection (all the connections
@@ -833,6 +834,16 @@ def _answer(s: socket.socket, deadline: float) -> tuple[dict[str, Any], bytes]:
     if not isinstance(msg, dict):
         raise ValueError("vtmon's answer to the hello is no JSON object")
     return msg, rest
+
+
+def _refused_already(s: socket.socket) -> str | None:
+    """vtmon's reason when it refused the connection before the hello went out (it writes one
+    line and closes at once, so the hello may meet a closed socket), else None."""
+    try:
+        s.setblocking(False)
+        return wire.refusal(json.loads(s.recv(65536).split(b"\n", 1)[0]))
+    except (OSError, ValueError):
+        return None
 
 
 def _timeval(seconds: float) -> bytes:

@@ -49,8 +49,10 @@ def error(rid: Any, code: int, message: str) -> dict[str, Any]:
 def refusal(msg: Any) -> str | None:
     """vtmon's reason when ``msg`` is its refusal of the connection, else None (an error with
     id null may also answer a request whose id could not be read)."""
-    err = msg.get("error") if isinstance(msg, dict) else None
-    if msg.get("id") is None and isinstance(err, dict) and err.get("code") == REFUSED:  # type: ignore[union-attr]
+    if not isinstance(msg, dict) or msg.get("id") is not None:
+        return None
+    err = msg.get("error")
+    if isinstance(err, dict) and err.get("code") == REFUSED:
         return str(err.get("message") or "vtmon refused the connection.")
     return None
 
