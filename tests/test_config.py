@@ -29,9 +29,9 @@ def _load(tmp_path: Path, text: str):
     ],
 )
 def test_unknown_sections_and_keys_are_errors(tmp_path, text, says):
-    with pytest.raises(ConfigError, match="^.*$") as e:
+    with pytest.raises(ConfigError) as e:
         _load(tmp_path, text)
-    assert says in str(e.value)
+    assert says in str(e.value) and "\n" not in str(e.value)
 
 
 @pytest.mark.parametrize(
@@ -62,7 +62,7 @@ def test_numbers_are_range_checked(tmp_path, text, says):
         _load(tmp_path, text)
     msg = str(e.value)
     assert says in msg
-    assert msg.count(".") >= 1 and "\n" not in msg
+    assert msg.endswith(".") and "\n" not in msg
 
 
 def test_limits_and_server_settings_are_read(tmp_path):

@@ -574,19 +574,18 @@ def test_a_report_in_vtmon_s_place_is_private_one_named_with_o_follows_the_umask
         os.umask(old)
 
 
-def test_the_default_data_folder_is_made_private_when_found_open(data_dir: Path) -> None:
+def test_a_report_leaves_an_open_default_data_folder_as_it_found_it(data_dir: Path) -> None:
+    # A report changes nothing, not even modes (the next vtmon that keeps history there
+    # narrows them: tests/test_files.py).
     own = Path(os.environ["XDG_DATA_HOME"]) / "vtmon"  # the user data folder, in the test
     own.mkdir(parents=True)
     shutil.copy(data_dir / "vtmon.db", own / "vtmon.db")
     own.chmod(0o755)
     (own / "vtmon.db").chmod(0o644)
     period = ["--from", "2023-11-14T22:13:00+00:00", "--to", "2023-11-14T22:15:00+00:00"]
-    # A report changes nothing, not even modes; the next vtmon that keeps history there does.
     assert run("report", *period, "--format", "json", "-o", "-").exit_code == 0
     assert own.stat().st_mode & 0o777 == 0o755
-    HistoryStore.open(own, own_folder=True).close()
-    assert own.stat().st_mode & 0o777 == 0o700
-    assert (own / "vtmon.db").stat().st_mode & 0o777 == 0o600
+    assert (own / "vtmon.db").stat().st_mode & 0o777 == 0o644
 
 
 @pytest.mark.parametrize(

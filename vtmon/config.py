@@ -242,11 +242,16 @@ COMPONENT_KEYS = ("target_ms", "max_memory_mb", "error_rate", "alert_latency_ms"
 DEFAULTS_KEYS = ("default_target_ms", "max_memory_mb", "error_rate")
 DAY_MS = 86_400_000.0
 BIG = 1e9  # the bound of settings with no natural one: finite, and far beyond any real use
-# [detector] settings in percent, and its one ratio
+
+
+def _names(cls: type) -> list[str]:
+    """The settings of a section's dataclass."""
+    return [f.name for f in fields(cls)]
+
+
+# [detector] settings in percent (its one ratio, clear_ratio, is bounded apart)
 PERCENT_KEYS = frozenset(
-    k
-    for k in (f.name for f in fields(DetectorConfig))
-    if k.startswith(("cpu_", "psi_", "iowait_", "disk_"))
+    k for k in _names(DetectorConfig) if k.startswith(("cpu_", "psi_", "iowait_", "disk_"))
 )
 # [limits]: (least, greatest, whole number)
 LIMITS: dict[str, tuple[float, float, bool]] = {
@@ -303,7 +308,7 @@ def config_from_dict(data: dict, source: str = "dict") -> Config:
             defaults["error_rate"], "defaults.error_rate", source, hi=1.0
         )
     det = _table(data.get("detector", {}), "[detector]", source)
-    _known(det, [f.name for f in fields(DetectorConfig)], "[detector]", source)
+    _known(det, _names(DetectorConfig), "[detector]", source)
     kwargs["detector"] = DetectorConfig(
         **{k: _number(v, f"detector.{k}", source, hi=_detector_bound(k)) for k, v in det.items()}
     )
@@ -333,10 +338,10 @@ def _section_of(key: str) -> str | None:
     homes = {
         "defaults": DEFAULTS_KEYS,
         "limits": LIMITS,
-        "detector": [f.name for f in fields(DetectorConfig)],
-        "retention": [f.name for f in fields(RetentionConfig)],
-        "tuner": [f.name for f in fields(TunerConfig)],
-        "server": [f.name for f in fields(ServerConfig)],
+        "detector": _names(DetectorConfig),
+        "retention": _names(RetentionConfig),
+        "tuner": _names(TunerConfig),
+        "server": _names(ServerConfig),
     }
     return next((name for name, keys in homes.items() if key in keys), None)
 
@@ -353,21 +358,19 @@ def _table(value: object, where: str, source: str) -> dict:
     return value
 
 
-def _known(
-    table: dict, known: Iterable[str], where: str, source: str, what: str = "setting"
-) -> None:
+def _known(table: dict, known: Iterable[str], where: str, source: str) -> None:
     """Refuse a key that is not one of ``known`` (a typo would otherwise be silently unused)."""
     names = sorted(known)
     for key in table:
         if key not in names:
             raise ConfigError(
-                f"{source}: {where} has no {what} {key!r}; known: {', '.join(names)}."
+                f"{source}: {where} has no setting {key!r}; known: {', '.join(names)}."
             )
 
 
 def _server(table: object, source: str) -> ServerConfig:
     table = _table(table, "[server]", source)
-    _known(table, [f.name for f in fields(ServerConfig)], "[server]", source)
+    _known(table, _names(ServerConfig), "[server]", source)
     values: dict[str, object] = {}
     if "socket_mode" in table:
         mode = table["socket_mode"]
@@ -398,7 +401,7 @@ def _server(table: object, source: str) -> ServerConfig:
 
 def _retention(table: object, source: str) -> RetentionConfig:
     table = _table(table, "[retention]", source)
-    _known(table, [f.name for f in fields(RetentionConfig)], "[retention]", source)
+    _known(table, _names(RetentionConfig), "[retention]", source)
     values: dict[str, float] = {}
     for key, value in table.items():
         where = f"retention.{key}"
@@ -416,7 +419,7 @@ def _retention(table: object, source: str) -> RetentionConfig:
 
 def _tuner(table: object, source: str) -> TunerConfig:
     table = _table(table, "[tuner]", source)
-    _known(table, [f.name for f in fields(TunerConfig)], "[tuner]", source)
+    _known(table, _names(TunerConfig), "[tuner]", source)
     values: dict[str, object] = {}
     for key, value in table.items():
         if key == "mode":
@@ -466,11 +469,7 @@ def _actions(items: object, source: str) -> tuple[ActionCommand, ...]:
         if not isinstance(name, str) or not name.strip():
             raise ConfigError(f"{source}: [[actions]] number {i} needs a name (a string).")
         where = f"[[actions]] {name!r}"
-        for key in table:
-            if key not in known:
-                raise ConfigError(
-                    f"{source}: {where} has no setting {key!r}; known: {', '.join(sorted(known))}."
-                )
+        _known(table, known, where, source)
         if any(a.name == name for a in out):
             raise ConfigError(f"{source}: {where} is defined twice; names must be unique.")
         types = table.get("applies_to")

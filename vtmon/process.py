@@ -142,13 +142,13 @@ class RepeatFilter(logging.Filter):
             self._kinds.clear()
 
 
-def configure_logging(filter_: logging.Filter | None = None, **basic_config: Any) -> None:
+def configure_logging(**basic_config: Any) -> None:
     """``logging.basicConfig(**basic_config)``, and a RepeatFilter on the handlers it made
     (nothing changes when the root logger was configured before)."""
     root = logging.getLogger()
     before = set(root.handlers)
     logging.basicConfig(**basic_config)
-    repeat = filter_ if filter_ is not None else RepeatFilter()
+    repeat = RepeatFilter()
     for handler in root.handlers:
         if handler not in before:
             handler.addFilter(repeat)

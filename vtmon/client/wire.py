@@ -224,15 +224,20 @@ def _arrays(lists: dict[Any, list[Any]], out: Batch) -> Batch:
             a = np.frombuffer(array("d", vals), dtype=np.float64)
         except (TypeError, ValueError, OverflowError):
             a = np.array([_float(v) for v in vals], dtype=np.float64)
-        # vtmon takes finite values within VALUE_MAX: the least and the greatest say it of all
-        # (NaN fails the comparison). Not np.dot, whose BLAS may spin threads in the
-        # application for a long array.
-        if len(a) and not (a.max() <= VALUE_MAX and a.min() >= -VALUE_MAX):
-            ok = np.abs(a) <= VALUE_MAX  # NaN compares False
-            out.bad[key] = len(a) - int(np.count_nonzero(ok))
-            a = a[ok]
-        out.series[key] = a
+        kept = within_bound(a)
+        if len(kept) < len(a):
+            out.bad[key] = len(a) - len(kept)
+        out.series[key] = kept
     return out
+
+
+def within_bound(a: np.ndarray) -> np.ndarray:
+    """The values of ``a`` vtmon takes: finite, within ``VALUE_MAX`` (``a`` itself when all
+    are). The least and the greatest say it of all in the usual case (NaN fails the
+    comparison); not np.dot, whose BLAS may wake threads that spin for a long array."""
+    if not len(a) or (a.max() <= VALUE_MAX and a.min() >= -VALUE_MAX):
+        return a
+    return a[np.abs(a) <= VALUE_MAX]  # NaN compares False
 
 
 def _float(v: Any) -> float:

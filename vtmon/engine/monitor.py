@@ -37,6 +37,7 @@ from vtmon.engine.collector import SystemCollector
 from vtmon.engine.sensors import SensorReader
 from vtmon.engine.series import SeriesStore
 from vtmon.engine.tuner import Tuner, action_dict
+from vtmon.ingest import jsonrpc
 from vtmon.ingest.jsonrpc import RawJSON
 from vtmon.model import (
     CLIENT_COUNT_MAX,
@@ -292,7 +293,7 @@ class Monitor:
         """Answer one JSON-RPC 2.0 request; None for notifications (no ``id``). ``conn`` is
         the connection it came on (a vtmon.engine.actuators.Connection), which the knob
         methods need; None when it came from no application connection. The result of
-        ``snapshot`` is a RawJSON: the Snapshot already serialised (``.value()`` reads it)."""
+        ``snapshot`` is a RawJSON: the Snapshot already serialised."""
         rid = request.get("id")
         method = request.get("method")
         params = request.get("params") or {}
@@ -702,6 +703,5 @@ def _sample_count(batch: Batch) -> int:
 
 
 def _rpc_error(rid: Any, code: int, message: str) -> dict[str, Any] | None:
-    if rid is None:
-        return None
-    return {"jsonrpc": "2.0", "id": rid, "error": {"code": code, "message": message}}
+    """The error answer, or None for a notification (no id), which gets none."""
+    return None if rid is None else jsonrpc.error(rid, code, message)

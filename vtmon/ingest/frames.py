@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from vtmon.client.wire import within_bound
 from vtmon.ingest.parse import _series, parse_block
-from vtmon.model import REJECT_NUMBER, VALUE_MAX, Batch, DistBuf, Kind, SeriesKey
+from vtmon.model import REJECT_NUMBER, Batch, DistBuf, Kind, SeriesKey
 
 FORMAT = "vtmon-binary/1"
 MAGIC = b"VT"
@@ -159,17 +160,10 @@ class FrameReader:
         count = (n - 4) // 8
         if not count:
             return
-        a = np.frombuffer(buf, dtype=_F64, count=count, offset=start + 4)
-        # The least and the greatest within the bound (the usual case) say it of every value;
-        # NaN makes them NaN, which fails the comparison. Not np.dot: BLAS may wake threads of
-        # its own for a long array, which spin on the other core.
-        if not (a.max() <= VALUE_MAX and a.min() >= -VALUE_MAX):
-            ok = np.abs(a) <= VALUE_MAX  # False for NaN
-            good = int(np.count_nonzero(ok))
-            if good < count:
-                batch.rejected[REJECT_NUMBER] += count - good
-                a = a[ok]
-                count = good
+        a = within_bound(np.frombuffer(buf, dtype=_F64, count=count, offset=start + 4))
+        if len(a) < count:
+            batch.rejected[REJECT_NUMBER] += count - len(a)
+            count = len(a)
         batch.accepted += count
         if count:
             arrays.setdefault(key, []).append(a)

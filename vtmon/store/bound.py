@@ -33,7 +33,6 @@ class TrimStats:
 
     before: int = 0  # bytes on disk (the file and its WAL) when it started
     after: int = 0  # and when it ended
-    cutoff: int | None = None  # points that started before this second were deleted
     steps: int = 0  # transactions that deleted points
     longest_step_s: float = 0.0
     vacuum_steps: int = 0  # incremental vacuum steps, or 1 for the VACUUM of an older file

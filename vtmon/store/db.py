@@ -524,8 +524,9 @@ class HistoryStore:
             self._memory_only(f"cannot start a new {self.path} ({_reason(e)})")
 
     def check(self) -> str:
-        """Look for damage inside the file (``PRAGMA quick_check``, on a connection of its own,
-        so the writer is not held up); returns what is wrong in SQLite's words, or "".
+        """Look for damage inside the file (``PRAGMA quick_check``, on a read-only connection of
+        its own); returns what is wrong in SQLite's words, or "". Run by the writer thread as
+        it starts, it holds up the first writes for as long as the check takes.
 
         A damaged file is moved aside as one with a bad header is (``notice`` says so), or,
         read-only, only described in ``damaged``. It reads the whole file (docs/performance.md
@@ -871,7 +872,8 @@ class HistoryStore:
 
     def maintain(self, now: float | None = None) -> None:
         """Roll finished intervals into the coarser tiers, then drop what is past each tier's
-        keep time and series past their layer's retention."""
+        keep time and series past their layer's retention, then keep the file within its size
+        bound (deleting the oldest points and vacuuming, see _keep_bound)."""
         if self._conn is None or self.read_only:
             return
         now = self.clock.time() if now is None else now
@@ -949,7 +951,6 @@ class HistoryStore:
                 lost = self._cut_all(conn, nxt)
             stats.longest_step_s = max(stats.longest_step_s, time.perf_counter() - t0)
             stats.steps += 1
-            stats.cutoff = nxt
             if lost is not None and (finest is None or lost < finest):
                 finest = lost
             left = self._used_bytes()
@@ -967,12 +968,7 @@ class HistoryStore:
             for st in states:
                 if self._cut(conn, layer, st, cutoff) and (finest is None or st.tier.res < finest):
                     finest = st.tier.res
-                if st.kept_from is None or st.kept_from < cutoff:
-                    st.kept_from = cutoff
-                    conn.execute(
-                        "UPDATE tiers SET kept_from = ? WHERE layer = ? AND res = ?",
-                        (cutoff, layer, st.tier.res),
-                    )
+                self._kept(conn, layer, st, cutoff)
             self._drop_series(conn, layer, cutoff)
         conn.execute("UPDATE series SET first_t = ? WHERE first_t < ?", (cutoff, cutoff))
         conn.execute("DELETE FROM findings WHERE t < ?", (cutoff,))
@@ -1124,11 +1120,7 @@ class HistoryStore:
                 continue
             cutoff = int(cutoff)
             self._cut(conn, layer, st, cutoff)
-            st.kept_from = cutoff
-            conn.execute(
-                "UPDATE tiers SET kept_from = ? WHERE layer = ? AND res = ?",
-                (cutoff, layer, st.tier.res),
-            )
+            self._kept(conn, layer, st, cutoff)
         self._drop_series(conn, layer, now - self.retention.retention_s(layer))
 
     def _drop_series(self, conn: sqlite3.Connection, layer: str, before: float) -> None:
@@ -1144,6 +1136,16 @@ class HistoryStore:
             conn.executemany("DELETE FROM series WHERE id = ?", [(i,) for i in old])
             dead = set(old)
             self._ids = {k: v for k, v in self._ids.items() if v not in dead}
+
+    @staticmethod
+    def _kept(conn: sqlite3.Connection, layer: str, st: _TierState, cutoff: int) -> None:
+        """The tier keeps nothing before ``cutoff`` from now on (in memory and in the file)."""
+        if st.kept_from is None or st.kept_from < cutoff:
+            st.kept_from = cutoff
+            conn.execute(
+                "UPDATE tiers SET kept_from = ? WHERE layer = ? AND res = ?",
+                (cutoff, layer, st.tier.res),
+            )
 
     def _cut(self, conn: sqlite3.Connection, layer: str, st: _TierState, cutoff: int) -> int:
         """Delete the tier's points that start before ``cutoff``; nothing at all to do (not even

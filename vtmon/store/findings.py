@@ -23,7 +23,7 @@ from dataclasses import dataclass, fields, is_dataclass
 from enum import Enum
 from typing import Any
 
-from vtmon.model import Alert, Snapshot
+from vtmon.model import Alert, IngestStats, Snapshot
 
 KINDS: tuple[str, ...] = (
     "start",  # a vtmon run began (its first Snapshot)
@@ -85,14 +85,7 @@ class FindingsTracker:
         self._recommendations: set[tuple[str, str]] = set()
         self._recommendations_src: tuple[Any, ...] | None = None
         self._minute: float | None = None
-        self._ingest: tuple[int, dict[str, int], int, int, int, dict[str, int]] = (
-            0,
-            {},
-            0,
-            0,
-            0,
-            {},
-        )
+        self._ingest = IngestStats()  # the counters of the Snapshot before
 
     def observe(self, snap: Snapshot) -> list[Finding]:
         """The findings that ``snap`` adds to what earlier Snapshots said."""
@@ -209,22 +202,14 @@ class FindingsTracker:
         return out
 
     def _ingest_delta(self, snap: Snapshot) -> list[Finding]:
-        ing = snap.ingest
-        acc0, rej0, drop0, cdrop0, ref0, closed0 = self._ingest
-        rejected = _grown(ing.rejected, rej0)
-        closed = _grown(ing.closed, closed0)
-        accepted = ing.accepted - acc0
-        dropped = ing.samples_dropped - drop0
-        client = ing.client_dropped - cdrop0
-        refused = ing.refused - ref0
-        self._ingest = (
-            ing.accepted,
-            dict(ing.rejected),
-            ing.samples_dropped,
-            ing.client_dropped,
-            ing.refused,
-            dict(ing.closed),
-        )
+        ing, was = snap.ingest, self._ingest
+        self._ingest = ing  # immutable, its mappings fresh in every Snapshot
+        rejected = _grown(ing.rejected, was.rejected)
+        closed = _grown(ing.closed, was.closed)
+        accepted = ing.accepted - was.accepted
+        dropped = ing.samples_dropped - was.samples_dropped
+        client = ing.client_dropped - was.client_dropped
+        refused = ing.refused - was.refused
         quiet = accepted <= 0 and dropped <= 0 and client <= 0 and refused <= 0
         if quiet and not rejected and not closed:
             return []

@@ -1,5 +1,5 @@
 """The HTTP side of the Prometheus exporter: one thread takes connections and reads their
-requests, and a few workers answer the complete ones.
+requests, and a thread for each complete one (``max_requests`` at most) answers it.
 
 prometheus-client's own server (wsgiref, a thread per connection, no timeout) holds a thread
 for as long as a connection sends nothing: a few hundred half-open connections are a few
@@ -93,7 +93,6 @@ class MetricsServer(WSGIServer):
         max_requests: int = MAX_REQUESTS,
         max_waiting: int = MAX_WAITING,
         refused: Counter[str] | None = None,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if timeout <= 0 or max_requests < 1 or max_waiting < 1:
             raise ValueError("timeout, max_requests and max_waiting must be positive")
@@ -111,7 +110,7 @@ class MetricsServer(WSGIServer):
         self.refused: Counter[str] = refused if refused is not None else Counter()
         for reason in REASONS:  # every reason present: a scrape reads the dict while it grows
             self.refused.setdefault(reason, 0)
-        self._clock = clock
+        self._clock = time.monotonic
         self._waiting: dict[socket.socket, _Waiting] = {}  # oldest first
         self._busy = 0
         self._lock = threading.Lock()

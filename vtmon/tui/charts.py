@@ -11,7 +11,6 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import plotext
 from rich.text import Text
@@ -19,7 +18,7 @@ from textual.events import Resize
 from textual.theme import Theme
 from textual.widgets import Static
 
-from vtmon.tui.live import drawing_failed, drawing_recovered
+from vtmon.tui.live import drawn
 from vtmon.tui.themes import chart_colors
 
 # plotext paints a white background behind its frame; the widget's own background must show.
@@ -204,10 +203,5 @@ class Chart(Static):
             return
         self._drawn_key = key
         # the chart's size comes from the layout, never from its content: no layout again
-        try:
-            drawn: Any = build_chart(self._data, w, h, self.app.current_theme)
-        except Exception as e:  # shown where the chart would be; the console goes on
-            drawn = drawing_failed(self, e)
-        else:
-            drawing_recovered(self)
-        self.update(drawn, layout=False)
+        chart = drawn(self, lambda: build_chart(self._data, w, h, self.app.current_theme))
+        self.update(chart, layout=False)  # a failure shown where the chart would be

@@ -22,7 +22,7 @@ from vtmon.model import Bottleneck, Recommendation, Snapshot
 from vtmon.tui import fmt
 from vtmon.tui.alerts import alert_line, newest_first
 from vtmon.tui.bottlenecks import FOR_W, active, prediction_text, regression_text, since_text
-from vtmon.tui.live import LiveStatic, drawing_failed, drawing_recovered, set_border_title
+from vtmon.tui.live import LiveStatic, drawn, set_border_title
 from vtmon.tui.severity import PRIORITY_ORDER, badge, label, priority_style
 
 MAX_RESOLVED = 30
@@ -300,10 +300,5 @@ class BottleneckScreen(ModalScreen[None]):
         )
         # One cell for the scrollbar: a line that fills the box would be wrapped again.
         width = (box.content_size.width or min(118, self.app.size.width - 10)) - 1
-        try:
-            text = detail_text(self.snapshot, self.selected, width)
-        except Exception as e:  # shown in the box; the console goes on
-            text = drawing_failed(self, e)
-        else:
-            drawing_recovered(self)
-        self.query_one("#detail-text", LiveStatic).show(text)
+        text = drawn(self, lambda: detail_text(self.snapshot, self.selected, width))
+        self.query_one("#detail-text", LiveStatic).show(text)  # or its failure

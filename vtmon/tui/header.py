@@ -15,7 +15,7 @@ from textual.widget import Widget
 
 from vtmon.model import Snapshot
 from vtmon.tui import fmt
-from vtmon.tui.live import drawing_failed, drawing_recovered
+from vtmon.tui.live import drawn
 from vtmon.tui.severity import health_style, worst
 
 
@@ -67,12 +67,8 @@ class HeaderBar(Widget):
         made = self._made
         if made is not None and made[0] is snap and made[1] == width and made[2] == self.paused:
             return made[3], made[4]
-        try:
-            left, right = self._parts(snap, width)
-        except Exception as e:  # shown in the header itself; the console goes on
-            left, right = drawing_failed(self, e), Content("")
-        else:
-            drawing_recovered(self)
+        made = drawn(self, lambda: self._parts(snap, width))  # a failure shown in the header
+        left, right = (made, Content("")) if isinstance(made, Content) else made
         self._made = (snap, width, self.paused, left, right)
         return left, right
 

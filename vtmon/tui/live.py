@@ -4,7 +4,7 @@
 Snapshots arrive every second but most text changes far less often; skipping identical
 updates keeps a quiet screen from repainting (and from re-laying out) for nothing.
 
-A panel that fails to draw says so in itself (``drawing_failed``) and the rest of the
+A panel that fails to draw says so in itself (``drawn``) and the rest of the
 console goes on: a bug in one panel, or a value no panel foresaw, must not end the app that
 applications rely on to be monitored and to have their tuning undone.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 from weakref import WeakKeyDictionary
 
 from textual.containers import Vertical
@@ -25,43 +25,35 @@ from textual.widgets import Static
 from vtmon.model import Snapshot
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 # What each widget last logged as its failure: a panel failing every second logs once, and
 # again only when the failure changes.
 _FAILED: WeakKeyDictionary[Widget, str] = WeakKeyDictionary()
 
 
-def drawing_failed(widget: Widget, error: Exception) -> Content:
-    """Log ``error`` (once while it stays the same) and return the one-sentence text that the
-    widget shows in place of what it could not draw."""
-    what = f"{type(error).__name__}: {error}"
-    if len(what) > 200:
-        what = what[:199] + "…"
-    if _FAILED.get(widget) != what:
-        _FAILED[widget] = what
-        name = widget.id or type(widget).__name__
-        log.error("%s could not be drawn", name, exc_info=error)
-    return Content.assemble(
-        ("Could not draw this: ", "bold $error"),
-        (what, "$error"),
-        (". vtmon goes on; the log has the details.", "$text-muted"),
-    )
-
-
-def drawing_recovered(widget: Widget) -> None:
-    """The widget drew again: a later failure is logged anew."""
-    _FAILED.pop(widget, None)
-
-
-def guarded(widget: Widget, draw: Callable[[], Any]) -> Content | None:
-    """Run ``draw``; None when it worked, else what to show instead (see drawing_failed)."""
+def drawn(widget: Widget, draw: Callable[[], _T]) -> _T | Content:
+    """What ``draw()`` returns, or, when it raises, the one-sentence text ``widget`` shows in
+    its place: the failure is logged once while it stays the same, and anew once the widget
+    drew again in between."""
     try:
-        draw()
+        result = draw()
     except Exception as e:  # any bug or unforeseen value: shown and logged, never fatal
-        return drawing_failed(widget, e)
-    if widget in _FAILED:
-        drawing_recovered(widget)
-    return None
+        what = f"{type(e).__name__}: {e}"
+        if len(what) > 200:
+            what = what[:199] + "…"
+        if _FAILED.get(widget) != what:
+            _FAILED[widget] = what
+            # The widget in the message itself: the log's repeat filter tells lines apart by
+            # their text, so that another panel's failure is not taken for a repeat.
+            log.error(f"{widget.id or type(widget).__name__} could not be drawn", exc_info=e)
+        return Content.assemble(
+            ("Could not draw this: ", "bold $error"),
+            (what, "$error"),
+            (". vtmon goes on; the log has the details.", "$text-muted"),
+        )
+    _FAILED.pop(widget, None)
+    return result
 
 
 class Panel(Vertical):
@@ -84,8 +76,8 @@ class Panel(Vertical):
         snap = self.snapshot
         if snap is None:
             return
-        failed = guarded(self, lambda: self.render_snapshot(snap, self.window))
-        if failed is not None:
+        failed = drawn(self, lambda: self.render_snapshot(snap, self.window))
+        if failed is not None:  # render_snapshot returns None: this is the failure
             if self._failure is None:
                 self._failure = LiveStatic(classes="draw-failure")
                 self.mount(self._failure, before=0 if self.children else None)
