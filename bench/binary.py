@@ -107,7 +107,7 @@ def bench_socket(head: bytes, round_: bytes, n: int) -> float:
 
 
 def bench_numpy(vals: np.ndarray, total: int) -> float:
-    from vtmon.engine.sketch import Sketch
+    from vtmon.sketch import Sketch
 
     s = Sketch()
     reps = max(1, total // vals.size)

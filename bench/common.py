@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from vtmon.ingest.server import rpc_call
+from vtmon.protocol.jsonrpc import rpc_call
 
 
 def cpu_name() -> str:

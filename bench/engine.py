@@ -18,14 +18,14 @@ from dataclasses import replace
 import numpy as np
 import psutil
 
+from vtmon.analysis.analyzer import Analyzer
 from vtmon.config import Config
-from vtmon.engine.analysis import Analyzer
 from vtmon.engine.collector import SystemCollector
 from vtmon.engine.sensors import SensorReader
 from vtmon.engine.series import SeriesStore
-from vtmon.engine.sketch import Sketch
 from vtmon.ingest.frames import _hand_over
 from vtmon.model import Batch, DistBuf, Kind, SeriesKey, Snapshot
+from vtmon.sketch import Sketch
 
 
 def timeit(fn, repeat: int) -> float:

@@ -19,11 +19,11 @@ from collections.abc import Callable
 
 import numpy as np
 
+from vtmon.clock import ManualClock
 from vtmon.config import Config
-from vtmon.engine.clock import ManualClock
 from vtmon.engine.monitor import Monitor
+from vtmon.export.prometheus import PrometheusExporter
 from vtmon.model import Batch, DistBuf, SeriesKey
-from vtmon.store.prometheus import PrometheusExporter
 
 
 def make_batch(series: int, per_series: int, rate: float | None, seed: int = 0) -> Batch:

@@ -38,12 +38,12 @@ from typing import Any
 import numpy as np
 from common import machine
 
+from vtmon.clock import ManualClock
 from vtmon.config import Config, TunerConfig
-from vtmon.engine.clock import ManualClock
 from vtmon.engine.monitor import Monitor
-from vtmon.engine.sketch import Sketch
 from vtmon.model import Batch, Kind, Pressure, ResourceHistory, Resources, SeriesKey
 from vtmon.report import build_report, render_html
+from vtmon.sketch import Sketch
 from vtmon.store.db import HistoryStore
 from vtmon.store.findings import Finding
 
@@ -272,8 +272,8 @@ class InProcessApp:
 
 def demo(out: Path, minutes: int = 20) -> Path:
     from vtmon.demo import DEMO_KNOBS, DemoWorkload
+    from vtmon.export.recording import NullSensors
     from vtmon.ingest.parse import parse_block
-    from vtmon.store.recording import NullSensors
 
     out.mkdir(parents=True, exist_ok=True)
     data = out / "data"

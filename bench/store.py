@@ -49,11 +49,11 @@ import numpy as np
 import psutil
 from common import cpu_name, result
 
+from vtmon.clock import ManualClock
 from vtmon.config import RetentionConfig
-from vtmon.engine.clock import ManualClock
 from vtmon.engine.series import SeriesStore
-from vtmon.engine.sketch import Sketch
 from vtmon.model import Batch, DistBuf, Kind, Resources, SeriesKey
+from vtmon.sketch import Sketch
 from vtmon.store.db import HistoryStore
 from vtmon.store.rollup import Row, merge
 

@@ -10,8 +10,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from vtmon.clock import ManualClock
 from vtmon.demo import DemoWorkload
-from vtmon.engine.clock import ManualClock
 from vtmon.engine.collector import SystemCollector
 from vtmon.engine.monitor import Monitor
 from vtmon.ingest.parse import parse_block

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from vtmon.clock import ManualClock
 from vtmon.config import Config
-from vtmon.engine.clock import ManualClock
 from vtmon.engine.monitor import Monitor
 from vtmon.ingest.server import IngestServer
 from vtmon.model import Batch

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from vtmon.clock import ManualClock
 from vtmon.config import RetentionConfig
-from vtmon.engine.clock import ManualClock
-from vtmon.engine.sketch import Sketch
 from vtmon.model import Kind, SeriesKey
+from vtmon.sketch import Sketch
 from vtmon.store.db import HistoryStore
 
 PAGE = 4096  # SQLite's default page size, which the history file uses

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from vtmon.engine.actuators import Outcome
+from vtmon.tuning.actuators import Outcome
 
 
 class Outcomes:

@@ -7,8 +7,8 @@ from typing import Any
 
 from textual.color import Color
 
+from vtmon.clock import ManualClock
 from vtmon.config import Config
-from vtmon.engine.clock import ManualClock
 from vtmon.engine.monitor import Monitor
 from vtmon.engine.sensors import SensorReader
 from vtmon.model import Batch, DistBuf, Event, SeriesKey, Snapshot

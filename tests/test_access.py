@@ -1,5 +1,5 @@
 """Nobody else gets in: the socket's folder is checked before vtmon serves or anyone connects
-(vtmon.client.access), and a peer of another uid may send metrics and keep its own knobs but
+(vtmon.protocol.access), and a peer of another uid may send metrics and keep its own knobs but
 never steer or read (docs/security.md)."""
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from tests.sockets import connection_stats
 from tests.test_knobs import POOL, App, action
 from vtmon.cli import main
 from vtmon.client import Client
-from vtmon.client.access import UnsafeFolder, check_folder
-from vtmon.engine.actuators import KnobActuator
-from vtmon.ingest.server import IngestServer, SocketError, peer_uid, rpc_call
+from vtmon.ingest.server import IngestServer, SocketError, peer_uid
+from vtmon.protocol.access import UnsafeFolder, check_folder
+from vtmon.protocol.jsonrpc import rpc_call
+from vtmon.tuning.actuators import KnobActuator
 
 NOBODY = 65534
 

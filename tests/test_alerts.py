@@ -10,8 +10,8 @@ import math
 
 import numpy as np
 
+from vtmon.analysis.alerts import AlertLog
 from vtmon.config import Config, config_from_dict
-from vtmon.engine.alerts import AlertLog
 from vtmon.ingest.parse import parse_block
 from vtmon.model import Alert, Batch, DistBuf, Kind, SeriesKey, Severity, make_tags
 

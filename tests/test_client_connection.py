@@ -20,12 +20,13 @@ import vtmon.client.core as client_core
 from tests.conftest import RecordingMonitor
 from tests.serve import poll, serve
 from vtmon.client import Client
+from vtmon.clock import ManualClock
 from vtmon.config import Config
-from vtmon.engine.clock import ManualClock
 from vtmon.engine.monitor import Monitor
 from vtmon.ingest.parse import parse_block
-from vtmon.ingest.server import IngestServer, rpc_call
+from vtmon.ingest.server import IngestServer
 from vtmon.model import VALUE_MAX, Batch, Kind, SeriesKey
+from vtmon.protocol.jsonrpc import rpc_call
 
 _names = itertools.count()
 

@@ -18,9 +18,10 @@ import pytest
 from tests.serve import poll, send, serve
 from tests.sockets import connect, connection_stats, read_json
 from vtmon.client import Client
-from vtmon.engine.clock import ManualClock
-from vtmon.ingest.server import IngestServer, rpc_call
+from vtmon.clock import ManualClock
+from vtmon.ingest.server import IngestServer
 from vtmon.process import RepeatFilter
+from vtmon.protocol.jsonrpc import rpc_call
 
 STATS = b'{"jsonrpc":"2.0","id":99,"method":"connection.stats"}\n'
 INGEST = b'{"jsonrpc":"2.0","id":7,"method":"ingest"}\n'

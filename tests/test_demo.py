@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 
+from vtmon.clock import ManualClock
 from vtmon.demo import INCIDENT_PERIOD_S, DemoWorkload, incident_at
 from vtmon.demo import run as run_demo
-from vtmon.engine.clock import ManualClock
 from vtmon.engine.monitor import Monitor
 from vtmon.ingest.parse import parse_block
 from vtmon.model import Batch

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vtmon.analysis.causes import SignalHistory, ks_distance, rank_causes
+from vtmon.analysis.detector import RESOLVED_KEEP, Detector, wilson_lower
 from vtmon.config import Config, DetectorConfig
-from vtmon.engine.causes import SignalHistory, ks_distance, rank_causes
-from vtmon.engine.detector import RESOLVED_KEEP, Detector, wilson_lower
 from vtmon.model import (
     SEVERITY_WEIGHT,
     TYPE_WEIGHT,

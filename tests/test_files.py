@@ -14,12 +14,12 @@ from pathlib import Path
 import platformdirs
 import pytest
 
-from vtmon.engine.clock import ManualClock
-from vtmon.engine.sketch import Sketch
+from vtmon.clock import ManualClock
+from vtmon.export.recording import Recorder
 from vtmon.model import Kind, SeriesKey
+from vtmon.sketch import Sketch
 from vtmon.store.db import HistoryStore
 from vtmon.store.journal import open_journal
-from vtmon.store.recording import Recorder
 
 LAT = SeriesKey("api.request_latency", (("component", "api-server"),), Kind.DISTRIBUTION)
 NOBODY = 65534

@@ -10,8 +10,8 @@ from dataclasses import replace
 
 import pytest
 
+from vtmon.analysis.health import health, recommendations
 from vtmon.config import Config
-from vtmon.engine.health import health, recommendations
 from vtmon.model import (
     Bottleneck,
     Cause,

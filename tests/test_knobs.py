@@ -19,15 +19,15 @@ import pytest
 from tests.outcomes import Outcomes
 from tests.sockets import connect, connection_stats
 from vtmon.client import Client
+from vtmon.clock import ManualClock
 from vtmon.config import Config
 from vtmon.demo import DEMO_KNOBS, DemoWorkload
 from vtmon.demo import run as run_demo
-from vtmon.engine.actuators import KnobActuator, Outcome
-from vtmon.engine.clock import ManualClock
 from vtmon.engine.monitor import Monitor
 from vtmon.ingest.parse import parse_block
 from vtmon.ingest.server import IngestServer
 from vtmon.model import Batch, Knob, TuningAction
+from vtmon.tuning.actuators import KnobActuator, Outcome
 
 QUIET_S = 0.2  # how long "nothing arrives" is watched for
 

@@ -17,15 +17,16 @@ import pytest
 from tests.conftest import RecordingMonitor
 from tests.serve import poll
 from tests.sockets import connect, connection_stats, read_json
+from vtmon.clock import ManualClock
 from vtmon.config import Config
-from vtmon.engine.clock import ManualClock
+from vtmon.export.prometheus import PrometheusExporter
+from vtmon.export.recording import NullCollector, NullSensors
 from vtmon.ingest import server as server_module
-from vtmon.ingest.server import IngestServer, rpc_call
+from vtmon.ingest.server import IngestServer
 from vtmon.model import Batch, DistBuf, Kind, SeriesKey
+from vtmon.protocol.jsonrpc import rpc_call
 from vtmon.report import build_report, render_html
 from vtmon.store.db import HistoryStore
-from vtmon.store.prometheus import PrometheusExporter
-from vtmon.store.recording import NullCollector, NullSensors
 
 PING = b'{"jsonrpc":"2.0","id":"p","method":"ping"}\n'
 

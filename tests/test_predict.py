@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from vtmon.analysis.predict import Forecaster
 from vtmon.config import Config
-from vtmon.engine.predict import Forecaster
 from vtmon.model import (
     DiskUsage,
     Kind,

@@ -32,8 +32,13 @@ from tests.sockets import values as values_frame
 from vtmon.cli import main
 from vtmon.config import Config
 from vtmon.engine.monitor import Monitor
-from vtmon.engine.sketch import Sketch
-from vtmon.ingest.server import rpc_call
+from vtmon.export.prometheus import (
+    BUCKETS,
+    PrometheusExporter,
+    label_name,
+    latency_buckets,
+    parse_listen,
+)
 from vtmon.model import (
     Batch,
     Bottleneck,
@@ -48,13 +53,8 @@ from vtmon.model import (
     Temperature,
     TimedRun,
 )
-from vtmon.store.prometheus import (
-    BUCKETS,
-    PrometheusExporter,
-    label_name,
-    latency_buckets,
-    parse_listen,
-)
+from vtmon.protocol.jsonrpc import rpc_call
+from vtmon.sketch import Sketch
 
 
 def timed_sample(key: SeriesKey, value: float, weight: float, ts: float) -> TimedRun:

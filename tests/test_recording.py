@@ -24,12 +24,10 @@ from tests.screen import screen_text
 from tests.sockets import HELLO, connect, connection_stats, declare, lines, values
 from vtmon import __version__
 from vtmon.cli import main
+from vtmon.clock import ManualClock
 from vtmon.config import Config
-from vtmon.engine.clock import ManualClock
 from vtmon.engine.monitor import Monitor
-from vtmon.ingest.server import IngestServer, rpc_call
-from vtmon.model import Batch
-from vtmon.store.recording import (
+from vtmon.export.recording import (
     KIND_CLOSE,
     KIND_DATA,
     KIND_OPEN,
@@ -43,6 +41,9 @@ from vtmon.store.recording import (
     read_recording,
     replay_into,
 )
+from vtmon.ingest.server import IngestServer
+from vtmon.model import Batch
+from vtmon.protocol.jsonrpc import rpc_call
 
 DATA = Path(__file__).parent / "data"
 FIXTURE = DATA / "api-slowdown.vtmrec"

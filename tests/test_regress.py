@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from vtmon.engine.regress import RegressionDetector
+from vtmon.analysis.regress import RegressionDetector
 from vtmon.model import ErrorStats, Kind, Regression, SeriesStats, Snapshot, WindowStats
 
 T0 = 1_700_000_040.0  # a whole minute (epoch seconds divisible by 60)

@@ -33,18 +33,18 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.history import damage_middle, filled_file, listing
 from tests.screen import start
 from vtmon.cli import main, parse_duration
+from vtmon.clock import ManualClock
 from vtmon.config import Config
-from vtmon.engine.clock import ManualClock
 from vtmon.engine.monitor import Monitor
-from vtmon.engine.sketch import Sketch
+from vtmon.export.prometheus import PrometheusExporter
+from vtmon.export.recording import NullCollector, NullSensors, replay_into
 from vtmon.model import ActionState, Batch, DistBuf, Kind, SeriesKey, TuningAction, WindowStats
 from vtmon.report import NoData, build_report, render_html, render_json
 from vtmon.report.render import fmt_ms
+from vtmon.sketch import Sketch
 from vtmon.store.db import HistoryStore
 from vtmon.store.findings import Finding
 from vtmon.store.journal import Entry, SqliteJournal
-from vtmon.store.prometheus import PrometheusExporter
-from vtmon.store.recording import NullCollector, NullSensors, replay_into
 
 FIXTURE = Path(__file__).parent / "data" / "api-slowdown.vtmrec"
 START = 1_700_000_000.0  # ManualClock's default start, and the recording's

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from tests.serve import poll, serve
-from vtmon.ingest.server import rpc_call
 from vtmon.model import Kind, SeriesKey, make_tags
+from vtmon.protocol.jsonrpc import rpc_call
 from vtmon.store.db import HistoryStore
 
 NAME = "restart.latency"

@@ -15,11 +15,11 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
+from vtmon.analysis.analyzer import Analyzer
+from vtmon.analysis.detector import wilson_lower
+from vtmon.clock import ManualClock
 from vtmon.config import Config
 from vtmon.demo import DemoWorkload
-from vtmon.engine.analysis import Analyzer
-from vtmon.engine.clock import ManualClock
-from vtmon.engine.detector import wilson_lower
 from vtmon.engine.monitor import Monitor
 from vtmon.ingest.parse import parse_block
 from vtmon.model import (

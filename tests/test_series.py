@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vtmon.engine.series import SeriesStore
-from vtmon.engine.sketch import Sketch
 from vtmon.model import Batch, DistBuf, Kind, SeriesKey, SeriesStats, TimedRun, make_tags
+from vtmon.sketch import Sketch
 
 
 def timed_sample(key: SeriesKey, value: float, weight: float, ts: float) -> TimedRun:

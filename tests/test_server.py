@@ -15,8 +15,9 @@ from datadog.dogstatsd import DogStatsd
 
 from tests.conftest import RecordingMonitor
 from tests.sockets import connect, connection_stats, read_json
-from vtmon.engine.clock import ManualClock
-from vtmon.ingest.server import IngestServer, SocketError, SocketInUse, prepare_path, rpc_call
+from vtmon.clock import ManualClock
+from vtmon.ingest.server import IngestServer, SocketError, SocketInUse, prepare_path
+from vtmon.protocol.jsonrpc import rpc_call
 
 
 def _series(snap, name):

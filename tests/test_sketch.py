@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vtmon.engine.sketch import (
+from vtmon.sketch import (
     ALPHA,
     LOG_GAMMA,
     Sketch,

@@ -16,11 +16,10 @@ from click.testing import CliRunner
 
 from tests.history import damage_middle, fill, filled_file, latency_keys
 from tests.serve import poll
+from vtmon.clock import ManualClock
 from vtmon.config import EXAMPLE_CONFIG, ConfigError, RetentionConfig, config_from_dict
-from vtmon.engine.clock import ManualClock
 from vtmon.engine.monitor import Monitor
 from vtmon.engine.series import SeriesStore
-from vtmon.engine.sketch import Sketch
 from vtmon.model import (
     Batch,
     DistBuf,
@@ -33,6 +32,7 @@ from vtmon.model import (
     TimedRun,
     make_tags,
 )
+from vtmon.sketch import Sketch
 from vtmon.store.bound import on_disk
 from vtmon.store.db import HistoryStore
 from vtmon.store.rollup import CorruptBlob, decode, encode, tiers_for

@@ -13,8 +13,8 @@ import pytest
 from textual.color import Color
 
 from tests.screen import SOCK, feed, same_colour, screen_monitor, screen_text, start
+from vtmon.clock import ManualClock
 from vtmon.config import Config
-from vtmon.engine.clock import ManualClock
 from vtmon.engine.collector import SystemCollector
 from vtmon.engine.monitor import Monitor
 from vtmon.engine.sensors import SensorReader

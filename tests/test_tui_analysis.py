@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.screen import feed, same_colour, screen_monitor, screen_text, start
-from vtmon.engine.clock import ManualClock
+from vtmon.clock import ManualClock
 from vtmon.engine.monitor import Monitor
 from vtmon.model import (
     Alert,

@@ -18,7 +18,7 @@ from textual.widget import Widget
 from textual.widgets import DataTable
 
 from tests.screen import SOCK, feed, screen_monitor, screen_text, start
-from vtmon.engine.clock import ManualClock
+from vtmon.clock import ManualClock
 from vtmon.engine.monitor import Monitor
 from vtmon.model import Batch, DistBuf, SeriesKey, make_tags
 from vtmon.tui.app import VtmonApp

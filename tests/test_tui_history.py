@@ -14,7 +14,7 @@ import pytest
 from textual.pilot import Pilot
 
 from tests.screen import screen_monitor, screen_text, start
-from vtmon.engine.clock import ManualClock
+from vtmon.clock import ManualClock
 from vtmon.engine.collector import SystemCollector
 from vtmon.engine.monitor import Monitor, chart_resolution
 from vtmon.model import Batch, DistBuf, ResourceHistory, SeriesKey, make_tags

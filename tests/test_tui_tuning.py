@@ -14,10 +14,9 @@ import pytest
 
 from tests.screen import screen_monitor, screen_text
 from tests.test_tuner import BUFFERS, FakeKnobs
-from vtmon.engine.clock import ManualClock
-from vtmon.engine.common import MIB
+from vtmon.analysis.common import MIB
+from vtmon.clock import ManualClock
 from vtmon.engine.monitor import Monitor
-from vtmon.engine.tuner import Tuner
 from vtmon.model import ActionState, Batch, Kind, Knob, SeriesKey, make_tags
 from vtmon.store.journal import MemoryJournal
 from vtmon.tui import keys
@@ -25,6 +24,7 @@ from vtmon.tui.app import VtmonApp
 from vtmon.tui.help import help_text
 from vtmon.tui.live import LiveStatic
 from vtmon.tui.tuning import ConfirmScreen, QuitScreen, TuningPanel
+from vtmon.tuning.tuner import Tuner
 
 S = ActionState
 HEAP = SeriesKey("voice.memory_heap_used", make_tags({"component": "voice-engine"}), Kind.GAUGE)

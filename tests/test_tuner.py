@@ -16,10 +16,8 @@ from typing import Any
 
 import pytest
 
+from vtmon.analysis.common import MIB
 from vtmon.config import Config, TunerConfig, config_from_dict
-from vtmon.engine.actuators import Outcome
-from vtmon.engine.common import MIB
-from vtmon.engine.tuner import Tuner
 from vtmon.model import (
     ActionState,
     Bottleneck,
@@ -35,6 +33,8 @@ from vtmon.model import (
 )
 from vtmon.store.db import HistoryStore
 from vtmon.store.journal import Entry, MemoryJournal, SqliteJournal, open_journal
+from vtmon.tuning.actuators import Outcome
+from vtmon.tuning.tuner import Tuner
 
 T0 = 1_700_000_000.0
 S = ActionState

@@ -29,12 +29,13 @@ from click.testing import CliRunner
 from tests.serve import poll, serve
 from tests.sockets import connect, connection_stats
 from vtmon.cli import main
+from vtmon.clock import ManualClock
 from vtmon.config import Config
-from vtmon.engine.clock import ManualClock
 from vtmon.engine.monitor import Monitor
 from vtmon.engine.sensors import SensorReader
-from vtmon.ingest.server import IngestServer, rpc_call
+from vtmon.ingest.server import IngestServer
 from vtmon.model import ActionState
+from vtmon.protocol.jsonrpc import rpc_call
 from vtmon.store.db import HistoryStore
 from vtmon.store.journal import SqliteJournal
 

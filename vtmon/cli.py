@@ -18,7 +18,9 @@ import click
 import platformdirs
 
 from vtmon import __version__
-from vtmon.config import APP, EXAMPLE_CONFIG, Config, ConfigError, load_config, resolve_socket_path
+from vtmon.config import APP, EXAMPLE_CONFIG, Config, ConfigError, load_config
+from vtmon.protocol import jsonrpc
+from vtmon.protocol.access import resolve_socket_path
 
 SOCKET_HELP = (
     "Unix socket to serve or talk to. Default: $VTMON_SOCKET, else "
@@ -47,7 +49,7 @@ def pid_option(f: Callable[..., Any]) -> Callable[..., Any]:
 def _listen(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
     if value is None:
         return None
-    from vtmon.store.prometheus import parse_listen
+    from vtmon.export.prometheus import parse_listen
 
     try:
         return parse_listen(value)
@@ -260,7 +262,7 @@ def snapshot(socket_path: str | None, history: bool, compact: bool) -> None:
 
     The schema is described in docs/snapshot.md.
     """
-    from vtmon.ingest.server import rpc_call
+    from vtmon.protocol.jsonrpc import rpc_call
 
     path = _running(socket_path)
     try:
@@ -309,7 +311,7 @@ def send(socket_path: str | None, quiet: bool) -> None:
             last = chunk[-1:]
         if last != b"\n":
             s.sendall(b"\n")  # end the last line so it is not glued to the stats request
-        req = {"jsonrpc": "2.0", "id": "send", "method": "connection.stats"}
+        req = jsonrpc.request("connection.stats", rid="send")
         s.sendall(json.dumps(req).encode() + b"\n")
         reader.join(10)
         if "error" in got or "stats" not in got:
@@ -575,7 +577,7 @@ def _recorder(file: Path | None, path: Path) -> Any:
     """A Recorder for ``--record FILE`` (None without it), finished when the command ends."""
     if file is None:
         return None
-    from vtmon.store.recording import Recorder, RecordingError
+    from vtmon.export.recording import Recorder, RecordingError
 
     ctx = click.get_current_context()
     try:
@@ -651,9 +653,9 @@ def replay(
       vtmon replay incident.vtmrec --speed 10
       vtmon replay incident.vtmrec --speed max --serve --socket /tmp/replay/r.sock
     """
-    from vtmon.engine.clock import ManualClock
+    from vtmon.clock import ManualClock
     from vtmon.engine.monitor import Monitor
-    from vtmon.store.recording import (
+    from vtmon.export.recording import (
         NullCollector,
         NullSensors,
         RecordingError,
@@ -763,8 +765,8 @@ def _log_to_stderr() -> None:
 def _log_to_file() -> None:
     """Log to a file: anything written to the terminal would tear the console's screen. The
     file is the user's alone (0600 in a 0700 folder): it names series and findings."""
+    from vtmon.files import ForeignFolder, private_file, private_folder
     from vtmon.process import configure_logging
-    from vtmon.store.files import ForeignFolder, private_file, private_folder
 
     global _LOG_PATH
     log_dir = Path(platformdirs.user_log_dir(APP))
@@ -849,9 +851,9 @@ def _load(config_file: str | None) -> Config:
 
 def _running(socket_path: str | None) -> Path:
     """The socket of the running vtmon a command talks to, once its folder passed the check
-    of vtmon.client.access (a guessed path's folder must be the caller's or root's); one
+    of vtmon.protocol.access (a guessed path's folder must be the caller's or root's); one
     sentence and exit status 1 when it did not."""
-    from vtmon.client import access
+    from vtmon.protocol import access
 
     path, named = access.socket_path(_inherit(socket_path)[0])
     try:
@@ -960,7 +962,7 @@ def _recovered(monitor: Any, policy: str) -> None:
 
 def _tuner_call(socket_path: str | None, method: str, params: dict[str, Any]) -> None:
     """One tuner request to the running vtmon; prints its one sentence."""
-    from vtmon.ingest.server import rpc_call
+    from vtmon.protocol.jsonrpc import rpc_call
 
     path = _running(socket_path)
     try:
@@ -1010,7 +1012,7 @@ def revert(action_id: str | None, all_: bool, socket_path: str | None) -> None:
 
 def _start_prometheus(monitor: Any, listen: tuple[str, int]) -> None:
     """Serve /metrics until the command ends (the click context closes)."""
-    from vtmon.store.prometheus import ExporterError, PrometheusExporter
+    from vtmon.export.prometheus import ExporterError, PrometheusExporter
 
     exporter = PrometheusExporter(monitor)
     try:
@@ -1081,7 +1083,7 @@ def _read_stats(s: socket.socket, got: dict[str, Any]) -> None:
 
 def _read_json_line(s: socket.socket, rid: str = "send") -> dict[str, Any]:
     """The answer with id ``rid``; answers to requests that were in the piped input are skipped."""
-    from vtmon.client.wire import refusal
+    from vtmon.protocol.jsonrpc import refusal
 
     buf = b""
     while True:

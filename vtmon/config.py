@@ -536,20 +536,6 @@ def _plain(x: float) -> str:
     return f"{int(x):,}" if x == int(x) else f"{x:g}"
 
 
-def resolve_socket_path(explicit: str | None = None) -> Path:
-    """``--socket``, else ``$VTMON_SOCKET``, else ``$XDG_RUNTIME_DIR/vtmon/vtmon.sock``,
-    else ``/tmp/vtmon-$UID/vtmon.sock``."""
-    if explicit:
-        return Path(explicit)
-    env = os.environ.get("VTMON_SOCKET")
-    if env:
-        return Path(env)
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime:
-        return Path(runtime) / APP / "vtmon.sock"
-    return Path(f"/tmp/vtmon-{os.getuid()}") / "vtmon.sock"
-
-
 EXAMPLE_CONFIG = """\
 # vtmon configuration (TOML). Every key is optional.
 

@@ -236,6 +236,20 @@ CLOSED_REASONS = (CLOSED_UNREAD, CLOSED_BUFFER_FULL, CLOSED_FRAME_TIMEOUT)
 # engine -> screen / scripts / report
 
 WINDOWS: tuple[tuple[str, int], ...] = (("10s", 10), ("1m", 60), ("5m", 300))
+RING_S = max(w for _, w in WINDOWS)  # seconds a series keeps: exactly the longest window
+
+_ERROR_SUFFIXES = (".error_count", ".errors", ".error")
+_OPERATION_SUFFIXES = ("throughput", ".requests", ".operations")
+
+
+def is_error_counter(name: str) -> bool:
+    """A counter whose name says it counts errors (``error_count``, ``*.errors``, ...)."""
+    return name == "error_count" or name.endswith(_ERROR_SUFFIXES)
+
+
+def is_operation_counter(name: str) -> bool:
+    """A counter whose name says it counts operations (``*.requests``, ``throughput``, ...)."""
+    return name.endswith(_OPERATION_SUFFIXES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -758,3 +772,39 @@ def _plain(obj: Any) -> Any:
             return {k: v for k, v in obj}  # tags
         return [_plain(v) for v in obj]
     return obj
+
+
+@dataclass(frozen=True, slots=True)
+class ChartHistory:
+    """A distribution's stored percentiles over a span, for a chart longer than the five
+    minutes a Snapshot carries. Each point's ``t`` is the end of the ``resolution_s``
+    seconds it covers (as a live point is the 10 s window ending at ``t``)."""
+
+    key: SeriesKey
+    span_s: float
+    resolution_s: float
+    now: float  # the range ends here
+    points: tuple[HistoryPoint, ...]
+
+
+def metric_unit(key: str) -> str:
+    """The unit of a tuning metric key: `memory *` reads in MB, `p95 *` in ms, the rest in %."""
+    if key.startswith("memory ") and key != "memory system":
+        return "MB"
+    if key.startswith("p95 "):
+        return "ms"
+    return "%"
+
+
+def metric_text(key: str, v: float | None) -> str:
+    """``320 ms``, ``172 MB``, ``55 %``."""
+    if v is None:
+        return "?"
+    unit = metric_unit(key)
+    if abs(v) >= 100:
+        num = f"{v:.0f}"
+    elif abs(v) >= 10:
+        num = f"{v:.1f}".rstrip("0").rstrip(".")
+    else:
+        num = f"{v:.2f}".rstrip("0").rstrip(".") or "0"
+    return f"{num} {unit}"

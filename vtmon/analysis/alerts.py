@@ -28,10 +28,9 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
+from vtmon.analysis.common import MIB, memory_gauge, ms_text
 from vtmon.config import Config
-from vtmon.engine.common import MIB, memory_gauge, ms_text
-from vtmon.engine.series import is_error_counter
-from vtmon.model import Alert, Batch, Kind, SeriesKey, Severity, finite_max
+from vtmon.model import Alert, Batch, Kind, SeriesKey, Severity, finite_max, is_error_counter
 
 MEMORY_ALERT_FRACTION = 0.9
 ERROR_SPIKE_COUNT = 5  # more than this many errors in one batch

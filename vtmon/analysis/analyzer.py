@@ -15,13 +15,13 @@ import threading
 from dataclasses import dataclass, replace
 from typing import Any
 
+from vtmon.analysis.alerts import AlertLog
+from vtmon.analysis.causes import SignalHistory
+from vtmon.analysis.detector import Detector
+from vtmon.analysis.health import health, recommendations
+from vtmon.analysis.predict import Forecaster
+from vtmon.analysis.regress import RegressionDetector
 from vtmon.config import Config
-from vtmon.engine.alerts import AlertLog
-from vtmon.engine.causes import SignalHistory
-from vtmon.engine.detector import Detector
-from vtmon.engine.health import health, recommendations
-from vtmon.engine.predict import Forecaster
-from vtmon.engine.regress import RegressionDetector
 from vtmon.model import (
     Alert,
     Batch,

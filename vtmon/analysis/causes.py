@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vtmon.engine.common import MIB
+from vtmon.analysis.common import MIB
 from vtmon.model import Cause, Resources
 
 

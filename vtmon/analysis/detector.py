@@ -26,9 +26,8 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from vtmon.config import Config
-from vtmon.engine.causes import SignalHistory, process_cores, rank_causes
-from vtmon.engine.common import (
+from vtmon.analysis.causes import SignalHistory, process_cores, rank_causes
+from vtmon.analysis.common import (
     ERROR_CRITICAL_X,
     ERROR_HIGH_X,
     ERROR_MIN_OPERATIONS,
@@ -39,6 +38,7 @@ from vtmon.engine.common import (
     component_p95,
     share_text,
 )
+from vtmon.config import Config
 from vtmon.model import (
     TYPE_WEIGHT,
     Bottleneck,

@@ -44,8 +44,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from vtmon.config import Config
-from vtmon.engine.common import (
+from vtmon.analysis.common import (
     ERROR_CRITICAL_X,
     ERROR_HIGH_X,
     ERROR_MIN_OPERATIONS,
@@ -55,6 +54,7 @@ from vtmon.engine.common import (
     component_memory,
     component_p95,
 )
+from vtmon.config import Config
 from vtmon.model import Bottleneck, Health, Kind, Recommendation, Severity, Snapshot
 
 MEMORY_THRESHOLD = 0.8

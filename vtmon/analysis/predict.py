@@ -33,8 +33,8 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
+from vtmon.analysis.common import LATENCY_CRITICAL_X, component_memory, component_p95
 from vtmon.config import Config
-from vtmon.engine.common import LATENCY_CRITICAL_X, component_memory, component_p95
 from vtmon.model import Prediction, Snapshot
 
 STEP_S = 10.0

@@ -80,7 +80,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from vtmon.engine.common import ms_text, share_text
+from vtmon.analysis.common import ms_text, share_text
 from vtmon.model import Kind, Regression, SeriesStats, Snapshot
 
 MIN_SAMPLES = 20  # a p95 of fewer values than this is too coarse to compare

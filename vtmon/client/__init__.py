@@ -55,7 +55,7 @@ second), declares its series and registers its knobs again. What vtmon's socket 
 taken when vtmon died is lost with it. A write vtmon does not take within 5 s gives the
 connection up (and the samples go back).
 
-Before each connection attempt the client checks the socket's folder (vtmon.client.access,
+Before each connection attempt the client checks the socket's folder (vtmon.protocol.access,
 docs/security.md): a folder that is a symbolic link or that a group or other users can write,
 or (for the default path) one owned by another user than the application's or root, is not
 connected through. The client then logs one warning and goes on as when vtmon is away:

@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from vtmon.client import access, wire
 from vtmon.client.knobs import Knob, check, set_reply
-from vtmon.client.wire import COUNTER, DIST, GAUGE, LINE, Series, error
+from vtmon.protocol import access, jsonrpc, wire
+from vtmon.protocol.jsonrpc import error
+from vtmon.protocol.wire import COUNTER, DIST, GAUGE, LINE, Series
 
 log = logging.getLogger("vtmon.client")
 
@@ -146,7 +147,7 @@ class Client:
     ) -> None:
         if max_buffer < 1:
             raise ValueError("max_buffer must be at least 1.")
-        path, self._named = access.socket_path(socket_path)  # named: see vtmon.client.access
+        path, self._named = access.socket_path(socket_path)  # named: see vtmon.protocol.access
         self.socket_path = os.fspath(path)
         self.max_buffer = int(max_buffer)
         # What became of the samples (see the module docstring, "Counters").
@@ -423,12 +424,7 @@ class Client:
         """A knobs.register request (call with the lock held)."""
         self._last_id += 1
         self._register_ids[self._last_id] = knob.name
-        req = {
-            "jsonrpc": "2.0",
-            "id": self._last_id,
-            "method": "knobs.register",
-            "params": knob.params(),
-        }
+        req = jsonrpc.request("knobs.register", knob.params(), self._last_id)
         return json.dumps(req, separators=(",", ":"))
 
     # -- reading (the reader thread of each connection) ----------------------------------------
@@ -603,7 +599,7 @@ class Client:
         if reported:
             control.append(
                 json.dumps(
-                    {"jsonrpc": "2.0", "method": "client.dropped", "params": {"count": reported}},
+                    jsonrpc.request("client.dropped", {"count": reported}, rid=None),
                     separators=(",", ":"),
                 )
             )
@@ -743,7 +739,7 @@ class Client:
             why = _refused_already(s) or str(e) or type(e).__name__
             s.close()
             raise OSError(why) from e
-        refused = wire.refusal(answer)
+        refused = jsonrpc.refusal(answer)
         if refused is not None:
             # No answer to the hello but vtmon refusing the connection (all the connections
             # it takes are open): it is closed; its reason is the one to report.
@@ -841,7 +837,7 @@ def _refused_already(s: socket.socket) -> str | None:
     line and closes at once, so the hello may meet a closed socket), else None."""
     try:
         s.setblocking(False)
-        return wire.refusal(json.loads(s.recv(65536).split(b"\n", 1)[0]))
+        return jsonrpc.refusal(json.loads(s.recv(65536).split(b"\n", 1)[0]))
     except (OSError, ValueError):
         return None
 

@@ -7,8 +7,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from vtmon.client.wire import error
 from vtmon.model import VALUE_MAX, bounded
+from vtmon.protocol.jsonrpc import INVALID_PARAMS, REFUSED, error, result
 
 if TYPE_CHECKING:
     from vtmon.client.core import Client
@@ -113,17 +113,19 @@ def set_reply(knob: Knob | None, name: Any, rid: Any, value: Any) -> dict[str, A
     """Apply a ``knobs.set`` from vtmon to ``knob`` and give the answer (on the reader
     thread: ``on_change`` runs here, and raising in it refuses the value)."""
     if knob is None:
-        return error(rid, -32602, f"This application has no knob named {name!r}.")
+        return error(rid, INVALID_PARAMS, f"This application has no knob named {name!r}.")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return error(rid, -32602, f"{value!r} is not a number.")
+        return error(rid, INVALID_PARAMS, f"{value!r} is not a number.")
     v = float(value)
     if not (math.isfinite(v) and knob.min <= v <= knob.max):
-        return error(rid, -32602, f"{v:g} is outside {name}'s bounds [{knob.min:g}, {knob.max:g}].")
+        return error(
+            rid, INVALID_PARAMS, f"{v:g} is outside {name}'s bounds [{knob.min:g}, {knob.max:g}]."
+        )
     if knob.on_change is not None:
         try:
             got = knob.on_change(v)
         except Exception as e:  # the application refuses; vtmon is told why
-            return error(rid, -32000, str(e) or type(e).__name__)
+            return error(rid, REFUSED, str(e) or type(e).__name__)
         if (
             isinstance(got, (int, float))
             and not isinstance(got, bool)
@@ -132,4 +134,4 @@ def set_reply(knob: Knob | None, name: Any, rid: Any, value: Any) -> dict[str, A
         ):
             v = float(got)
     knob.value = v
-    return {"jsonrpc": "2.0", "id": rid, "result": {"value": v}}
+    return result(rid, {"value": v})

@@ -19,30 +19,20 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from vtmon.analysis.analyzer import Analyzer
+from vtmon.clock import Clock, SystemClock
 from vtmon.config import Config
-from vtmon.engine.actuators import (
-    CommandActuator,
-    KnobActuator,
-    KnobRegistry,
-    KnobTaken,
-    ProcessActuator,
-    knob_dict,
-)
-from vtmon.engine.analysis import Analyzer
-from vtmon.engine.clock import Clock, SystemClock
 from vtmon.engine.collector import SystemCollector
 from vtmon.engine.sensors import SensorReader
 from vtmon.engine.series import SeriesStore
-from vtmon.engine.tuner import Tuner, action_dict
-from vtmon.ingest import jsonrpc
-from vtmon.ingest.jsonrpc import RawJSON
 from vtmon.model import (
     CLIENT_COUNT_MAX,
     COUNT_MAX,
     Batch,
+    ChartHistory,
     ConnectionCounters,
     Event,
     HistoryPoint,
@@ -54,7 +44,18 @@ from vtmon.model import (
     Snapshot,
     gauge_updates,
 )
+from vtmon.protocol import jsonrpc
+from vtmon.protocol.jsonrpc import RawJSON
 from vtmon.store.journal import open_journal
+from vtmon.tuning.actuators import (
+    CommandActuator,
+    KnobActuator,
+    KnobRegistry,
+    KnobTaken,
+    ProcessActuator,
+    knob_dict,
+)
+from vtmon.tuning.tuner import Tuner, action_dict
 
 if TYPE_CHECKING:
     from vtmon.store.db import HistoryStore
@@ -78,19 +79,6 @@ HOLD_RUN_MAX_S = 1.0
 # the stored resolutions with the default tiers: 1 h in 10 s points, 7 days in 30 min).
 CHART_POINTS = 400
 CHART_RESOLUTIONS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600)
-
-
-@dataclass(frozen=True, slots=True)
-class ChartHistory:
-    """A distribution's stored percentiles over a span, for a chart longer than the five
-    minutes a Snapshot carries. Each point's ``t`` is the end of the ``resolution_s``
-    seconds it covers (as a live point is the 10 s window ending at ``t``)."""
-
-    key: SeriesKey
-    span_s: float
-    resolution_s: float
-    now: float  # the range ends here
-    points: tuple[HistoryPoint, ...]
 
 
 def chart_resolution(span_s: float) -> int:
@@ -125,11 +113,11 @@ class Monitor:
         self.latest: Snapshot | None = None
         self.store = store  # the history file; None keeps nothing beyond the windows
         # Knobs applications register on their connections (the socket server's thread
-        # registers and answers; the tuner sets through vtmon.engine.actuators.KnobActuator).
+        # registers and answers; the tuner sets through vtmon.tuning.actuators.KnobActuator).
         self.knobs = KnobRegistry(
             clock=self.clock.monotonic, timeout_s=self.config.tuner.knob_timeout_s
         )
-        # The tuner (vtmon/engine/tuner.py) and its journal, in the history file when there is
+        # The tuner (vtmon/tuning/tuner.py) and its journal, in the history file when there is
         # one; what a previous run left applied is taken in now (set_recovery decides its fate).
         self.journal = open_journal(store)
         self.tuner = Tuner(
@@ -291,14 +279,16 @@ class Monitor:
 
     def handle_rpc(self, request: dict[str, Any], conn: Any = None) -> dict[str, Any] | None:
         """Answer one JSON-RPC 2.0 request; None for notifications (no ``id``). ``conn`` is
-        the connection it came on (a vtmon.engine.actuators.Connection), which the knob
+        the connection it came on (a vtmon.tuning.actuators.Connection), which the knob
         methods need; None when it came from no application connection. The result of
         ``snapshot`` is a RawJSON: the Snapshot already serialised."""
         rid = request.get("id")
         method = request.get("method")
         params = request.get("params") or {}
         if not isinstance(method, str):
-            return _rpc_error(rid, -32600, "Invalid request: method must be a string.")
+            return _rpc_error(
+                rid, jsonrpc.INVALID_REQUEST, "Invalid request: method must be a string."
+            )
         if conn is not None and not getattr(conn, "owner", False) and method not in PEER_METHODS:
             return self._refuse(rid, method, conn)
         if method == "snapshot":
@@ -308,7 +298,9 @@ class Monitor:
             n = params.get("count") if isinstance(params, dict) else None
             if type(n) is not int or not 0 <= n <= CLIENT_COUNT_MAX:
                 return _rpc_error(
-                    rid, -32602, "client.dropped needs params with a count from 0 to 2**53."
+                    rid,
+                    jsonrpc.INVALID_PARAMS,
+                    "client.dropped needs params with a count from 0 to 2**53.",
                 )
             c = self.connections
             c.client_dropped = min(c.client_dropped + n, COUNT_MAX)  # what SQLite can hold
@@ -334,19 +326,23 @@ class Monitor:
                 else:
                     result = self.knobs.unregister(conn, params)
             except ValueError as e:
-                return _rpc_error(rid, -32000 if isinstance(e, KnobTaken) else -32602, str(e))
+                return _rpc_error(
+                    rid,
+                    jsonrpc.REFUSED if isinstance(e, KnobTaken) else jsonrpc.INVALID_PARAMS,
+                    str(e),
+                )
         elif method == "knobs.list":
             result = [knob_dict(k) for k in self.knobs.knobs()]
         elif method in TUNER_METHODS:
             try:
                 result = self._tuner_rpc(method, params)
             except ValueError as e:
-                return _rpc_error(rid, -32000, str(e))
+                return _rpc_error(rid, jsonrpc.REFUSED, str(e))
         else:
-            return _rpc_error(rid, -32601, f"Method not found: {method}.")
+            return _rpc_error(rid, jsonrpc.METHOD_NOT_FOUND, f"Method not found: {method}.")
         if rid is None:
             return None
-        return {"jsonrpc": "2.0", "id": rid, "result": result}
+        return jsonrpc.result(rid, result)
 
     def _snapshot_json(self, history: bool) -> RawJSON:
         """The latest Snapshot as JSON: serialised once, then the same bytes for every request
@@ -371,7 +367,7 @@ class Monitor:
             log.warning("Refused %r from %s: only vtmon's own user may call it.", said[1], who)
         return _rpc_error(
             rid,
-            NOT_OWNER,
+            jsonrpc.NOT_OWNER,
             f"Only vtmon's own user may call {method}; {who} may send metrics, ping and "
             "register its own knobs.",
         )
@@ -683,7 +679,6 @@ PEER_METHODS = frozenset(
         "knobs.unregister",
     }
 )
-NOT_OWNER = -32001  # the JSON-RPC error of a refused call
 
 TUNER_METHODS = (
     "actions.list",

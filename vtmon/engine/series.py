@@ -61,8 +61,8 @@ from typing import Any
 
 import numpy as np
 
-from vtmon.engine.sketch import Sketch, summarise
 from vtmon.model import (
+    RING_S,
     WINDOWS,
     Batch,
     DistBuf,
@@ -74,9 +74,11 @@ from vtmon.model import (
     TimedRun,
     WindowStats,
     gauge_updates,
+    is_error_counter,
+    is_operation_counter,
 )
+from vtmon.sketch import Sketch, summarise
 
-RING_S = max(w for _, w in WINDOWS)  # slots kept: exactly the longest window
 BLOCK_S = 10  # seconds per cached block
 # A distribution's second is packed (Sketch.pack) once it is this old: merged into its block
 # and handed to the history store by then. A late timed sample still goes in (unpacked).
@@ -89,8 +91,6 @@ FLUSH_AT = 16_384  # buffered distribution values per series before they are buc
 QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.999)
 ERRORS_WINDOW = "1m"
 
-_ERROR_SUFFIXES = (".error_count", ".errors", ".error")
-_OPERATION_SUFFIXES = ("throughput", ".requests", ".operations")
 _EMPTY_BLOCK: Any = object()  # a cached block with no data in it
 _EMPTY = WindowStats()
 
@@ -108,14 +108,6 @@ def _shallow_copy(sk: Sketch) -> Sketch:
         sk.max,
     )
     return c
-
-
-def is_error_counter(name: str) -> bool:
-    return name == "error_count" or name.endswith(_ERROR_SUFFIXES)
-
-
-def is_operation_counter(name: str) -> bool:
-    return name.endswith(_OPERATION_SUFFIXES)
 
 
 def _count_invalid(values: list[float], weights: list[float] | None) -> int:

@@ -74,9 +74,11 @@ from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 from vtmon import __version__
-from vtmon.engine.series import FORGET_AFTER_S, RING_S, SWEEP_EVERY_S
+from vtmon.engine.series import FORGET_AFTER_S, SWEEP_EVERY_S
+from vtmon.export import httpd
 from vtmon.model import (
     CLOSED_REASONS,
+    RING_S,
     SEVERITY_ORDER,
     Batch,
     Kind,
@@ -85,7 +87,6 @@ from vtmon.model import (
     as_count,
     as_float,
 )
-from vtmon.store import httpd
 
 if TYPE_CHECKING:
     from vtmon.engine.monitor import Monitor
@@ -547,7 +548,7 @@ class PrometheusExporter:
         """Serve ``/metrics`` on ``host:port`` from a daemon thread; returns the bound address.
 
         A request must arrive within ``timeout`` seconds; ``max_requests`` are answered at
-        once and ``max_waiting`` connections may be sending theirs (vtmon.store.httpd).
+        once and ``max_waiting`` connections may be sending theirs (vtmon.export.httpd).
         Raises ExporterError (one sentence) when the address cannot be bound.
         """
         where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

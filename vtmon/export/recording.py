@@ -33,12 +33,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from vtmon import __version__
-from vtmon.engine.clock import SystemClock
+from vtmon.clock import SystemClock
 from vtmon.ingest.server import READ_CLOSE, READ_DATA, READ_OPEN, IngestServer, server_options
 from vtmon.model import Batch, ConnectionCounters, ResourceHistory, Resources, Sensors
+from vtmon.protocol import jsonrpc
 
 if TYPE_CHECKING:
-    from vtmon.engine.clock import Clock, ManualClock
+    from vtmon.clock import Clock, ManualClock
     from vtmon.engine.monitor import Monitor
 
 log = logging.getLogger(__name__)
@@ -670,14 +671,10 @@ class ReplayEndpoint:
         rid = request.get("id")
         if rid is None:
             return None
-        return {
-            "jsonrpc": "2.0",
-            "id": rid,
-            "error": {
-                "code": -32601,
-                "message": f"This vtmon replays a recording and takes no {request.get('method')}.",
-            },
-        }
+        method = request.get("method")
+        return jsonrpc.error(
+            rid, jsonrpc.METHOD_NOT_FOUND, f"This vtmon replays a recording and takes no {method}."
+        )
 
 
 # -- words ------------------------------------------------------------------------------------

@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from vtmon.client.wire import within_bound
 from vtmon.ingest.parse import _series, parse_block
 from vtmon.model import REJECT_NUMBER, Batch, DistBuf, Kind, SeriesKey
+from vtmon.protocol import jsonrpc
+from vtmon.protocol.wire import within_bound
 
 FORMAT = "vtmon-binary/1"
 MAGIC = b"VT"
@@ -75,9 +76,9 @@ def hello_answer(
     rid = req.get("id")
     if fmt != FORMAT:
         msg = f"Unknown format {fmt!r}; this vtmon speaks {FORMAT!r}."
-        return {"jsonrpc": "2.0", "id": rid, "error": {"code": -32602, "message": msg}}, False
+        return jsonrpc.error(rid, jsonrpc.INVALID_PARAMS, msg), False
     result = {"format": FORMAT, "max_frame": max_frame, "max_series": max_series}
-    return {"jsonrpc": "2.0", "id": rid, "result": result}, True
+    return jsonrpc.result(rid, result), True
 
 
 class FrameReader:

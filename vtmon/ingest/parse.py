@@ -75,6 +75,7 @@ from vtmon.model import (
     bounded,
     make_tags,
 )
+from vtmon.protocol import jsonrpc
 
 __all__ = ["parse_block", "parse_line", "too_long_request"]
 
@@ -372,7 +373,7 @@ def too_long_request(head: bytes, max_line: int) -> RpcRefusal | None:
     h = head[:_REQUEST_HEAD].lstrip()
     if h[:1] == b"{" and (b'"jsonrpc"' in h or b'"method"' in h):
         msg = f"Invalid request: the line is longer than the {max_line} bytes a line may have."
-        return RpcRefusal(-32600, msg)
+        return RpcRefusal(jsonrpc.INVALID_REQUEST, msg)
     return None
 
 
@@ -386,7 +387,7 @@ def _rpc_batch(s: bytes, batch: Batch) -> bool:
     if type(obj) is not list or (obj and type(obj[0]) is not dict):
         return False
     msg = "Invalid request: batches are not supported; send one request per line."
-    batch.rpc.append(RpcRefusal(-32600, msg))
+    batch.rpc.append(RpcRefusal(jsonrpc.INVALID_REQUEST, msg))
     return True
 
 

@@ -29,10 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from vtmon.client.access import UnsafeFolder, check_folder
-from vtmon.client.wire import REFUSED
 from vtmon.config import Config
-from vtmon.ingest import frames, jsonrpc
+from vtmon.ingest import frames
 from vtmon.ingest.parse import parse_block, too_long_request
 from vtmon.model import (
     CLOSED_BUFFER_FULL,
@@ -44,6 +42,8 @@ from vtmon.model import (
     RpcRefusal,
 )
 from vtmon.process import OUT_OF_RESOURCES, Backoff
+from vtmon.protocol import jsonrpc
+from vtmon.protocol.access import UnsafeFolder, check_folder
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ BINARY = "binary"
 REJECT_BAD_FRAME = frames.REJECT_BAD_FRAME
 
 # What a recorder is told about each connection: ``recorder(conn_id, kind, data)``, called in
-# the server's thread as it happens (vtmon.store.recording.Recorder stamps and stores it).
+# the server's thread as it happens (vtmon.export.recording.Recorder stamps and stores it).
 READ_DATA = 0  # bytes exactly as one read returned them
 READ_OPEN = 1
 READ_CLOSE = 2
@@ -81,7 +81,7 @@ class Engine(Protocol):
     (connections closed for a limit, by reason).
 
     ``handle_rpc`` gets the connection a request came on as a second argument when it takes
-    one (the connection is a ``vtmon.engine.actuators.Connection``; its ``owner`` says whether
+    one (the connection is a ``vtmon.tuning.actuators.Connection``; its ``owner`` says whether
     the peer is vtmon's own user); it is called in the server's RPC thread, one request at a
     time. More methods are used when the engine has them: ``handle_rpc_response(message,
     conn)`` for JSON-RPC responses an application sends back (answers to ``knobs.set``),
@@ -113,7 +113,7 @@ def probe(path: str | os.PathLike[str], timeout: float = 1.0) -> bool:
 
 
 def prepare_path(path: Path, socket_mode: int = 0o600, gid: int | None = None) -> None:
-    """Check the socket's folder (vtmon.client.access), creating it 0700 when it is missing;
+    """Check the socket's folder (vtmon.protocol.access), creating it 0700 when it is missing;
     refuse a live socket, replace a stale one. ``socket_mode`` and ``gid``: who else the socket
     admits (``[server]``): a folder created here lets them through, never write."""
     folder = path.parent
@@ -540,10 +540,12 @@ class _Conn(asyncio.Protocol):
         if rid is None:
             return None
         if req.get("method") == "hello":
-            return jsonrpc.error(rid, -32600, "hello must be the first line on a connection.")
+            return jsonrpc.error(
+                rid, jsonrpc.INVALID_REQUEST, "hello must be the first line on a connection."
+            )
         # This connection's own counters, so a sender can report what became of its lines.
         result = {"accepted": self.accepted, "rejected": dict(self.rejected)}
-        return {"jsonrpc": "2.0", "id": rid, "result": result}
+        return jsonrpc.result(rid, result)
 
     def _engine_answers(self, run: list[dict[str, Any]]) -> tuple[bytes, int]:
         """The engine's answers to the first requests of ``run`` as lines, and how many were
@@ -576,7 +578,9 @@ class _Conn(asyncio.Protocol):
             log.exception("rpc failed")
             if req.get("id") is None:
                 return None
-            return jsonrpc.encode(jsonrpc.error(req.get("id"), -32603, f"Internal error: {e}."))
+            return jsonrpc.encode(
+                jsonrpc.error(req.get("id"), jsonrpc.INTERNAL_ERROR, f"Internal error: {e}.")
+            )
 
     def _response(self, message: dict[str, Any]) -> None:
         fn = self.server._on_response
@@ -613,7 +617,7 @@ def _requests(rpcs: list[Any], batch: Batch) -> list[Any]:
         batch.rejected[REJECT_REQUEST] += 1
         if "method" in m:
             msg = 'Invalid request: "jsonrpc" must be "2.0".'
-            out.append(RpcRefusal(-32600, msg, jsonrpc.readable_id(m)))
+            out.append(RpcRefusal(jsonrpc.INVALID_REQUEST, msg, jsonrpc.readable_id(m)))
     return out
 
 
@@ -684,7 +688,7 @@ class IngestServer:
             f"vtmon already has {max_connections} connections open ([limits] max_connections); "
             "this one is closed."
         )
-        self._refusal = jsonrpc.encode(jsonrpc.error(None, REFUSED, said))
+        self._refusal = jsonrpc.encode(jsonrpc.error(None, jsonrpc.REFUSED, said))
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._gid: int | None = None
@@ -1040,42 +1044,3 @@ def _takes_conn(fn: Callable[..., Any]) -> bool:
         return True
     positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     return sum(p.kind in positional for p in params) >= 2
-
-
-def rpc_call(
-    path: str | os.PathLike[str],
-    method: str,
-    params: dict[str, Any] | None = None,
-    timeout: float = 5.0,
-    named: bool = True,
-) -> Any:
-    """Call one JSON-RPC method on a running vtmon; raises ConnectionError / RuntimeError, and
-    UnsafeFolder when the socket's folder fails vtmon.client.access's check (``named``: the
-    caller chose the path; False: it is the default, whose folder must be the caller's)."""
-    check_folder(path, named=named)
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    try:
-        s.connect(os.fspath(path))
-        req = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}}
-        s.sendall(json.dumps(req).encode() + b"\n")
-        line = _read_line(s)
-    finally:
-        s.close()
-    resp = json.loads(line)
-    if "error" in resp:
-        raise RuntimeError(resp["error"].get("message", "unknown error"))
-    return resp["result"]
-
-
-def _read_line(s: socket.socket) -> bytes:
-    chunks = []
-    while True:
-        data = s.recv(1 << 20)
-        if not data:
-            raise ConnectionError("vtmon closed the connection before answering.")
-        nl = data.find(b"\n")
-        if nl >= 0:
-            chunks.append(data[:nl])
-            return b"".join(chunks)
-        chunks.append(data)

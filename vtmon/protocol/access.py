@@ -23,14 +23,26 @@ import os
 import stat
 from pathlib import Path
 
-from vtmon.config import resolve_socket_path
-
 
 class UnsafeFolder(PermissionError):
     """The socket's folder fails the check; ``str()`` is one sentence for the user."""
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "The socket's folder cannot be trusted."
+
+
+def resolve_socket_path(explicit: str | None = None) -> Path:
+    """``--socket``, else ``$VTMON_SOCKET``, else ``$XDG_RUNTIME_DIR/vtmon/vtmon.sock``,
+    else ``/tmp/vtmon-$UID/vtmon.sock``."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("VTMON_SOCKET")
+    if env:
+        return Path(env)
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return Path(runtime) / "vtmon" / "vtmon.sock"
+    return Path(f"/tmp/vtmon-{os.getuid()}") / "vtmon.sock"
 
 
 def socket_path(explicit: str | os.PathLike[str] | None = None) -> tuple[Path, bool]:

@@ -34,32 +34,12 @@ from typing import Any
 import numpy as np
 
 from vtmon.model import VALUE_MAX
+from vtmon.protocol import jsonrpc
 
 FORMAT = "vtmon-binary/1"
-# The error vtmon sends, with id null, to a connection it closes at once because all the
-# connections it takes are open ([limits] max_connections).
-REFUSED = -32000
-
-
-def error(rid: Any, code: int, message: str) -> dict[str, Any]:
-    """A JSON-RPC 2.0 error answer."""
-    return {"jsonrpc": "2.0", "id": rid, "error": {"code": code, "message": message}}
-
-
-def refusal(msg: Any) -> str | None:
-    """vtmon's reason when ``msg`` is its refusal of the connection, else None (an error with
-    id null may also answer a request whose id could not be read)."""
-    if not isinstance(msg, dict) or msg.get("id") is not None:
-        return None
-    err = msg.get("error")
-    if isinstance(err, dict) and err.get("code") == REFUSED:
-        return str(err.get("message") or "vtmon refused the connection.")
-    return None
-
-
 HELLO = (
     json.dumps(
-        {"jsonrpc": "2.0", "id": 1, "method": "hello", "params": {"format": FORMAT}},
+        jsonrpc.request("hello", {"format": FORMAT}),
         separators=(",", ":"),
     ).encode()
     + b"\n"

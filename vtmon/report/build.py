@@ -183,7 +183,7 @@ def chart_resolution(span_s: float, floor: int = 1) -> int:
 
 
 def metric_unit(metric: str) -> str:
-    """The unit of a tuning action's metric key (vtmon/engine/strategies.py)."""
+    """The unit of a tuning action's metric key (vtmon/tuning/strategies.py)."""
     if metric.startswith(("p95", "p99", "p50")):
         return "ms"
     if metric.startswith("memory system"):
@@ -205,7 +205,7 @@ def latency_status(p95: float | None, target: float | None) -> str | None:
 
 
 def health_status(score: float) -> str:
-    """The engine's words for a health score (vtmon/engine/health.py)."""
+    """The engine's words for a health score (vtmon/analysis/health.py)."""
     if score > 0.8:
         return "good"
     return "warning" if score > 0.6 else "critical"

@@ -38,11 +38,11 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from vtmon.clock import Clock, SystemClock
 from vtmon.config import RetentionConfig
-from vtmon.engine.clock import Clock, SystemClock
-from vtmon.engine.series import RING_S
-from vtmon.engine.sketch import key_values
-from vtmon.model import HistoryPoint, Kind, Resources, Sensors, SeriesKey, Snapshot
+from vtmon.files import ForeignFolder, private_file, private_folder
+from vtmon.model import RING_S, HistoryPoint, Kind, Resources, Sensors, SeriesKey, Snapshot
+from vtmon.sketch import key_values
 from vtmon.store.bound import (
     CLEAR_BELOW,
     MIN_KEEP_S,
@@ -55,7 +55,6 @@ from vtmon.store.bound import (
     size_bound,
     trim_notice,
 )
-from vtmon.store.files import ForeignFolder, private_file, private_folder
 from vtmon.store.findings import Finding, FindingsTracker
 from vtmon.store.journal import JOURNAL_SCHEMA
 from vtmon.store.rollup import (
@@ -311,7 +310,7 @@ class HistoryStore:
     ) -> HistoryStore:
         """The store in ``data_dir/name``; never raises (see the module docstring).
 
-        The folder is created 0700 and the file 0600 (vtmon.store.files); ``own_folder``
+        The folder is created 0700 and the file 0600 (vtmon.files); ``own_folder``
         (vtmon's default place, not a folder the user named) is also tightened to 0700 when
         others may enter it. A folder of another user keeps history in memory only."""
         folder = Path(data_dir)

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vtmon.engine.sketch import Sketch, aggregate, key_values, summarise
+from vtmon.sketch import Sketch, aggregate, key_values, summarise
 
 _HEAD = struct.Struct("<BiI")
 _ZERO = struct.Struct("<d")

@@ -25,7 +25,7 @@ from vtmon.tui.live import LiveStatic, Panel
 from vtmon.tui.severity import HEALTH_CELL
 
 if TYPE_CHECKING:
-    from vtmon.engine.monitor import ChartHistory
+    from vtmon.model import ChartHistory
 
 # What the chart can span: the Snapshot's live five minutes, then stored history (`h`).
 LIVE_SPAN_S = 300.0

@@ -22,8 +22,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-from vtmon.engine.strategies import metric_text
-from vtmon.model import ACTUATORS, ActionState, Snapshot, TuningAction
+from vtmon.model import ACTUATORS, ActionState, Snapshot, TuningAction, metric_text
 from vtmon.tui import fmt
 from vtmon.tui.live import LiveStatic, Panel
 

@@ -1,6 +1,6 @@
 """Where a tuning action takes effect: an application's knob, a watched process, a command.
 
-The tuner (vtmon/engine/tuner.py) decides *what* to change; an actuator changes it and reports
+The tuner (vtmon/tuning/tuner.py) decides *what* to change; an actuator changes it and reports
 back. Every actuator is non-blocking: ``apply`` and ``revert`` start the change and return at
 once; ``done`` is called later with the ``Outcome`` -- possibly from another thread (a knob's
 answer arrives on the socket server's thread), so the tuner must hand it over under its lock
@@ -34,6 +34,7 @@ import psutil
 
 from vtmon.config import ActionCommand
 from vtmon.model import VALUE_MAX, Knob, TuningAction, bounded
+from vtmon.protocol import jsonrpc
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +85,9 @@ ERROR_TEXT_MAX = 300  # how much of an application's error message an Outcome ke
 
 
 class KnobTaken(ValueError):
-    """The knob's name is held by another live connection (JSON-RPC code -32000)."""
+    """The knob's name is held by another live connection (JSON-RPC code REFUSED)."""
 
-    code = -32000
+    code = jsonrpc.REFUSED
 
 
 @dataclass(slots=True)
@@ -273,12 +274,11 @@ class KnobRegistry:
                 self._pending[rid] = _Pending(
                     knob.connection, name, v, action_id, done, self.clock() + self.timeout_s
                 )
-                message = {
-                    "jsonrpc": "2.0",
-                    "id": rid,
-                    "method": "knobs.set",
-                    "params": {"name": name, "value": wire_number(v), "action": action_id},
-                }
+                message = jsonrpc.request(
+                    "knobs.set",
+                    {"name": name, "value": wire_number(v), "action": action_id},
+                    rid,
+                )
                 if conn.send(message):
                     return
                 del self._pending[rid]

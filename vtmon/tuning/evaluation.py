@@ -1,6 +1,6 @@
 """How the tuner judges a change and what it learns from it.
 
-``MetricHistory`` keeps, for every metric key (vtmon/engine/strategies.py), the value each tick
+``MetricHistory`` keeps, for every metric key (vtmon/tuning/strategies.py), the value each tick
 had over the last few minutes, so the window before a change is there when it is made.
 ``judge`` turns the two windows' means into an effectiveness, and ``Learning`` keeps the
 running mean of it per (strategy, situation), in the journal so the next run starts from it.
@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from vtmon.engine.strategies import Strategy, metric_values
 from vtmon.model import Snapshot
 from vtmon.store.journal import Journal, Learned
+from vtmon.tuning.strategies import Strategy, metric_values
 
 
 class MetricHistory:

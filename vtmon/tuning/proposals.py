@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from vtmon.engine.strategies import (
+from vtmon.model import ActionState, Bottleneck, Knob, Snapshot, TuningAction
+from vtmon.tuning.strategies import (
     Strategy,
     knob_value,
     matching_knobs,
@@ -22,7 +23,6 @@ from vtmon.engine.strategies import (
     process_value,
     value_text,
 )
-from vtmon.model import ActionState, Bottleneck, Knob, Snapshot, TuningAction
 
 WAITING = {
     "ask": "Waiting for a key (a approves, x rejects).",

@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from vtmon.engine.common import ERROR_MIN_OPERATIONS, component_memory
+from vtmon.analysis.common import ERROR_MIN_OPERATIONS, component_memory
 from vtmon.model import Bottleneck, Kind, Knob, Severity, Snapshot
 
 P95_WINDOW = "10s"
@@ -238,28 +238,6 @@ def metric_values(snap: Snapshot) -> dict[str, float]:
         if e.error_rate is not None and e.operations >= ERROR_MIN_OPERATIONS:
             out[f"error rate {e.component}"] = 100.0 * e.error_rate
     return {k: v for k, v in out.items() if math.isfinite(v)}
-
-
-def metric_unit(key: str) -> str:
-    if key.startswith("memory ") and key != "memory system":
-        return "MB"
-    if key.startswith("p95 "):
-        return "ms"
-    return "%"
-
-
-def metric_text(key: str, v: float | None) -> str:
-    """``320 ms``, ``172 MB``, ``55 %``."""
-    if v is None:
-        return "?"
-    unit = metric_unit(key)
-    if abs(v) >= 100:
-        num = f"{v:.0f}"
-    elif abs(v) >= 10:
-        num = f"{v:.1f}".rstrip("0").rstrip(".")
-    else:
-        num = f"{v:.2f}".rstrip("0").rstrip(".") or "0"
-    return f"{num} {unit}"
 
 
 def situation(snap: Snapshot) -> str:

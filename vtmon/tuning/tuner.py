@@ -30,21 +30,6 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from vtmon.config import Config
-from vtmon.engine.actuators import Actuator, Outcome, ProcessActuator
-from vtmon.engine.evaluation import Learning, MetricHistory, judge
-from vtmon.engine.proposals import Choice, choose, proposal
-from vtmon.engine.strategies import (
-    BY_NAME,
-    STRATEGIES,
-    Strategy,
-    command_strategy,
-    knob_value,
-    metric_text,
-    process_value,
-    situation,
-    strategies_for,
-    value_text,
-)
 from vtmon.model import (
     ACTUATORS,
     MODES,
@@ -55,8 +40,23 @@ from vtmon.model import (
     Severity,
     Snapshot,
     TuningAction,
+    metric_text,
 )
 from vtmon.store.journal import Entry, Journal, JournalError, Learned
+from vtmon.tuning.actuators import Actuator, Outcome, ProcessActuator
+from vtmon.tuning.evaluation import Learning, MetricHistory, judge
+from vtmon.tuning.proposals import Choice, choose, proposal
+from vtmon.tuning.strategies import (
+    BY_NAME,
+    STRATEGIES,
+    Strategy,
+    command_strategy,
+    knob_value,
+    process_value,
+    situation,
+    strategies_for,
+    value_text,
+)
 
 log = logging.getLogger(__name__)
 
