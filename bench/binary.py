@@ -2,7 +2,7 @@
 
 Measures samples/s from the first byte sent until the running instance has counted every
 sample (read back through the `ingest` RPC), checks that all of them are in the sketches, and
-runs in the same run the two ceilings the issue names: numpy alone bucketing the same samples
+runs in the same run two ceilings: numpy alone bucketing the same samples
 into sketch keys (Sketch.add, in this process), and the raw stream socket carrying the same
 bytes to a reader that discards them.
 

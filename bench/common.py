@@ -42,7 +42,7 @@ def result(
 ) -> None:
     """One row of `make bench`'s closing table (bench/table.py prints it).
 
-    ``figure`` names what was measured, ``goal`` is the issue's target in words ("<= 0.3 us"),
+    ``figure`` names what was measured, ``goal`` is the target in words ("<= 0.3 us"),
     ``measured`` the figure with its unit, ``baseline`` what ran in the same run to compare with
     ("" when none), ``ok`` whether the goal was met (None when there is no goal). Rows are
     appended as JSON lines to the file named by $VTMON_BENCH_RESULTS; without it nothing is

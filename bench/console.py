@@ -34,7 +34,7 @@ WIDTH, HEIGHT = 200, 50
 RSS_GOAL_MB = 75.0
 SETTLE_S = 5.0  # first readings, themes, charts drawn
 
-# The peer the issue compares with: one table cleared and refilled, one sparkline, each second.
+# The peer the console is compared with: one table cleared and refilled, one sparkline, each second.
 MINIMAL_APP = """
 import random
 from textual.app import App

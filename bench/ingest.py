@@ -6,8 +6,7 @@ between published Snapshots while ingesting, and, in the same run and on the sam
 bare asyncio servers that do nothing with the lines:
 
 * `StreamReader.readline` per line, appending each line to a list: the usual asyncio line
-  server, and the baseline issue 7 judges against ("a bare asyncio server that only splits
-  the same lines into a list", about 1.4 M lines/s on the development machine);
+  server, and the baseline the parser is judged against (docs/performance.md gives its figures);
 * `bytes.split` per read in a Protocol: no per-line Python at all, a ceiling no parser
   reaches, shown for scale.
 

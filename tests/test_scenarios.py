@@ -1,4 +1,4 @@
-"""The issue's proof: scripted incidents through the real engine, one simulated second per tick.
+"""Scripted incidents through the real engine, one simulated second per tick.
 
 Lines go parse_block -> Monitor.submit -> tick with a ManualClock; the machine is a scripted
 collector (same ``collect(now)`` / ``history()`` as SystemCollector) because a test cannot drive
