@@ -249,6 +249,8 @@ class InProcessApp:
     by changing the workload, as the demo's vtmon.client connection does over the socket."""
 
     id = 1
+    owner = False  # vtmon.engine.rpc.Caller: a peer's methods are all it calls
+    peer_uid = None
 
     def __init__(self, monitor: Monitor, workload: Any) -> None:
         self.monitor = monitor
