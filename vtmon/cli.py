@@ -683,8 +683,8 @@ def replay(
         clock=clock,
         socket_path=str(path or ""),
         watching=watching,
-        collector=NullCollector(),  # type: ignore[arg-type]
-        sensors=NullSensors(),  # type: ignore[arg-type]
+        collector=NullCollector(),
+        sensors=NullSensors(),
     )
     stop = threading.Event()
     finished = threading.Event()

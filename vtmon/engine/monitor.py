@@ -20,7 +20,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from vtmon.analysis.analyzer import Analyzer
 from vtmon.clock import Clock, SystemClock
@@ -46,6 +46,7 @@ from vtmon.model import (
 from vtmon.protocol.jsonrpc import RawJSON
 from vtmon.store.journal import open_journal
 from vtmon.tuning.actuators import (
+    Actuator,
     CommandActuator,
     KnobActuator,
     KnobRegistry,
@@ -67,8 +68,8 @@ QUEUE_BATCHES = 64
 RECENT_EVENTS = 50
 SWITCH_INTERVAL_S = 0.001
 # A person's key press goes first: the socket's reader waits while the screen answers it
-# (hold_ingest: the screen draws a new view in 20-50 ms under a flood), at most a second in a
-# row when keys keep coming.
+# (hold_ingest: the screen draws a new view while the reader waits, not behind it), at most a
+# second in a row when keys keep coming.
 HOLD_S = 0.2
 HOLD_RUN_MAX_S = 1.0
 # Long-span charts: at most this many points, each a round number of seconds (a multiple of
@@ -83,6 +84,27 @@ def chart_resolution(span_s: float) -> int:
     return next((r for r in CHART_RESOLUTIONS_S if r >= want), CHART_RESOLUTIONS_S[-1])
 
 
+class Collector(Protocol):
+    """What the monitor reads the machine through: vtmon.engine.collector.SystemCollector, or
+    a replay's collector with nothing to read (vtmon.export.replay.NullCollector)."""
+
+    history_len: int  # readings the live resource charts keep
+
+    def collect(self, now: float) -> Resources: ...
+
+    def history(self) -> ResourceHistory: ...
+
+    def seed_history(self, seed: ResourceHistory, span_s: float) -> int:
+        """Put readings from before a restart in front of the live ones; how many it took."""
+        ...
+
+
+class SensorSource(Protocol):
+    """What the monitor reads sensors through (vtmon.engine.sensors.SensorReader)."""
+
+    def read(self, now: float) -> Sensors: ...
+
+
 class Monitor:
     def __init__(
         self,
@@ -91,8 +113,8 @@ class Monitor:
         clock: Clock | None = None,
         socket_path: str = "",
         watching: str = "",
-        collector: SystemCollector | None = None,
-        sensors: SensorReader | None = None,
+        collector: Collector | None = None,
+        sensors: SensorSource | None = None,
         store: HistoryStore | None = None,
     ) -> None:
         self.config = config or Config()
@@ -101,8 +123,8 @@ class Monitor:
         self.watching = watching or "metrics on the socket"
         self.host = socket.gethostname()
         self.started = self.clock.time()
-        self.collector = collector if collector is not None else SystemCollector()
-        self.sensor_reader = sensors if sensors is not None else SensorReader()
+        self.collector: Collector = collector if collector is not None else SystemCollector()
+        self.sensor_reader: SensorSource = sensors if sensors is not None else SensorReader()
         self.series = SeriesStore(self.config.target_ms, max_series=self.config.max_series)
         self.connections = ConnectionCounters()
         self.analyzer = Analyzer(self.config, self.started)
@@ -307,13 +329,13 @@ class Monitor:
             "closed": dict(self.connections.closed),
         }
 
-    def _actuators(self) -> list[Any]:
+    def _actuators(self) -> list[Actuator]:
         """What the tuner may change: knobs always, the watched process with --pid, the
         configured commands when there are some."""
-        found: list[Any] = [KnobActuator(self.knobs)]
-        pid = getattr(self.collector, "pid", None)
-        if pid is not None:
-            found.append(ProcessActuator(pid))
+        found: list[Actuator] = [KnobActuator(self.knobs)]
+        # only the system collector watches a process (--pid); a replay's or a test's does not
+        if isinstance(self.collector, SystemCollector) and self.collector.pid is not None:
+            found.append(ProcessActuator(self.collector.pid))
         if self.config.actions:
             found.append(CommandActuator(self.config.actions))
         return found
@@ -469,7 +491,7 @@ class Monitor:
         self._stop.clear()
         # The engine shares the GIL with the socket reader. Under a flood the default 5 ms
         # switch interval lets the reader starve this thread's many short steps (file reads,
-        # numpy calls) for long enough to delay a Snapshot by half a second; 1 ms keeps it
+        # numpy calls) for long enough to delay a Snapshot visibly; 1 ms keeps it
         # on time (bench/ingest.py measures the largest gap) at no measurable cost to ingest.
         if sys.getswitchinterval() > SWITCH_INTERVAL_S:
             sys.setswitchinterval(SWITCH_INTERVAL_S)
@@ -498,8 +520,8 @@ class Monitor:
         """The stored p50/p95/p99 of ``key`` over the last ``span_s`` seconds, in at most
         ``CHART_POINTS`` points, including what earlier runs stored; None when history is off.
 
-        It reads the file (a week of a busy series: about 40 ms, longer while the writer
-        holds the file), so the screen calls it from a worker thread; the store serialises
+        It reads the file (longer for a long span, and while the writer holds the file), so
+        the screen calls it from a worker thread; the store serialises
         it with its writer. The seconds not flushed yet (at most ``flush_interval_s``) are not
         in it.
         """

@@ -83,7 +83,7 @@ def _ping(m: Monitor, params: Any, conn: Caller | None) -> Any:
     return "pong"
 
 
-def _knob_errors(fn: Callable[[Monitor, Any, Caller | None], Any]) -> Handler:
+def _knob_errors(fn: Handler) -> Handler:
     """A knob method whose ValueError is the answer: REFUSED for a name another connection
     holds, INVALID_PARAMS otherwise."""
 
@@ -95,6 +95,18 @@ def _knob_errors(fn: Callable[[Monitor, Any, Caller | None], Any]) -> Handler:
             raise RpcError(code, str(e)) from None
 
     return handler
+
+
+def _knobs_register(m: Monitor, params: Any, conn: Caller | None) -> Any:
+    return m.knobs.register(conn, params)
+
+
+def _knobs_unregister(m: Monitor, params: Any, conn: Caller | None) -> Any:
+    return m.knobs.unregister(conn, params)
+
+
+def _knobs_list(m: Monitor, params: Any, conn: Caller | None) -> Any:
+    return [knob_dict(k) for k in m.knobs.knobs()]
 
 
 def _tuner_errors(fn: Callable[[Monitor, dict[str, Any], str], Any], method: str) -> Handler:
@@ -146,13 +158,9 @@ METHODS: Mapping[str, Method] = {
     "client.dropped": Method(_client_dropped, peers=True),
     "ingest": Method(_ingest),
     "ping": Method(_ping, peers=True),
-    "knobs.register": Method(
-        _knob_errors(lambda m, p, conn: m.knobs.register(conn, p)), peers=True
-    ),
-    "knobs.unregister": Method(
-        _knob_errors(lambda m, p, conn: m.knobs.unregister(conn, p)), peers=True
-    ),
-    "knobs.list": Method(lambda m, p, conn: [knob_dict(k) for k in m.knobs.knobs()]),
+    "knobs.register": Method(_knob_errors(_knobs_register), peers=True),
+    "knobs.unregister": Method(_knob_errors(_knobs_unregister), peers=True),
+    "knobs.list": Method(_knobs_list),
     "actions.list": Method(_tuner_errors(_actions_list, "actions.list")),
     "actions.approve": Method(_tuner_errors(_action_command, "actions.approve")),
     "actions.reject": Method(_tuner_errors(_action_command, "actions.reject")),

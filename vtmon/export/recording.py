@@ -633,11 +633,16 @@ class NullCollector:
     """A system collector with nothing to read: a replay shows the recorded metrics, not the
     machine it is replayed on (whose CPU would mix into the recorded timeline)."""
 
+    history_len = 0  # no readings, so none kept for the charts
+
     def collect(self, now: float) -> Resources:
         return Resources(t=now, pressure_note=NO_MACHINE_NOTE)
 
     def history(self) -> ResourceHistory:
         return ResourceHistory()
+
+    def seed_history(self, seed: ResourceHistory, span_s: float) -> int:
+        return 0  # a replay charts no machine, the last run's neither
 
 
 class NullSensors:
