@@ -274,7 +274,7 @@ class InProcessApp:
 
 def demo(out: Path, minutes: int = 20) -> Path:
     from vtmon.demo import DEMO_KNOBS, DemoWorkload
-    from vtmon.export.recording import NullSensors
+    from vtmon.export.replay import NullSensors
     from vtmon.ingest.parse import parse_block
 
     out.mkdir(parents=True, exist_ok=True)
