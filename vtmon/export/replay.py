@@ -15,9 +15,10 @@ import math
 import os
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from vtmon.clock import SystemClock
+from vtmon.config import Config
 from vtmon.export.recording import (
     KIND_CLOSE,
     KIND_DATA,
@@ -25,15 +26,27 @@ from vtmon.export.recording import (
     RecordingReader,
     size_text,
 )
-from vtmon.ingest.server import IngestServer, server_options
+from vtmon.ingest.server import Engine, IngestServer, server_options
 from vtmon.model import Batch, ConnectionCounters, ResourceHistory, Resources, Sensors
 from vtmon.protocol import jsonrpc
 
 if TYPE_CHECKING:
     from vtmon.clock import Clock, ManualClock
-    from vtmon.engine.monitor import Monitor
 
 log = logging.getLogger(__name__)
+
+
+class Replayed(Engine, Protocol):
+    """What a replay drives (vtmon.engine.monitor.Monitor provides it): an engine the ingest
+    server feeds, ticked and drained by the replay rather than by its own thread."""
+
+    config: Config
+    watching: str  # the header's words; a replay's end says it is over
+
+    def tick(self, drain: bool = ...) -> object: ...
+
+    def drain(self) -> int: ...
+
 
 # A replay moves on at most this much between two recorded events: a jump in the recorded
 # timestamps (a clock step, a suspend, an edited file) would otherwise be hours of ticks.
@@ -79,7 +92,7 @@ class ReplayStats:
 
 
 def replay_into(
-    monitor: Monitor,
+    monitor: Replayed,
     source: str | os.PathLike[str] | RecordingReader,
     clock: ManualClock,
     speed: float | None = None,
@@ -235,7 +248,7 @@ class ReplayEndpoint:
 
     READ_ONLY = frozenset({"snapshot", "ingest", "ping"})
 
-    def __init__(self, monitor: Monitor) -> None:
+    def __init__(self, monitor: Engine) -> None:
         self.monitor = monitor
         self.connections = ConnectionCounters()
         self.ignored_lines = 0
