@@ -28,7 +28,7 @@ from ingest import make_payload, sender  # noqa: E402
 from vtmon.clock import ManualClock  # noqa: E402
 from vtmon.config import Config  # noqa: E402
 from vtmon.engine.monitor import Monitor  # noqa: E402
-from vtmon.export.recording import NullCollector, NullSensors, replay_into  # noqa: E402
+from vtmon.export.replay import NullCollector, NullSensors, replay_into  # noqa: E402
 
 
 def flood(args: list[str], sock: str, lines: int, payload: bytes) -> tuple[float, str]:

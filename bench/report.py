@@ -249,6 +249,8 @@ class InProcessApp:
     by changing the workload, as the demo's vtmon.client connection does over the socket."""
 
     id = 1
+    owner = False  # vtmon.engine.rpc.Caller: a peer's methods are all it calls
+    peer_uid = None
 
     def __init__(self, monitor: Monitor, workload: Any) -> None:
         self.monitor = monitor
@@ -272,7 +274,7 @@ class InProcessApp:
 
 def demo(out: Path, minutes: int = 20) -> Path:
     from vtmon.demo import DEMO_KNOBS, DemoWorkload
-    from vtmon.export.recording import NullSensors
+    from vtmon.export.replay import NullSensors
     from vtmon.ingest.parse import parse_block
 
     out.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ from tests.sockets import connect, connection_stats, read_json
 from vtmon.clock import ManualClock
 from vtmon.config import Config
 from vtmon.export.prometheus import PrometheusExporter
-from vtmon.export.recording import NullCollector, NullSensors
+from vtmon.export.replay import NullCollector, NullSensors
 from vtmon.ingest import server as server_module
 from vtmon.ingest.server import IngestServer
 from vtmon.model import Batch, DistBuf, Kind, SeriesKey

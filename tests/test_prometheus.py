@@ -32,10 +32,10 @@ from tests.sockets import values as values_frame
 from vtmon.cli import main
 from vtmon.config import Config
 from vtmon.engine.monitor import Monitor
+from vtmon.export.labels import label_name
 from vtmon.export.prometheus import (
     BUCKETS,
     PrometheusExporter,
-    label_name,
     latency_buckets,
     parse_listen,
 )

@@ -32,15 +32,12 @@ from vtmon.export.recording import (
     KIND_DATA,
     KIND_OPEN,
     RECORD,
-    NullCollector,
-    NullSensors,
     Recorder,
     RecordingError,
     RecordingReader,
-    ReplayEndpoint,
     read_recording,
-    replay_into,
 )
+from vtmon.export.replay import NullCollector, NullSensors, ReplayEndpoint, replay_into
 from vtmon.ingest.server import IngestServer
 from vtmon.model import Batch
 from vtmon.protocol.jsonrpc import rpc_call

@@ -37,7 +37,7 @@ from vtmon.clock import ManualClock
 from vtmon.config import Config
 from vtmon.engine.monitor import Monitor
 from vtmon.export.prometheus import PrometheusExporter
-from vtmon.export.recording import NullCollector, NullSensors, replay_into
+from vtmon.export.replay import NullCollector, NullSensors, replay_into
 from vtmon.model import ActionState, Batch, DistBuf, Kind, SeriesKey, TuningAction, WindowStats
 from vtmon.report import NoData, build_report, render_html, render_json
 from vtmon.report.render import fmt_ms

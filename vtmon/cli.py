@@ -655,14 +655,8 @@ def replay(
     """
     from vtmon.clock import ManualClock
     from vtmon.engine.monitor import Monitor
-    from vtmon.export.recording import (
-        NullCollector,
-        NullSensors,
-        RecordingError,
-        RecordingReader,
-        ReplayEndpoint,
-        replay_into,
-    )
+    from vtmon.export.recording import RecordingError, RecordingReader
+    from vtmon.export.replay import NullCollector, NullSensors, ReplayEndpoint, replay_into
 
     socket_path, config_file = _inherit(socket_path, config_file)
     try:
@@ -683,8 +677,8 @@ def replay(
         clock=clock,
         socket_path=str(path or ""),
         watching=watching,
-        collector=NullCollector(),  # type: ignore[arg-type]
-        sensors=NullSensors(),  # type: ignore[arg-type]
+        collector=NullCollector(),
+        sensors=NullSensors(),
     )
     stop = threading.Event()
     finished = threading.Event()

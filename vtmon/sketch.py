@@ -27,7 +27,8 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -40,8 +41,9 @@ LOG_GAMMA = math.log(GAMMA)
 _LOG_REP_FACTOR = math.log(2.0 / (GAMMA + 1.0))
 BIAS = 40_000
 
-Keys = NDArray[np.int32]
-Counts = NDArray[np.float64]
+# Keys are int32, uint16 once compacted; counts float64, float32 once compacted (``compact``).
+Keys = NDArray[np.int32 | np.uint16]
+Counts = NDArray[np.float64 | np.float32]
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
@@ -123,7 +125,7 @@ def _rep(key: int) -> float:
 _Q_ARRAYS: dict[tuple[float, ...], NDArray[np.float64]] = {}
 
 
-def _ranked(cum: NDArray[np.float64], qs: Sequence[float]) -> NDArray[np.intp]:
+def _ranked(cum: NDArray[np.number[Any]], qs: Sequence[float]) -> NDArray[np.intp]:
     """Index of the first bucket whose cumulative weight reaches ``q * total``: the bucket that
     holds the sample of rank ``ceil(q * n)`` (inverted CDF)."""
     key = tuple(qs)
@@ -146,7 +148,8 @@ def _values(
     ]
 
 
-class Summary(NamedTuple):
+@dataclass(slots=True)
+class Summary:
     count: float
     sum: float
     min: float
@@ -168,6 +171,7 @@ def summarise(sketches: Iterable[Sketch], qs: Sequence[float]) -> Summary | None
     total = sum([p.sum for p in live])
     lo = min([p.min for p in live])
     hi = max([p.max for p in live])
+    keys: NDArray[np.integer[Any]]
     if len(live) == 1:
         keys = live[0].keys[_ranked(np.cumsum(live[0].counts), qs)]
     else:

@@ -258,9 +258,9 @@ class SystemCollector:
         self.pid = pid
         self._proc: psutil.Process | None = None
         if pid is not None:
-            self._proc = _safe(lambda: psutil.Process(pid))
-            if self._proc is not None:
-                _safe(lambda: self._proc.cpu_percent(None))  # the baseline for the first reading
+            proc = self._proc = _safe(lambda: psutil.Process(pid))
+            if proc is not None:
+                _safe(lambda: proc.cpu_percent(None))  # the baseline for the first reading
         self.history_len = max(1, int(history_len))
         # None: the root filesystem plus every real local mount; a sequence: root plus those
         self.disk_paths: tuple[str, ...] | None = (
@@ -505,17 +505,17 @@ class SystemCollector:
         names = ("net_rx_rate", "net_tx_rate", "net_rx_packets", "net_tx_packets", "net_errors")
         out: dict[str, Any] = {}
         for i, key in enumerate(names):
-            total: float | None = 0.0
+            total, known = 0.0, True
             for nic, vals in cur.items():
                 old = prev.get(nic)
                 if old is None:
                     continue
                 r = _rate(vals[i], old[i], dt)
                 if r is None:
-                    total = None
+                    known = False
                     break
                 total += r
-            out[key] = total if dt > 0 else None
+            out[key] = total if known and dt > 0 else None
         return out
 
     def _mount_table(self, now: float) -> list[tuple[str, str]]:
@@ -558,9 +558,9 @@ class SystemCollector:
         else:
             for p in self.disk_paths:
                 path = os.path.abspath(p)
-                fstype = self._fstype_of(path, table)
+                kind = self._fstype_of(path, table)
                 # A named tmpfs (/dev/shm) or overlay root is wanted; kernel interfaces are not.
-                if fstype in PSEUDO_FS and fstype not in ("tmpfs", "overlay"):
+                if kind in PSEUDO_FS and kind not in ("tmpfs", "overlay"):
                     continue
                 candidates.append(path)
         seen: set[int] = set()

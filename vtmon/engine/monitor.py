@@ -20,17 +20,16 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from vtmon.analysis.analyzer import Analyzer
 from vtmon.clock import Clock, SystemClock
 from vtmon.config import Config
 from vtmon.engine.collector import SystemCollector
+from vtmon.engine.rpc import Caller, Dispatcher
 from vtmon.engine.sensors import SensorReader
 from vtmon.engine.series import SeriesStore
 from vtmon.model import (
-    CLIENT_COUNT_MAX,
-    COUNT_MAX,
     Batch,
     ChartHistory,
     ConnectionCounters,
@@ -44,18 +43,16 @@ from vtmon.model import (
     Snapshot,
     gauge_updates,
 )
-from vtmon.protocol import jsonrpc
 from vtmon.protocol.jsonrpc import RawJSON
 from vtmon.store.journal import open_journal
 from vtmon.tuning.actuators import (
+    Actuator,
     CommandActuator,
     KnobActuator,
     KnobRegistry,
-    KnobTaken,
     ProcessActuator,
-    knob_dict,
 )
-from vtmon.tuning.tuner import Tuner, action_dict
+from vtmon.tuning.tuner import Tuner
 
 if TYPE_CHECKING:
     from vtmon.store.db import HistoryStore
@@ -71,8 +68,8 @@ QUEUE_BATCHES = 64
 RECENT_EVENTS = 50
 SWITCH_INTERVAL_S = 0.001
 # A person's key press goes first: the socket's reader waits while the screen answers it
-# (hold_ingest: the screen draws a new view in 20-50 ms under a flood), at most a second in a
-# row when keys keep coming.
+# (hold_ingest: the screen draws a new view while the reader waits, not behind it), at most a
+# second in a row when keys keep coming.
 HOLD_S = 0.2
 HOLD_RUN_MAX_S = 1.0
 # Long-span charts: at most this many points, each a round number of seconds (a multiple of
@@ -87,6 +84,27 @@ def chart_resolution(span_s: float) -> int:
     return next((r for r in CHART_RESOLUTIONS_S if r >= want), CHART_RESOLUTIONS_S[-1])
 
 
+class Collector(Protocol):
+    """What the monitor reads the machine through: vtmon.engine.collector.SystemCollector, or
+    a replay's collector with nothing to read (vtmon.export.replay.NullCollector)."""
+
+    history_len: int  # readings the live resource charts keep
+
+    def collect(self, now: float) -> Resources: ...
+
+    def history(self) -> ResourceHistory: ...
+
+    def seed_history(self, seed: ResourceHistory, span_s: float) -> int:
+        """Put readings from before a restart in front of the live ones; how many it took."""
+        ...
+
+
+class SensorSource(Protocol):
+    """What the monitor reads sensors through (vtmon.engine.sensors.SensorReader)."""
+
+    def read(self, now: float) -> Sensors: ...
+
+
 class Monitor:
     def __init__(
         self,
@@ -95,8 +113,8 @@ class Monitor:
         clock: Clock | None = None,
         socket_path: str = "",
         watching: str = "",
-        collector: SystemCollector | None = None,
-        sensors: SensorReader | None = None,
+        collector: Collector | None = None,
+        sensors: SensorSource | None = None,
         store: HistoryStore | None = None,
     ) -> None:
         self.config = config or Config()
@@ -105,8 +123,8 @@ class Monitor:
         self.watching = watching or "metrics on the socket"
         self.host = socket.gethostname()
         self.started = self.clock.time()
-        self.collector = collector if collector is not None else SystemCollector()
-        self.sensor_reader = sensors if sensors is not None else SensorReader()
+        self.collector: Collector = collector if collector is not None else SystemCollector()
+        self.sensor_reader: SensorSource = sensors if sensors is not None else SensorReader()
         self.series = SeriesStore(self.config.target_ms, max_series=self.config.max_series)
         self.connections = ConnectionCounters()
         self.analyzer = Analyzer(self.config, self.started)
@@ -158,7 +176,7 @@ class Monitor:
         self._timed_until = 0.0  # the part of it that release_ingest does not end
         self._hold_started = 0.0
         self.holds = 0  # batches that waited for the screen (tests, debugging)
-        self._refused: set[tuple[int | None, str]] = set()  # (uid, method) already logged
+        self._rpc = Dispatcher(self)
 
     # -- input -------------------------------------------------------------------------------
 
@@ -277,76 +295,18 @@ class Monitor:
         the batch's lists, which the engine owns."""
         self._batch_listeners.append(fn)
 
-    def handle_rpc(self, request: dict[str, Any], conn: Any = None) -> dict[str, Any] | None:
-        """Answer one JSON-RPC 2.0 request; None for notifications (no ``id``). ``conn`` is
-        the connection it came on (a vtmon.tuning.actuators.Connection), which the knob
-        methods need; None when it came from no application connection. The result of
-        ``snapshot`` is a RawJSON: the Snapshot already serialised."""
-        rid = request.get("id")
-        method = request.get("method")
-        params = request.get("params") or {}
-        if not isinstance(method, str):
-            return _rpc_error(
-                rid, jsonrpc.INVALID_REQUEST, "Invalid request: method must be a string."
-            )
-        if conn is not None and not getattr(conn, "owner", False) and method not in PEER_METHODS:
-            return self._refuse(rid, method, conn)
-        if method == "snapshot":
-            history = bool(params.get("history", False)) if isinstance(params, dict) else False
-            result: Any = self._snapshot_json(history)
-        elif method == "client.dropped":
-            n = params.get("count") if isinstance(params, dict) else None
-            if type(n) is not int or not 0 <= n <= CLIENT_COUNT_MAX:
-                return _rpc_error(
-                    rid,
-                    jsonrpc.INVALID_PARAMS,
-                    "client.dropped needs params with a count from 0 to 2**53.",
-                )
-            c = self.connections
-            c.client_dropped = min(c.client_dropped + n, COUNT_MAX)  # what SQLite can hold
-            result = True
-        elif method == "ingest":
-            # Live counters, newer than the last Snapshot (benchmarks and `vtmon send` use it).
-            result = {
-                "accepted": self._accepted,
-                "rejected": dict(self._rejected),
-                "samples_dropped": self._dropped,
-                "queued_batches": self._queue.qsize(),
-                "connections": self.connections.open,
-                "connections_total": self.connections.total,
-                "refused": self.connections.refused,
-                "closed": dict(self.connections.closed),
-            }
-        elif method == "ping":
-            result = "pong"
-        elif method in ("knobs.register", "knobs.unregister"):
-            try:
-                if method == "knobs.register":
-                    result = self.knobs.register(conn, params)
-                else:
-                    result = self.knobs.unregister(conn, params)
-            except ValueError as e:
-                return _rpc_error(
-                    rid,
-                    jsonrpc.REFUSED if isinstance(e, KnobTaken) else jsonrpc.INVALID_PARAMS,
-                    str(e),
-                )
-        elif method == "knobs.list":
-            result = [knob_dict(k) for k in self.knobs.knobs()]
-        elif method in TUNER_METHODS:
-            try:
-                result = self._tuner_rpc(method, params)
-            except ValueError as e:
-                return _rpc_error(rid, jsonrpc.REFUSED, str(e))
-        else:
-            return _rpc_error(rid, jsonrpc.METHOD_NOT_FOUND, f"Method not found: {method}.")
-        if rid is None:
-            return None
-        return jsonrpc.result(rid, result)
+    def handle_rpc(
+        self, request: dict[str, Any], conn: Caller | None = None
+    ) -> dict[str, Any] | None:
+        """Answer one JSON-RPC 2.0 request (vtmon.engine.rpc); None for notifications (no
+        ``id``). ``conn`` is the connection it came on, which the knob methods need and whose
+        ``owner`` decides what it may call; None when it came from no application connection.
+        The result of ``snapshot`` is a RawJSON: the Snapshot already serialised."""
+        return self._rpc.handle(request, conn)
 
-    def _snapshot_json(self, history: bool) -> RawJSON:
+    def snapshot_json(self, history: bool) -> RawJSON:
         """The latest Snapshot as JSON: serialised once, then the same bytes for every request
-        until the next Snapshot (a busy one takes tens of milliseconds)."""
+        until the next Snapshot (a busy one takes long to serialise)."""
         snap = self.latest or self.tick_preview()
         hit = self._snap_json.get(history)
         if hit is not None and hit[0] is snap:
@@ -356,54 +316,26 @@ class Monitor:
         self._snap_json[history] = (snap, raw)
         return raw
 
-    def _refuse(self, rid: Any, method: str, conn: Any) -> dict[str, Any] | None:
-        """The answer to a peer of another uid calling an owner's method; logged once per uid
-        and method (a client retrying in a loop must not fill the log)."""
-        uid = getattr(conn, "peer_uid", None)
-        who = "this connection" if uid is None else f"uid {uid}"
-        said = (uid, method[:100])  # the name came from outside: bounded in the log and here
-        if said not in self._refused and len(self._refused) < 1000:
-            self._refused.add(said)
-            log.warning("Refused %r from %s: only vtmon's own user may call it.", said[1], who)
-        return _rpc_error(
-            rid,
-            jsonrpc.NOT_OWNER,
-            f"Only vtmon's own user may call {method}; {who} may send metrics, ping and "
-            "register its own knobs.",
-        )
+    def live_ingest(self) -> dict[str, Any]:
+        """The ingest counters now, newer than the last Snapshot (the ``ingest`` method)."""
+        return {
+            "accepted": self._accepted,
+            "rejected": dict(self._rejected),
+            "samples_dropped": self._dropped,
+            "queued_batches": self._queue.qsize(),
+            "connections": self.connections.open,
+            "connections_total": self.connections.total,
+            "refused": self.connections.refused,
+            "closed": dict(self.connections.closed),
+        }
 
-    def _tuner_rpc(self, method: str, params: Any) -> Any:
-        """``actions.*`` and ``tuner.mode`` (docs/tuning.md); ValueError is one sentence."""
-        p = params if isinstance(params, dict) else {}
-        t = self.tuner
-        if method == "actions.list":
-            return {
-                "proposals": [action_dict(a) for a in t.proposals()],
-                "actions": [action_dict(a) for a in t.actions()],
-                "modes": t.modes(),
-            }
-        if method == "tuner.mode":
-            if "actuator" not in p and "mode" not in p:
-                return {"modes": t.modes()}
-            actuator, mode = p.get("actuator"), p.get("mode")
-            if not isinstance(actuator, str) or not isinstance(mode, str):
-                raise ValueError("tuner.mode needs actuator (knob, process, command) and mode.")
-            return {"message": t.set_mode(actuator, mode), "modes": t.modes()}
-        if method == "actions.revert" and p.get("all") is True:
-            return {"message": t.revert_all()}
-        aid = p.get("id")
-        if not isinstance(aid, (str, int)) or isinstance(aid, bool) or not str(aid).strip():
-            raise ValueError(f"{method} needs params with the id of an action, such as a3.")
-        command = {"actions.approve": t.approve, "actions.reject": t.reject}.get(method, t.revert)
-        return {"message": command(str(aid))}
-
-    def _actuators(self) -> list[Any]:
+    def _actuators(self) -> list[Actuator]:
         """What the tuner may change: knobs always, the watched process with --pid, the
         configured commands when there are some."""
-        found: list[Any] = [KnobActuator(self.knobs)]
-        pid = getattr(self.collector, "pid", None)
-        if pid is not None:
-            found.append(ProcessActuator(pid))
+        found: list[Actuator] = [KnobActuator(self.knobs)]
+        # only the system collector watches a process (--pid); a replay's or a test's does not
+        if isinstance(self.collector, SystemCollector) and self.collector.pid is not None:
+            found.append(ProcessActuator(self.collector.pid))
         if self.config.actions:
             found.append(CommandActuator(self.config.actions))
         return found
@@ -559,7 +491,7 @@ class Monitor:
         self._stop.clear()
         # The engine shares the GIL with the socket reader. Under a flood the default 5 ms
         # switch interval lets the reader starve this thread's many short steps (file reads,
-        # numpy calls) for long enough to delay a Snapshot by half a second; 1 ms keeps it
+        # numpy calls) for long enough to delay a Snapshot visibly; 1 ms keeps it
         # on time (bench/ingest.py measures the largest gap) at no measurable cost to ingest.
         if sys.getswitchinterval() > SWITCH_INTERVAL_S:
             sys.setswitchinterval(SWITCH_INTERVAL_S)
@@ -588,8 +520,8 @@ class Monitor:
         """The stored p50/p95/p99 of ``key`` over the last ``span_s`` seconds, in at most
         ``CHART_POINTS`` points, including what earlier runs stored; None when history is off.
 
-        It reads the file (a week of a busy series: about 40 ms, longer while the writer
-        holds the file), so the screen calls it from a worker thread; the store serialises
+        It reads the file (longer for a long span, and while the writer holds the file), so
+        the screen calls it from a worker thread; the store serialises
         it with its writer. The seconds not flushed yet (at most ``flush_interval_s``) are not
         in it.
         """
@@ -665,38 +597,9 @@ def _resource_history(cols: dict[str, list[float | None]]) -> ResourceHistory:
     )
 
 
-# What a peer of another uid may call (docs/protocol.md, "Who may call what"): send metrics and
-# look after its own knobs. Every other method -- steering the tuner, and reading (a snapshot
-# shows every application's series and knobs) -- answers only vtmon's own user and root, so
-# that a method added later is the owner's until it is listed here.
-PEER_METHODS = frozenset(
-    {
-        "hello",  # answered by the socket server
-        "connection.stats",  # likewise: the connection's own counters
-        "ping",
-        "client.dropped",
-        "knobs.register",
-        "knobs.unregister",
-    }
-)
-
-TUNER_METHODS = (
-    "actions.list",
-    "actions.approve",
-    "actions.reject",
-    "actions.revert",
-    "tuner.mode",
-)
-
-
 def _sample_count(batch: Batch) -> int:
     n = sum(len(b.values) for b in batch.dist.values())
     n += len(batch.counts)
     n += sum(map(gauge_updates, batch.gauges.values()))
     n += sum(len(r.values) for r in batch.timed)
     return n + sum(len(s) for s in batch.sets.values())
-
-
-def _rpc_error(rid: Any, code: int, message: str) -> dict[str, Any] | None:
-    """The error answer, or None for a notification (no id), which gets none."""
-    return None if rid is None else jsonrpc.error(rid, code, message)

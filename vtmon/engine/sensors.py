@@ -188,14 +188,13 @@ class SensorReader:
         if b is None or b.percent is None:
             return None
         secs = b.secsleft
-        if (
+        unknown = (
             secs in (psutil.POWER_TIME_UNLIMITED, psutil.POWER_TIME_UNKNOWN)
             or not isinstance(secs, (int, float))
             or secs < 0
-        ):
-            secs = None
+        )
         plugged = b.power_plugged if isinstance(b.power_plugged, bool) else None
-        left = float(secs) if secs is not None else None
+        left = None if unknown else float(secs)
         return Battery(percent=float(b.percent), plugged=plugged, seconds_left=left)
 
     def _powercap(self, now: float, denied: set[str]) -> tuple[tuple[PowerReading, ...], bool]:
@@ -279,13 +278,13 @@ class SensorReader:
                     # Per channel, the instantaneous value when there is one, else the average.
                     uw: int | None = None
                     for kind in ("input", "average"):
-                        f = chans[idx].get(kind)
-                        if f is None:
+                        file = chans[idx].get(kind)
+                        if file is None:
                             continue
                         try:
-                            uw = _read_int(d / f)
+                            uw = _read_int(d / file)
                         except _Unreadable:
-                            denied.add(f)
+                            denied.add(file)
                             continue
                         if uw is not None:
                             break

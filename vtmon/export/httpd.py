@@ -102,7 +102,7 @@ class MetricsServer(WSGIServer):
         # Before binding: a failed bind calls server_close(), which closes these too.
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
-        super().__init__(sockaddr[:2], _Handler)
+        super().__init__((str(sockaddr[0]), int(sockaddr[1])), _Handler)
         self.set_app(app)
         self.timeout_s = timeout
         self.max_requests = max_requests
@@ -147,8 +147,10 @@ class MetricsServer(WSGIServer):
                 self._accept(sel)
             elif key.fileobj is self._wake_r:
                 self._drain()
-            elif self._waiting.get(key.data.sock) is key.data:  # not closed by an earlier event
-                self._read(sel, key.data)
+            else:
+                w: _Waiting = key.data
+                if self._waiting.get(w.sock) is w:  # not closed by an earlier event
+                    self._read(sel, w)
         self._expire(sel)
 
     def _until_next(self) -> float | None:
@@ -305,7 +307,9 @@ class _Handler(WSGIRequestHandler):
     to the socket; it logs nothing per request, and what wsgiref would print to stderr (a
     failed scrape's traceback) goes to the log (stderr would tear the console's screen)."""
 
-    def __init__(self, request: Any, client_address: Any, server: Any, head: bytes) -> None:
+    # ``head`` has a default only so that the class is the handler socketserver's type names;
+    # the server always passes the head it read.
+    def __init__(self, request: Any, client_address: Any, server: Any, head: bytes = b"") -> None:
         self._head = head
         super().__init__(request, client_address, server)
 

@@ -53,13 +53,12 @@ from __future__ import annotations
 
 import errno
 import math
-import re
 import socket
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import repeat
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app
@@ -74,35 +73,18 @@ from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 from vtmon import __version__
+from vtmon.config import Config
 from vtmon.engine.series import FORGET_AFTER_S, SWEEP_EVERY_S
 from vtmon.export import httpd
-from vtmon.model import (
-    CLOSED_REASONS,
-    RING_S,
-    SEVERITY_ORDER,
-    Batch,
-    Kind,
-    SeriesKey,
-    Snapshot,
-    as_count,
-    as_float,
-)
-
-if TYPE_CHECKING:
-    from vtmon.engine.monitor import Monitor
+from vtmon.export.families import snapshot_families
+from vtmon.export.labels import LatencyLabels, label_value, series_labels
+from vtmon.model import RING_S, Batch, Kind, SeriesKey, Snapshot
 
 BUCKETS_PER_DECADE = 30
 LOWEST_MS = 0.1
 HIGHEST_MS = 120_000.0  # the grid goes on to the first boundary at or above this
 DEFAULT_HOST = "127.0.0.1"
 TABLE_BITS = 8  # mantissa bits of the bucket lookup table (see _bucket_of)
-
-LatencyLabels = tuple[tuple[str, str], ...]
-
-# Labels a tag must not take over: the ones vtmon sets, the ones Prometheus gives meaning.
-RESERVED_LABELS = frozenset({"series", "component", "le", "quantile", "job", "instance"})
-TAG_PREFIX = "tag_"
-_INVALID_LABEL_CHARS = re.compile(r"[^a-zA-Z0-9_]")
 
 
 def latency_buckets(
@@ -115,44 +97,6 @@ def latency_buckets(
 
 
 BUCKETS = latency_buckets()
-
-
-def label_name(tag: str) -> str:
-    """A tag key as a Prometheus label name: ``[a-zA-Z_][a-zA-Z0-9_]*``, never a reserved one
-    (those, and names Prometheus keeps for itself, ``__*``, get the prefix ``tag_``)."""
-    name = _INVALID_LABEL_CHARS.sub("_", tag) or "_"
-    if name[0].isdigit():
-        name = "_" + name
-    if name in RESERVED_LABELS or name.startswith("__"):
-        name = TAG_PREFIX + name
-    return name
-
-
-def _label_value(v: str) -> str:
-    """Label values are any UTF-8 (prometheus-client escapes ``\\``, ``"`` and newlines); a
-    lone surrogate is not encodable and would fail the whole scrape, so it is replaced."""
-    try:
-        v.encode("utf-8")
-        return v
-    except UnicodeEncodeError:
-        return v.encode("utf-8", "replace").decode("utf-8")
-
-
-def series_labels(key: SeriesKey) -> LatencyLabels:
-    """``series`` (the name), ``component``, then the tags as sanitised labels, sorted.
-
-    The ``component`` tag is the ``component`` label. A tag without a value gets ``true``
-    (Prometheus treats an empty label as no label). When two tags sanitise to the same label
-    name the first (in tag order) is kept.
-    """
-    labels = {"series": _label_value(key.name), "component": _label_value(key.component)}
-    for k, v in key.tags:
-        if k == "component":
-            continue
-        name = label_name(k)
-        if name not in labels:
-            labels[name] = _label_value(v) if v else "true"
-    return tuple(sorted(labels.items()))
 
 
 def parse_listen(spec: str) -> tuple[str, int]:
@@ -179,6 +123,18 @@ def parse_listen(spec: str) -> tuple[str, int]:
     return host or DEFAULT_HOST, int(port)
 
 
+class Source(Protocol):
+    """What the exporter reads of the engine (vtmon.engine.monitor.Monitor provides it): every
+    applied batch, the latest Snapshot at scrape time, and who it is."""
+
+    config: Config  # its max_series bounds the exporter's too
+    host: str
+    started: float  # Unix seconds
+    latest: Snapshot | None
+
+    def on_batch(self, fn: Callable[[Batch, float], None]) -> None: ...
+
+
 class ExporterError(Exception):
     """The endpoint cannot be served; the message is one sentence for the user."""
 
@@ -192,7 +148,7 @@ class PrometheusExporter:
 
     def __init__(
         self,
-        monitor: Monitor,
+        monitor: Source,
         *,
         buckets: Iterable[float] = BUCKETS,
         max_series: int | None = None,
@@ -355,7 +311,7 @@ class PrometheusExporter:
     def _bucket_of(self, v: np.ndarray) -> np.ndarray:
         """Index of the first boundary >= each value (``len(buckets)`` for +Inf).
 
-        ``searchsorted`` is exact but slow (~30 ns a value over 185 boundaries). Instead the
+        ``searchsorted`` is exact but slow (a binary search per value). Instead the
         top bits of each float (exponent and ``TABLE_BITS`` of mantissa: a range 0.4 % wide at
         most) index a table of the bucket of the range's lower end; a range holds at most one
         boundary, so one comparison finishes the job. Zero and negative values have negative
@@ -480,7 +436,7 @@ class PrometheusExporter:
         yield self._http_health()
         snap = self.monitor.latest
         if snap is not None:
-            yield from _from_snapshot(snap)
+            yield from snapshot_families(snap)
 
     def _histograms(
         self,
@@ -513,7 +469,7 @@ class PrometheusExporter:
         info = GaugeMetricFamily(
             "vtmon_info", "Always 1: this vtmon's version and host.", labels=["version", "host"]
         )
-        info.add_metric([__version__, _label_value(m.host)], 1.0)
+        info.add_metric([__version__, label_value(m.host)], 1.0)
         yield info
         yield GaugeMetricFamily(
             "vtmon_start_time_seconds", "When this vtmon started, Unix seconds.", value=m.started
@@ -588,7 +544,8 @@ class PrometheusExporter:
     def url(self) -> str | None:
         if self._httpd is None:
             return None
-        host, port = self._httpd.server_address[:2]
+        addr = self._httpd.server_address
+        host, port = str(addr[0]), addr[1]
         return f"http://{f'[{host}]' if ':' in host else host}:{port}/metrics"
 
     def stop(self) -> None:
@@ -611,235 +568,6 @@ class _Collector:
 
     def collect(self) -> Iterator[Metric]:
         return self._exporter.collect()
-
-
-# ---------------------------------------------------------------------------------------------
-# from the Snapshot
-
-
-# The Snapshot's numbers go through as_float / as_count: a sample that is no finite number (or
-# a count beyond what Prometheus holds) is left out or clamped, and the scrape goes on.
-
-
-def _gauge(name: str, doc: str, value: float | None) -> Iterator[Metric]:
-    v = as_float(value)
-    if v is not None:
-        yield GaugeMetricFamily(name, doc, value=v)
-
-
-def _labelled(
-    name: str, doc: str, labels: list[str], rows: Iterable[tuple[list[str], float | None]]
-) -> Iterator[Metric]:
-    g = GaugeMetricFamily(name, doc, labels=labels)
-    for values, value in rows:
-        v = as_float(value)
-        if v is not None:
-            g.add_metric([_label_value(x) for x in values], v)
-    if g.samples:
-        yield g
-
-
-def _total(n: object) -> float:
-    """A counter's value from a count (see as_count)."""
-    return float(as_count(n))
-
-
-def _series_gauges(snap: Snapshot) -> Iterator[Metric]:
-    gauges = GaugeMetricFamily("vtmon_gauge", "Gauge series: the current value.")
-    sets = GaugeMetricFamily("vtmon_set_members", "Set series: unique members in the last minute.")
-    targets: dict[str, float] = {}
-    seen: set[tuple[str, LatencyLabels]] = set()
-    for s in snap.series:
-        if s.kind is Kind.DISTRIBUTION and s.target_ms is not None:
-            targets.setdefault(s.component, s.target_ms)
-            continue
-        fam = gauges if s.kind is Kind.GAUGE else sets if s.kind is Kind.SET else None
-        last = as_float(s.last)
-        if fam is None or last is None:
-            continue
-        labels = series_labels(SeriesKey(s.name, s.tags, s.kind))
-        if (fam.name, labels) in seen:
-            continue  # two series whose tags sanitise alike: the first one wins
-        seen.add((fam.name, labels))
-        fam.samples.append(Sample(fam.name, dict(labels), last))
-    for fam in (gauges, sets):
-        if fam.samples:
-            yield fam
-    yield from _labelled(
-        "vtmon_latency_target_milliseconds",
-        "The latency target of each component with distribution series.",
-        ["component"],
-        (([c], t) for c, t in sorted(targets.items())),
-    )
-
-
-def _from_snapshot(snap: Snapshot) -> Iterator[Metric]:
-    yield from _series_gauges(snap)
-    r = snap.resources
-    yield from _gauge("vtmon_cpu_percent", "System CPU use, percent of all cores.", r.cpu_percent)
-    yield from _gauge("vtmon_cpu_count", "Logical CPUs.", r.cpu_count or None)
-    if r.load is not None:
-        yield from _labelled(
-            "vtmon_load_average",
-            "System load average.",
-            ["period"],
-            (([p], v) for p, v in zip(("1m", "5m", "15m"), r.load, strict=True)),
-        )
-    if r.mem_total:
-        yield from _gauge("vtmon_memory_total_bytes", "Physical memory.", r.mem_total)
-        yield from _gauge("vtmon_memory_used_bytes", "Memory in use.", r.mem_used)
-        yield from _gauge("vtmon_memory_available_bytes", "Memory available.", r.mem_available)
-    yield from _gauge("vtmon_memory_used_percent", "Memory in use, percent.", r.mem_percent)
-    if r.swap_total:
-        yield from _gauge("vtmon_swap_total_bytes", "Swap space.", r.swap_total)
-        yield from _gauge("vtmon_swap_used_bytes", "Swap in use.", r.swap_used)
-    yield from _labelled(
-        "vtmon_swap_bytes_per_second",
-        "Swap traffic.",
-        ["direction"],
-        [(["in"], r.swap_in_rate), (["out"], r.swap_out_rate)],
-    )
-    yield from _gauge("vtmon_iowait_percent", "CPU time waiting for IO, percent.", r.iowait_percent)
-    yield from _labelled(
-        "vtmon_disk_total_bytes",
-        "Size of each mounted disk.",
-        ["mount"],
-        (([d.mount], d.total) for d in r.disks),
-    )
-    yield from _labelled(
-        "vtmon_disk_used_bytes",
-        "Used space of each mounted disk.",
-        ["mount"],
-        (([d.mount], d.used) for d in r.disks),
-    )
-    yield from _labelled(
-        "vtmon_disk_used_percent",
-        "Used space of each mounted disk, percent.",
-        ["mount"],
-        (([d.mount], d.percent) for d in r.disks),
-    )
-    yield from _labelled(
-        "vtmon_disk_bytes_per_second",
-        "Disk traffic, all disks.",
-        ["direction"],
-        [(["read"], r.disk_read_rate), (["write"], r.disk_write_rate)],
-    )
-    yield from _labelled(
-        "vtmon_disk_iops",
-        "Disk operations per second, all disks.",
-        ["direction"],
-        [(["read"], r.disk_read_iops), (["write"], r.disk_write_iops)],
-    )
-    yield from _labelled(
-        "vtmon_network_bytes_per_second",
-        "Network traffic, all interfaces.",
-        ["direction"],
-        [(["rx"], r.net_rx_rate), (["tx"], r.net_tx_rate)],
-    )
-    yield from _labelled(
-        "vtmon_network_packets_per_second",
-        "Network packets, all interfaces.",
-        ["direction"],
-        [(["rx"], r.net_rx_packets), (["tx"], r.net_tx_packets)],
-    )
-    yield from _gauge(
-        "vtmon_network_errors_per_second", "Network errors and drops per second.", r.net_errors
-    )
-    for kind in ("some", "full"):
-        for window in ("avg10", "avg60", "avg300"):
-            yield from _labelled(
-                f"vtmon_pressure_{kind}_{window}_percent",
-                f"Pressure stall information: {kind} {window}, percent of time stalled.",
-                ["resource"],
-                (([p.resource], getattr(p, f"{kind}_{window}")) for p in r.pressure),
-            )
-    p = r.process
-    if p is not None and p.running:
-        who = [str(p.pid), p.name]
-        yield from _labelled(
-            "vtmon_watched_process_cpu_percent",
-            "The --pid process: CPU, percent of one core.",
-            ["pid", "name"],
-            [(who, p.cpu_percent)],
-        )
-        yield from _labelled(
-            "vtmon_watched_process_resident_memory_bytes",
-            "The --pid process: resident memory.",
-            ["pid", "name"],
-            [(who, p.rss)],
-        )
-        yield from _labelled(
-            "vtmon_watched_process_threads",
-            "The --pid process: threads.",
-            ["pid", "name"],
-            [(who, p.threads)],
-        )
-    s = snap.sensors
-    yield from _labelled(
-        "vtmon_temperature_celsius",
-        "Temperature sensors.",
-        ["chip", "label"],
-        (([t.chip, t.label], t.current) for t in s.temperatures),
-    )
-    yield from _labelled(
-        "vtmon_fan_rpm",
-        "Fan speeds.",
-        ["chip", "label"],
-        (([f.chip, f.label], f.rpm) for f in s.fans),
-    )
-    yield from _labelled(
-        "vtmon_power_watts",
-        "Power draw (powercap, hwmon).",
-        ["source", "label"],
-        (([w.source, w.label], w.watts) for w in s.power),
-    )
-    if s.battery is not None:
-        yield from _gauge("vtmon_battery_percent", "Battery charge, percent.", s.battery.percent)
-    yield from _labelled(
-        "vtmon_health_score",
-        "Health per component and overall, 0 (bad) to 1 (good).",
-        ["component"],
-        (([h.component], h.score) for h in snap.health),
-    )
-    severities = Counter(b.severity for b in snap.bottlenecks)
-    yield from _labelled(
-        "vtmon_bottlenecks",
-        "Active bottlenecks by severity.",
-        ["severity"],
-        (([sev.value], severities[sev]) for sev in SEVERITY_ORDER),
-    )
-    i = snap.ingest
-    yield CounterMetricFamily(
-        "vtmon_ingest_bytes", "Bytes received on the socket.", value=_total(i.bytes)
-    )
-    yield GaugeMetricFamily(
-        "vtmon_ingest_open_connections", "Connections open now.", value=_total(i.connections)
-    )
-    yield CounterMetricFamily(
-        "vtmon_ingest_connections", "Connections accepted.", value=_total(i.connections_total)
-    )
-    yield CounterMetricFamily(
-        "vtmon_ingest_connections_refused",
-        "Connections closed at once: [limits] max_connections were open.",
-        value=_total(i.refused),
-    )
-    closed = CounterMetricFamily(
-        "vtmon_ingest_connections_closed",
-        "Connections vtmon closed for one of its limits, by reason.",
-        labels=["reason"],
-    )
-    # Every reason from the start, at 0 until it happens, so that rate() sees the first one.
-    for reason in sorted({*CLOSED_REASONS, *i.closed}):
-        closed.add_metric([reason], float(i.closed.get(reason, 0)))
-    yield closed
-    dropped = CounterMetricFamily(
-        "vtmon_samples_dropped",
-        "Samples lost: refused by the engine, or dropped by clients.",
-        labels=["by"],
-    )
-    dropped.add_metric(["engine"], _total(i.samples_dropped))
-    dropped.add_metric(["client"], _total(i.client_dropped))
-    yield dropped
 
 
 def _put(runs: list[Any], values: Any) -> None:
