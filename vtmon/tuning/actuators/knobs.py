@@ -323,14 +323,14 @@ def _knob_from_params(params: Any, conn_id: int) -> Knob:
         step = s
     text: dict[str, str] = {}
     for key in ("unit", "component"):
-        v = params.get(key, "")
-        if v is None:
-            v = ""
-        if not isinstance(v, str) or len(v) > KNOB_TEXT_MAX:
+        given = params.get(key, "")
+        if given is None:
+            given = ""
+        if not isinstance(given, str) or len(given) > KNOB_TEXT_MAX:
             raise ValueError(
                 f"Knob {name!r}: {key} must be a string of at most {KNOB_TEXT_MAX} characters."
             )
-        text[key] = v
+        text[key] = given
     kind = params.get("kind", "custom")
     if kind is None:
         kind = "custom"

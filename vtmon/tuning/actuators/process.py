@@ -135,8 +135,8 @@ class ProcessActuator:
             raise _Refused("CPU affinity cannot be changed on this platform.")
         if not isinstance(value, (list, tuple)) or not value:
             raise _Refused(f"A CPU affinity is a non-empty list of CPU numbers, not {value!r}.")
-        cpus = [_int(c) for c in value]
-        if any(c is None or c < 0 for c in cpus):
+        cpus = [c for c in map(_int, value) if c is not None and c >= 0]
+        if len(cpus) != len(value):
             raise _Refused(f"A CPU affinity is a non-empty list of CPU numbers, not {value!r}.")
         p.cpu_affinity(cpus)
 
