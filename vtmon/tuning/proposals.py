@@ -10,11 +10,12 @@ reasons in one clause each ("no caching or connection_pools knob registered by a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from vtmon.model import ActionState, Bottleneck, Knob, Snapshot, TuningAction
+from vtmon.tuning.actuators.base import Actuators
 from vtmon.tuning.strategies import (
     Strategy,
     knob_value,
@@ -45,7 +46,7 @@ class Choice:
 def choose(
     b: Bottleneck,
     table: Iterable[Strategy],
-    actuators: Mapping[str, Any],
+    actuators: Actuators,
     knobs: Iterable[Knob],
     taken: set[tuple[str, str]],
     recently: Callable[[Strategy, str], bool],
@@ -69,7 +70,7 @@ def choose(
                 _note(why, "no watched process (--pid) to change")
             continue
         found: Choice | None = None
-        if s.actuator == "knob":
+        if act.kind == "knob":
             mine = matching_knobs(s, b, knobs)
             if not mine:
                 no_knob.append(s.knob_kind)
@@ -85,7 +86,7 @@ def choose(
                 else:
                     found = Choice(s, k.name, k.value, new, knob=k)
                     break
-        elif s.actuator == "process":
+        elif act.kind == "process":
             try:
                 current = act.read(s.target)
             except (ValueError, AttributeError) as e:
@@ -100,7 +101,7 @@ def choose(
             elif recently(s, s.target):
                 recent.append(s.name)
             else:
-                found = Choice(s, s.target, current, new, pid=getattr(act, "pid", None))
+                found = Choice(s, s.target, current, new, pid=act.pid)
         elif ("command", s.target) in taken:
             _note(why, f"{s.target} is running for another bottleneck")
         elif recently(s, s.target):

@@ -43,7 +43,14 @@ from vtmon.model import (
     metric_text,
 )
 from vtmon.store.journal import Entry, Journal, JournalError, Learned
-from vtmon.tuning.actuators import Actuator, Outcome, ProcessActuator
+from vtmon.tuning.actuators.base import (
+    Actuators,
+    KnobControl,
+    Outcome,
+    ProcessControl,
+    TunerActuator,
+)
+from vtmon.tuning.actuators.process import ProcessActuator
 from vtmon.tuning.evaluation import Learning, MetricHistory, judge
 from vtmon.tuning.proposals import Choice, choose, proposal
 from vtmon.tuning.strategies import (
@@ -78,7 +85,7 @@ class _Rec:
     in_effect: bool = False  # the change may be in effect (what the journal's in_effect says)
     pid: int | None = None  # process actions
     pid_started: float | None = None
-    actuator: Actuator | None = None  # recovered process actions act on their own pid
+    actuator: ProcessControl | None = None  # recovered process actions act on their own pid
     knob_conn: int | None = None  # the connection that held the knob when it was set
     op: str = ""  # "apply" | "revert" while an actuator has not answered
     token: int = 0  # answers carrying another token are stale (timed out)
@@ -97,15 +104,15 @@ class Tuner:
         self,
         config: Config,
         journal: Journal,
-        actuators: Iterable[Actuator] = (),
+        actuators: Iterable[TunerActuator] = (),
         *,
-        process_factory: Callable[[int, float | None], Actuator | None] | None = None,
+        process_factory: Callable[[int, float | None], ProcessControl | None] | None = None,
         run: str = "",
     ) -> None:
         self.config = config
         self.cfg = config.tuner
         self.journal = journal
-        self.actuators: dict[str, Actuator] = {a.kind: a for a in actuators}
+        self.actuators = Actuators.of(actuators)
         self.process_factory = process_factory or _process_actuator
         self.run = run  # written into the journal: which vtmon applied it
         self._lock = threading.Lock()  # the inbox, the modes and the published view
@@ -440,7 +447,7 @@ class Tuner:
                     self._reverted(rec, outcome, now)
 
     def _watch_knobs(self, now: float) -> None:
-        act = self.actuators.get("knob")
+        act = self.actuators.knob
         if act is None:
             return
         for rec in list(self._recs.values()):
@@ -540,7 +547,7 @@ class Tuner:
         elif rec.op:
             return  # a revert is already in flight
         elif a.state is S.LOST or (
-            a.actuator == "knob" and _read(self._act(rec), a.target) is None
+            a.actuator == "knob" and _read(self.actuators.knob, a.target) is None
         ):
             rec.knob_back = True
             self._update(
@@ -599,12 +606,12 @@ class Tuner:
     ) -> tuple[Choice | None, str]:
         # a target with an action open on it (another bottleneck's) is left to that action
         taken = {(r.a.actuator, r.a.target) for r in self._recs.values() if r.a.state in BUSY}
-        knob_act = self.actuators.get("knob")
+        knob_act = self.actuators.knob
         return choose(
             b,
             strategies_for(b, self._table()),
             self.actuators,
-            self._knobs(snap, knob_act) if knob_act is not None else (),
+            knob_act.registry.knobs() if knob_act is not None else (),
             taken,
             lambda s, target: self._recently(s, target, now),
             lambda s: self._learned_eff(s, sit),
@@ -635,7 +642,7 @@ class Tuner:
             return
         current: Any = a.previous
         value: Any = a.value
-        if a.actuator in ("knob", "process"):
+        if act.kind == "knob" or act.kind == "process":
             try:
                 current = _read(act, a.target, strict=True)
             except ValueError as e:
@@ -651,8 +658,8 @@ class Tuner:
                 )
                 return
             if not _same(current, a.previous):  # it moved since the proposal: the same rule
-                if a.actuator == "knob":
-                    knob = next((k for k in self._knobs(snap, act) if k.name == a.target), None)
+                if act.kind == "knob":
+                    knob = next((k for k in act.registry.knobs() if k.name == a.target), None)
                     value = knob_value(s, replace(knob, value=current)) if knob else None
                 else:
                     value = process_value(s, current)
@@ -671,10 +678,10 @@ class Tuner:
         rec.started = now
         rec.situation = situation(snap)
         rec.in_effect = True
-        if a.actuator == "process":
-            rec.pid = getattr(act, "pid", rec.pid)
+        if act.kind == "process":
+            rec.pid = act.pid
             rec.pid_started = _process_started(rec.pid)
-        if a.actuator == "knob":
+        elif act.kind == "knob":
             rec.knob_conn = _knob_conn(act, a.target)
         rec.a = replace(
             a,
@@ -695,7 +702,7 @@ class Tuner:
         self._tried[(s.name, a.target)] = now
         self._call(rec, act, "apply", now)
 
-    def _call(self, rec: _Rec, act: Actuator, op: str, now: float) -> None:
+    def _call(self, rec: _Rec, act: TunerActuator, op: str, now: float) -> None:
         self._token += 1
         rec.op, rec.token = op, self._token
         rec.deadline = now + self._timeout(rec.a.actuator)
@@ -739,7 +746,7 @@ class Tuner:
             return
         rec.revert_next = False
         if a.actuator == "knob":
-            if _read(self._act(rec), a.target) is None:  # its application went away
+            if _read(self.actuators.knob, a.target) is None:  # its application went away
                 rec.knob_back = True
                 self._finish(
                     rec,
@@ -822,7 +829,7 @@ class Tuner:
                 threshold=a.before,
             )
             return
-        if a.actuator == "knob" and _read(self._act(rec), a.target) is None:
+        if a.actuator == "knob" and _read(self.actuators.knob, a.target) is None:
             rec.knob_back = True
             self._finish(
                 rec,
@@ -1053,20 +1060,15 @@ class Tuner:
 
     def _table(self) -> list[Strategy]:
         table = list(STRATEGIES)
-        cmd = self.actuators.get("command")
-        for c in getattr(cmd, "commands", {}).values() if cmd is not None else ():
+        cmd = self.actuators.command
+        for c in cmd.commands.values() if cmd is not None else ():
             table.append(command_strategy(c))
         return table
 
-    def _act(self, rec: _Rec) -> Actuator | None:
+    def _act(self, rec: _Rec) -> TunerActuator | None:
         if rec.actuator is not None:
             return rec.actuator
         return self.actuators.get(rec.a.actuator)
-
-    def _knobs(self, snap: Snapshot, act: Actuator) -> tuple[Knob, ...]:
-        """The knobs registered now (the actuator's registry), else the Snapshot's."""
-        registry = getattr(act, "registry", None)
-        return registry.knobs() if registry is not None else snap.knobs
 
     def _recently(self, s: Strategy, target: str, now: float) -> bool:
         t = self._tried.get((s.name, target))
@@ -1075,8 +1077,8 @@ class Tuner:
     def _timeout(self, actuator: str) -> float:
         if actuator == "command":
             # a command is killed at its own timeout_s and then answers; this is a backstop
-            cmd = self.actuators.get("command")
-            own = [c.timeout_s + 5.0 for c in getattr(cmd, "commands", {}).values()]
+            cmd = self.actuators.command
+            own = [c.timeout_s + 5.0 for c in cmd.commands.values()] if cmd is not None else []
             return max([self.cfg.command_timeout_s, *own])
         return self.cfg.knob_timeout_s
 
@@ -1096,23 +1098,21 @@ REVERT_WHY = {
 }
 
 
-def _read(act: Actuator | None, target: str, strict: bool = False) -> Any:
-    """The current value through the actuator's ``read`` (None when it has none or the target
-    is gone); with ``strict`` a ValueError from it propagates."""
-    read = getattr(act, "read", None)
-    if read is None:
+def _read(act: KnobControl | ProcessControl | None, target: str, strict: bool = False) -> Any:
+    """The current value through the actuator's ``read`` (None when there is no actuator or
+    the target is gone); with ``strict`` a ValueError from it propagates."""
+    if act is None:
         return None
     try:
-        return read(target)
+        return act.read(target)
     except ValueError:
         if strict:
             raise
         return None
 
 
-def _knob_conn(act: Actuator, name: str) -> int | None:
-    registry = getattr(act, "registry", None)
-    knob = registry.get(name) if registry is not None else None
+def _knob_conn(act: KnobControl, name: str) -> int | None:
+    knob = act.registry.get(name)
     return knob.connection if knob is not None else None
 
 
@@ -1135,7 +1135,7 @@ def _process_started(pid: int | None) -> float | None:
         return None
 
 
-def _process_actuator(pid: int, started: float | None) -> Actuator | None:
+def _process_actuator(pid: int, started: float | None) -> ProcessControl | None:
     """A ProcessActuator for a recovered action's process; None when it has exited (or its
     pid now belongs to another process)."""
     now_started = _process_started(pid)

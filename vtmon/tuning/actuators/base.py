@@ -12,11 +12,12 @@ waits for its process on a thread of its own.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
-from vtmon.model import TuningAction
+from vtmon.config import ActionCommand
+from vtmon.model import Knob, TuningAction
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,96 @@ class Actuator(Protocol):
     def revert(self, action: TuningAction, done: Done) -> None:
         """Set ``action.previous`` back."""
         ...
+
+
+class KnobLookup(Protocol):
+    """The registered knobs, as the tuner reads them (``KnobRegistry``)."""
+
+    def knobs(self) -> tuple[Knob, ...]:
+        """Every registered knob, by name."""
+        ...
+
+    def get(self, name: str) -> Knob | None: ...
+
+
+class KnobControl(Actuator, Protocol):
+    """What the tuner needs of the knob actuator (``KnobActuator``)."""
+
+    @property
+    def kind(self) -> Literal["knob"]: ...
+
+    @property
+    def registry(self) -> KnobLookup:
+        """The knobs registered now, and which connection holds each."""
+        ...
+
+    def read(self, target: str) -> float | None:
+        """The knob's current value, None when it is not registered."""
+        ...
+
+
+class ProcessControl(Actuator, Protocol):
+    """What the tuner needs of a process actuator (``ProcessActuator``)."""
+
+    @property
+    def kind(self) -> Literal["process"]: ...
+
+    @property
+    def pid(self) -> int: ...
+
+    def read(self, target: str) -> Any:
+        """The current value of ``target``; raises ValueError with one sentence when it cannot
+        be read."""
+        ...
+
+
+class CommandControl(Actuator, Protocol):
+    """What the tuner needs of the command actuator (``CommandActuator``)."""
+
+    @property
+    def kind(self) -> Literal["command"]: ...
+
+    @property
+    def commands(self) -> Mapping[str, ActionCommand]:
+        """The configured ``[[actions]]`` commands, by name."""
+        ...
+
+
+TunerActuator = KnobControl | ProcessControl | CommandControl
+
+
+@dataclass(frozen=True, slots=True)
+class Actuators:
+    """The actuators a tuner may use, at most one of each kind."""
+
+    knob: KnobControl | None = None
+    process: ProcessControl | None = None
+    command: CommandControl | None = None
+
+    @classmethod
+    def of(cls, actuators: Iterable[TunerActuator]) -> Actuators:
+        """One of each kind; a later one of the same kind replaces an earlier one."""
+        knob: KnobControl | None = None
+        process: ProcessControl | None = None
+        command: CommandControl | None = None
+        for a in actuators:
+            if a.kind == "knob":
+                knob = a
+            elif a.kind == "process":
+                process = a
+            elif a.kind == "command":
+                command = a
+        return cls(knob, process, command)
+
+    def get(self, kind: str) -> TunerActuator | None:
+        """The actuator of ``kind`` (vtmon.model.ACTUATORS), None when there is none."""
+        if kind == "knob":
+            return self.knob
+        if kind == "process":
+            return self.process
+        if kind == "command":
+            return self.command
+        return None
 
 
 def call_done(done: Done, outcome: Outcome) -> None:

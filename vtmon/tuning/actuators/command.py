@@ -7,6 +7,7 @@ import signal
 import subprocess
 import threading
 from collections.abc import Iterable
+from typing import Final
 
 from vtmon.config import ActionCommand
 from vtmon.model import TuningAction
@@ -24,7 +25,7 @@ class CommandActuator:
     exits (status 0 is success) or is killed at the command's ``timeout_s``.
     """
 
-    kind = "command"
+    kind: Final = "command"
 
     def __init__(self, commands: Iterable[ActionCommand]) -> None:
         self.commands = {c.name: c for c in commands}

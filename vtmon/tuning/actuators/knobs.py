@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from vtmon.model import VALUE_MAX, Knob, TuningAction, bounded
 from vtmon.protocol import jsonrpc
@@ -256,7 +256,7 @@ class KnobRegistry:
 class KnobActuator:
     """The tuner's actuator for application knobs (``action.target`` is the knob's name)."""
 
-    kind = "knob"
+    kind: Final = "knob"
 
     def __init__(self, registry: KnobRegistry) -> None:
         self.registry = registry

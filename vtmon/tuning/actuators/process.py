@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import Any, Final
 
 import psutil
 
@@ -32,7 +32,7 @@ class ProcessActuator:
     back (no CAP_SYS_NICE and the process's RLIMIT_NICE does not allow it).
     """
 
-    kind = "process"
+    kind: Final = "process"
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
