@@ -42,7 +42,7 @@ from vtmon.model import (
     TuningAction,
     metric_text,
 )
-from vtmon.store.journal import Entry, Journal, JournalError, Learned
+from vtmon.store.journal import Entry, JournalError, Learned
 from vtmon.tuning.actuators.base import (
     Actuators,
     KnobControl,
@@ -52,6 +52,7 @@ from vtmon.tuning.actuators.base import (
 )
 from vtmon.tuning.actuators.process import ProcessActuator
 from vtmon.tuning.evaluation import Learning, MetricHistory, judge
+from vtmon.tuning.journaling import ActionJournal
 from vtmon.tuning.proposals import Choice, choose, proposal
 from vtmon.tuning.strategies import (
     BY_NAME,
@@ -103,7 +104,7 @@ class Tuner:
     def __init__(
         self,
         config: Config,
-        journal: Journal,
+        journal: ActionJournal,
         actuators: Iterable[TunerActuator] = (),
         *,
         process_factory: Callable[[int, float | None], ProcessControl | None] | None = None,
