@@ -1,4 +1,5 @@
-"""What tuning needs of a journal (vtmon/store/journal.py implements it).
+"""What tuning needs of a journal (vtmon/store/journal.py implements it), and the tuner's
+writes to it.
 
 The tuner writes an action's row before it asks an actuator to make a change and updates it at
 every step after; it numbers new actions after the highest one ever recorded. ``Learning``
@@ -8,9 +9,13 @@ rows at start and closing the journal are its owner's business (the Monitor's), 
 
 from __future__ import annotations
 
+import logging
 from typing import Protocol
 
-from vtmon.store.journal import Entry, Learned
+from vtmon.store.journal import Entry, JournalError, Learned
+from vtmon.tuning.record import ActionRecord
+
+log = logging.getLogger(__name__)
 
 
 class LearningJournal(Protocol):
@@ -35,3 +40,33 @@ class ActionJournal(LearningJournal, Protocol):
     def record(self, entry: Entry) -> None:
         """Write (or update) ``entry`` durably before returning; raises JournalError."""
         ...
+
+
+class JournalWriter:
+    """Writes the tuner's records into its journal as rows, with the run that made them."""
+
+    def __init__(self, journal: ActionJournal, run: str) -> None:
+        self.journal = journal
+        self.run = run  # written into the journal: which vtmon applied it
+
+    def write(self, rec: ActionRecord, reverted: float | None = None) -> None:
+        """Record ``rec`` durably; raises JournalError (before a change: do not make it)."""
+        self.journal.record(
+            Entry(
+                rec.a,
+                situation=rec.situation,
+                in_effect=rec.in_effect,
+                pid=rec.pid,
+                pid_started=rec.pid_started,
+                run=self.run,
+                reverted=reverted,
+            )
+        )
+        rec.journaled = True
+
+    def update(self, rec: ActionRecord, reverted: float | None = None) -> None:
+        """Journal an update; a failure is said (the change itself is already made)."""
+        try:
+            self.write(rec, reverted)
+        except JournalError as e:
+            log.warning("the journal could not record %s (%s)", rec.a.id, e)
