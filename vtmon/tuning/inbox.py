@@ -99,10 +99,7 @@ class Inbox:
         return f"Reverting {count(len(ids), 'action')}: {', '.join(ids)}."
 
     def set_mode(self, actuator: str, mode: str) -> str:
-        if actuator not in ACTUATORS:
-            raise ValueError(
-                f"{actuator!r} is not an action class; use one of {', '.join(ACTUATORS)}."
-            )
+        _action_class(actuator)
         if mode not in MODES:
             raise ValueError(f"{mode!r} is not a mode; use one of {', '.join(MODES)}.")
         with self._lock:
@@ -112,10 +109,7 @@ class Inbox:
 
     def cycle_mode(self, actuator: str) -> str:
         """off -> ask -> auto -> off; returns the new mode."""
-        if actuator not in ACTUATORS:
-            raise ValueError(
-                f"{actuator!r} is not an action class; use one of {', '.join(ACTUATORS)}."
-            )
+        _action_class(actuator)
         with self._lock:
             cur = self._modes.get(actuator, "ask")
         new = MODES[(MODES.index(cur) + 1) % len(MODES)]
@@ -206,3 +200,8 @@ class Inbox:
                 f"There is no action {action_id}; `vtmon snapshot` lists proposals and actions."
             )
         return a
+
+
+def _action_class(actuator: str) -> None:
+    if actuator not in ACTUATORS:
+        raise ValueError(f"{actuator!r} is not an action class; use one of {', '.join(ACTUATORS)}.")
