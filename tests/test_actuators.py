@@ -16,8 +16,8 @@ import pytest
 from tests.outcomes import Outcomes
 from vtmon.config import EXAMPLE_CONFIG, ActionCommand, ConfigError, config_from_dict
 from vtmon.model import TuningAction
-from vtmon.tuning import actuators
 from vtmon.tuning.actuators import CommandActuator, Outcome, ProcessActuator
+from vtmon.tuning.actuators import process as actuators
 
 
 def action(target: str, value: Any = None, previous: Any = None, actuator: str = "process"):

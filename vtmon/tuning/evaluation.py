@@ -13,7 +13,8 @@ from collections import deque
 from dataclasses import dataclass
 
 from vtmon.model import Snapshot
-from vtmon.store.journal import Journal, Learned
+from vtmon.store.journal import Learned
+from vtmon.tuning.journaling import LearningJournal
 from vtmon.tuning.strategies import Strategy, metric_values
 
 
@@ -60,7 +61,7 @@ def judge(before: float, after: float, expected: float) -> Verdict:
 class Learning:
     """What each strategy achieved per situation, kept in the journal."""
 
-    def __init__(self, journal: Journal, success_from: float) -> None:
+    def __init__(self, journal: LearningJournal, success_from: float) -> None:
         self.journal = journal
         self.success_from = success_from  # an effectiveness this high counts as a success
         self._learned: dict[tuple[str, str], Learned] = journal.learned()

@@ -6,23 +6,38 @@ command -- that is not taken by another open action nor tried in the last few mi
 returns the one with the best learned effectiveness minus cost; or, when none is left, the
 reasons in one clause each ("no caching or connection_pools knob registered by api-server").
 ``proposal`` turns the choice into the TuningAction a person reads: what, why, how much better.
+``Proposer`` is the tuner's part that does it every step: one proposal per bottleneck with no
+action open, the reason said once when there is none, proposals expired when their bottleneck
+resolves, and applied at once in auto mode.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from vtmon.model import ActionState, Bottleneck, Knob, Snapshot, TuningAction
+from vtmon.config import TunerConfig
+from vtmon.model import ActionState, Bottleneck, Knob, Severity, Snapshot, TuningAction
+from vtmon.tuning.actuators.base import Actuators
+from vtmon.tuning.changes import Changes
+from vtmon.tuning.evaluation import Learning
+from vtmon.tuning.inbox import Inbox
+from vtmon.tuning.ledger import Ledger
+from vtmon.tuning.record import BUSY, ActionRecord
 from vtmon.tuning.strategies import (
+    STRATEGIES,
     Strategy,
+    command_strategy,
     knob_value,
     matching_knobs,
     metric_for,
     process_value,
+    situation,
+    strategies_for,
     value_text,
 )
+from vtmon.tuning.wording import minutes
 
 WAITING = {
     "ask": "Waiting for a key (a approves, x rejects).",
@@ -45,7 +60,7 @@ class Choice:
 def choose(
     b: Bottleneck,
     table: Iterable[Strategy],
-    actuators: Mapping[str, Any],
+    actuators: Actuators,
     knobs: Iterable[Knob],
     taken: set[tuple[str, str]],
     recently: Callable[[Strategy, str], bool],
@@ -69,7 +84,7 @@ def choose(
                 _note(why, "no watched process (--pid) to change")
             continue
         found: Choice | None = None
-        if s.actuator == "knob":
+        if act.kind == "knob":
             mine = matching_knobs(s, b, knobs)
             if not mine:
                 no_knob.append(s.knob_kind)
@@ -85,7 +100,7 @@ def choose(
                 else:
                     found = Choice(s, k.name, k.value, new, knob=k)
                     break
-        elif s.actuator == "process":
+        elif act.kind == "process":
             try:
                 current = act.read(s.target)
             except (ValueError, AttributeError) as e:
@@ -100,7 +115,7 @@ def choose(
             elif recently(s, s.target):
                 recent.append(s.name)
             else:
-                found = Choice(s, s.target, current, new, pid=getattr(act, "pid", None))
+                found = Choice(s, s.target, current, new, pid=act.pid)
         elif ("command", s.target) in taken:
             _note(why, f"{s.target} is running for another bottleneck")
         elif recently(s, s.target):
@@ -177,3 +192,123 @@ def process_name(snap: Snapshot, pid: int | None) -> str:
 def _note(why: list[str], text: str) -> None:
     if text not in why:
         why.append(text)
+
+
+class Proposer:
+    """Proposes, expires and (in auto mode) applies, once a step."""
+
+    def __init__(
+        self,
+        cfg: TunerConfig,
+        ledger: Ledger,
+        inbox: Inbox,
+        changes: Changes,
+        actuators: Actuators,
+        learning: Learning,
+        new_id: Callable[[], str],
+    ) -> None:
+        self.cfg = cfg
+        self.ledger = ledger
+        self.inbox = inbox
+        self.changes = changes
+        self.actuators = actuators
+        self.learning = learning
+        self.new_id = new_id  # the next action's id
+        self._said: dict[str, str] = {}  # bottleneck (with its start) -> "no action" reason said
+
+    def expire(self, snap: Snapshot, now: float) -> None:
+        """A proposal whose bottleneck resolved expires."""
+        active = {b.id for b in snap.bottlenecks}
+        for rec in list(self.ledger.recs.values()):
+            if rec.a.state is ActionState.PROPOSED and rec.a.bottleneck not in active:
+                self.ledger.finish(
+                    rec, ActionState.EXPIRED, now, f"Expired: {rec.a.bottleneck} resolved."
+                )
+
+    def propose(self, snap: Snapshot, now: float) -> None:
+        """One proposal for each bottleneck with no action open (or why there is none, said
+        once); then every proposal of a class in auto mode is applied."""
+        ledger = self.ledger
+        busy = {r.a.bottleneck for r in ledger.recs.values() if r.a.state in BUSY}
+        sit = situation(snap)
+        live = set()
+        for b in snap.bottlenecks:
+            key = f"{b.id}@{b.started:.0f}"
+            live.add(key)
+            if b.id in busy:
+                continue
+            choice, reason = self._choose(b, sit, now)
+            if choice is None:
+                if self._said.get(key) != reason:
+                    self._said[key] = reason
+                    ledger.events.say(
+                        Severity.LOW,
+                        f"No tuning action for {b.id}: {reason}.",
+                        None,
+                        now,
+                        component=b.component,
+                    )
+                continue
+            self._said.pop(key, None)
+            rec = self._proposal(b, choice, snap, now)
+            ledger.recs[rec.a.id] = rec
+            ledger.events.say(
+                Severity.LOW,
+                f"Proposed {rec.a.id}: {rec.a.title} ({rec.a.mode}); {rec.a.expected}.",
+                rec.a,
+                now,
+            )
+        self._said = {k: v for k, v in self._said.items() if k in live}
+        for rec in list(ledger.recs.values()):
+            if rec.a.state is ActionState.PROPOSED and self.inbox.mode(rec.a.actuator) == "auto":
+                ledger.update(rec, now, message="Applied at once (auto mode).")
+                self.changes.apply(rec, snap, now)
+
+    def ranking(self, snap: Snapshot) -> list[tuple[str, float]]:
+        """Every strategy with its score (learned effectiveness minus cost) in the situation of
+        ``snap``, best first."""
+        sit = situation(snap)
+        return sorted(
+            ((s.name, s.score(self.learning.effectiveness(s, sit))) for s in self.table()),
+            key=lambda x: -x[1],
+        )
+
+    def table(self) -> list[Strategy]:
+        """The built-in strategies and one per configured command."""
+        table = list(STRATEGIES)
+        cmd = self.actuators.command
+        for c in cmd.commands.values() if cmd is not None else ():
+            table.append(command_strategy(c))
+        return table
+
+    def _choose(self, b: Bottleneck, sit: str, now: float) -> tuple[Choice | None, str]:
+        # a target with an action open on it (another bottleneck's) is left to that action
+        taken = {(r.a.actuator, r.a.target) for r in self.ledger.recs.values() if r.a.state in BUSY}
+        knob_act = self.actuators.knob
+        return choose(
+            b,
+            strategies_for(b, self.table()),
+            self.actuators,
+            knob_act.registry.knobs() if knob_act is not None else (),
+            taken,
+            lambda s, target: self._recently(s, target, now),
+            lambda s: self.learning.effectiveness(s, sit),
+            f"tried in the last {minutes(self.cfg.retry_after_s)}",
+        )
+
+    def _proposal(self, b: Bottleneck, choice: Choice, snap: Snapshot, now: float) -> ActionRecord:
+        s = choice.strategy
+        a = proposal(
+            b,
+            choice,
+            snap,
+            self.new_id(),
+            self.inbox.mode(s.actuator),
+            self.learning.effectiveness(s, situation(snap)),
+            now,
+        )
+        return ActionRecord(a, s, pid=choice.pid)
+
+    def _recently(self, s: Strategy, target: str, now: float) -> bool:
+        t = self.ledger.tried.get((s.name, target))
+        return t is not None and now - t < self.cfg.retry_after_s

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vtmon.analysis.common import ERROR_MIN_OPERATIONS, component_memory
+from vtmon.config import ActionCommand
 from vtmon.model import Bottleneck, Kind, Knob, Severity, Snapshot
 
 P95_WINDOW = "10s"
@@ -103,21 +104,21 @@ COMMAND_COST = 0.3
 COMMAND_EXPECTED = 0.2
 
 
-def command_strategy(cmd: Any) -> Strategy:
-    """A configured ``[[actions]]`` command as a strategy (its own numbers when it gives them)."""
-    types = tuple(getattr(cmd, "applies_to", ()) or ())
-    sev = getattr(cmd, "min_severity", None)
+def command_strategy(cmd: ActionCommand) -> Strategy:
+    """A configured ``[[actions]]`` command as a strategy: its name and the bottleneck types it
+    applies to; severity, prior effectiveness, cost and expected improvement are the same for
+    every command (docs/tuning.md)."""
     return Strategy(
-        name=str(cmd.name),
-        title=str(getattr(cmd, "description", "") or f"Run {cmd.name}"),
+        name=cmd.name,
+        title=f"Run {cmd.name}",
         actuator="command",
-        types=types,
-        min_severity=Severity(sev) if sev in {s.value for s in Severity} else Severity.MEDIUM,
-        effectiveness=float(getattr(cmd, "effectiveness", COMMAND_EFFECTIVENESS)),
-        cost=float(getattr(cmd, "cost", COMMAND_COST)),
-        expected=float(getattr(cmd, "expected", COMMAND_EXPECTED)),
+        types=tuple(cmd.applies_to),
+        min_severity=Severity.MEDIUM,
+        effectiveness=COMMAND_EFFECTIVENESS,
+        cost=COMMAND_COST,
+        expected=COMMAND_EXPECTED,
         change="run",
-        target=str(cmd.name),
+        target=cmd.name,
         how="its apply command",
     )
 

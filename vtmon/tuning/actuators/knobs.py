@@ -1,66 +1,22 @@
-"""Where a tuning action takes effect: an application's knob, a watched process, a command.
-
-The tuner (vtmon/tuning/tuner.py) decides *what* to change; an actuator changes it and reports
-back. Every actuator is non-blocking: ``apply`` and ``revert`` start the change and return at
-once; ``done`` is called later with the ``Outcome`` -- possibly from another thread (a knob's
-answer arrives on the socket server's thread), so the tuner must hand it over under its lock
-and never act on it inside the callback. An actuator never sleeps: a knob's answer is awaited
-by ``KnobRegistry.expire(now)``, which its caller drives with the injected clock, and a command
-waits for its process on a thread of its own.
-
-Implementations below the interface:
-
-* ``KnobRegistry`` keeps the knobs applications register on their connections
-  (``knobs.register``, docs/protocol.md) and sends them ``knobs.set``; ``KnobActuator`` is the
-  tuner's face of it.
-* ``ProcessActuator`` changes a watched process's nice value, IO priority and CPU affinity.
-* ``CommandActuator`` runs the ``[[actions]]`` commands of the config, never through a shell.
+"""Knobs of the monitored application: the registry of the knobs applications register on
+their connections (``knobs.register``, docs/protocol.md), the ``knobs.set`` requests in flight to
+them, and ``KnobActuator``, the tuner's face of it.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
-import psutil
-
-from vtmon.config import ActionCommand
 from vtmon.model import VALUE_MAX, Knob, TuningAction, bounded
 from vtmon.protocol import jsonrpc
+from vtmon.tuning.actuators.base import Done, Outcome, call_done
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What became of one apply or revert."""
-
-    ok: bool
-    message: str = ""  # one sentence; why it failed, or what was set
-    value: Any = None  # the value now in effect, when the actuator knows it
-
-
-Done = Callable[[Outcome], None]
-
-
-class Actuator(Protocol):
-    kind: str  # one of vtmon.model.ACTUATORS: "knob", "process", "command"
-
-    def apply(self, action: TuningAction, done: Done) -> None:
-        """Set ``action.value`` on ``action.target``; ``action.previous`` was saved first."""
-        ...
-
-    def revert(self, action: TuningAction, done: Done) -> None:
-        """Set ``action.previous`` back."""
-        ...
 
 
 class Connection(Protocol):
@@ -73,8 +29,6 @@ class Connection(Protocol):
         """Queue one JSON-RPC message to the application (any thread); False when closed."""
         ...
 
-
-# -- knobs of the monitored application ---------------------------------------------------------
 
 KNOB_KINDS = ("buffers", "caching", "connection_pools", "workers", "quality", "gc", "custom")
 KNOB_NAME_MAX = 200
@@ -208,7 +162,7 @@ class KnobRegistry:
                 if held is not None and held.connection == conn_id:
                     self._knobs[p.name] = replace(held, value=value)
                 outcome = Outcome(True, f"{p.name} set to {_num_text(value)}.", value)
-        _call(p.done, outcome)
+        call_done(p.done, outcome)
         return True
 
     def connection_closed(self, conn_id: int) -> tuple[str, ...]:
@@ -223,7 +177,7 @@ class KnobRegistry:
                 del self._knobs[n]
             self._conns.pop(conn_id, None)
         for _, p in failed:
-            _call(p.done, Outcome(False, "The application disconnected before answering."))
+            call_done(p.done, Outcome(False, "The application disconnected before answering."))
         listener = self.on_lost
         if names and listener is not None:
             try:
@@ -283,7 +237,7 @@ class KnobRegistry:
                     return
                 del self._pending[rid]
                 outcome = Outcome(False, f"The connection that registered {name} is closed.")
-        _call(done, outcome)
+        call_done(done, outcome)
 
     def expire(self, now: float | None = None) -> int:
         """Fail every set whose answer is overdue at ``now`` (the registry's clock when None);
@@ -295,14 +249,14 @@ class KnobRegistry:
                 del self._pending[rid]
         why = f"No answer from the application within {_num_text(self.timeout_s)} s."
         for _, p in late:
-            _call(p.done, Outcome(False, why))
+            call_done(p.done, Outcome(False, why))
         return len(late)
 
 
 class KnobActuator:
     """The tuner's actuator for application knobs (``action.target`` is the knob's name)."""
 
-    kind = "knob"
+    kind: Final = "knob"
 
     def __init__(self, registry: KnobRegistry) -> None:
         self.registry = registry
@@ -369,14 +323,14 @@ def _knob_from_params(params: Any, conn_id: int) -> Knob:
         step = s
     text: dict[str, str] = {}
     for key in ("unit", "component"):
-        v = params.get(key, "")
-        if v is None:
-            v = ""
-        if not isinstance(v, str) or len(v) > KNOB_TEXT_MAX:
+        given = params.get(key, "")
+        if given is None:
+            given = ""
+        if not isinstance(given, str) or len(given) > KNOB_TEXT_MAX:
             raise ValueError(
                 f"Knob {name!r}: {key} must be a string of at most {KNOB_TEXT_MAX} characters."
             )
-        text[key] = v
+        text[key] = given
     kind = params.get("kind", "custom")
     if kind is None:
         kind = "custom"
@@ -429,284 +383,3 @@ def _result_value(result: object, sent: float) -> float:
         if v is not None:
             return v
     return sent
-
-
-def _call(done: Done, outcome: Outcome) -> None:
-    try:
-        done(outcome)
-    except Exception:  # the tuner's bug must not break the socket server or the engine
-        log.exception("actuator callback failed")
-
-
-# -- a watched process ------------------------------------------------------------------------
-
-PROCESS_TARGETS = ("nice", "ionice", "affinity")
-IONICE_CLASSES = {"none": 0, "realtime": 1, "best-effort": 2, "idle": 3}
-CAP_SYS_NICE = 23
-
-
-class ProcessActuator:
-    """Nice value, IO priority and CPU affinity of one process, through psutil.
-
-    Values (what ``read`` returns and ``apply``/``revert`` take):
-
-    * ``nice``: an int, -20 (most favoured) .. 19.
-    * ``ionice`` (Linux): ``[class, level]`` with class 0 none, 1 realtime, 2 best-effort,
-      3 idle, and level 0..7 for realtime and best-effort (0 otherwise); a bare class is
-      ``[class, 0]``.
-    * ``affinity``: a list of CPU numbers.
-
-    Every call completes before it returns (``done`` is called synchronously). A change that
-    could not be undone is refused: raising the nice value when this vtmon could not lower it
-    back (no CAP_SYS_NICE and the process's RLIMIT_NICE does not allow it).
-    """
-
-    kind = "process"
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self._proc: psutil.Process | None = None
-
-    def _process(self) -> psutil.Process:
-        if self._proc is None:
-            self._proc = psutil.Process(self.pid)  # remembers its start time: reuse is caught
-        return self._proc
-
-    def read(self, target: str) -> Any:
-        """The current value of ``target``; raises ValueError with one sentence when it
-        cannot be read (unknown target, process gone, not permitted, not supported)."""
-        try:
-            return self._read(target)
-        except _Refused as e:
-            raise ValueError(str(e)) from None
-        except psutil.NoSuchProcess:
-            raise ValueError(f"Process {self.pid} no longer exists.") from None
-        except psutil.AccessDenied:
-            raise ValueError(f"Not permitted to read the {target} of process {self.pid}.") from None
-
-    def _read(self, target: str) -> Any:
-        p = self._process()
-        if target == "nice":
-            return int(p.nice())
-        if target == "ionice":
-            if not hasattr(p, "ionice") or not sys.platform.startswith("linux"):
-                raise _Refused("IO priority cannot be changed on this platform.")
-            io = p.ionice()
-            return [int(io.ioclass), int(io.value)]
-        if target == "affinity":
-            if not hasattr(p, "cpu_affinity"):
-                raise _Refused("CPU affinity cannot be changed on this platform.")
-            return sorted(int(c) for c in p.cpu_affinity())
-        raise _Refused(f"{target!r} is not a process target; known: {', '.join(PROCESS_TARGETS)}.")
-
-    def apply(self, action: TuningAction, done: Done) -> None:
-        done(self._set(action.target, action.value, action.previous))
-
-    def revert(self, action: TuningAction, done: Done) -> None:
-        done(self._set(action.target, action.previous, None))
-
-    def _set(self, target: str, value: Any, previous: Any) -> Outcome:
-        try:
-            if target == "nice":
-                self._set_nice(value, previous)
-            elif target == "ionice":
-                self._set_ionice(value)
-            elif target == "affinity":
-                self._set_affinity(value)
-            else:
-                self._read(target)  # says why
-            now = self._read(target)
-        except _Refused as e:
-            return Outcome(False, str(e))
-        except psutil.NoSuchProcess:
-            return Outcome(False, f"Process {self.pid} no longer exists.")
-        except psutil.AccessDenied:
-            return Outcome(False, f"Not permitted to change the {target} of process {self.pid}.")
-        except (OSError, ValueError, TypeError) as e:
-            return Outcome(False, f"The {target} of process {self.pid} was not changed: {e}.")
-        return Outcome(True, f"The {target} of process {self.pid} is now {now}.", now)
-
-    def _set_nice(self, value: Any, previous: Any) -> None:
-        n = _int(value)
-        if n is None or not -20 <= n <= 19:
-            raise _Refused(f"A nice value is a whole number from -20 to 19, not {value!r}.")
-        p = self._process()
-        back = _int(previous)
-        current = int(p.nice())
-        lowest = back if back is not None else current
-        if n > lowest and not _can_lower_nice(p, lowest):
-            raise _Refused(
-                f"Raising the nice value of process {self.pid} to {n} could not be undone "
-                f"without CAP_SYS_NICE or a higher RLIMIT_NICE; it was not changed."
-            )
-        p.nice(n)
-
-    def _set_ionice(self, value: Any) -> None:
-        p = self._process()
-        if not hasattr(p, "ionice") or not sys.platform.startswith("linux"):
-            raise _Refused("IO priority cannot be changed on this platform.")
-        if isinstance(value, str):
-            value = IONICE_CLASSES.get(value, value)
-        if isinstance(value, (list, tuple)) and len(value) == 2:
-            ioclass, level = _int(value[0]), _int(value[1])
-        else:
-            ioclass, level = _int(value), 0
-        if ioclass is None or level is None or not 0 <= ioclass <= 3 or not 0 <= level <= 7:
-            raise _Refused(f"An IO priority is [class 0..3, level 0..7], not {value!r}.")
-        if ioclass in (0, 3):
-            p.ionice(ioclass, None if level == 0 else level)
-        else:
-            p.ionice(ioclass, level)
-
-    def _set_affinity(self, value: Any) -> None:
-        p = self._process()
-        if not hasattr(p, "cpu_affinity"):
-            raise _Refused("CPU affinity cannot be changed on this platform.")
-        if not isinstance(value, (list, tuple)) or not value:
-            raise _Refused(f"A CPU affinity is a non-empty list of CPU numbers, not {value!r}.")
-        cpus = [_int(c) for c in value]
-        if any(c is None or c < 0 for c in cpus):
-            raise _Refused(f"A CPU affinity is a non-empty list of CPU numbers, not {value!r}.")
-        p.cpu_affinity(cpus)
-
-
-class _Refused(Exception):
-    """A change refused before trying it (one sentence)."""
-
-
-def _int(v: object) -> int | None:
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, int):
-        return v
-    if isinstance(v, float) and v.is_integer():
-        return int(v)
-    return None
-
-
-def _can_lower_nice(p: psutil.Process, to: int) -> bool:
-    """Whether this process may set ``p``'s nice value down to ``to`` (Linux rules:
-    CAP_SYS_NICE, or ``to`` within the target's RLIMIT_NICE soft limit, 20 - rlim)."""
-    if not sys.platform.startswith("linux"):
-        return os.geteuid() == 0 if hasattr(os, "geteuid") else False
-    if _has_cap_sys_nice():
-        return True
-    try:
-        soft, _ = p.rlimit(psutil.RLIMIT_NICE)
-    except (psutil.Error, AttributeError, OSError):
-        return False
-    return soft == psutil.RLIM_INFINITY or 20 - to <= soft
-
-
-def _has_cap_sys_nice() -> bool:
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("CapEff:"):
-                    return bool(int(line.split()[1], 16) >> CAP_SYS_NICE & 1)
-    except (OSError, ValueError):
-        pass
-    return os.geteuid() == 0
-
-
-# -- commands from the config -----------------------------------------------------------------
-
-STDERR_KEEP = 4096  # bytes of a failed command's stderr kept for its first line
-
-
-class CommandActuator:
-    """Runs the config's ``[[actions]]`` commands: ``action.target`` names the command;
-    ``apply`` runs its apply argv, ``revert`` its revert argv, exactly as configured.
-
-    Never through a shell, and nothing from the action (metric names, values, ids) is put into
-    the argv. Each run has a thread of its own; ``done`` is called from it when the process
-    exits (status 0 is success) or is killed at the command's ``timeout_s``.
-    """
-
-    kind = "command"
-
-    def __init__(self, commands: Iterable[ActionCommand]) -> None:
-        self.commands = {c.name: c for c in commands}
-        self._threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
-
-    def applies_to(self, bottleneck_type: str) -> tuple[ActionCommand, ...]:
-        """The configured commands for a bottleneck type, in config order."""
-        return tuple(c for c in self.commands.values() if bottleneck_type in c.applies_to)
-
-    def apply(self, action: TuningAction, done: Done) -> None:
-        self._start(action.target, "apply", done)
-
-    def revert(self, action: TuningAction, done: Done) -> None:
-        self._start(action.target, "revert", done)
-
-    def join(self, timeout: float | None = None) -> None:
-        """Wait for the commands started so far (stopping vtmon, tests)."""
-        with self._lock:
-            threads = list(self._threads)
-        for t in threads:
-            t.join(timeout)
-
-    def _start(self, name: str, which: str, done: Done) -> None:
-        cmd = self.commands.get(name)
-        if cmd is None:
-            done(Outcome(False, f"No command named {name!r} is configured in [[actions]]."))
-            return
-        argv = list(cmd.apply if which == "apply" else cmd.revert)
-        t = threading.Thread(
-            target=self._run,
-            args=(argv, which, cmd.timeout_s, done),
-            name=f"vtmon-command-{name}",
-            daemon=True,
-        )
-        with self._lock:
-            self._threads = [x for x in self._threads if x.is_alive()]
-            self._threads.append(t)
-        t.start()
-
-    @staticmethod
-    def _run(argv: list[str], which: str, timeout_s: float, done: Done) -> None:
-        _call(done, run_command(argv, which, timeout_s))
-
-
-def run_command(argv: list[str], which: str, timeout_s: float) -> Outcome:
-    """Run ``argv`` (no shell) and wait up to ``timeout_s``; the Outcome of a command."""
-    try:
-        proc = subprocess.Popen(
-            argv,
-            shell=False,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,  # its own process group: a timeout kills its children too
-        )
-    except FileNotFoundError:
-        return Outcome(False, f"The {which} command {argv[0]!r} was not found.")
-    except PermissionError:
-        return Outcome(False, f"The {which} command {argv[0]!r} is not executable.")
-    except OSError as e:
-        return Outcome(False, f"The {which} command {argv[0]!r} could not start: {e.strerror}.")
-    try:
-        _, err = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        proc.communicate()
-        within = _num_text(timeout_s)
-        return Outcome(False, f"The {which} command did not finish within {within} s; killed.")
-    rc = proc.returncode
-    if rc == 0:
-        return Outcome(True, f"The {which} command finished.")
-    lines = err[:STDERR_KEEP].decode(errors="replace").splitlines()
-    first = next((ln.strip() for ln in lines if ln.strip()), "")
-    if rc < 0:
-        what = f"The {which} command was killed by signal {-rc}"
-    else:
-        what = f"The {which} command exited with {rc}"
-    return Outcome(False, f"{what}: {first}" if first else f"{what}.")
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (OSError, AttributeError):
-        proc.kill()
