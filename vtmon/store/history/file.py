@@ -56,7 +56,6 @@ from vtmon.store.bound import (
     trim_notice,
 )
 from vtmon.store.findings import Finding, FindingsTracker
-from vtmon.store.journal import JOURNAL_SCHEMA
 from vtmon.store.rollup import (
     LAYERS,
     CorruptBlob,
@@ -69,11 +68,11 @@ from vtmon.store.rollup import (
     sliding_quantiles,
     tiers_for,
 )
+from vtmon.store.schema import HISTORY_SCHEMA, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
-SCHEMA_VERSION = 1
 DB_NAME = "vtmon.db"
 CACHE_KIB = 512  # SQLite page cache of the history connection
 DEMO_DB_NAME = "demo.db"
@@ -83,58 +82,6 @@ MAX_POINTS = 1000  # the default query resolution keeps a range under this many 
 CHECK_EVERY_S = 600.0  # after a failed query the file is checked again at most this often
 LATE_S = RING_S  # timed samples may correct seconds this old (see SeriesStore)
 HISTORY_WINDOW_S = 10  # chart points are percentiles of the 10 s window (SeriesStore)
-
-SCHEMA = (
-    """
-CREATE TABLE IF NOT EXISTS meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS series (
-    id INTEGER PRIMARY KEY,
-    layer TEXT NOT NULL,           -- application | system | network | hardware
-    kind TEXT NOT NULL,            -- distribution | counter | gauge | set
-    name TEXT NOT NULL,
-    tags TEXT NOT NULL,            -- JSON list of [key, value] pairs, sorted
-    component TEXT NOT NULL,
-    first_t INTEGER NOT NULL,      -- first and last second with data
-    last_t INTEGER NOT NULL,
-    UNIQUE (layer, kind, name, tags)
-);
--- Rollups and retention look only at the series written to lately, so that their work each
--- minute does not grow with every series the file has ever held.
-CREATE INDEX IF NOT EXISTS series_last ON series (layer, last_t);
-CREATE TABLE IF NOT EXISTS points (
-    series_id INTEGER NOT NULL,
-    res INTEGER NOT NULL,          -- seconds the point covers
-    t INTEGER NOT NULL,            -- its first second (a multiple of res)
-    n REAL NOT NULL,               -- see vtmon/store/rollup.py for each kind
-    total REAL NOT NULL,
-    lo REAL NOT NULL,
-    hi REAL NOT NULL,
-    last REAL,
-    sketch BLOB,                   -- distributions: sparse sketch buckets
-    PRIMARY KEY (series_id, res, t)
-);
-CREATE TABLE IF NOT EXISTS tiers (
-    layer TEXT NOT NULL,
-    res INTEGER NOT NULL,
-    rolled_upto INTEGER,           -- rollups into this tier are done up to here
-    kept_from INTEGER,             -- retention removed points before this
-    PRIMARY KEY (layer, res)
-);
-"""
-    + JOURNAL_SCHEMA  # the tuner's journal and what it learned (vtmon/store/journal.py)
-    + """
-CREATE TABLE IF NOT EXISTS findings (  -- what the analysis found, for reports (findings.py)
-    t REAL NOT NULL,               -- Unix seconds
-    kind TEXT NOT NULL,            -- bottleneck | resolved | alert | regression | prediction | ...
-    component TEXT NOT NULL,
-    data TEXT NOT NULL             -- JSON: the finding's fields, as in the Snapshot
-);
-CREATE INDEX IF NOT EXISTS findings_t ON findings (t);
-"""
-)
 
 _UPSERT = """
 INSERT INTO points (series_id, res, t, n, total, lo, hi, last, sketch)
@@ -439,7 +386,7 @@ class HistoryStore:
                     f"{path} was written by a newer vtmon (schema {version}); it is left as it is"
                 )
                 return
-            conn.executescript(SCHEMA)
+            conn.executescript(HISTORY_SCHEMA)
             conn.execute("BEGIN")
             now = self.clock.time()
             conn.execute(
