@@ -58,7 +58,7 @@ from vtmon.tuning.actuators import (
 from vtmon.tuning.tuner import Tuner, action_dict
 
 if TYPE_CHECKING:
-    from vtmon.store.db import HistoryStore
+    from vtmon.store.history import HistoryStore
 
 log = logging.getLogger(__name__)
 

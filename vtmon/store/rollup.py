@@ -303,6 +303,11 @@ def tiers_for(resolution_s: int, retention_s: int) -> tuple[Tier, ...]:
     return tuple(out)
 
 
+def align(t: float, res: int) -> int:
+    """The first second of the ``res``-second interval that holds ``t``."""
+    return int(math.floor(t / res)) * res
+
+
 # --- reading ---------------------------------------------------------------------------------
 
 QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99, 0.999)
