@@ -346,10 +346,24 @@ def action_number(action_id: str) -> int:
     return int(action_id.lstrip("a"))
 
 
-def open_journal(store: Any) -> Journal:
+class HistoryFileOf(Protocol):
+    """What the journal asks of the history store it is opened beside."""
+
+    @property
+    def path(self) -> Path | None:
+        """The history file (None: the store keeps no file)."""
+        ...
+
+    @property
+    def persistent(self) -> bool:
+        """True while history goes to that file."""
+        ...
+
+
+def open_journal(store: HistoryFileOf | None) -> Journal:
     """The journal beside ``store`` (a HistoryStore) when it writes a file, else in memory."""
-    path = getattr(store, "path", None)
-    if store is None or path is None or not getattr(store, "persistent", False):
+    path = None if store is None else store.path
+    if store is None or path is None or not store.persistent:
         return MemoryJournal()
     try:
         return SqliteJournal(Path(path))
