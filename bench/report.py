@@ -44,8 +44,8 @@ from vtmon.engine.monitor import Monitor
 from vtmon.model import Batch, Kind, Pressure, ResourceHistory, Resources, SeriesKey
 from vtmon.report import build_report, render_html
 from vtmon.sketch import Sketch
-from vtmon.store.db import HistoryStore
 from vtmon.store.findings import Finding
+from vtmon.store.history import HistoryStore
 
 T0 = 1_700_000_000  # a Tuesday, 22:13 UTC
 COMPONENTS = ("voice-engine", "terminal-processor", "api-server", "db", "cache")

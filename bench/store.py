@@ -54,7 +54,7 @@ from vtmon.config import RetentionConfig
 from vtmon.engine.series import SeriesStore
 from vtmon.model import Batch, DistBuf, Kind, Resources, SeriesKey
 from vtmon.sketch import Sketch
-from vtmon.store.db import HistoryStore
+from vtmon.store.history import HistoryStore
 from vtmon.store.rollup import Row, merge
 
 T0 = 1_700_000_000

@@ -11,7 +11,7 @@ from vtmon.clock import ManualClock
 from vtmon.config import RetentionConfig
 from vtmon.model import Kind, SeriesKey
 from vtmon.sketch import Sketch
-from vtmon.store.db import HistoryStore
+from vtmon.store.history import HistoryStore
 
 PAGE = 4096  # SQLite's default page size, which the history file uses
 

@@ -12,7 +12,7 @@ from vtmon.config import Config
 from vtmon.engine.monitor import Monitor
 from vtmon.engine.sensors import SensorReader
 from vtmon.model import Batch, DistBuf, Event, SeriesKey, Snapshot
-from vtmon.store.db import HistoryStore
+from vtmon.store.history import HistoryStore
 from vtmon.tui.app import VtmonApp
 
 SOCK = "/tmp/vtmon-test/vtmon.sock"  # only shown: nothing listens there

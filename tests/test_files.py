@@ -18,7 +18,7 @@ from vtmon.clock import ManualClock
 from vtmon.export.recording import Recorder
 from vtmon.model import Kind, SeriesKey
 from vtmon.sketch import Sketch
-from vtmon.store.db import HistoryStore
+from vtmon.store.history import HistoryStore
 from vtmon.store.journal import open_journal
 
 LAT = SeriesKey("api.request_latency", (("component", "api-server"),), Kind.DISTRIBUTION)

@@ -26,7 +26,7 @@ from vtmon.ingest.server import IngestServer
 from vtmon.model import Batch, DistBuf, Kind, SeriesKey
 from vtmon.protocol.jsonrpc import rpc_call
 from vtmon.report import build_report, render_html
-from vtmon.store.db import HistoryStore
+from vtmon.store.history import HistoryStore
 
 PING = b'{"jsonrpc":"2.0","id":"p","method":"ping"}\n'
 

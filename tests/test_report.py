@@ -42,8 +42,8 @@ from vtmon.model import ActionState, Batch, DistBuf, Kind, SeriesKey, TuningActi
 from vtmon.report import NoData, build_report, render_html, render_json
 from vtmon.report.render import fmt_ms
 from vtmon.sketch import Sketch
-from vtmon.store.db import HistoryStore
 from vtmon.store.findings import Finding
+from vtmon.store.history import HistoryStore
 from vtmon.store.journal import Entry, SqliteJournal
 
 FIXTURE = Path(__file__).parent / "data" / "api-slowdown.vtmrec"

@@ -21,7 +21,7 @@ import pytest
 from tests.serve import poll, serve
 from vtmon.model import Kind, SeriesKey, make_tags
 from vtmon.protocol.jsonrpc import rpc_call
-from vtmon.store.db import HistoryStore
+from vtmon.store.history import HistoryStore
 
 NAME = "restart.latency"
 KEY = SeriesKey(NAME, make_tags({"component": "api"}), Kind.DISTRIBUTION)

@@ -34,7 +34,7 @@ from vtmon.model import (
 )
 from vtmon.sketch import Sketch
 from vtmon.store.bound import on_disk
-from vtmon.store.db import HistoryStore
+from vtmon.store.history import HistoryStore
 from vtmon.store.rollup import CorruptBlob, decode, encode, tiers_for
 
 

@@ -19,7 +19,7 @@ from vtmon.engine.collector import SystemCollector
 from vtmon.engine.monitor import Monitor
 from vtmon.engine.sensors import SensorReader
 from vtmon.model import Event, SeriesKey, Snapshot, make_tags
-from vtmon.store.db import HistoryStore
+from vtmon.store.history import HistoryStore
 from vtmon.tui import fmt, keys
 from vtmon.tui.app import VtmonApp
 from vtmon.tui.charts import Chart

@@ -18,7 +18,7 @@ from vtmon.clock import ManualClock
 from vtmon.engine.collector import SystemCollector
 from vtmon.engine.monitor import Monitor, chart_resolution
 from vtmon.model import Batch, DistBuf, ResourceHistory, SeriesKey, make_tags
-from vtmon.store.db import HistoryStore
+from vtmon.store.history import HistoryStore
 from vtmon.tui.app import HISTORY_OFF, VtmonApp
 from vtmon.tui.charts import Chart, _x_ticks
 from vtmon.tui.latency import LatencyPanel

@@ -31,7 +31,7 @@ from vtmon.model import (
     TuningAction,
     WindowStats,
 )
-from vtmon.store.db import HistoryStore
+from vtmon.store.history import HistoryStore
 from vtmon.store.journal import Entry, MemoryJournal, SqliteJournal, open_journal
 from vtmon.tuning.actuators import Outcome
 from vtmon.tuning.tuner import Tuner

@@ -36,7 +36,7 @@ from vtmon.engine.sensors import SensorReader
 from vtmon.ingest.server import IngestServer
 from vtmon.model import ActionState
 from vtmon.protocol.jsonrpc import rpc_call
-from vtmon.store.db import HistoryStore
+from vtmon.store.history import HistoryStore
 from vtmon.store.journal import SqliteJournal
 
 S = ActionState

@@ -484,7 +484,7 @@ def report(
 
     from vtmon.report import NoData, build_report, default_name, render_html, render_json
     from vtmon.report import write_report as write
-    from vtmon.store.db import DB_NAME, DEMO_DB_NAME, HistoryStore
+    from vtmon.store.history import DB_NAME, DEMO_DB_NAME, HistoryStore
 
     config_file = _inherit(None, config_file)[1]
     t0, t1 = _report_period(since, start, end)
@@ -911,7 +911,7 @@ def _start_engine(
 def _open_store(cfg: Config, demo: bool) -> Any:
     """The history file from ``--data-dir`` (else the user data folder); None with
     ``--no-history``. Never fails: an unusable folder gives a store that says why."""
-    from vtmon.store.db import DB_NAME, DEMO_DB_NAME, HistoryStore
+    from vtmon.store.history import DB_NAME, DEMO_DB_NAME, HistoryStore
 
     ctx = click.get_current_context()
     if ctx.meta.get("vtmon.no_history"):

@@ -55,7 +55,7 @@ from vtmon.tuning.actuators import (
 from vtmon.tuning.tuner import Tuner
 
 if TYPE_CHECKING:
-    from vtmon.store.db import HistoryStore
+    from vtmon.store.history import HistoryStore
 
 log = logging.getLogger(__name__)
 

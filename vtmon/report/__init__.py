@@ -16,7 +16,7 @@ from vtmon.report.render import FORMATS, default_name, render_html, render_json,
 
 if TYPE_CHECKING:
     from vtmon.config import Config
-    from vtmon.store.db import HistoryStore
+    from vtmon.store.history import HistoryStore
 
 __all__ = [
     "FORMATS",

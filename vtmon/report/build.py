@@ -27,7 +27,7 @@ from vtmon.model import Kind, SeriesKey, as_count, as_float
 from vtmon.store.findings import Finding
 
 if TYPE_CHECKING:
-    from vtmon.store.db import HistoryStore, SeriesInfo
+    from vtmon.store.history import HistoryStore, SeriesInfo
 
 REPORT_TYPE = "vtmon performance report"
 VERSION = 1

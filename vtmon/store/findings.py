@@ -101,35 +101,35 @@ class FindingsTracker:
         self._minute = minute
         if snap.regressions is not self._regressions_src:
             self._regressions_src = snap.regressions
-            keys = set()
+            regressions: set[tuple[str, str, float]] = set()
             for r in snap.regressions:
-                key = (r.series, r.metric, r.detected)
-                keys.add(key)
-                if key not in self._regressions:
+                rkey = (r.series, r.metric, r.detected)
+                regressions.add(rkey)
+                if rkey not in self._regressions:
                     out.append(Finding(r.detected, "regression", r.component, plain(r)))
-            self._regressions = keys
+            self._regressions = regressions
         # Forecasts reaching a limit and recommendations: when they appear, and again each
         # minute while they last, so that a report of any period they overlap has them.
         if tick or snap.predictions is not self._predictions_src:
             self._predictions_src = snap.predictions
-            keys = set()
+            predictions: set[tuple[str, str]] = set()
             for p in snap.predictions:
                 if p.eta_s is None:
                     continue
-                key = (p.component, p.metric)
-                keys.add(key)
-                if tick or key not in self._predictions:
+                pkey = (p.component, p.metric)
+                predictions.add(pkey)
+                if tick or pkey not in self._predictions:
                     out.append(Finding(t, "prediction", p.component, plain(p)))
-            self._predictions = keys
+            self._predictions = predictions
         if tick or snap.recommendations is not self._recommendations_src:
             self._recommendations_src = snap.recommendations
-            keys = set()
+            recommendations: set[tuple[str, str]] = set()
             for rec in snap.recommendations:
-                key = (rec.component, rec.title)
-                keys.add(key)
-                if tick or key not in self._recommendations:
+                ckey = (rec.component, rec.title)
+                recommendations.add(ckey)
+                if tick or ckey not in self._recommendations:
                     out.append(Finding(t, "recommendation", rec.component, plain(rec)))
-            self._recommendations = keys
+            self._recommendations = recommendations
         if tick:
             out.extend(self._health(snap))
             out.extend(self._ingest_delta(snap))

@@ -6,8 +6,8 @@ actuator to make the change, and updates it at every step after. The write is sy
 the tuner's (the Monitor's) thread, in its own short transaction on its own connection with
 ``synchronous=FULL``: when ``record`` returns the row is in the WAL file and fsynced, so a
 SIGKILL or a power cut right after still leaves the record of a change that may have been
-made. (The history writer batches its rows; the journal must not wait for it.) One write takes
-about a millisecond on the development machine's disk (tests/test_tuner.py measures it).
+made. (The history writer batches its rows; the journal must not wait for it.) Its tables:
+vtmon/store/schema.py.
 
 Rows with ``in_effect = 1`` are changes that may still be in effect; the next start reads them
 (``open_actions``) and offers to revert them. ``strategy_effectiveness`` keeps a running mean
@@ -33,64 +33,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from vtmon.model import ActionState, TuningAction
+from vtmon.store.schema import ensure_journal
 
 log = logging.getLogger(__name__)
 
-# Columns the tuner added to the first ``actions`` table: ``_ensure`` adds them to older files.
-ACTION_COLUMNS: dict[str, str] = {
-    "bottleneck": "TEXT",
-    "situation": "TEXT",
-    "in_effect": "INTEGER NOT NULL DEFAULT 0",
-    "pid": "INTEGER",
-    "pid_started": "REAL",
-    "run": "TEXT",
-    "action": "TEXT",
-}
-ACTIONS_TABLE = """
-CREATE TABLE IF NOT EXISTS actions (
-    id INTEGER PRIMARY KEY,        -- the number of the action's id: 12 is "a12"
-    proposed REAL NOT NULL,        -- Unix seconds
-    applied REAL,                  -- when the change was started (written before it is made)
-    reverted REAL,                 -- when it was undone (or found not made)
-    strategy TEXT NOT NULL,
-    target_kind TEXT NOT NULL,     -- the actuator: knob | process | command
-    target TEXT NOT NULL,          -- the knob's name, nice / affinity, the command's name
-    component TEXT,
-    previous_value TEXT,           -- JSON: how to undo it, recorded before applying
-    new_value TEXT,                -- JSON
-    state TEXT NOT NULL,           -- vtmon.model.ActionState: applying | evaluating | kept | ...
-    metric TEXT,                   -- what the effect is measured on, e.g. "p95 api-server"
-    before_value REAL,
-    after_value REAL,
-    effectiveness REAL,            -- 0..1: the improvement measured / the improvement expected
-    decision TEXT,                 -- kept | reverted | failed | lost | rejected, and why
-    note TEXT,                     -- the last thing that happened to it, one sentence
-    bottleneck TEXT,               -- the id of the bottleneck it answered
-    situation TEXT,                -- what was high when it was applied (learning key)
-    in_effect INTEGER NOT NULL DEFAULT 0,  -- 1 while the change may be in effect
-    pid INTEGER,                   -- process actions: the process changed
-    pid_started REAL,              -- and its start time (a reused pid is another process)
-    run TEXT,                      -- the vtmon process that applied it: "pid@start time"
-    action TEXT                    -- JSON of the whole TuningAction (crash recovery)
-)
-"""
-LEARNING_TABLE = """
-CREATE TABLE IF NOT EXISTS strategy_effectiveness (
-    strategy TEXT NOT NULL,
-    situation TEXT NOT NULL DEFAULT '',  -- "latency high, memory normal, cpu high, errors normal"
-    tries INTEGER NOT NULL DEFAULT 0,
-    successes INTEGER NOT NULL DEFAULT 0,  -- tries kept (effectiveness at or above revert_below)
-    mean_effectiveness REAL,       -- running mean of the measured effectiveness, 0..1
-    updated REAL NOT NULL,
-    PRIMARY KEY (strategy, situation)
-)
-"""
-ACTIONS_INDEXES = (
-    "CREATE INDEX IF NOT EXISTS actions_state ON actions (state, proposed);\n"
-    "CREATE INDEX IF NOT EXISTS actions_in_effect ON actions (in_effect);\n"
-)
-# vtmon/store/db.py creates new files with this; _ensure brings older files up to it.
-JOURNAL_SCHEMA = f"{ACTIONS_TABLE};\n{ACTIONS_INDEXES}{LEARNING_TABLE};\n"
 _UPSERT = """
 INSERT INTO actions (id, proposed, applied, reverted, strategy, target_kind, target, component,
     previous_value, new_value, state, metric, before_value, after_value, effectiveness,
@@ -246,7 +192,7 @@ class SqliteJournal:
             # Per connection: the history writer's batched rows may wait for a checkpoint,
             # the record of a change may not.
             conn.execute("PRAGMA synchronous=FULL")
-            _ensure(conn)
+            ensure_journal(conn)
         except sqlite3.Error:
             conn.close()
             raise
@@ -400,32 +346,24 @@ def action_number(action_id: str) -> int:
     return int(action_id.lstrip("a"))
 
 
-def _ensure(conn: sqlite3.Connection) -> None:
-    """Both tables in their current shape, also in files made before the tuner wrote them."""
-    conn.execute(ACTIONS_TABLE)
-    have = {r[1] for r in conn.execute("PRAGMA table_info(actions)")}
-    for name, decl in ACTION_COLUMNS.items():
-        if name not in have:
-            conn.execute(f"ALTER TABLE actions ADD COLUMN {name} {decl}")
-    for index in ACTIONS_INDEXES.split(";"):
-        if index.strip():
-            conn.execute(index)
-    cols = {r[1] for r in conn.execute("PRAGMA table_info(strategy_effectiveness)")}
-    if cols and "situation" not in cols:
-        # The first schema keyed it by component and nothing ever wrote it; keep any rows
-        # anyway, under another name.
-        (n,) = conn.execute("SELECT count(*) FROM strategy_effectiveness").fetchone()
-        if n:
-            conn.execute("ALTER TABLE strategy_effectiveness RENAME TO strategy_effectiveness_v0")
-        else:
-            conn.execute("DROP TABLE strategy_effectiveness")
-    conn.execute(LEARNING_TABLE)
+class HistoryFileOf(Protocol):
+    """What the journal asks of the history store it is opened beside."""
+
+    @property
+    def path(self) -> Path | None:
+        """The history file (None: the store keeps no file)."""
+        ...
+
+    @property
+    def persistent(self) -> bool:
+        """True while history goes to that file."""
+        ...
 
 
-def open_journal(store: Any) -> Journal:
+def open_journal(store: HistoryFileOf | None) -> Journal:
     """The journal beside ``store`` (a HistoryStore) when it writes a file, else in memory."""
-    path = getattr(store, "path", None)
-    if store is None or path is None or not getattr(store, "persistent", False):
+    path = None if store is None else store.path
+    if store is None or path is None or not store.persistent:
         return MemoryJournal()
     try:
         return SqliteJournal(Path(path))

@@ -34,8 +34,8 @@ Sketch blobs are sparse: only non-empty buckets. Layout (little endian)::
     counts   one per key, in the narrowest coding that holds them exactly
     keys     the bitmap (``numpy.packbits``) or the deltas between consecutive keys
 
-The narrowest encodings are chosen per blob, so a second holding 100 latencies takes about
-100 bytes and ten minutes of them about 450 (bench/store.py measures it).
+The narrowest encodings are chosen per blob (docs/performance.md has the sizes bench/store.py
+measures).
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ _COUNT_DTYPES = (
 _F32_MAX = float(np.finfo(np.float32).max)
 _HAS_ZERO = 0x20
 _VARINT = 5  # count coding: LEB128 varints of zigzag differences
+# a varint takes one byte more from each of these values on
+_VARINT_STEPS = np.array([1 << 7, 1 << 14, 1 << 21, 1 << 28], dtype=np.uint64)
 
 LAYERS: tuple[str, ...] = ("application", "system", "network", "hardware")
 
@@ -134,7 +136,7 @@ def _varints(c: np.ndarray) -> bytes:
     buckets hold similar counts, so most take one or two bytes whatever the totals."""
     d = np.diff(c, prepend=0)
     z = ((d << 1) ^ (d >> 63)).astype(np.uint64)
-    lengths = 1 + sum((z >= np.uint64(1 << b)).astype(np.int64) for b in (7, 14, 21, 28))
+    lengths = 1 + np.searchsorted(_VARINT_STEPS, z, side="right")  # bytes per count
     width = int(lengths.max())
     cols = np.arange(width)
     b = ((z[:, None] >> (np.uint64(7) * cols.astype(np.uint64))) & np.uint64(0x7F)).astype(np.uint8)
@@ -303,6 +305,11 @@ def tiers_for(resolution_s: int, retention_s: int) -> tuple[Tier, ...]:
     return tuple(out)
 
 
+def align(t: float, res: int) -> int:
+    """The first second of the ``res``-second interval that holds ``t``."""
+    return int(math.floor(t / res)) * res
+
+
 # --- reading ---------------------------------------------------------------------------------
 
 QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99, 0.999)
@@ -361,18 +368,22 @@ def sliding_quantiles(
     hold data: ``(s, quantiles)`` of those seconds merged, as ``summarise`` answers them.
 
     One dense (seconds x buckets) matrix and two cumulative sums answer every window at once,
-    instead of a merge per window: seeding five minutes of charts for 100 series this way
-    takes a tenth of the time.
+    instead of a merge per window.
     """
-    live = {t: r for t, r in rows.items() if r.n > 0 and r.keys is not None and r.keys.size}
+    live: dict[int, Row] = {}
+    keys: dict[int, np.ndarray] = {}  # of the rows in ``live``, which all have keys
+    for t, r in rows.items():
+        if r.n > 0 and r.keys is not None and r.keys.size:
+            live[t] = r
+            keys[t] = r.keys
     if not live or hi <= lo:
         return []
     start = lo - window + 1
     secs = sorted(t for t in live if start <= t < hi)
     if not secs:
         return []
-    k_lo = min(int(live[t].keys[0]) for t in secs)
-    k_hi = max(int(live[t].keys[-1]) for t in secs)
+    k_lo = min(int(keys[t][0]) for t in secs)
+    k_hi = max(int(keys[t][-1]) for t in secs)
     span = k_hi - k_lo + 1
     if span > MAX_DENSE_SPAN:
         return _sliding_slow(live, lo, hi, window, qs)
@@ -382,7 +393,7 @@ def sliding_quantiles(
     maxs = np.full(n, -np.inf)
     for t in secs:
         r = live[t]
-        dense[t - start, r.keys.astype(np.int64) - k_lo] = r.counts  # keys are unique
+        dense[t - start, keys[t].astype(np.int64) - k_lo] = r.counts  # keys are unique
         mins[t - start], maxs[t - start] = r.min, r.max
     cum = np.cumsum(dense, axis=0)
     sums = cum[window - 1 :].copy()
