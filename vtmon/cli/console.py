@@ -329,8 +329,11 @@ def _console(
     prometheus: tuple[str, int] | None = None,
     record_file: Path | None = None,
 ) -> None:
+    from vtmon import demo as demo_mod
+
     log_to_file()
-    cfg = load(config_file)
+    # The demo's components have their limits in the demo's own settings (vtmon.demo).
+    cfg = load(config_file, base=demo_mod.SETTINGS if demo else None)
     path = resolve_socket_path(socket_path)
     recorder = _recorder(record_file, path)
     rt = _start(
@@ -342,13 +345,10 @@ def _console(
         recorder=recorder,
         demo=demo,
     )
-    if demo:
-        stop = threading.Event()
-        rt.on_stop.append(stop.set)  # after the tuner reverted what it set in the workload
+    stop = threading.Event()
+    rt.on_stop.append(stop.set)  # the workload stops once the tuner reverted what it set
     try:
         if demo:
-            from vtmon import demo as demo_mod
-
             demo_mod.start_thread(str(path), stop)
         failed = run_app(rt.monitor)
     finally:

@@ -103,9 +103,10 @@ def inherit(socket_path: str | None, config_file: str | None = None) -> tuple[st
     return socket_path or root_opt("socket"), config_file or root_opt("config")
 
 
-def load(config_file: str | None) -> Config:
+def load(config_file: str | None, base: dict[str, Any] | None = None) -> Config:
+    """The config from ``--config`` (else the user's file), over ``base`` (the demo's)."""
     try:
-        return load_config(config_file)
+        return load_config(config_file, base=base)
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
 
