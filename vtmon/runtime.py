@@ -5,9 +5,9 @@ about the whole engine run one too.
     with Runtime(config, socket_path, history=History()) as rt:
         ...  # rt.monitor, rt.server, rt.exporter, rt.store
 
-Built (``Runtime(...)``): the open-file limit raised (every
-connection is one), the history file opened, the Monitor made (its tuner takes in what a
-previous run left applied and learns its fate, ``recovered``). Started (``start()``): the
+Built (``Runtime(...)``): the open-file limit raised (every connection is one), the history
+file opened, the Monitor made (its tuner takes in what a previous run left applied and learns
+its fate, ``recovered``). Started (``start()``): the
 Prometheus endpoint (before the socket opens, so that every batch is exported), the socket,
 then the engine's thread. Stopped (``stop()``): the tuner reverts what it applied while the
 applications are still connected and can answer, then whatever feeds the socket from this
