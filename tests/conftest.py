@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from vtmon.clock import ManualClock
-from vtmon.config import Config
+from vtmon.demo import demo_config
 from vtmon.engine.monitor import Monitor
 from vtmon.ingest.server import IngestServer
 from vtmon.model import Batch
@@ -74,7 +74,7 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def monitor(clock: ManualClock) -> RecordingMonitor:
-    return RecordingMonitor(Config(), clock=clock, socket_path="test.sock")
+    return RecordingMonitor(demo_config(), clock=clock, socket_path="test.sock")
 
 
 @pytest.fixture

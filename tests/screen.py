@@ -8,7 +8,7 @@ from typing import Any
 from textual.color import Color
 
 from vtmon.clock import ManualClock
-from vtmon.config import Config
+from vtmon.demo import demo_config
 from vtmon.engine.monitor import Monitor
 from vtmon.engine.sensors import SensorReader
 from vtmon.model import Batch, DistBuf, Event, SeriesKey, Snapshot
@@ -47,7 +47,7 @@ def screen_monitor(
     fake /sys (the sensor reader finds nothing and says why: no real hardware)."""
     (tmp_path / "sys").mkdir(exist_ok=True)
     return Monitor(
-        Config(),
+        demo_config(),
         clock=clock,
         socket_path=SOCK,
         watching=watching,

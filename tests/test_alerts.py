@@ -12,6 +12,7 @@ import numpy as np
 
 from vtmon.analysis.alerts import AlertLog
 from vtmon.config import Config, config_from_dict
+from vtmon.demo import demo_config
 from vtmon.ingest.parse import parse_block
 from vtmon.model import Alert, Batch, DistBuf, Kind, SeriesKey, Severity, make_tags
 
@@ -42,7 +43,7 @@ def errors(comp: str, n: int, etype: str = "timeout") -> str:
 
 
 def log(config: Config | None = None, max_len: int = 1000) -> AlertLog:
-    return AlertLog(config or Config(), started=T0, max_len=max_len)
+    return AlertLog(config or demo_config(), started=T0, max_len=max_len)
 
 
 # -- high latency ------------------------------------------------------------------------------

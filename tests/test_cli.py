@@ -85,7 +85,7 @@ def test_config_example_is_valid(tmp_path):
     f = tmp_path / "c.toml"
     f.write_text(text)
     cfg = load_config(f)
-    assert cfg.target_ms("voice-engine") == 300
+    assert cfg.target_ms("checkout") == 300
     assert cfg.target_ms("anything-else") == 100
 
 

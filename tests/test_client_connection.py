@@ -27,6 +27,7 @@ from vtmon.ingest.parse import parse_block
 from vtmon.ingest.server import IngestServer
 from vtmon.model import VALUE_MAX, Batch, Kind, SeriesKey
 from vtmon.protocol.jsonrpc import rpc_call
+from vtmon.runtime import Runtime
 
 _names = itertools.count()
 
@@ -207,30 +208,32 @@ def test_the_application_never_waits_for_a_vtmon_that_does_not_read(sock_dir):
 def test_reconnects_on_its_own_and_delivers_what_vtmon_missed(sock_dir):
     path = sock_dir / "vtmon.sock"
     clock = ManualClock()
-    first = RecordingMonitor(Config(), clock=clock)
-    srv = IngestServer(path, first)
-    srv.start()
+    rt = Runtime(Config(), path, clock=clock, engine=RecordingMonitor, run_engine=False)
+    rt.start()
+    first = rt.monitor
+    assert isinstance(first, RecordingMonitor)
     c = Client(path)
     try:
         for i in range(1000):
             c.record("re.op_latency", float(i))
         assert c.flush()
         first.wait_lines(1000)
-        srv.stop()  # vtmon goes away ...
+        rt.stop()  # vtmon goes away ...
         poll("the client to notice", lambda: not c.connected)
         for i in range(1000, 3000):
             c.record("re.op_latency", float(i))
         c.count("re.throughput", 7)
-        second = RecordingMonitor(Config(), clock=clock)
-        srv = IngestServer(path, second)
-        srv.start()  # ... and comes back; nobody calls flush
+        rt = Runtime(Config(), path, clock=clock, engine=RecordingMonitor, run_engine=False)
+        second = rt.monitor
+        assert isinstance(second, RecordingMonitor)
+        rt.start()  # ... and comes back; nobody calls flush
         second.wait_lines(2001, timeout=20)
         w = _row(second.tick(), "re.op_latency").windows["1m"]
         assert (w.count, w.min, w.max) == (2000, pytest.approx(1000, rel=0.01), 2999)
         assert c.dropped == 0
     finally:
         c.close()
-        srv.stop()
+        rt.stop()
 
 
 def test_vtmon_serve_killed_and_started_again(sock_dir, tmp_path, procs):

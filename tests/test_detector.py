@@ -6,6 +6,8 @@ does; the scenarios through the real engine are in test_scenarios.py.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -14,6 +16,7 @@ from hypothesis import strategies as st
 from vtmon.analysis.causes import SignalHistory, ks_distance, rank_causes
 from vtmon.analysis.detector import RESOLVED_KEEP, Detector, wilson_lower
 from vtmon.config import Config, DetectorConfig
+from vtmon.demo import demo_config
 from vtmon.model import (
     SEVERITY_WEIGHT,
     TYPE_WEIGHT,
@@ -70,7 +73,7 @@ class Driver:
     """Calls the detector every ``interval_s`` with whatever the script says at that time."""
 
     def __init__(self, config: Config | None = None) -> None:
-        self.config = config or Config()
+        self.config = config or demo_config()
         self.det = Detector(self.config)
         self.signals = SignalHistory()
         self.t = T0
@@ -203,7 +206,7 @@ def test_missing_data_counts_as_calm():
 
 
 def test_rss_gauge_and_dotted_names_and_per_component_limits():
-    cfg = Config()
+    cfg = demo_config()
     d = Driver(cfg)
     d.run(
         20,
@@ -223,7 +226,7 @@ def test_rss_gauge_and_dotted_names_and_per_component_limits():
 
 
 def test_resolved_history_is_bounded_and_newest_first():
-    d = Driver(Config(detector=DetectorConfig(for_s=5, clear_for_s=5)))
+    d = Driver(replace(demo_config(), detector=DetectorConfig(for_s=5, clear_for_s=5)))
     for i in range(2 * (RESOLVED_KEEP + 5)):
         d.run(10, mem(48 if i % 2 == 0 else 20))
     hist = d.det.resolved()
@@ -412,7 +415,9 @@ def test_latency_bottleneck_carries_the_cause():
         )
 
     calm = lambda t: snap(t, [dist("api.request_latency", "api-server", 80)])  # noqa: E731
-    d.config = Config(detector=DetectorConfig(interval_s=1.0))  # a reading every second
+    d.config = replace(
+        demo_config(), detector=DetectorConfig(interval_s=1.0)
+    )  # a reading every second
     d.det = Detector(d.config)
     d.run(410, calm, resources=res)
     d.run(30, lambda t: snap(t, [dist("api.request_latency", "api-server", 320)]), resources=res)

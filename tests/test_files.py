@@ -123,7 +123,8 @@ def test_the_log_file_is_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     log_dir = Path(platformdirs.user_log_dir("vtmon"))
     code = (
-        "import logging; from vtmon.cli import _log_to_file; _log_to_file(); "
+        "import logging; from vtmon.cli.console import log_to_file as _log_to_file; "
+        "_log_to_file(); "
         "logging.getLogger('vtmon').warning('a line for the log')"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 
 from vtmon.analysis.health import health, recommendations
-from vtmon.config import Config
+from vtmon.demo import demo_config
 from vtmon.model import (
     Bottleneck,
     Cause,
@@ -27,7 +27,7 @@ from vtmon.model import (
 
 T0 = 1_700_000_000.0
 MB = 1024 * 1024
-CFG = Config()
+CFG = demo_config()
 
 
 def lat(comp: str, p95: float, count: float = 100, name: str = "") -> SeriesStats:

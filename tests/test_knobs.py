@@ -27,6 +27,7 @@ from vtmon.engine.monitor import Monitor
 from vtmon.ingest.parse import parse_block
 from vtmon.ingest.server import IngestServer
 from vtmon.model import Batch, Knob, TuningAction
+from vtmon.runtime import Runtime
 from vtmon.tuning.actuators import KnobActuator, Outcome
 
 QUIET_S = 0.2  # how long "nothing arrives" is watched for
@@ -481,17 +482,16 @@ def test_client_knob_on_change_value_and_reply(server, monitor):
 
 def test_client_knob_registers_again_after_vtmon_restarts(sock_dir: Path, clock: ManualClock):
     path = sock_dir / "vtmon.sock"
-    first = Monitor(Config(), clock=clock)
-    srv = IngestServer(path, first)
-    srv.start()
+    rt = Runtime(Config(), path, clock=clock, run_engine=False)
+    rt.start()
     client = Client(path)
     try:
         knob = client.knob("voice.buffer_mb", 64, 8, 128, kind="buffers")
         assert knob.wait_registered(10)
-        srv.stop()  # vtmon goes away ...
-        second = Monitor(Config(), clock=clock)
-        srv = IngestServer(path, second)
-        srv.start()  # ... and a new one comes on the same path
+        rt.stop()  # vtmon goes away ...
+        rt = Runtime(Config(), path, clock=clock, run_engine=False)
+        second = rt.monitor
+        rt.start()  # ... and a new one comes on the same path
         for _ in range(200):  # short polls while the client notices, reconnects, registers
             if second.knobs.get("voice.buffer_mb") is not None:
                 break
@@ -503,7 +503,7 @@ def test_client_knob_registers_again_after_vtmon_restarts(sock_dir: Path, clock:
         assert done.wait().ok and knob.value == 32
     finally:
         client.close()
-        srv.stop()
+        rt.stop()
 
 
 def test_client_refuses_a_bad_set_itself(server, monitor):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from vtmon.analysis.predict import Forecaster
-from vtmon.config import Config
+from vtmon.demo import demo_config
 from vtmon.model import (
     DiskUsage,
     Kind,
@@ -73,7 +73,7 @@ def by(preds: tuple[Prediction, ...], component: str, metric: str) -> Prediction
 
 def test_a_linear_memory_climb_gives_the_time_to_the_limit() -> None:
     rng = np.random.default_rng(1)
-    f = Forecaster(Config())
+    f = Forecaster(demo_config())
 
     # voice-engine (200 MB budget) grows 6 MB a minute from 120 MB, with +-1 MB of noise
     def make(dt: float):
@@ -94,7 +94,7 @@ def test_a_linear_memory_climb_gives_the_time_to_the_limit() -> None:
 
 def test_flat_data_predicts_no_limit() -> None:
     rng = np.random.default_rng(2)
-    f = Forecaster(Config())
+    f = Forecaster(demo_config())
 
     def make(dt: float):
         return (
@@ -117,7 +117,7 @@ def test_flat_data_predicts_no_limit() -> None:
 
 
 def test_no_prediction_before_two_minutes_of_points() -> None:
-    f = Forecaster(Config())
+    f = Forecaster(demo_config())
     now = feed(f, 100, lambda dt: ([mem("voice-engine", 120 + dt)],))
     assert f.predictions(now) == ()
     now = feed(f, 30, lambda dt: ([mem("voice-engine", 220 + dt)],), start=now + 5)
@@ -126,14 +126,14 @@ def test_no_prediction_before_two_minutes_of_points() -> None:
 
 def test_points_are_kept_one_per_ten_seconds() -> None:
     # 3 minutes of updates every second is 19 points, not 181: cost does not follow the tick
-    f = Forecaster(Config())
+    f = Forecaster(demo_config())
     feed(f, 180, lambda dt: ([mem("voice-engine", 120 + dt / 60)],), every=1.0)
     (track,) = f._tracks.values()
     assert len(track) == 19
 
 
 def test_disk_filling_and_sorting_soonest_first() -> None:
-    f = Forecaster(Config())
+    f = Forecaster(demo_config())
 
     def make(dt: float):
         disks = [
@@ -159,7 +159,7 @@ def test_disk_filling_and_sorting_soonest_first() -> None:
 
 
 def test_rising_p95_toward_five_times_its_target() -> None:
-    f = Forecaster(Config())
+    f = Forecaster(demo_config())
     # terminal-processor: target 50 ms, so its limit is 250 ms; +20 ms a minute from 60 ms;
     # its faster series does not count (the worst p95 of the component is tracked)
 
@@ -180,7 +180,7 @@ def test_rising_p95_toward_five_times_its_target() -> None:
 
 
 def test_slow_growth_beyond_the_horizon_is_rising_without_an_eta() -> None:
-    f = Forecaster(Config())
+    f = Forecaster(demo_config())
     now = feed(f, 600, lambda dt: ([mem("voice-engine", 100 + 2 * dt / 60)],))
     p = by(f.predictions(now), "voice-engine", "memory")
     assert p.eta_s is None  # 120 MB + 2 MB/min: 200 MB is 40 minutes away
@@ -189,7 +189,7 @@ def test_slow_growth_beyond_the_horizon_is_rising_without_an_eta() -> None:
 
 
 def test_over_the_limit_already_and_gone_quiet() -> None:
-    f = Forecaster(Config())
+    f = Forecaster(demo_config())
     now = feed(f, 180, lambda dt: ([mem("terminal-processor", 52.0)],))
     p = by(f.predictions(now), "terminal-processor", "memory")
     assert (

@@ -19,7 +19,7 @@ from vtmon.analysis.analyzer import Analyzer
 from vtmon.analysis.detector import wilson_lower
 from vtmon.clock import ManualClock
 from vtmon.config import Config
-from vtmon.demo import DemoWorkload
+from vtmon.demo import DemoWorkload, demo_config
 from vtmon.engine.monitor import Monitor
 from vtmon.ingest.parse import parse_block
 from vtmon.model import (
@@ -121,7 +121,7 @@ class Engine:
         self, script: Script | None = None, config: Config | None = None, seed: int = 0
     ) -> None:
         self.clock = ManualClock()
-        self.config = config or Config()
+        self.config = config or demo_config()
         self.collector = ScriptedCollector(self.clock.time(), script, seed)
         self.monitor = Monitor(
             self.config,

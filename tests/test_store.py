@@ -659,7 +659,8 @@ def test_retention_config_is_read_and_checked() -> None:
 def test_the_demo_keeps_its_own_file_and_no_history_keeps_none(tmp_path: Path) -> None:
     import click
 
-    from vtmon.cli import _open_store, main
+    from vtmon.cli import main
+    from vtmon.cli.console import open_store as _open_store
     from vtmon.config import Config
 
     with click.Context(main) as ctx:

@@ -31,12 +31,10 @@ from tests.sockets import connect, connection_stats
 from vtmon.cli import main
 from vtmon.clock import ManualClock
 from vtmon.config import Config
-from vtmon.engine.monitor import Monitor
 from vtmon.engine.sensors import SensorReader
-from vtmon.ingest.server import IngestServer
 from vtmon.model import ActionState
 from vtmon.protocol.jsonrpc import rpc_call
-from vtmon.store.history import HistoryStore
+from vtmon.runtime import History, Runtime
 from vtmon.store.journal import SqliteJournal
 
 S = ActionState
@@ -137,17 +135,19 @@ class World:
     def __init__(self, sock_dir: Path, tmp_path: Path, config: Config) -> None:
         (tmp_path / "sys").mkdir(exist_ok=True)
         self.clock = ManualClock()
-        self.store = HistoryStore.open(tmp_path / "data", clock=self.clock)
-        self.monitor = Monitor(
-            config,
-            clock=self.clock,
-            socket_path=str(sock_dir / "t.sock"),
-            sensors=SensorReader(tmp_path / "sys", use_psutil=False),
-            store=self.store,
-        )
         self.path = sock_dir / "t.sock"
-        self.server = IngestServer(self.path, self.monitor)
-        self.server.start()
+        self.runtime = Runtime(  # the test ticks the engine
+            config,
+            self.path,
+            clock=self.clock,
+            sensors=SensorReader(tmp_path / "sys", use_psutil=False),
+            history=History(tmp_path / "data"),
+            run_engine=False,
+        )
+        assert self.runtime.store is not None
+        self.store = self.runtime.store
+        self.monitor = self.runtime.monitor
+        self.runtime.start()
         self.metrics = connect(self.path)
         # what the application's latency is: 300 ms, unless a test makes its knob matter
         self.latency_ms: Callable[[], float] = lambda: 300.0
@@ -184,7 +184,7 @@ class World:
             a.close()
         self.metrics.close()
         self.monitor.stop_tuning(revert=False)
-        self.server.stop()
+        self.runtime.stop()
         self.monitor.stop()
 
 

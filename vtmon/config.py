@@ -8,29 +8,16 @@ import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
 APP = "vtmon"
 
-DEFAULT_TARGETS_MS: dict[str, float] = {
-    "voice-engine": 300.0,
-    "terminal-processor": 50.0,
-    "api-server": 100.0,
-}
+# Every component has the same limits until ``[components.NAME]`` says otherwise.
 DEFAULT_TARGET_MS = 100.0
-
-
-DEFAULT_MAX_MEMORY_MB: dict[str, float] = {
-    "voice-engine": 200.0,
-    "terminal-processor": 50.0,
-    "api-server": 100.0,
-}
-DEFAULT_ERROR_RATE: dict[str, float] = {
-    "voice-engine": 0.005,
-    "terminal-processor": 0.001,
-    "api-server": 0.01,
-}
+DEFAULT_MAX_MEMORY_MB = 512.0
+DEFAULT_ERROR_RATE = 0.01
 
 
 @dataclass(frozen=True)
@@ -166,7 +153,7 @@ class ActionCommand:
 
 @dataclass(frozen=True)
 class Config:
-    targets_ms: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TARGETS_MS))
+    targets_ms: dict[str, float] = field(default_factory=dict)
     default_target_ms: float = DEFAULT_TARGET_MS
     # [limits]: what one client, or all of them together, may make vtmon hold
     max_series: int = 10_000  # further series are dropped and counted
@@ -180,11 +167,11 @@ class Config:
     system_interval_s: float = 1.0
     sensors_interval_s: float = 5.0
     source: str = "defaults"  # where the config came from, shown in --help output and logs
-    max_memory_mb: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MAX_MEMORY_MB))
-    error_rates: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_ERROR_RATE))
+    max_memory_mb: dict[str, float] = field(default_factory=dict)
+    error_rates: dict[str, float] = field(default_factory=dict)
     alert_latency_ms: dict[str, float] = field(default_factory=dict)
-    default_max_memory_mb: float = 512.0
-    default_error_rate: float = 0.01
+    default_max_memory_mb: float = DEFAULT_MAX_MEMORY_MB
+    default_error_rate: float = DEFAULT_ERROR_RATE
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     actions: tuple[ActionCommand, ...] = ()  # [[actions]]: configured commands
@@ -207,24 +194,38 @@ def default_config_path() -> Path:
     return Path(platformdirs.user_config_dir(APP)) / "config.toml"
 
 
-def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+def load_config(
+    path: str | os.PathLike[str] | None = None, *, base: dict[str, Any] | None = None
+) -> Config:
     """Read ``path``, else the platform config file if it exists, else the defaults.
 
-    A file named explicitly must exist; the default file is optional.
+    A file named explicitly must exist; the default file is optional. ``base`` holds settings
+    (a parsed TOML document: the demo's components) the file's own override, table by table.
     """
-    explicit = path is not None
-    p = Path(path) if explicit else default_config_path()
+    p = Path(path) if path is not None else default_config_path()
     if not p.exists():
-        if explicit:
+        if path is not None:
             raise ConfigError(f"Config file {p} does not exist; pass an existing file to --config.")
-        return Config()
+        return config_from_dict(base, source="defaults") if base else Config()
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"Config file {p} is not valid TOML ({e}); fix it or remove it.") from e
     except OSError as e:
         raise ConfigError(f"Config file {p} cannot be read ({e.strerror}).") from e
-    return config_from_dict(data, source=str(p))
+    return config_from_dict(_over(base or {}, data), source=str(p))
+
+
+def _over(base: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` over ``base``: tables in both are merged, anything else ``data`` replaces."""
+    out = dict(base)
+    for key, value in data.items():
+        below = out.get(key)
+        if isinstance(below, dict) and isinstance(value, dict):
+            out[key] = _over(below, value)
+        else:
+            out[key] = value
+    return out
 
 
 # The sections a config file may have; anything else is a mistake worth one sentence.
@@ -275,9 +276,9 @@ def config_from_dict(data: dict, source: str = "dict") -> Config:
             raise ConfigError(
                 f"{source}: {key!r} is not a section{hint} (sections: {', '.join(SECTIONS)})."
             )
-    targets = dict(DEFAULT_TARGETS_MS)
-    memory = dict(DEFAULT_MAX_MEMORY_MB)
-    rates = dict(DEFAULT_ERROR_RATE)
+    targets: dict[str, float] = {}
+    memory: dict[str, float] = {}
+    rates: dict[str, float] = {}
     alert_ms: dict[str, float] = {}
     default_target = DEFAULT_TARGET_MS
     comps = _table(data.get("components", {}), "[components]", source)
@@ -545,21 +546,17 @@ default_target_ms = 100      # latency target of components not named below
 max_memory_mb = 512          # memory budget of components not named below
 error_rate = 0.01            # acceptable errors / operations
 
-[components.voice-engine]
+# A component is a series' `component` tag, else its name's part before the first dot.
+[components.checkout]
 target_ms = 300              # latency target: p95 above 2x is high, above 5x critical
 max_memory_mb = 200          # memory gauge above 80 % is high, 90 % critical
 error_rate = 0.005           # error rate above 2x is high, above 5x critical
 # alert_latency_ms = 600     # one sample above it raises an alert (default 2x target)
 
-[components.terminal-processor]
+[components.search]
 target_ms = 50
 max_memory_mb = 50
 error_rate = 0.001
-
-[components.api-server]
-target_ms = 100
-max_memory_mb = 100
-error_rate = 0.01
 
 [detector]
 interval_s = 5               # how often the rules run

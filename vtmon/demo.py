@@ -28,8 +28,10 @@ import threading
 import time
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from vtmon.client import Client
+from vtmon.config import Config, config_from_dict
 
 INCIDENT_PERIOD_S = 180.0
 INCIDENT_START_S = 60.0  # into each period
@@ -62,6 +64,21 @@ OPERATIONS: tuple[Operation, ...] = (
 )  # fmt: skip
 
 MEMORY_BASE_MB = {"voice-engine": 120.0, "terminal-processor": 28.0, "api-server": 60.0}
+
+# The demo's own configuration (`vtmon demo` reads a --config file over it): each component's
+# latency target, memory budget and acceptable error rate, as [components.NAME] would say.
+SETTINGS: dict[str, Any] = {
+    "components": {
+        "voice-engine": {"target_ms": 300.0, "max_memory_mb": 200.0, "error_rate": 0.005},
+        "terminal-processor": {"target_ms": 50.0, "max_memory_mb": 50.0, "error_rate": 0.001},
+        "api-server": {"target_ms": 100.0, "max_memory_mb": 100.0, "error_rate": 0.01},
+    }
+}
+
+
+def demo_config() -> Config:
+    """The demo's configuration alone (no config file): SETTINGS over the defaults."""
+    return config_from_dict(SETTINGS, source="vtmon demo")
 
 
 @dataclass(frozen=True)

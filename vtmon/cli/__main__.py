@@ -1,0 +1,5 @@
+"""``python -m vtmon.cli``: the ``vtmon`` command."""
+
+from vtmon.cli import main
+
+main()
