@@ -33,8 +33,7 @@ import psutil
 from vtmon.clock import Clock
 from vtmon.config import APP, Config
 from vtmon.engine.collector import SystemCollector
-from vtmon.engine.monitor import Monitor
-from vtmon.engine.sensors import SensorReader
+from vtmon.engine.monitor import Collector, Monitor, SensorSource
 from vtmon.export.prometheus import PrometheusExporter
 from vtmon.export.replay import ReplayEndpoint
 from vtmon.ingest.server import IngestServer, ReadRecorder, server_options
@@ -96,8 +95,8 @@ class Runtime:
         watching: str = "",
         pid: int | None = None,
         clock: Clock | None = None,
-        collector: SystemCollector | None = None,
-        sensors: SensorReader | None = None,
+        collector: Collector | None = None,
+        sensors: SensorSource | None = None,
         history: History | HistoryStore | None = None,
         recorder: ReadRecorder | None = None,
         prometheus: tuple[str, int] | None = None,

@@ -46,12 +46,12 @@ from vtmon.model import (
 from vtmon.protocol.jsonrpc import RawJSON
 from vtmon.store.journal import open_journal
 from vtmon.tuning.actuators import (
-    Actuator,
     CommandActuator,
     KnobActuator,
     KnobRegistry,
     ProcessActuator,
 )
+from vtmon.tuning.actuators.base import TunerActuator
 from vtmon.tuning.tuner import Tuner
 
 if TYPE_CHECKING:
@@ -329,10 +329,10 @@ class Monitor:
             "closed": dict(self.connections.closed),
         }
 
-    def _actuators(self) -> list[Actuator]:
+    def _actuators(self) -> list[TunerActuator]:
         """What the tuner may change: knobs always, the watched process with --pid, the
         configured commands when there are some."""
-        found: list[Actuator] = [KnobActuator(self.knobs)]
+        found: list[TunerActuator] = [KnobActuator(self.knobs)]
         # only the system collector watches a process (--pid); a replay's or a test's does not
         if isinstance(self.collector, SystemCollector) and self.collector.pid is not None:
             found.append(ProcessActuator(self.collector.pid))
