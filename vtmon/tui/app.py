@@ -67,11 +67,11 @@ class SnapshotReady(Message):
 class VtmonApp(App[None]):
     CSS_PATH = "vtmon.tcss"
     TITLE = "vtmon"
-    BINDINGS: ClassVar[list[BindingType]] = keys.bindings()
+    BINDINGS: ClassVar[list[BindingType]] = [*keys.bindings()]  # Textual's wider item type
     COMMAND_PALETTE_BINDING = keys.PALETTE_KEY
     # Side by side from 120 columns; charts only when there is height for them.
-    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (120, "-wide")]
-    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    VERTICAL_BREAKPOINTS = [
         (0, "-short"),
         (30, "-tall"),
         (45, "-huge"),
