@@ -445,24 +445,20 @@ def _combined(
     rule: str, type_: str, parts: list[_Part], description: str, action: str
 ) -> list[Reading]:
     """A rule over several signals: it fires on whichever is worst, relative to its threshold."""
-    have = [p for p in parts if p.value is not None]
+    have = [(p, p.value) for p in parts if p.value is not None]
     if not have:
         return []
-    worst = max(have, key=lambda p: p.value / p.high)  # type: ignore[operator]
-    assert worst.value is not None
+    worst, value = max(have, key=lambda pv: pv[1] / pv[0].high)
     return [
         Reading(
             rule=rule,
             subject="system",
             type=type_,
             component="system",
-            ratio=worst.value / worst.high,
+            ratio=value / worst.high,
             crit_ratio=worst.critical / worst.high,
-            critical=any(p.value > p.critical for p in have),  # type: ignore[operator]
-            evidence=tuple(
-                Evidence(p.name, round(p.value, 2), p.high, p.unit)  # type: ignore[arg-type]
-                for p in have
-            ),
+            critical=any(v > p.critical for p, v in have),
+            evidence=tuple(Evidence(p.name, round(v, 2), p.high, p.unit) for p, v in have),
             description=description,
             action=action,
         )
