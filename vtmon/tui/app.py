@@ -201,7 +201,7 @@ class VtmonApp(App[None]):
             self._pending = False
         if snap is not None and not self.paused:
             # The reader waits while the panels are updated and painted, too: under a flood
-            # that took up to 380 ms instead of 2-20, and a key pressed meanwhile waited for it.
+            # that took many times longer, and a key pressed meanwhile waited for it.
             held = self._hold_ingest(until_released=True)
             self.render_snapshot(snap)
             if held and self.engine is not None:
@@ -340,8 +340,7 @@ class VtmonApp(App[None]):
 
     def action_export_report(self) -> None:
         """Write the report of the chart's span, at least the last hour, from the history file,
-        in a thread worker (it reads the file and renders charts: tens of milliseconds to a
-        second, never on the event loop)."""
+        in a thread worker (it reads the file and renders charts: never on the event loop)."""
         if not self._history_on():
             self.notify(
                 "History is off, and the report is built from the history file.",
@@ -526,8 +525,8 @@ class VtmonApp(App[None]):
 
 def _freeze_startup_objects() -> None:
     """Everything built to start (modules, the engine, the widgets) lives as long as the app:
-    kept out of the cyclic collector's sight, a full collection under a flood takes a third
-    of the time (a pause that a key press or a Snapshot would wait out)."""
+    kept out of the cyclic collector's sight, a full collection under a flood is much shorter
+    (a pause that a key press or a Snapshot would wait out)."""
     gc.collect()
     gc.freeze()
 
