@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vtmon.analysis.causes import SignalHistory, ks_distance, rank_causes
-from vtmon.analysis.detector import RESOLVED_KEEP, Detector, wilson_lower
+from vtmon.analysis.detector import RESOLVED_KEEP, Detector
+from vtmon.analysis.rules import wilson_lower
 from vtmon.config import Config, DetectorConfig
 from vtmon.demo import demo_config
 from vtmon.model import (

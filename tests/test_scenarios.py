@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from vtmon.analysis.analyzer import Analyzer
-from vtmon.analysis.detector import wilson_lower
+from vtmon.analysis.rules import wilson_lower
 from vtmon.clock import ManualClock
 from vtmon.config import Config
 from vtmon.demo import DemoWorkload, demo_config

@@ -105,8 +105,8 @@ def build_report(
     app = [s for s in infos if s.layer == "application"]
     targets = _targets(by_kind["health"], app, cfg)
     res = chart_resolution(end - start)
-    latency = [_latency_row(store, s, start, end, targets) for s in app if _is_dist(s)]
-    latency = [r for r in latency if r is not None]
+    rows = (_latency_row(store, s, start, end, targets) for s in app if _is_dist(s))
+    latency = [r for r in rows if r is not None]
     bottlenecks = _bottlenecks(runs, start, end)
     health = _health(by_kind["health"], latency)
     alerts = [f.data for f in by_kind["alert"]]
@@ -273,8 +273,8 @@ def _health(health: Sequence[Finding], latency: Sequence[dict[str, Any]]) -> dic
         s = as_float(f.data.get("score"))
         if s is not None:
             scores[f.component].append((s, f.t))
+    comps: list[dict[str, Any]] = []
     if scores:
-        comps = []
         for comp, vals in scores.items():
             mean = sum(v for v, _ in vals) / len(vals)
             low, low_t = min(vals)
@@ -298,7 +298,6 @@ def _health(health: Sequence[Finding], latency: Sequence[dict[str, Any]]) -> dic
             if r["p95"] is not None and r["target_ms"]:
                 ratio = r["p95"] / r["target_ms"]
                 worst[r["component"]] = max(worst.get(r["component"], 0.0), ratio)
-        comps = []
         for comp, ratio in sorted(worst.items()):
             score = 1.0 - min(0.4, max(0.0, ratio - 1.0) * 0.2)
             comps.append({"component": comp, "score": score, "status": health_status(score)})

@@ -1,10 +1,10 @@
 """The vtmon screen: renders Snapshots from the engine and turns keys into actions.
 
-How snapshots arrive: the monitor calls ``_on_snapshot`` from its own thread once a tick.
+How snapshots arrive: the engine calls ``_on_snapshot`` from its own thread once a tick.
 That callback only stores the snapshot as "newest" and posts a ``SnapshotReady`` message if
 none is pending; the handler on the main thread takes whatever is newest at that moment. A
 burst of ticks therefore collapses into one redraw (toolong does the same with
-``can_replace``), and the screen never renders from the monitor's thread.
+``can_replace``), and the screen never renders from the engine's thread.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import BindingType
@@ -27,7 +27,7 @@ from textual.screen import Screen
 from textual.widgets import Footer
 from textual.worker import Worker, WorkerState
 
-from vtmon.model import WINDOWS, SeriesKey, Snapshot
+from vtmon.model import WINDOWS, SeriesKey, Snapshot, TuningAction
 from vtmon.tui import keys
 from vtmon.tui.alerts import AlertsPanel
 from vtmon.tui.bottlenecks import BottlenecksPanel
@@ -38,6 +38,7 @@ from vtmon.tui.help import HelpScreen
 from vtmon.tui.latency import CHART_SPANS_S, LIVE_SPAN_S, LatencyPanel, LatencyTable, duration
 from vtmon.tui.resources import ResourcesPanel
 from vtmon.tui.sensors import SensorsPanel
+from vtmon.tui.source import EngineView, SnapshotSource, TuningDesk
 from vtmon.tui.themes import DEFAULT_THEME, chart_defaults, load_themes
 from vtmon.tui.tuning import (
     QUIT_KEEP,
@@ -50,9 +51,6 @@ from vtmon.tui.tuning import (
 )
 from vtmon.tui.tuning import applied as tuning_rows_applied
 
-if TYPE_CHECKING:
-    from vtmon.engine.monitor import Monitor
-
 WINDOW_NAMES: tuple[str, ...] = tuple(name for name, _ in WINDOWS)
 DEFAULT_WINDOW = "1m"
 HISTORY_REFRESH_S = 15.0  # a long-span chart is read again this often, not every second
@@ -62,14 +60,6 @@ HELP_SCREEN = "help"
 GC_FREEZE_AFTER_S = 3.0  # the screen is built and the first Snapshots are drawn by then
 
 
-class SnapshotSource(Protocol):
-    """What the screen needs from the engine (``vtmon.engine.monitor.Monitor`` is one)."""
-
-    latest: Snapshot | None
-
-    def subscribe(self, fn: Callable[[Snapshot], None]) -> Callable[[], None]: ...
-
-
 class SnapshotReady(Message):
     """A newer snapshot is waiting; carries nothing so a stale one can never be rendered."""
 
@@ -77,19 +67,22 @@ class SnapshotReady(Message):
 class VtmonApp(App[None]):
     CSS_PATH = "vtmon.tcss"
     TITLE = "vtmon"
-    BINDINGS: ClassVar[list[BindingType]] = keys.bindings()
+    BINDINGS: ClassVar[list[BindingType]] = [*keys.bindings()]  # Textual's wider item type
     COMMAND_PALETTE_BINDING = keys.PALETTE_KEY
     # Side by side from 120 columns; charts only when there is height for them.
-    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (120, "-wide")]
-    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    VERTICAL_BREAKPOINTS = [
         (0, "-short"),
         (30, "-tall"),
         (45, "-huge"),
     ]
 
-    def __init__(self, monitor: Monitor | SnapshotSource, *, theme: str | None = None) -> None:
+    def __init__(self, source: SnapshotSource, *, theme: str | None = None) -> None:
         super().__init__()
-        self.monitor = monitor
+        self.source = source
+        # What else it can do is known once: an engine holds its ingest for the screen, reads
+        # its history, tunes and writes the report; a bare SnapshotSource only publishes.
+        self.engine: EngineView | None = source if isinstance(source, EngineView) else None
         self.window = DEFAULT_WINDOW
         self.paused = False
         self.snapshots_rendered = 0  # how many snapshots reached the screen (tests, debugging)
@@ -150,7 +143,7 @@ class VtmonApp(App[None]):
     def on_mount(self) -> None:
         for problem in self._theme_problems:
             self.notify(problem, title="Theme skipped", severity="warning", timeout=10)
-        self._unsubscribe = self.monitor.subscribe(self._on_snapshot)
+        self._unsubscribe = self.source.subscribe(self._on_snapshot)
         self.query_one(LatencyTable).focus()
         self.set_interval(HISTORY_REFRESH_S, self.refresh_chart_history)
         if not self.is_headless:
@@ -163,12 +156,13 @@ class VtmonApp(App[None]):
                     loop.add_signal_handler(sig, self.exit)
                 except (NotImplementedError, RuntimeError, ValueError):
                     pass
-        if self.monitor.latest is not None:
-            self._on_snapshot(self.monitor.latest)
+        latest = self.source.latest
+        if latest is not None:
+            self._on_snapshot(latest)
 
     async def on_event(self, event: Event) -> None:
         # A key press or click goes ahead of the socket: the engine's reader waits while the
-        # screen answers it (Monitor.hold_ingest; its senders wait on the socket meanwhile,
+        # screen answers it (EngineView.hold_ingest; its senders wait on the socket meanwhile,
         # nothing is lost). Under a flood the reader would otherwise keep most of the
         # interpreter while the screen draws the new view.
         if isinstance(event, (Key, MouseDown)) and not event.is_forwarded:
@@ -176,8 +170,7 @@ class VtmonApp(App[None]):
         await super().on_event(event)
 
     def _hold_ingest(self, *, until_released: bool = False) -> bool:
-        hold = getattr(self.monitor, "hold_ingest", None)  # a SnapshotSource may have none
-        return hold is not None and bool(hold(until_released=until_released))
+        return self.engine is not None and self.engine.hold_ingest(until_released=until_released)
 
     def on_resize(self, event: Resize) -> None:
         # Less space between the keys on a narrow screen, so all of them stay readable.
@@ -194,7 +187,7 @@ class VtmonApp(App[None]):
     # -- snapshots ---------------------------------------------------------------------------
 
     def _on_snapshot(self, snap: Snapshot) -> None:
-        """Runs in the monitor's thread: hand over, never render here."""
+        """Runs in the engine's thread: hand over, never render here."""
         with self._lock:
             self._newest = snap
             if self._pending:
@@ -208,11 +201,11 @@ class VtmonApp(App[None]):
             self._pending = False
         if snap is not None and not self.paused:
             # The reader waits while the panels are updated and painted, too: under a flood
-            # that took up to 380 ms instead of 2-20, and a key pressed meanwhile waited for it.
+            # that took many times longer, and a key pressed meanwhile waited for it.
             held = self._hold_ingest(until_released=True)
             self.render_snapshot(snap)
-            if held:
-                self.call_after_refresh(self.monitor.release_ingest)  # type: ignore[union-attr]
+            if held and self.engine is not None:
+                self.call_after_refresh(self.engine.release_ingest)
 
     def render_snapshot(self, snap: Snapshot) -> None:
         """Show ``snap`` on every panel (main thread only)."""
@@ -283,7 +276,7 @@ class VtmonApp(App[None]):
 
     def action_cycle_span(self) -> None:
         panel = self.main_screen.query_one(LatencyPanel)
-        if not getattr(self.monitor, "history_on", False):
+        if not self._history_on():
             panel.set_span(LIVE_SPAN_S)
             self.notify(HISTORY_OFF, title="Chart span", timeout=4)
             return
@@ -310,10 +303,9 @@ class VtmonApp(App[None]):
     def _read_history(self, key: SeriesKey, span_s: float) -> None:
         # The engine reads the file in a thread: the event loop never waits for the disk. A
         # newer request cancels an older one still running (its result is dropped).
-        read = getattr(self.monitor, "chart_history", None)
-        if read is not None:
+        if self.engine is not None:
             self.run_worker(
-                partial(read, key, span_s),
+                partial(self.engine.chart_history, key, span_s),
                 name="chart history",
                 group="chart-history",
                 thread=True,
@@ -348,9 +340,8 @@ class VtmonApp(App[None]):
 
     def action_export_report(self) -> None:
         """Write the report of the chart's span, at least the last hour, from the history file,
-        in a thread worker (it reads the file and renders charts: tens of milliseconds to a
-        second, never on the event loop)."""
-        if not getattr(self.monitor, "history_on", False):
+        in a thread worker (it reads the file and renders charts: never on the event loop)."""
+        if not self._history_on():
             self.notify(
                 "History is off, and the report is built from the history file.",
                 title="Report",
@@ -372,16 +363,11 @@ class VtmonApp(App[None]):
         )
 
     def _write_report(self, span_s: float) -> Path:
-        from vtmon.report import default_name, make_report
+        from vtmon.report import ReportSource, write_recent
 
-        monitor: Any = self.monitor
-        store = monitor.store
-        store.flush()  # what the writer thread has not written yet belongs in it too
-        now = monitor.clock.time()
-        path = self.report_dir / default_name(now)
-        return make_report(
-            store, now - span_s, now, path, config=monitor.config, host=monitor.host, now=now
-        )
+        if not isinstance(self.engine, ReportSource):
+            raise TypeError("this engine keeps no history to report on")
+        return write_recent(self.engine, span_s, self.report_dir)
 
     def _report_written(self, worker: Worker[Any], state: WorkerState) -> None:
         if state is WorkerState.SUCCESS:
@@ -439,11 +425,14 @@ class VtmonApp(App[None]):
             self._tuning_keys = now
             self.refresh_bindings()
 
-    def _tuner(self) -> Any:
-        tuner = getattr(self.monitor, "tuner", None)
-        if tuner is None:
+    def _history_on(self) -> bool:
+        return self.engine is not None and self.engine.history_on
+
+    def _tuner(self) -> TuningDesk | None:
+        if self.engine is None:
             self.notify("Tuning is not available here.", title="Tuning", severity="warning")
-        return tuner
+            return None
+        return self.engine.tuner
 
     def _tune(self, command: Callable[[], str]) -> None:
         try:
@@ -453,7 +442,7 @@ class VtmonApp(App[None]):
             return
         self.notify(said, title="Tuning", timeout=4)
 
-    def _selected(self, want: str) -> Any:
+    def _selected(self, want: str) -> TuningAction | None:
         row = self.main_screen.query_one(TuningPanel).selected()
         if row is None:
             self.notify(f"Nothing to {want}: the Tuning panel is empty.", title="Tuning")
@@ -501,9 +490,9 @@ class VtmonApp(App[None]):
         self._tune(lambda: tuner.set_mode(actuator, _next_mode(tuner.modes().get(actuator))))
 
     async def action_quit(self) -> None:
-        tuner = getattr(self.monitor, "tuner", None)
+        tuner = self.engine.tuner if self.engine is not None else None
         applied = applied_by_this_run(tuner.actions()) if tuner is not None else []
-        if not applied:
+        if tuner is None or not applied:
             self.exit()
             return
 
@@ -536,8 +525,8 @@ class VtmonApp(App[None]):
 
 def _freeze_startup_objects() -> None:
     """Everything built to start (modules, the engine, the widgets) lives as long as the app:
-    kept out of the cyclic collector's sight, a full collection under a flood takes a third
-    of the time (a pause that a key press or a Snapshot would wait out)."""
+    kept out of the cyclic collector's sight, a full collection under a flood is much shorter
+    (a pause that a key press or a Snapshot would wait out)."""
     gc.collect()
     gc.freeze()
 

@@ -67,8 +67,8 @@ class HeaderBar(Widget):
         made = self._made
         if made is not None and made[0] is snap and made[1] == width and made[2] == self.paused:
             return made[3], made[4]
-        made = drawn(self, lambda: self._parts(snap, width))  # a failure shown in the header
-        left, right = (made, Content("")) if isinstance(made, Content) else made
+        parts = drawn(self, lambda: self._parts(snap, width))  # a failure shown in the header
+        left, right = (parts, Content("")) if isinstance(parts, Content) else parts
         self._made = (snap, width, self.paused, left, right)
         return left, right
 

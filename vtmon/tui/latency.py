@@ -154,7 +154,12 @@ class LatencyTable(DataTable):
         try:
             row_key = self._row_locations.get_key(row_index)
             column_key = self._column_locations.get_key(column_index)
-            cell = self._data[row_key][column_key] if row_index >= 0 else column_key
+            if row_index < 0:
+                cell: object = column_key
+            elif row_key is None or column_key is None:  # no such cell: DataTable's own way
+                raise KeyError(row_index, column_index)
+            else:
+                cell = self._data[row_key][column_key]
         except (AttributeError, KeyError):
             return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
         key = (

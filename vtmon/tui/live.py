@@ -18,6 +18,7 @@ from weakref import WeakKeyDictionary
 
 from textual.containers import Vertical
 from textual.content import Content
+from textual.css.styles import RulesMap
 from textual.events import Resize
 from textual.widget import Widget
 from textual.widgets import Static
@@ -142,7 +143,9 @@ class LiveStatic(Static):
         width = self.content_size.width
         if old is None or not width or not self.is_mounted:
             return True
-        rules = self.styles
+        # Textual types these ``rules`` as a RulesMap and passes its Widget.styles there
+        # itself (widget.py): a RenderStyles answers the same ``get``.
+        rules: RulesMap = self.styles  # type: ignore[assignment]
         if new.plain.count("\n") != old.plain.count("\n"):
             return True
         # The widest line of each (Content caches it): when both fit, nothing wraps and the
@@ -152,7 +155,7 @@ class LiveStatic(Static):
             rules, width
         ):
             return True
-        w = rules.width
+        w = self.styles.width
         return w is not None and w.is_auto and new_w != old_w
 
     @property

@@ -11,6 +11,7 @@ import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 from textual.color import Color, ColorParseError
@@ -100,14 +101,15 @@ def theme_from_dict(data: dict, *, source: str = "theme", default_name: str = ""
     dark = data.get("dark", True)
     if not isinstance(dark, bool):
         raise ThemeError(f"Theme file {source}: dark must be true or false, not {dark!r}.")
-    kwargs: dict = {}
+    # Every key was checked above against what Theme takes and the type it wants.
+    kwargs: dict[str, Any] = dict(colors)
     for key in ("luminosity_spread", "text_alpha"):
         if key in data:
             value = data[key]
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ThemeError(f"Theme file {source}: {key} must be a number, not {value!r}.")
             kwargs[key] = float(value)
-    theme = Theme(name=name.strip(), dark=dark, variables=dict(variables), **colors, **kwargs)
+    theme = Theme(name=name.strip(), dark=dark, variables=dict(variables), **kwargs)
     try:
         # Textual checks colours lazily, at the first switch; find mistakes now instead.
         theme.to_color_system().generate()

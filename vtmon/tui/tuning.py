@@ -255,7 +255,7 @@ class TuningPanel(Panel):
     ]
 
     def __init__(self, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+        super().__init__(**kwargs)
         self.selected_id: str | None = None
 
     def compose(self) -> ComposeResult:
