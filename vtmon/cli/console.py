@@ -33,8 +33,15 @@ from vtmon.protocol.access import resolve_socket_path
 if TYPE_CHECKING:
     from vtmon.engine.monitor import Monitor
     from vtmon.export.recording import Recorder
+    from vtmon.report import ReportSource
     from vtmon.runtime import Runtime
     from vtmon.store.history import HistoryStore
+    from vtmon.tui.source import EngineView
+
+    # The console and its report take the engine through these Protocols; mypy checks here,
+    # above both floors, that the Monitor is one.
+    _console_engine: type[EngineView] = Monitor
+    _report_engine: type[ReportSource] = Monitor
 
 
 @click.group(
