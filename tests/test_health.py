@@ -11,6 +11,7 @@ from dataclasses import replace
 import pytest
 
 from vtmon.analysis.health import health, recommendations
+from vtmon.config import Config, ConfigError, load_config
 from vtmon.demo import demo_config
 from vtmon.model import (
     Bottleneck,
@@ -238,6 +239,30 @@ def test_memory_above_its_threshold() -> None:
     assert "audio frame buffers" in r.implementation  # pooling, as the original design has it
     (r,) = recs(snap([mem("voice-engine", 190.0)]))
     assert r.priority == "high"
+
+
+def test_a_components_advice_comes_from_its_config(tmp_path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        '[components.cart]\nmax_memory_mb = 100\nmemory_advice = "bound the cart cache"\n'
+        "[components.search]\nmax_memory_mb = 100\n"
+    )
+    cfg = load_config(path)
+    by_comp = {
+        r.component: r.implementation
+        for r in recommendations(snap([mem("cart", 95.0), mem("search", 95.0)]), cfg, ())
+    }
+    assert "bound the cart cache" in by_comp["cart"]
+    assert "pool and reuse large buffers" in by_comp["search"]  # the general advice
+    # no component of the demo's is known to a product without a config
+    assert "audio" not in str(
+        recommendations(snap([mem("voice-engine", 600.0)]), Config(), ())
+    )
+    path.write_text('[components.cart]\nlatency_advice = ""\n')
+    with pytest.raises(
+        ConfigError, match="components.cart.latency_advice must be a non-empty string"
+    ):
+        load_config(path)
 
 
 def test_latency_above_twice_the_target_with_its_cause() -> None:

@@ -28,6 +28,10 @@ class ComponentLimits:
     max_memory_mb: float = 512.0
     error_rate: float = 0.01  # errors / operations that is still fine
     alert_latency_ms: float | None = None  # one sample above it alerts; default 2x target
+    # How to bring memory or latency down in this component, for its recommendation; empty:
+    # the general advice.
+    memory_advice: str = ""
+    latency_advice: str = ""
 
     @property
     def alert_ms(self) -> float:
@@ -170,6 +174,7 @@ class Config:
     max_memory_mb: dict[str, float] = field(default_factory=dict)
     error_rates: dict[str, float] = field(default_factory=dict)
     alert_latency_ms: dict[str, float] = field(default_factory=dict)
+    advice: dict[str, dict[str, str]] = field(default_factory=dict)  # component -> key -> text
     default_max_memory_mb: float = DEFAULT_MAX_MEMORY_MB
     default_error_rate: float = DEFAULT_ERROR_RATE
     detector: DetectorConfig = field(default_factory=DetectorConfig)
@@ -187,6 +192,7 @@ class Config:
             max_memory_mb=self.max_memory_mb.get(component, self.default_max_memory_mb),
             error_rate=self.error_rates.get(component, self.default_error_rate),
             alert_latency_ms=self.alert_latency_ms.get(component),
+            **self.advice.get(component, {}),
         )
 
 
@@ -239,7 +245,15 @@ SECTIONS = (
     "actions",
     "server",
 )
-COMPONENT_KEYS = ("target_ms", "max_memory_mb", "error_rate", "alert_latency_ms")
+COMPONENT_KEYS = (
+    "target_ms",
+    "max_memory_mb",
+    "error_rate",
+    "alert_latency_ms",
+    "memory_advice",
+    "latency_advice",
+)
+ADVICE_MAX_CHARS = 1_000
 DEFAULTS_KEYS = ("default_target_ms", "max_memory_mb", "error_rate")
 DAY_MS = 86_400_000.0
 BIG = 1e9  # the bound of settings with no natural one: finite, and far beyond any real use
@@ -280,6 +294,7 @@ def config_from_dict(data: dict, source: str = "dict") -> Config:
     memory: dict[str, float] = {}
     rates: dict[str, float] = {}
     alert_ms: dict[str, float] = {}
+    advice: dict[str, dict[str, str]] = {}
     default_target = DEFAULT_TARGET_MS
     comps = _table(data.get("components", {}), "[components]", source)
     for name, table in comps.items():
@@ -293,6 +308,11 @@ def config_from_dict(data: dict, source: str = "dict") -> Config:
         ):
             if key in table:
                 into[name] = _number(table[key], f"components.{name}.{key}", source, hi=hi)
+        for key in ("memory_advice", "latency_advice"):
+            if key in table:
+                advice.setdefault(name, {})[key] = _advice(
+                    table[key], f"components.{name}.{key}", source
+                )
     defaults = _table(data.get("defaults", {}), "[defaults]", source)
     _known(defaults, DEFAULTS_KEYS, "[defaults]", source)
     kwargs: dict = {}
@@ -329,6 +349,7 @@ def config_from_dict(data: dict, source: str = "dict") -> Config:
         max_memory_mb=memory,
         error_rates=rates,
         alert_latency_ms=alert_ms,
+        advice=advice,
         source=source,
         **kwargs,
     )
@@ -502,6 +523,17 @@ def _actions(items: object, source: str) -> tuple[ActionCommand, ...]:
     return tuple(out)
 
 
+def _advice(value: object, key: str, source: str) -> str:
+    """A recommendation's text: one line of at most ADVICE_MAX_CHARS characters."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{source}: {key} must be a non-empty string.")
+    if len(value) > ADVICE_MAX_CHARS or "\n" in value:
+        raise ConfigError(
+            f"{source}: {key} must be one line of at most {ADVICE_MAX_CHARS:,} characters."
+        )
+    return value.strip()
+
+
 def _number(
     value: object,
     key: str,
@@ -552,6 +584,8 @@ target_ms = 300              # latency target: p95 above 2x is high, above 5x cr
 max_memory_mb = 200          # memory gauge above 80 % is high, 90 % critical
 error_rate = 0.005           # error rate above 2x is high, above 5x critical
 # alert_latency_ms = 600     # one sample above it raises an alert (default 2x target)
+# memory_advice = "bound the cart cache"   # how to fix it, in the recommendation
+# latency_advice = "batch the price lookups"  # (default: general advice)
 
 [components.search]
 target_ms = 50

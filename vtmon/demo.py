@@ -69,9 +69,36 @@ MEMORY_BASE_MB = {"voice-engine": 120.0, "terminal-processor": 28.0, "api-server
 # latency target, memory budget and acceptable error rate, as [components.NAME] would say.
 SETTINGS: dict[str, Any] = {
     "components": {
-        "voice-engine": {"target_ms": 300.0, "max_memory_mb": 200.0, "error_rate": 0.005},
-        "terminal-processor": {"target_ms": 50.0, "max_memory_mb": 50.0, "error_rate": 0.001},
-        "api-server": {"target_ms": 100.0, "max_memory_mb": 100.0, "error_rate": 0.01},
+        "voice-engine": {
+            "target_ms": 300.0,
+            "max_memory_mb": 200.0,
+            "error_rate": 0.005,
+            "memory_advice": "pool and reuse audio frame buffers instead of allocating one per "
+            "chunk, cap the audio queue, unload speech models that are not in use, and stream "
+            "long recordings rather than holding them whole",
+            "latency_advice": "keep the model warm and loaded, transcribe in streaming chunks, "
+            "and run audio capture, recognition and synthesis as an async pipeline so the "
+            "stages overlap",
+        },
+        "terminal-processor": {
+            "target_ms": 50.0,
+            "max_memory_mb": 50.0,
+            "error_rate": 0.001,
+            "memory_advice": "cap the scrollback and command-history buffers, pool output "
+            "buffers, and release finished command results instead of keeping them in a list",
+            "latency_advice": "cache parsed commands and completions, precompile the patterns "
+            "it matches, and run slow commands off the input path asynchronously",
+        },
+        "api-server": {
+            "target_ms": 100.0,
+            "max_memory_mb": 100.0,
+            "error_rate": 0.01,
+            "memory_advice": "bound the response cache (an LRU with a maxsize), pool request "
+            "objects and stream large bodies instead of reading them into memory",
+            "latency_advice": "cache repeated responses and queries with a TTL, pool database "
+            "and HTTP connections, add the indexes the slow queries need, and batch small "
+            "downstream calls",
+        },
     }
 }
 

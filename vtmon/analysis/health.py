@@ -1,4 +1,4 @@
-"""Health scores and recommendations, computed as in the original voice-terminal design.
+"""Health scores and recommendations per component.
 
 Health per component starts at 1 and loses:
 
@@ -153,25 +153,6 @@ def _health(comp: str, score: float, pen: dict[str, float]) -> Health:
 # ---------------------------------------------------------------------------------------------
 # recommendations
 
-# What to do, by component, in the original design's terms; others get the general advice.
-_MEMORY_HOW = {
-    "voice-engine": "pool and reuse audio frame buffers instead of allocating one per chunk, cap "
-    "the audio queue, unload speech models that are not in use, and stream long recordings "
-    "rather than holding them whole",
-    "terminal-processor": "cap the scrollback and command-history buffers, pool output buffers, "
-    "and release finished command results instead of keeping them in a list",
-    "api-server": "bound the response cache (an LRU with a maxsize), pool request objects and "
-    "stream large bodies instead of reading them into memory",
-}
-_LATENCY_HOW = {
-    "voice-engine": "keep the model warm and loaded, transcribe in streaming chunks, and run "
-    "audio capture, recognition and synthesis as an async pipeline so the stages overlap",
-    "terminal-processor": "cache parsed commands and completions, precompile the patterns "
-    "it matches, and run slow commands off the input path asynchronously",
-    "api-server": "cache repeated responses and queries with a TTL, pool database and HTTP "
-    "connections, add the indexes the slow queries need, and batch small downstream calls",
-}
-
 
 def recommendations(
     snap: Snapshot, config: Config, bottlenecks: Sequence[Bottleneck]
@@ -191,10 +172,9 @@ def recommendations(
             use = c.memory_mb / lim.max_memory_mb
             if use > MEMORY_THRESHOLD:
                 goal = MEMORY_THRESHOLD * lim.max_memory_mb
-                how = _MEMORY_HOW.get(
-                    comp,
+                how = lim.memory_advice or (
                     "pool and reuse large buffers and objects instead of allocating them per "
-                    "request, put size limits on queues and caches, and stream large payloads",
+                    "request, put size limits on queues and caches, and stream large payloads"
                 )
                 out.append(
                     Recommendation(
@@ -212,10 +192,9 @@ def recommendations(
                 )
         if c.p95 is not None and c.p95 > LATENCY_HIGH_X * lim.target_ms:
             x = c.p95 / lim.target_ms
-            how = _LATENCY_HOW.get(
-                comp,
+            how = lim.latency_advice or (
                 "cache the results of repeated work, move I/O off the request path into an "
-                "async pipeline or worker pool, and batch small downstream calls",
+                "async pipeline or worker pool, and batch small downstream calls"
             )
             cause = causes.get((comp, "latency"), "")
             out.append(
