@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from vtmon.ingest.parse import _series, parse_block
+from vtmon.ingest.parse import parse_block, series
 from vtmon.model import REJECT_NUMBER, Batch, DistBuf, Kind, SeriesKey
 from vtmon.protocol import jsonrpc
 from vtmon.protocol.wire import within_bound
@@ -187,7 +187,7 @@ class FrameReader:
         if tail and (tail[:2] != b"|#" or b"|" in tail[2:]):
             batch.rejected[REJECT_BAD_SERIES] += 1  # only tags may follow the name
             return
-        info = _series(name, kind[1] + tail)
+        info = series(name, kind[1] + tail)
         if type(info) is str:
             batch.rejected[REJECT_BAD_SERIES] += 1
             return
