@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from vtmon.ingest.parse import parse_block, series
-from vtmon.model import REJECT_NUMBER, Batch, DistBuf, Kind, SeriesKey
+from vtmon.model import REJECT_NUMBER, Batch, DistBuf, Kind, Reject, SeriesKey
 from vtmon.protocol import jsonrpc
 from vtmon.protocol.wire import within_bound
 
@@ -188,14 +188,14 @@ class FrameReader:
             batch.rejected[REJECT_BAD_SERIES] += 1  # only tags may follow the name
             return
         info = series(name, kind[1] + tail)
-        if type(info) is str:
+        if type(info) is Reject:
             batch.rejected[REJECT_BAD_SERIES] += 1
             return
         old = self.series.get(sid)
         if old is None and len(self.series) >= self.max_series:
             batch.rejected[REJECT_TOO_MANY_SERIES] += 1
             return
-        key: SeriesKey = info[0]  # type: ignore[index]
+        key = info[0]
         self.series[sid] = key
         self.declared += _cost(key) - (_cost(old) if old is not None else 0)
 
@@ -218,7 +218,7 @@ def _hand_over(arrays: dict[SeriesKey, list[np.ndarray]], batch: Batch) -> None:
                     continue
                 parts = [np.asarray(old.values, dtype=np.float64), *parts]
             a = parts[0] if len(parts) == 1 else np.concatenate(parts)
-            batch.dist[key] = DistBuf(a)  # type: ignore[arg-type]
+            batch.dist[key] = DistBuf(a)
         elif kind is Kind.COUNTER:
             total = float(sum(float(p.sum()) for p in parts))  # within VALUE_MAX: finite
             batch.counts[key] = batch.counts.get(key, 0.0) + total

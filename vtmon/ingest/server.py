@@ -441,7 +441,7 @@ class _Conn(asyncio.Protocol):
         pos = 0
         end = len(buf)
         limit = self.server.max_frame
-        blocks = []
+        blocks: list[bytes] = []
         while end - pos >= 4:
             n = int.from_bytes(buf[pos : pos + 4], "little")
             if n > limit:

@@ -4,16 +4,16 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from vtmon.ingest.parse.cache import trim
 from vtmon.ingest.parse.events import event, service_check
 from vtmon.ingest.parse.json_line import json_line, json_parse
 from vtmon.ingest.parse.rpc import rpc_batch, too_long_request
 from vtmon.ingest.parse.statsd import DIST, GAUGE, add, statsd_line
 from vtmon.model import (
-    REJECT_REQUEST,
-    REJECT_SYNTAX,
-    REJECT_TOO_LONG,
     Batch,
+    Reject,
     SeriesKey,
     TimedRun,
 )
@@ -25,11 +25,11 @@ def parse_line(line: bytes, batch: Batch, max_line: int = 65536) -> None:
     try:
         reason = _line(line, batch, max_line)
     except Exception:
-        reason = REJECT_SYNTAX  # a parser bug must cost one line, not the connection
+        reason = Reject.SYNTAX  # a parser bug must cost one line, not the connection
     if reason is None:
         batch.accepted += 1
     elif reason:
-        batch.rejected[reason] += 1
+        batch.rejected[reason.reason] += 1
 
 
 def per_line(text: bytes, batch: Batch, max_line: int) -> None:
@@ -39,22 +39,22 @@ def per_line(text: bytes, batch: Batch, max_line: int) -> None:
             parse_line(line, batch, max_line)
 
 
-def _line(line: bytes, batch: Batch, max_line: int) -> str | None:
-    """Parse one line; returns the reject reason, None when accepted, "" when blank."""
+def _line(line: bytes, batch: Batch, max_line: int) -> Reject | Literal[False] | None:
+    """Parse one line; returns why it is rejected, None when accepted, False when blank."""
     if line[-1:] == b"\r":
         line = line[:-1]
     s = line.strip()
     if not s:
-        return ""
+        return False
     if len(line) > max_line:
         refusal = too_long_request(s, max_line)
         if refusal is not None:
             batch.rpc.append(refusal)
-        return REJECT_TOO_LONG
+        return Reject.TOO_LONG
     if s[:1] == b"{":
         return json_line(s, batch)
     if s[:1] == b"[" and s[-1:] == b"]" and rpc_batch(s, batch):
-        return REJECT_REQUEST
+        return Reject.REQUEST
     if s[:3] == b"_e{":
         return event(line.lstrip(), batch)  # trailing blanks may belong to the text
     if s[:4] == b"_sc|":
@@ -76,7 +76,7 @@ def json_lines(text: bytes, batch: Batch, max_line: int) -> None:
         try:
             r = json_parse(s)
         except Exception:  # a parser bug must cost one line, not the connection
-            r = REJECT_SYNTAX
+            r = Reject.SYNTAX
         if type(r) is tuple:
             key, kind, value, ts = r
             if kind is GAUGE:
@@ -99,10 +99,10 @@ def json_lines(text: bytes, batch: Batch, max_line: int) -> None:
             else:
                 batch.counts[key] = batch.counts.get(key, 0.0) + value
             batch.accepted += 1
-        elif type(r) is dict:
-            batch.rpc.append(r)
-            batch.accepted += 1
+        elif type(r) is Reject:
+            batch.rejected[r.reason] += 1
         else:
-            batch.rejected[r] += 1  # type: ignore[index]
+            batch.rpc.append(r)  # a JSON-RPC message
+            batch.accepted += 1
     for key, values in dist.values():
         add(batch, key, DIST, 1.0, [], values)

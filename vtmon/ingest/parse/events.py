@@ -7,16 +7,16 @@ from __future__ import annotations
 from typing import Any
 
 from vtmon.ingest.parse.statsd import sample_time, tag_pairs
-from vtmon.model import REJECT_ENCODING, REJECT_SYNTAX, Batch, Event, make_tags
+from vtmon.model import Batch, Event, Reject, make_tags
 
 
-def event(raw: bytes, batch: Batch) -> str | None:
+def event(raw: bytes, batch: Batch) -> Reject | None:
     close = raw.find(b"}:", 3)
     if close < 0:
-        return REJECT_SYNTAX
+        return Reject.SYNTAX
     a, comma, b = raw[3:close].partition(b",")
     if not (comma and a.isdigit() and b.isdigit() and len(a) < 10 and len(b) < 10):
-        return REJECT_SYNTAX
+        return Reject.SYNTAX
     title_len, text_len = int(a), int(b)
     start = close + 2
     try:
@@ -28,16 +28,16 @@ def event(raw: bytes, batch: Batch) -> str | None:
             s = raw.decode()
             cut_s = _event_cut(s, start, title_len, text_len, "|")  # the prefix is ASCII
             if cut_s is None:
-                return REJECT_SYNTAX
+                return Reject.SYNTAX
             title, text, tail = cut_s
     except UnicodeDecodeError:
-        return REJECT_ENCODING
+        return Reject.ENCODING
     if not title:
-        return REJECT_SYNTAX
+        return Reject.SYNTAX
     meta = _meta(tail.rstrip().split("|") if tail.strip() else ())
-    if type(meta) is str:
+    if type(meta) is Reject:
         return meta
-    ts, host, pairs, other = meta  # type: ignore[misc]
+    ts, host, pairs, other = meta
     priority = other.get("p", "")
     alert_type = other.get("t", "")
     batch.events.append(
@@ -57,7 +57,7 @@ def event(raw: bytes, batch: Batch) -> str | None:
 
 def _meta(
     fields: Any,
-) -> tuple[float, str, list[tuple[str, str]], dict[str, str]] | str:
+) -> tuple[float, str, list[tuple[str, str]], dict[str, str]] | Reject:
     """The metadata fields events and service checks share: ``d:`` timestamp, ``h:`` host,
     ``#`` tags, and any other ``x:`` field by its letter; or why the line is rejected (the
     timestamp)."""
@@ -68,9 +68,9 @@ def _meta(
     for f in fields:
         if f[:2] == "d:":
             t = sample_time(f[2:].encode())
-            if type(t) is str:
+            if type(t) is Reject:
                 return t
-            ts = t  # type: ignore[assignment]
+            ts = t
         elif f[:2] == "h:":
             host = f[2:]
         elif f[:1] == "#":
@@ -89,14 +89,14 @@ def _event_cut(s: Any, start: int, title_len: int, text_len: int, bar: Any) -> A
     return s[start:mid], s[mid + 1 : end], s[end + 1 :]
 
 
-def service_check(line: bytes, batch: Batch) -> str | None:
+def service_check(line: bytes, batch: Batch) -> Reject | None:
     try:
         text = line.decode()
     except UnicodeDecodeError:
-        return REJECT_ENCODING
+        return Reject.ENCODING
     fields = text.split("|")
     if len(fields) < 3 or not fields[1].strip() or fields[2] not in ("0", "1", "2", "3"):
-        return REJECT_SYNTAX
+        return Reject.SYNTAX
     rest = fields[3:]
     message = ""
     for i, f in enumerate(rest):
@@ -110,9 +110,9 @@ def service_check(line: bytes, batch: Batch) -> str | None:
             rest = rest[:i]
             break
     meta = _meta(rest)
-    if type(meta) is str:
+    if type(meta) is Reject:
         return meta
-    ts, host, pairs, _ = meta  # type: ignore[misc]
+    ts, host, pairs, _ = meta
     batch.events.append(
         Event(
             kind="service_check",

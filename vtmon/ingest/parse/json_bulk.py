@@ -79,10 +79,10 @@ def json_block(
     except Exception:
         dispatch.per_line(body, batch, max_line)
         return
-    if type(planned) is set:
+    if isinstance(planned, set):
         _jmixed(body, tm, planned, batch, max_line, depth, blank)
         return
-    plan, ordered, _ = planned  # type: ignore[misc]
+    plan, ordered, _ = planned
     for key, kind, values, ts in plan:
         if ts is not None:
             batch.timed.append(TimedRun(key, values, ts))
@@ -95,9 +95,9 @@ def json_block(
             batch.gauges.setdefault(key, []).extend([(False, v) for v in values])
     if ordered:  # one gauge under several templates: its updates in line order
         for t, v in zip(tm, vals, strict=True):
-            key = ordered.get(t)
-            if key is not None:
-                batch.gauges.setdefault(key, []).append((False, float(v)))
+            gauge = ordered.get(t)
+            if gauge is not None:
+                batch.gauges.setdefault(gauge, []).append((False, float(v)))
     batch.accepted += len(tm)
 
 
@@ -146,7 +146,7 @@ def _jsplit(
         # Timestamped lines (judged on the first): in the usual order, a timestamp right
         # after the value, both are found in one pass.
         parts = _JVT.split(body)  # text, value, timestamp or None, text, ..., text
-        stamps = parts[2::3]
+        stamps: list[bytes] | None = parts[2::3]
         if stamps and None not in stamps:
             text = b'"value":0,"timestamp":0'.join(parts[0::3])
             if text.count(b'"timestamp":') == len(stamps):
@@ -189,10 +189,10 @@ def _jplan(
     groups: defaultdict[bytes, list[bytes]] = defaultdict(list)
     deque(map(list.append, map(groups.__getitem__, tm), vals), 0)
     has_ts = stamps is not None
-    if has_ts:
-        # Each template's timestamps, in line order like its values.
-        sgroups: defaultdict[bytes, list[bytes]] = defaultdict(list)
-        deque(map(list.append, map(sgroups.__getitem__, tm), stamps), 0)  # type: ignore[arg-type]
+    # Each template's timestamps, in line order like its values.
+    sgroups: defaultdict[bytes, list[bytes]] = defaultdict(list)
+    if stamps is not None:
+        deque(map(list.append, map(sgroups.__getitem__, tm), stamps), 0)
     _jknown([(t, len(raws)) for t, raws in groups.items()], n)
     cached = JSERIES.get
     bad: set[bytes] = set()

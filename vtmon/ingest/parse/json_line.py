@@ -7,39 +7,41 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from vtmon.ingest.parse import rpc
 from vtmon.ingest.parse.cache import INTERN, JKEYS, JTEMPLATE_BYTES
 from vtmon.ingest.parse.statsd import COUNTER, DIST, GAUGE, add
 from vtmon.model import (
-    REJECT_ENCODING,
-    REJECT_NUMBER,
-    REJECT_SYNTAX,
-    REJECT_TIME,
     TIME_MAX_S,
     VALUE_MAX,
     Batch,
     Kind,
+    Reject,
     SeriesKey,
     TimedRun,
     bounded,
     make_tags,
 )
 
-_scan = json.JSONDecoder().scan_once  # json.loads without its per-call overhead
+JsonMetric = tuple[SeriesKey, Kind, float, float | None]  # key, kind, value, timestamp (s)
+
+# json.loads without its per-call overhead. typeshed does not declare scan_once, which the
+# standard library's JSONDecoder sets in its __init__.
+_scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 _json_number = bounded  # a JSON value within VALUE_MAX, else None
 MS_MAX = TIME_MAX_S * 1000.0  # JSON timestamps are in milliseconds
 
 
-def json_line(line: bytes, batch: Batch) -> str | None:
+def json_line(line: bytes, batch: Batch) -> Reject | None:
     r = json_parse(line)
-    if type(r) is str:
-        return r
-    if type(r) is dict:
-        batch.rpc.append(r)
+    if type(r) is not tuple:
+        if type(r) is Reject:
+            return r
+        batch.rpc.append(r)  # a JSON-RPC message
         return None
-    key, kind, value, ts = r  # type: ignore[misc]
+    key, kind, value, ts = r
     if kind is GAUGE:
         batch.gauges.setdefault(key, []).append((False, value))
     elif ts is not None:
@@ -57,54 +59,54 @@ def json_line(line: bytes, batch: Batch) -> str | None:
     return None
 
 
-def json_parse(s: bytes) -> tuple[SeriesKey, Kind, float, float | None] | dict[str, Any] | str:
+def json_parse(s: bytes) -> JsonMetric | dict[str, Any] | Reject:
     """A stripped line starting with ``{``: the series, value and timestamp (s) of a metric,
     a JSON-RPC message, or why the line is rejected."""
     try:
         text = s.decode()
     except UnicodeDecodeError:
-        return REJECT_ENCODING
+        return Reject.ENCODING
     try:
         # As json.loads(text): nothing but the object may be on the line (it has no blanks
         # around it), so the object must end where the text does.
         obj, end = _scan(text, 0)
     except (StopIteration, ValueError, RecursionError):
-        return REJECT_SYNTAX
+        return Reject.SYNTAX
     if end != len(text) or type(obj) is not dict:
-        return REJECT_SYNTAX
+        return Reject.SYNTAX
     if ("jsonrpc" in obj or "method" in obj) and rpc.is_message(obj):
         return obj  # a JSON-RPC message; a metric line has neither field: no call for it
     name = obj.get("name")
     if not isinstance(name, str) or not name.strip() or "value" not in obj:
-        return REJECT_SYNTAX
+        return Reject.SYNTAX
     value = obj["value"]
     if type(value) is not float or not -VALUE_MAX <= value <= VALUE_MAX:  # the usual case first
         value = _json_number(value)
         if value is None:
-            return REJECT_NUMBER
+            return Reject.NUMBER
     ts: float | None = None
     ms = obj.get("timestamp")
     if ms is not None:
         if isinstance(ms, bool) or not isinstance(ms, (int, float)) or ms != ms:
-            return REJECT_SYNTAX  # no number (NaN neither)
+            return Reject.SYNTAX  # no number (NaN neither)
         if not 0 <= ms < MS_MAX:  # compared as it came: an integer of any length
-            return REJECT_TIME
+            return Reject.TIME
         ts = ms / 1000.0
     unit = obj.get("unit")
     tags = obj.get("tags")
     context = obj.get("context")
     if unit is not None and not isinstance(unit, str):
-        return REJECT_SYNTAX
+        return Reject.SYNTAX
     if tags is not None and not isinstance(tags, dict):
-        return REJECT_SYNTAX
+        return Reject.SYNTAX
     if context is not None and not isinstance(context, dict):
-        return REJECT_SYNTAX
+        return Reject.SYNTAX
     pairs: list[tuple[str, str]] = []
     if tags:
         for k, v in tags.items():
             tag = v if type(v) is str else _json_tag(v)
             if tag is None:
-                return REJECT_SYNTAX
+                return Reject.SYNTAX
             pairs.append((k, tag))
     if context:
         for field in ("error_type", "component"):  # component last: the context's wins
@@ -112,7 +114,7 @@ def json_parse(s: bytes) -> tuple[SeriesKey, Kind, float, float | None] | dict[s
             if v is not None:
                 tag = v if type(v) is str else _json_tag(v)
                 if tag is None:
-                    return REJECT_SYNTAX
+                    return Reject.SYNTAX
                 pairs.append((field, tag))
     ck = (name, unit, *pairs)
     hit = JKEYS.get(ck)

@@ -22,16 +22,12 @@ from typing import Any
 from vtmon.ingest.parse.cache import INTERN, SERIES, SERIES_KEY_BYTES, SeriesInfo
 from vtmon.model import (
     RATE_MIN,
-    REJECT_ENCODING,
-    REJECT_NUMBER,
-    REJECT_SYNTAX,
-    REJECT_TIME,
-    REJECT_TYPE,
     TIME_MAX_S,
     VALUE_MAX,
     Batch,
     DistBuf,
     Kind,
+    Reject,
     SeriesKey,
     TimedRun,
     make_tags,
@@ -60,32 +56,32 @@ _SIGNS = frozenset(b"+-")
 _BAD_NAME = re.compile(rb"[\x00-\x1f\x7f|#]")
 
 
-def statsd_line(line: bytes, batch: Batch) -> str | None:
+def statsd_line(line: bytes, batch: Batch) -> Reject | None:
     colon = line.find(b":")
     if colon <= 0:
-        return REJECT_SYNTAX
+        return Reject.SYNTAX
     pipe = line.find(b"|", colon + 1)
     if pipe < 0:
-        return REJECT_SYNTAX
+        return Reject.SYNTAX
     info = series(line[:colon], line[pipe + 1 :])
-    if type(info) is str:
+    if type(info) is Reject:
         return info
-    key, kind, rate, ts = info  # type: ignore[misc]
+    key, kind, rate, ts = info
     raws = line[colon + 1 : pipe].split(b":")
     if not all(raws):
-        return REJECT_SYNTAX
+        return Reject.SYNTAX
     values: list[Any]
     if kind is SET:
         try:
             values = [r.decode() for r in raws]
         except UnicodeDecodeError:
-            return REJECT_ENCODING
+            return Reject.ENCODING
     else:
         values = []
         for r in raws:
             v = sample_value(r)
             if v is None:
-                return REJECT_NUMBER
+                return Reject.NUMBER
             values.append(v)
     if ts is not None and (kind is DIST or kind is COUNTER):
         weight = 1.0 / rate
@@ -95,7 +91,7 @@ def statsd_line(line: bytes, batch: Batch) -> str | None:
     return None
 
 
-def series(name: bytes, rest: bytes) -> SeriesInfo | str:
+def series(name: bytes, rest: bytes) -> SeriesInfo | Reject:
     """The series of ``name:value|rest`` (cached), or why such a line is rejected."""
     hit = SERIES.get((name, rest))
     if hit is not None:
@@ -109,35 +105,35 @@ def series(name: bytes, rest: bytes) -> SeriesInfo | str:
             end = len(rest)
         base = series(name, rest[:t] + rest[end:])
         ts = sample_time(rest[t + 2 : end])
-        if type(base) is str or base[3] is not None or type(ts) is str:  # type: ignore[index]
+        if type(base) is Reject or base[3] is not None or type(ts) is Reject:
             return _parse_series(name, rest)
-        key, kind, rate, _ = base  # type: ignore[misc]
+        key, kind, rate, _ = base
         return key, kind, rate, ts
     info = _parse_series(name, rest)
     # Rejects are not cached: garbage is rarely repeated and would only crowd the cache.
-    if type(info) is not str:
-        key = INTERN.setdefault(info[0], info[0])  # type: ignore[index]
-        info = (key, *info[1:])  # type: ignore[misc]
+    if type(info) is not Reject:
+        key, kind, rate, stamp = info
+        info = (INTERN.setdefault(key, key), kind, rate, stamp)
         if len(name) + len(rest) <= SERIES_KEY_BYTES:
             SERIES[(name, rest)] = info
     return info
 
 
-def _parse_series(name: bytes, rest: bytes) -> SeriesInfo | str:
+def _parse_series(name: bytes, rest: bytes) -> SeriesInfo | Reject:
     # A leading blank, '{' or '_e{' never reaches here from the per-line path (it strips and
     # dispatches first); refusing them keeps the fast path from accepting such lines.
     if not name or name[0] == 0x20 or name[0] == 0x7B or name[:3] == b"_e{":
-        return REJECT_SYNTAX
+        return Reject.SYNTAX
     if _BAD_NAME.search(name) or rest[-1:].isspace():
-        return REJECT_SYNTAX
+        return Reject.SYNTAX
     try:
         name_s = name.decode()
     except UnicodeDecodeError:
-        return REJECT_ENCODING
+        return Reject.ENCODING
     fields = rest.split(b"|")
     kind = _TYPES.get(fields[0])
     if kind is None:
-        return REJECT_TYPE if fields[0] else REJECT_SYNTAX
+        return Reject.TYPE if fields[0] else Reject.SYNTAX
     rate = 1.0
     ts: float | None = None
     pairs: list[tuple[str, str]] = []
@@ -146,16 +142,16 @@ def _parse_series(name: bytes, rest: bytes) -> SeriesInfo | str:
         if head == b"@":
             r = _num(f[1:])
             if r is None or not RATE_MIN <= r <= 1.0:
-                return REJECT_SYNTAX
+                return Reject.SYNTAX
             rate = r
         elif head == b"#":
             try:
                 pairs.extend(tag_pairs(f[1:].decode()))
             except UnicodeDecodeError:
-                return REJECT_ENCODING
+                return Reject.ENCODING
         elif head == b"T":
             t = sample_time(f[1:])
-            if type(t) is str:
+            if type(t) is Reject:
                 return t
             ts = t
         # Other fields (c: container, e: external data, card: ...) do not change the series.
@@ -211,14 +207,14 @@ def sample_value(raw: bytes) -> float | None:
     return v if v is not None and -VALUE_MAX <= v <= VALUE_MAX else None
 
 
-def sample_time(raw: bytes) -> float | str:
+def sample_time(raw: bytes) -> float | Reject:
     """A time a client sent, in seconds, or why the line is rejected: ``bad syntax`` when it is
     no number, ``bad time`` when it lies outside ``[0, TIME_MAX_S)`` (the screen and the
     history turn times into dates, which years far from now break)."""
     t = _float(raw)
     if t is None:
-        return REJECT_SYNTAX
-    return t if 0.0 <= t < TIME_MAX_S else REJECT_TIME
+        return Reject.SYNTAX
+    return t if 0.0 <= t < TIME_MAX_S else Reject.TIME
 
 
 def tag_pairs(text: str) -> list[tuple[str, str]]:

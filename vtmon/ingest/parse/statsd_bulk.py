@@ -23,7 +23,7 @@ from typing import Any
 from vtmon.ingest.parse import dispatch
 from vtmon.ingest.parse.cache import SERIES
 from vtmon.ingest.parse.statsd import GAUGE, SET, add, sample_value, series
-from vtmon.model import VALUE_MAX, Batch, Kind, SeriesKey
+from vtmon.model import VALUE_MAX, Batch, Kind, Reject, SeriesKey
 
 # One simple StatsD line, matched from the newline before it (a literal first character lets
 # the regex engine skip to candidates quickly). Every quantifier is possessive and the name
@@ -46,10 +46,10 @@ def statsd_block(
     body: bytes,
     batch: Batch,
     max_line: int,
-    odd: Callable[[bytes, Batch, int], None] | None = None,
+    on_odd: Callable[[bytes, Batch, int], None] | None = None,
 ) -> None:
-    """StatsD lines in bulk; the odd lines go to ``odd`` (the JSON path), or one by one."""
-    odd_text = dispatch.per_line if odd is None else odd
+    """StatsD lines in bulk; the odd lines go to ``on_odd`` (the JSON path), or one by one."""
+    odd_text = dispatch.per_line if on_odd is None else on_odd
     try:
         parts = _FAST.split(b"\n" + body)
         names = parts[1::4]
@@ -153,10 +153,10 @@ def _plan(
     cached = SERIES.get
     for nr, raws in groups.items():
         info = cached(nr) or series(*nr)
-        if type(info) is str or info[3] is not None:
+        if type(info) is Reject or info[3] is not None:
             bad_groups.add(nr)  # rejected, or timestamped: the per-line parser decides
             continue
-        key, kind, rate, _ = info  # type: ignore[misc]
+        key, kind, rate, _ = info
         if kind is GAUGE:
             # Two spellings of one gauge (tag order, ignored fields) grouped apart would
             # reorder its updates. Keys are interned, so identity finds them without hashing
