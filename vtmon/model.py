@@ -198,6 +198,7 @@ class Reject(Enum):
     def __init__(self, reason: str) -> None:
         self.reason = reason  # as ``value``, read as a plain attribute (no descriptor call)
 
+
 # What a client may send (docs/protocol.md, "Numbers"), checked where it enters. Within these,
 # no sum the engine, the store or an exporter makes can leave the float64 range: values up to
 # 1e100 weighed up to 1e6 leave more than 200 orders of magnitude for the number of samples.

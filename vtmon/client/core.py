@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 
 from vtmon.client.knobs import Knob, check, set_reply
-from vtmon.protocol import access, jsonrpc, wire
+from vtmon.protocol import access, frames, jsonrpc, wire
+from vtmon.protocol.frames import COUNTER, DIST, GAUGE
 from vtmon.protocol.jsonrpc import error
-from vtmon.protocol.wire import COUNTER, DIST, GAUGE, LINE, Series
+from vtmon.protocol.wire import LINE, Series
 
 log = logging.getLogger("vtmon.client")
 
@@ -180,8 +181,8 @@ class Client:
         self._binary = False
         self._gen = 0  # connection generation: series are declared once per connection
         self._next_sid = 0
-        self._max_frame = wire.MAX_FRAME
-        self._max_series = wire.MAX_SERIES  # ids the connection may declare (its hello says)
+        self._max_frame = frames.MAX_FRAME
+        self._max_series = frames.MAX_SERIES  # ids the connection may declare (its hello says)
         self._fresh = False  # a new connection: register every knob before anything else
         self._reader: threading.Thread | None = None
         self._send_lock = threading.Lock()  # writes on the socket (sender, reader's answers)
@@ -475,17 +476,19 @@ class Client:
                     knob = self._knobs.get(name) if isinstance(name, str) else None
                 reply = set_reply(knob, name, rid, params.get("value"))
             else:
-                reply = error(rid, -32602, "knobs.set needs params with name and value.")
+                reply = error(
+                    rid, jsonrpc.INVALID_PARAMS, "knobs.set needs params with name and value."
+                )
         else:
-            reply = error(rid, -32601, f"Method not found: {method}.")
+            reply = error(rid, jsonrpc.METHOD_NOT_FOUND, f"Method not found: {method}.")
         if rid is None:
             return
-        data = (json.dumps(reply, separators=(",", ":")) + "\n").encode()
+        data = jsonrpc.encode(reply)
         with self._send_lock:
             if self._sock is not sock:
                 return  # that connection is gone; vtmon counts the set as failed
             if self._binary:
-                data = wire.frame(wire.LINES, data)
+                data = wire.frame(frames.LINES, data)
             try:
                 sock.sendall(data)
                 return
@@ -746,7 +749,7 @@ class Client:
             s.close()
             raise OSError(refused)
         result = answer.get("result")
-        binary = isinstance(result, dict) and result.get("format") == wire.FORMAT
+        binary = isinstance(result, dict) and result.get("format") == frames.FORMAT
         if not binary and "error" not in answer:
             s.close()
             raise OSError(f"vtmon answered the hello with {answer!r}")
@@ -760,9 +763,9 @@ class Client:
             self._gen += 1
             self._next_sid = 0
             if isinstance(max_frame, int) and max_frame >= 1024:
-                self._max_frame = min(max_frame, wire.MAX_FRAME)
+                self._max_frame = min(max_frame, frames.MAX_FRAME)
             ok = isinstance(max_series, int) and not isinstance(max_series, bool)
-            self._max_series = max(1, max_series) if ok else wire.MAX_SERIES  # type: ignore[arg-type]
+            self._max_series = max(1, max_series) if ok else frames.MAX_SERIES  # type: ignore[arg-type]
             self._fresh = True
             self._unregistered()
             self._reader = threading.Thread(

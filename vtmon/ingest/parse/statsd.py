@@ -32,6 +32,7 @@ from vtmon.model import (
     TimedRun,
     make_tags,
 )
+from vtmon.protocol.frames import NAME_REFUSED, NAME_REFUSED_STARTS
 
 DIST = Kind.DISTRIBUTION
 COUNTER = Kind.COUNTER
@@ -52,8 +53,9 @@ _TYPES: dict[bytes, Kind] = {
 _NUM_CHARS = b"0123456789.eE+-"
 _SIGNS = frozenset(b"+-")
 
-# What a StatsD name may not contain (besides the ':' that ends it).
-_BAD_NAME = re.compile(rb"[\x00-\x1f\x7f|#]")
+# What a series name may not contain or start with (the rules the client applies too).
+_BAD_NAME = re.compile(NAME_REFUSED.encode())
+_BAD_STARTS = tuple(s.encode() for s in NAME_REFUSED_STARTS)
 
 
 def statsd_line(line: bytes, batch: Batch) -> Reject | None:
@@ -122,7 +124,7 @@ def series(name: bytes, rest: bytes) -> SeriesInfo | Reject:
 def _parse_series(name: bytes, rest: bytes) -> SeriesInfo | Reject:
     # A leading blank, '{' or '_e{' never reaches here from the per-line path (it strips and
     # dispatches first); refusing them keeps the fast path from accepting such lines.
-    if not name or name[0] == 0x20 or name[0] == 0x7B or name[:3] == b"_e{":
+    if not name or name.startswith(_BAD_STARTS):
         return Reject.SYNTAX
     if _BAD_NAME.search(name) or rest[-1:].isspace():
         return Reject.SYNTAX
