@@ -108,6 +108,8 @@ def _timer_type(buf: list[Any]) -> type:
         """Times one ``with`` block (the clock starts when ``Client.timer`` is called)."""
 
         __slots__ = ("key", "t0")
+        key: Any  # the series (or REUSED once the block ended)
+        t0: float  # perf_counter() when the clock started
         # A type is no descriptor, so ``with`` calls NoneType() -> None: the block starts with
         # no Python call at all (the clock was read by Client.timer, which also made room).
         __enter__ = type(None)
@@ -206,12 +208,10 @@ class Client:
 
     def record(self, name: str, value: float, **tags: Any) -> None:
         """One sample of a distribution (a latency in milliseconds, usually)."""
-        if tags:
-            name = self._series(DIST, name, tags)  # type: ignore[assignment]
         buf = self._buf
         if len(buf) >= self._high:
             self._full()
-        buf.extend((name, value))
+        buf.extend((self._series(DIST, name, tags) if tags else name, value))
 
     def timer(self, name: str, **tags: Any) -> Any:
         """``with client.timer(name):`` records how long the block took, in milliseconds
@@ -663,12 +663,14 @@ class Client:
             if type(key) is Series:
                 s = key
             else:
-                s = names.get(key)
-                if s is None:
+                named = names.get(key)
+                if named is None:
                     if len(names) >= MAX_KEYS:
                         names.clear()
-                    s = names[key] = Series(DIST, key)
-            why = s.error or ("" if binary or ":" not in s.name else "a ':' in a StatsD name")
+                    named = names[key] = Series(DIST, key)
+                s = named
+            # Without an error the name is a str (Series.error says why it would not be).
+            why = s.error or ("" if binary or ":" not in str(s.name) else "a ':' in a StatsD name")
             if why:
                 invalid += len(a) + batch.bad.pop(key, 0)
                 self._warn(why)
@@ -749,12 +751,13 @@ class Client:
             s.close()
             raise OSError(refused)
         result = answer.get("result")
-        binary = isinstance(result, dict) and result.get("format") == frames.FORMAT
+        said: dict[str, Any] = result if isinstance(result, dict) else {}
+        binary = said.get("format") == frames.FORMAT
         if not binary and "error" not in answer:
             s.close()
             raise OSError(f"vtmon answered the hello with {answer!r}")
-        max_frame = result.get("max_frame") if binary else None  # type: ignore[union-attr]
-        max_series = result.get("max_series") if binary else None  # type: ignore[union-attr]
+        max_frame = said.get("max_frame") if binary else None
+        max_series = said.get("max_series") if binary else None
         s.settimeout(None)  # blocking: a send is one system call; vtmon's stall is bounded by
         s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(SEND_TIMEOUT_S))
         with self._lock:
@@ -764,8 +767,10 @@ class Client:
             self._next_sid = 0
             if isinstance(max_frame, int) and max_frame >= 1024:
                 self._max_frame = min(max_frame, frames.MAX_FRAME)
-            ok = isinstance(max_series, int) and not isinstance(max_series, bool)
-            self._max_series = max(1, max_series) if ok else frames.MAX_SERIES  # type: ignore[arg-type]
+            if isinstance(max_series, int) and not isinstance(max_series, bool):
+                self._max_series = max(1, max_series)
+            else:
+                self._max_series = frames.MAX_SERIES
             self._fresh = True
             self._unregistered()
             self._reader = threading.Thread(
