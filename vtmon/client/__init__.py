@@ -20,11 +20,8 @@ Recording appends a (name, value) pair to an in-memory list and returns; nothing
 application's side waits for vtmon or does I/O. It takes a lock only to drop the oldest
 samples from a full buffer, and yields the interpreter once (``time.sleep(0)``) when the
 buffer is three quarters full while connected: the sender, starved of the interpreter or of a
-core, then gets to run before samples are lost. On the development machine
-(bench/client.py, README "Speed"): ``record(name, value)`` 0.12-0.14 µs for the call and
-0.14-0.19 µs with the background sending's share of the interpreter in a tight loop; a
-``with client.timer(name):`` block 0.32-0.35 µs on top of its two clock reads, sending
-included. Tags cost a cached lookup more. ``timer`` reads the clock when it is called
+core, then gets to run before samples are lost. What a call costs is bench/client.py's to say
+(docs/performance.md). Tags cost a cached lookup more. ``timer`` reads the clock when it is called
 (the ``with`` then enters with no Python call): make one per block; a timer object used for a
 second block records nothing and is counted as invalid.
 
