@@ -21,7 +21,8 @@ from collections.abc import Callable
 from common import machine
 from ingest import make_payload
 
-from vtmon.ingest.parse import _JCTX, _jsplit, parse_block
+from vtmon.ingest.parse import parse_block
+from vtmon.ingest.parse.json_bulk import _JCTX, _jsplit
 from vtmon.model import Batch
 
 CONTEXT = re.compile(rb'"context":')

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from vtmon.ingest.frames import FORMAT
+from vtmon.protocol.frames import FORMAT
 
 
 def connect(path: Path) -> socket.socket:

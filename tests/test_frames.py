@@ -16,10 +16,11 @@ from test_parse import assert_within_rules, edge_lines, nonblank, simple_lines
 
 from tests.sockets import HELLO, binary, connect, declare, frame, lines, read_json, values
 from vtmon.engine.monitor import QUEUE_BATCHES
-from vtmon.ingest.frames import FORMAT, FrameReader
+from vtmon.ingest.frames import FrameReader
 from vtmon.ingest.parse import parse_block
 from vtmon.ingest.server import IngestServer
 from vtmon.model import VALUE_MAX, Batch, Kind, SeriesKey
+from vtmon.protocol.frames import FORMAT
 
 
 def stats(s) -> dict:

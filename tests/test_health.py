@@ -255,9 +255,7 @@ def test_a_components_advice_comes_from_its_config(tmp_path) -> None:
     assert "bound the cart cache" in by_comp["cart"]
     assert "pool and reuse large buffers" in by_comp["search"]  # the general advice
     # no component of the demo's is known to a product without a config
-    assert "audio" not in str(
-        recommendations(snap([mem("voice-engine", 600.0)]), Config(), ())
-    )
+    assert "audio" not in str(recommendations(snap([mem("voice-engine", 600.0)]), Config(), ()))
     path.write_text('[components.cart]\nlatency_advice = ""\n')
     with pytest.raises(
         ConfigError, match="components.cart.latency_advice must be a non-empty string"

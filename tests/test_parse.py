@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vtmon.ingest import parse
-from vtmon.ingest.parse import parse_block, parse_line
+from vtmon.ingest.parse import cache, dispatch, parse_block, parse_line
 from vtmon.model import (
     RATE_MIN,
     REJECT_ENCODING,
@@ -128,14 +128,14 @@ def assert_within_rules(b: Batch) -> None:
 def no_slow_path(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     """Records whatever the per-line parser is handed, to prove the fast path did the work."""
     seen: list[bytes] = []
-    slow = parse._slow
+    slow = dispatch.per_line
 
     def spy(text: bytes, batch: Batch, max_line: int) -> None:
         if text.strip():
             seen.append(text)
         slow(text, batch, max_line)
 
-    monkeypatch.setattr(parse, "_slow", spy)
+    monkeypatch.setattr(dispatch, "per_line", spy)
     return seen
 
 
@@ -500,13 +500,13 @@ def test_gauge_updates_keep_line_order_around_odd_lines():
 
 
 def test_series_cache_overflow_changes_nothing(monkeypatch):
-    monkeypatch.setattr(parse, "_SERIES_MAX", 5)
+    monkeypatch.setattr(cache, "SERIES_MAX", 5)
     block = b"\n".join(b"s%d:%d|c|#k:%d" % (i % 40, i, i % 3) for i in range(400))
     first = parsed(block)
     again = parsed(block)
     assert_same(first, again)
     assert_same(first, line_by_line(block))
-    assert len(parse._SERIES) <= 5 + 120  # trimmed between blocks, never unbounded
+    assert len(cache.SERIES) <= 5 + 120  # trimmed between blocks, never unbounded
 
 
 def test_bytearray_and_memoryview_blocks():
@@ -796,7 +796,7 @@ def test_fast_path_equals_per_line_parser(lines):
     assert parsed(block).accepted == len(lines)
 
 
-# Values near the bound send a group to the per-line parser (see parse._hypot).
+# Values near the bound send a group to the per-line parser (see parse.statsd_bulk._hypot).
 moderate = st.one_of(
     st.integers(-(10**9), 10**9).map(str),
     st.floats(min_value=-1e90, max_value=1e90).map(repr),
@@ -822,18 +822,18 @@ def steady_sender(draw: st.DrawFn) -> list[str]:
 @given(steady_sender())
 def test_steady_senders_never_touch_the_per_line_parser(lines):
     seen: list[bytes] = []
-    slow = parse._slow
+    slow = dispatch.per_line
 
     def spy(text: bytes, batch: Batch, max_line: int) -> None:
         if text.strip():
             seen.append(text)
         slow(text, batch, max_line)
 
-    parse._slow = spy
+    dispatch.per_line = spy
     try:
         b = parsed("\n".join(lines).encode())
     finally:
-        parse._slow = slow
+        dispatch.per_line = slow
     assert b.accepted == len(lines) and not b.rejected
     assert seen == []
 

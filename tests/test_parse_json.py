@@ -1,4 +1,4 @@
-"""JSON metric lines in bulk (vtmon/ingest/parse.py `_jblock`): the same result as the per-line
+"""JSON metric lines in bulk (vtmon/ingest/parse/json_bulk.py): the same result as the per-line
 parser for any mix of lines, and steady senders never parsed one line at a time."""
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ from test_parse import (
     timed,
 )
 
-from vtmon.ingest import parse
+from vtmon.ingest.parse import cache, dispatch
 from vtmon.model import (
     REJECT_NUMBER,
     REJECT_SYNTAX,
     REJECT_TIME,
     REJECT_TOO_LONG,
     Batch,
+    DistBuf,
     Kind,
     SeriesKey,
 )
@@ -37,14 +38,14 @@ DIST, COUNTER, GAUGE = Kind.DISTRIBUTION, Kind.COUNTER, Kind.GAUGE
 def one_by_one(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     """Every line handed to the per-line parsers, to prove the bulk path did the work."""
     seen: list[bytes] = []
-    for name in ("_slow", "_jlines"):
-        real = getattr(parse, name)
+    for name in ("per_line", "json_lines"):
+        real = getattr(dispatch, name)
 
         def spy(text: bytes, batch: Batch, max_line: int, real=real) -> None:
             seen.extend(line for line in text.split(b"\n") if line.strip())
             real(text, batch, max_line)
 
-        monkeypatch.setattr(parse, name, spy)
+        monkeypatch.setattr(dispatch, name, spy)
     return seen
 
 
@@ -175,14 +176,14 @@ def test_lines_unique_to_themselves_are_all_counted_and_not_cached():
         for i in range(5000)
     ]
     block = b"\n".join(lines)
-    before = len(parse._JSERIES)
+    before = len(cache.JSERIES)
     b = parsed(block)
     assert b.accepted == 5000 and not b.rejected
     k = key("request_latency", endpoint="/v1/chat", component="api-server")
     assert timed(b) == [
         TimedSample(k, i / 8, 1.0, (1700000000000 + i) / 1000.0) for i in range(5000)
     ]
-    assert len(parse._JSERIES) - before < 50  # not one entry per line
+    assert len(cache.JSERIES) - before < 50  # not one entry per line
 
 
 def protocol_line(i: int, timestamp: bool = True) -> bytes:
@@ -279,8 +280,8 @@ def test_a_value_elsewhere_in_the_line_is_not_taken_for_the_metric_s(one_by_one)
     lines += [b'{"name":"z_latency","value":1,"context":{"timestamp":%d}}' % i for i in range(20)]
     b = parsed(b"\n".join(lines))
     assert b.dist == {
-        key("x_latency", component="api"): parse.DistBuf([3.0] * 20),
-        key("z_latency"): parse.DistBuf([1.0] * 20),
+        key("x_latency", component="api"): DistBuf([3.0] * 20),
+        key("z_latency"): DistBuf([1.0] * 20),
     }
     assert b.rejected == {REJECT_NUMBER: 20} and not b.timed
     assert len(one_by_one) == 60
@@ -312,17 +313,17 @@ def test_many_series_in_turn_are_learned_across_blocks(one_by_one):
 
 
 def test_the_template_cache_is_bounded(monkeypatch):
-    monkeypatch.setattr(parse, "_SERIES_MAX", 20)
-    monkeypatch.setattr(parse, "_JSEEN_MAX", 30)
+    monkeypatch.setattr(cache, "SERIES_MAX", 20)
+    monkeypatch.setattr(cache, "JSEEN_MAX", 30)
     for r in range(5):
         block = b"\n".join(
             b'{"name":"s%d_latency","value":%d}' % (i % 50 + 50 * r, i) for i in range(500)
         )
         assert_same(parsed(block), line_by_line(block))
-    assert len(parse._JSERIES) + len(parse._JKEYS) <= 20 + 2 * 50
+    assert len(cache.JSERIES) + len(cache.JKEYS) <= 20 + 2 * 50
     unique = [bench_line(i).replace(b"}}", b',"id":%d}}' % i) for i in range(2000)]
     assert_same(parsed(b"\n".join(unique)), line_by_line(b"\n".join(unique)))
-    assert len(parse._JSEEN) <= 30
+    assert len(cache.JSEEN) <= 30
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 
 from vtmon.client.knobs import Knob, check, set_reply
-from vtmon.protocol import access, jsonrpc, wire
+from vtmon.protocol import access, frames, jsonrpc, wire
+from vtmon.protocol.frames import COUNTER, DIST, GAUGE
 from vtmon.protocol.jsonrpc import error
-from vtmon.protocol.wire import COUNTER, DIST, GAUGE, LINE, Series
+from vtmon.protocol.wire import LINE, Series
 
 log = logging.getLogger("vtmon.client")
 
@@ -107,6 +108,8 @@ def _timer_type(buf: list[Any]) -> type:
         """Times one ``with`` block (the clock starts when ``Client.timer`` is called)."""
 
         __slots__ = ("key", "t0")
+        key: Any  # the series (or REUSED once the block ended)
+        t0: float  # perf_counter() when the clock started
         # A type is no descriptor, so ``with`` calls NoneType() -> None: the block starts with
         # no Python call at all (the clock was read by Client.timer, which also made room).
         __enter__ = type(None)
@@ -180,8 +183,8 @@ class Client:
         self._binary = False
         self._gen = 0  # connection generation: series are declared once per connection
         self._next_sid = 0
-        self._max_frame = wire.MAX_FRAME
-        self._max_series = wire.MAX_SERIES  # ids the connection may declare (its hello says)
+        self._max_frame = frames.MAX_FRAME
+        self._max_series = frames.MAX_SERIES  # ids the connection may declare (its hello says)
         self._fresh = False  # a new connection: register every knob before anything else
         self._reader: threading.Thread | None = None
         self._send_lock = threading.Lock()  # writes on the socket (sender, reader's answers)
@@ -205,12 +208,10 @@ class Client:
 
     def record(self, name: str, value: float, **tags: Any) -> None:
         """One sample of a distribution (a latency in milliseconds, usually)."""
-        if tags:
-            name = self._series(DIST, name, tags)  # type: ignore[assignment]
         buf = self._buf
         if len(buf) >= self._high:
             self._full()
-        buf.extend((name, value))
+        buf.extend((self._series(DIST, name, tags) if tags else name, value))
 
     def timer(self, name: str, **tags: Any) -> Any:
         """``with client.timer(name):`` records how long the block took, in milliseconds
@@ -475,17 +476,19 @@ class Client:
                     knob = self._knobs.get(name) if isinstance(name, str) else None
                 reply = set_reply(knob, name, rid, params.get("value"))
             else:
-                reply = error(rid, -32602, "knobs.set needs params with name and value.")
+                reply = error(
+                    rid, jsonrpc.INVALID_PARAMS, "knobs.set needs params with name and value."
+                )
         else:
-            reply = error(rid, -32601, f"Method not found: {method}.")
+            reply = error(rid, jsonrpc.METHOD_NOT_FOUND, f"Method not found: {method}.")
         if rid is None:
             return
-        data = (json.dumps(reply, separators=(",", ":")) + "\n").encode()
+        data = jsonrpc.encode(reply)
         with self._send_lock:
             if self._sock is not sock:
                 return  # that connection is gone; vtmon counts the set as failed
             if self._binary:
-                data = wire.frame(wire.LINES, data)
+                data = wire.frame(frames.LINES, data)
             try:
                 sock.sendall(data)
                 return
@@ -660,12 +663,14 @@ class Client:
             if type(key) is Series:
                 s = key
             else:
-                s = names.get(key)
-                if s is None:
+                named = names.get(key)
+                if named is None:
                     if len(names) >= MAX_KEYS:
                         names.clear()
-                    s = names[key] = Series(DIST, key)
-            why = s.error or ("" if binary or ":" not in s.name else "a ':' in a StatsD name")
+                    named = names[key] = Series(DIST, key)
+                s = named
+            # Without an error the name is a str (Series.error says why it would not be).
+            why = s.error or ("" if binary or ":" not in str(s.name) else "a ':' in a StatsD name")
             if why:
                 invalid += len(a) + batch.bad.pop(key, 0)
                 self._warn(why)
@@ -746,12 +751,13 @@ class Client:
             s.close()
             raise OSError(refused)
         result = answer.get("result")
-        binary = isinstance(result, dict) and result.get("format") == wire.FORMAT
+        said: dict[str, Any] = result if isinstance(result, dict) else {}
+        binary = said.get("format") == frames.FORMAT
         if not binary and "error" not in answer:
             s.close()
             raise OSError(f"vtmon answered the hello with {answer!r}")
-        max_frame = result.get("max_frame") if binary else None  # type: ignore[union-attr]
-        max_series = result.get("max_series") if binary else None  # type: ignore[union-attr]
+        max_frame = said.get("max_frame") if binary else None
+        max_series = said.get("max_series") if binary else None
         s.settimeout(None)  # blocking: a send is one system call; vtmon's stall is bounded by
         s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(SEND_TIMEOUT_S))
         with self._lock:
@@ -760,9 +766,11 @@ class Client:
             self._gen += 1
             self._next_sid = 0
             if isinstance(max_frame, int) and max_frame >= 1024:
-                self._max_frame = min(max_frame, wire.MAX_FRAME)
-            ok = isinstance(max_series, int) and not isinstance(max_series, bool)
-            self._max_series = max(1, max_series) if ok else wire.MAX_SERIES  # type: ignore[arg-type]
+                self._max_frame = min(max_frame, frames.MAX_FRAME)
+            if isinstance(max_series, int) and not isinstance(max_series, bool):
+                self._max_series = max(1, max_series)
+            else:
+                self._max_series = frames.MAX_SERIES
             self._fresh = True
             self._unregistered()
             self._reader = threading.Thread(

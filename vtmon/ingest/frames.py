@@ -1,11 +1,5 @@
-"""Binary frames (docs/protocol.md, "Binary frames"): float64 arrays per declared series.
-
-A connection switches to frames with a ``hello`` as its first line. Each frame is an 8-byte
-header (magic ``VT``, type, reserved 0, payload length u32 LE) and a payload:
-
-* declare (1): ``u32 id``, ``u8 kind``, then ``name[|#tags]`` in UTF-8;
-* values (2): ``u32 id``, then float64 LE samples;
-* lines (3): text lines, parsed exactly as on a line connection.
+"""Binary frames as vtmon reads them: float64 arrays per declared series. Their layout is
+vtmon.protocol.frames (docs/protocol.md, "Binary frames").
 
 A values frame becomes one numpy view of the received bytes, handed to the engine as it is: no
 Python work per sample. Values must be finite with ``|v| <= VALUE_MAX`` (docs/protocol.md,
@@ -22,23 +16,31 @@ from typing import Any
 
 import numpy as np
 
-from vtmon.ingest.parse import _series, parse_block
-from vtmon.model import REJECT_NUMBER, Batch, DistBuf, Kind, SeriesKey
+from vtmon.ingest.parse import parse_block, series
+from vtmon.model import REJECT_NUMBER, Batch, DistBuf, Kind, Reject, SeriesKey
 from vtmon.protocol import jsonrpc
+from vtmon.protocol.frames import (
+    DECLARE,
+    F64,
+    FORMAT,
+    HEADER,
+    HELLO_METHOD,
+    ID,
+    KINDS,
+    LINES,
+    MAGIC,
+    MAX_SERIES,
+    STATSD_TYPE,
+    VALUES,
+)
 from vtmon.protocol.wire import within_bound
 
-FORMAT = "vtmon-binary/1"
-MAGIC = b"VT"
-HEADER = struct.Struct("<2sBBI")
-DECLARE, VALUES, LINES = 1, 2, 3
-KINDS: dict[int, tuple[Kind, bytes]] = {
-    1: (Kind.DISTRIBUTION, b"ms"),
-    2: (Kind.COUNTER, b"c"),
-    3: (Kind.GAUGE, b"g"),
+# A declared kind as the series it makes and the StatsD type its name is parsed with.
+_KINDS: dict[int, tuple[Kind, bytes]] = {
+    code: (kind, STATSD_TYPE[code].encode()) for code, kind in KINDS.items()
 }
-MAX_SERIES = 100_000  # declared ids per connection, by default ([limits] max_declared_series)
-# The memory of one declared series besides its text (its key, tags and table entry), as
-# measured for a name with two tags; counted so that declarations cannot grow without bound.
+# The memory of one declared series besides its text (its key, tags and table entry), for a
+# name with two tags; counted so that declarations cannot grow without bound.
 DECLARED_COST = 512
 
 REJECT_BAD_FRAME = "bad frame"
@@ -48,20 +50,19 @@ REJECT_UNKNOWN_SERIES = "unknown series"
 REJECT_BAD_SERIES = "bad series"
 REJECT_TOO_MANY_SERIES = "too many series"
 
-_F64 = np.dtype("<f8")
-_ID = struct.Struct("<I")
-_DECL = struct.Struct("<IB")
+_DECL = struct.Struct("<IB")  # a declare frame's id and kind
+_HELLO = b'"%s"' % HELLO_METHOD.encode()
 
 
 def hello_request(line: bytes) -> dict[str, Any] | None:
     """The JSON-RPC request of a connection's first line when it is a ``hello``, else None."""
-    if b'"hello"' not in line:  # most first lines are metrics: no JSON parse for them
+    if _HELLO not in line:  # most first lines are metrics: no JSON parse for them
         return None
     try:
         msg = json.loads(line)
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
-    if isinstance(msg, dict) and msg.get("jsonrpc") == "2.0" and msg.get("method") == "hello":
+    if isinstance(msg, dict) and msg.get("jsonrpc") == "2.0" and msg.get("method") == HELLO_METHOD:
         return msg
     return None
 
@@ -154,14 +155,14 @@ class FrameReader:
         if n < 4 or (n - 4) % 8:
             batch.rejected[REJECT_BAD_LENGTH] += 1
             return
-        key = self.series.get(_ID.unpack_from(buf, start)[0])
+        key = self.series.get(ID.unpack_from(buf, start)[0])
         if key is None:
             batch.rejected[REJECT_UNKNOWN_SERIES] += 1
             return
         count = (n - 4) // 8
         if not count:
             return
-        a = within_bound(np.frombuffer(buf, dtype=_F64, count=count, offset=start + 4))
+        a = within_bound(np.frombuffer(buf, dtype=F64, count=count, offset=start + 4))
         if len(a) < count:
             batch.rejected[REJECT_NUMBER] += count - len(a)
             count = len(a)
@@ -174,7 +175,7 @@ class FrameReader:
             batch.rejected[REJECT_BAD_SERIES] += 1
             return
         sid, kind_code = _DECL.unpack_from(payload, 0)
-        kind = KINDS.get(kind_code)
+        kind = _KINDS.get(kind_code)
         if kind is None:
             batch.rejected[REJECT_BAD_SERIES] += 1
             return
@@ -187,15 +188,15 @@ class FrameReader:
         if tail and (tail[:2] != b"|#" or b"|" in tail[2:]):
             batch.rejected[REJECT_BAD_SERIES] += 1  # only tags may follow the name
             return
-        info = _series(name, kind[1] + tail)
-        if type(info) is str:
+        info = series(name, kind[1] + tail)
+        if type(info) is Reject:
             batch.rejected[REJECT_BAD_SERIES] += 1
             return
         old = self.series.get(sid)
         if old is None and len(self.series) >= self.max_series:
             batch.rejected[REJECT_TOO_MANY_SERIES] += 1
             return
-        key: SeriesKey = info[0]  # type: ignore[index]
+        key = info[0]
         self.series[sid] = key
         self.declared += _cost(key) - (_cost(old) if old is not None else 0)
 
@@ -218,7 +219,7 @@ def _hand_over(arrays: dict[SeriesKey, list[np.ndarray]], batch: Batch) -> None:
                     continue
                 parts = [np.asarray(old.values, dtype=np.float64), *parts]
             a = parts[0] if len(parts) == 1 else np.concatenate(parts)
-            batch.dist[key] = DistBuf(a)  # type: ignore[arg-type]
+            batch.dist[key] = DistBuf(a)
         elif kind is Kind.COUNTER:
             total = float(sum(float(p.sum()) for p in parts))  # within VALUE_MAX: finite
             batch.counts[key] = batch.counts.get(key, 0.0) + total

@@ -5,6 +5,9 @@ as DogStatsD clients do on stream sockets, by a 4-byte little-endian length befo
 packet; the first bytes decide which (text never contains a NUL byte, a length below 16 MiB
 always does). A ``hello`` request as the first line switches a connection to binary frames
 (vtmon.ingest.frames).
+
+The connections are vtmon.ingest.connection's; the socket file and the peer's credentials
+vtmon.ingest.socket_file's.
 """
 
 from __future__ import annotations
@@ -15,62 +18,60 @@ import contextlib
 import errno
 import functools
 import inspect
-import itertools
-import json
 import logging
 import os
 import socket
 import stat
-import struct
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 from vtmon.config import Config
-from vtmon.ingest import frames
-from vtmon.ingest.parse import parse_block, too_long_request
-from vtmon.model import (
-    CLOSED_BUFFER_FULL,
-    CLOSED_FRAME_TIMEOUT,
-    CLOSED_UNREAD,
-    REJECT_REQUEST,
-    REJECT_TOO_LONG,
-    Batch,
-    RpcRefusal,
+from vtmon.ingest.connection import (
+    FOR_ENGINE,
+    READ_CLOSE,
+    READ_DATA,
+    READ_OPEN,
+    Connection,
+    ReadRecorder,
 )
+from vtmon.ingest.socket_file import (
+    SocketError,
+    SocketInUse,
+    peer_uid,
+    prepare_path,
+    probe,
+    resolve_group,
+)
+from vtmon.model import CLOSED_BUFFER_FULL, CLOSED_FRAME_TIMEOUT, CLOSED_UNREAD, Batch
 from vtmon.process import OUT_OF_RESOURCES, Backoff
 from vtmon.protocol import jsonrpc
-from vtmon.protocol.access import UnsafeFolder, check_folder
+from vtmon.protocol.frames import MAX_FRAME
+
+__all__ = [
+    "READ_CLOSE",
+    "READ_DATA",
+    "READ_OPEN",
+    "Engine",
+    "IngestServer",
+    "SocketError",
+    "SocketInUse",
+    "peer_uid",
+    "prepare_path",
+    "probe",
+    "resolve_group",
+    "server_options",
+]
 
 log = logging.getLogger(__name__)
-
-LINES = "lines"
-LENGTH = "length"
-BINARY = "binary"
-REJECT_BAD_FRAME = frames.REJECT_BAD_FRAME
-
-# What a recorder is told about each connection: ``recorder(conn_id, kind, data)``, called in
-# the server's thread as it happens (vtmon.export.recording.Recorder stamps and stores it).
-READ_DATA = 0  # bytes exactly as one read returned them
-READ_OPEN = 1
-READ_CLOSE = 2
-ReadRecorder = Callable[[int, int, bytes], None]
 
 ACCEPT_BURST = 128  # connections taken per wake-up before other connections get a turn
 _DEFAULTS = Config()  # the [limits] defaults
 SWEEP_S = 1.0  # how often idle connections inside an unfinished frame are looked for
 STOP_WAIT_S = 5.0  # how long a stopping server waits for the engine to take what is left
-
-
-class SocketInUse(Exception):
-    """Another live vtmon listens on the path (message is one sentence for the user)."""
-
-
-class SocketError(Exception):
-    """The socket cannot be set up (message is one sentence for the user)."""
 
 
 class Engine(Protocol):
@@ -99,528 +100,6 @@ class Engine(Protocol):
     def handle_rpc(self, request: dict[str, Any], conn: Any = ...) -> dict[str, Any] | None: ...
 
 
-def probe(path: str | os.PathLike[str], timeout: float = 1.0) -> bool:
-    """True when something accepts connections on the Unix socket at ``path``."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    try:
-        s.connect(os.fspath(path))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-
-
-def prepare_path(path: Path, socket_mode: int = 0o600, gid: int | None = None) -> None:
-    """Check the socket's folder (vtmon.protocol.access), creating it 0700 when it is missing;
-    refuse a live socket, replace a stale one. ``socket_mode`` and ``gid``: who else the socket
-    admits (``[server]``): a folder created here lets them through, never write."""
-    folder = path.parent
-    created = False
-    if not os.path.lexists(folder):
-        try:
-            folder.mkdir(mode=0o700, parents=True)
-            created = True
-        except FileExistsError:
-            pass  # made meanwhile by someone else: the check decides
-        except OSError as e:
-            raise SocketError(f"Cannot create the socket folder {folder}: {e.strerror}.") from e
-    try:
-        check_folder(path, serving=True)
-    except UnsafeFolder as e:
-        raise SocketError(str(e)) from None
-    if created:
-        _admit(folder, socket_mode, gid)
-    elif _traverse(socket_mode) & ~os.stat(folder).st_mode:
-        log.warning(
-            "The socket admits other users (mode %04o) but its folder %s does not let them "
-            "through; a folder vtmon creates does.",
-            socket_mode,
-            folder,
-        )
-    if path.exists() or path.is_symlink():
-        mode = path.lstat().st_mode
-        if not stat.S_ISSOCK(mode):
-            raise SocketError(
-                f"{path} exists and is not a socket; remove it or pass --socket "
-                "to use another path."
-            )
-        if probe(path):
-            raise SocketInUse(
-                f"Another vtmon is already listening on {path}; stop it or pass --socket "
-                "to use another path."
-            )
-        path.unlink()  # stale: nothing listens
-
-
-# Why a connection's reading is paused (bits): its batch waits for room in the engine's queue,
-# its answers wait in the write buffer above the high-water mark (asyncio's pause_writing), or
-# more than REQUESTS_MAX of its requests wait to be answered.
-_FOR_ENGINE = 1
-_FOR_WRITES = 2
-_FOR_ANSWERS = 4
-REQUESTS_MAX = 1024
-RUN_MAX = 256  # requests answered in one trip to the RPC thread
-ANSWERS_BYTES = 256 * 1024  # a trip ends once its answers are this long
-
-
-def _traverse(socket_mode: int) -> int:
-    """The folder's execute bits the socket's mode needs: the group's, the others'."""
-    return (0o010 if socket_mode & 0o060 else 0) | (0o001 if socket_mode & 0o006 else 0)
-
-
-def _admit(folder: Path, socket_mode: int, gid: int | None) -> None:
-    """Let whom the socket admits through the folder vtmon created: to search it, not write."""
-    try:
-        if gid is not None:
-            os.chown(folder, -1, gid)
-        os.chmod(folder, 0o700 | _traverse(socket_mode))
-    except OSError as e:
-        who = f"group {gid} (vtmon's user must belong to it)" if gid is not None else "others"
-        raise SocketError(f"Cannot open the socket folder {folder} to {who}: {e.strerror}.") from e
-
-
-def resolve_group(group: str | int | None) -> int | None:
-    """``[server] socket_group`` as a gid; SocketError (one sentence) for an unknown name."""
-    if group is None or isinstance(group, int):
-        return group
-    import grp
-
-    try:
-        return grp.getgrnam(group).gr_gid
-    except KeyError:
-        raise SocketError(
-            f"There is no group {group!r} ([server] socket_group); name an existing group or "
-            "give its gid."
-        ) from None
-
-
-class _Conn(asyncio.Protocol):
-    def __init__(self, server: IngestServer) -> None:
-        self.server = server
-        server._last_id += 1
-        self.id = server._last_id
-        self.mode: str | None = None
-        self.pending = b""
-        self.skipping = False  # inside an over-long line, dropping until its newline
-        self.transport: asyncio.Transport | None = None
-        self.accepted = 0
-        self.rejected: Counter[str] = Counter()
-        self.closed = False
-        self.frames: frames.FrameReader | None = None  # once a hello chose binary frames
-        self.held = 0  # bytes of unfinished lines, frames and declarations, in server.buffered
-        self.last_read = server.clock()
-        self.paused = 0  # _FOR_ENGINE | _FOR_WRITES | _FOR_ANSWERS
-        self.waiting = 0  # batches of this connection waiting for room in the engine's queue
-        self.limit = ""  # the limit it was closed for
-        self.requests: deque[Any] = deque()  # to answer, in order, once their batch is queued
-        self.busy = False  # an answer is being built in the server's RPC thread
-        self.unread_since: float | None = None  # since when its answers wait unread
-        self.told_closed = False  # the engine heard connection_closed
-        # Who is at the other end (docs/protocol.md, "Who may call what"): only the owner may
-        # steer or read. A connection with no socket (a replay's) is nobody's.
-        self.peer_uid: int | None = None
-        self.owner = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.peer_uid = peer_uid(transport.get_extra_info("socket"))
-        self.owner = self.server.is_owner(self.peer_uid)
-        self.opened()
-
-    def opened(self) -> None:
-        c = self.server.engine.connections
-        c.open += 1
-        c.total += 1
-        if self.server.recorder is not None:
-            self.server.recorder(self.id, READ_OPEN, b"")
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True  # send() refuses from now on
-        self._finish()
-        if self.paused & _FOR_WRITES:  # no more writes to wait for: its last requests go on
-            self.paused &= ~_FOR_WRITES
-            self.unread_since = None
-            self._answer_next()
-        self.server.engine.connections.open -= 1
-        self.server._conns.discard(self)
-        if self.server.recorder is not None:
-            self.server.recorder(self.id, READ_CLOSE, b"")
-        self._done()
-
-    def _finish(self) -> None:
-        """Count what is left unfinished (the connection is closing) and let it go."""
-        if self.pending and self.mode in (LINES, None) and not self.skipping:
-            # An unterminated last line is still a line the sender meant.
-            batch = Batch(received=time.time())
-            parse_block(self.pending, batch, self.server.max_line)
-            self.pending = b""
-            self._submit(batch)
-        elif self.pending and self.mode == LENGTH:
-            batch = Batch(received=time.time())
-            batch.rejected[REJECT_BAD_FRAME] += 1  # a frame cut short by the close
-            self._submit(batch)
-        elif self.frames is not None and self.frames.held:
-            batch = Batch(received=time.time())
-            self.frames.close(batch)
-            self._submit(batch)
-        self.pending = b""
-        self.skipping = False
-        if self.held:
-            self.server._account(self, 0)
-
-    @property
-    def unfinished(self) -> bool:
-        """Inside a line or frame that has not ended."""
-        return bool(self.pending or self.skipping or (self.frames and self.frames.pending))
-
-    def _done(self) -> None:
-        """Tell the engine the connection is gone, once its last batch is queued and its last
-        request answered (the knobs it registered go with it)."""
-        if not self.closed or self.told_closed or self.waiting or self.busy or self.requests:
-            return
-        self.told_closed = True
-        closed = self.server._on_closed
-        if closed is not None:
-            try:
-                closed(self.id)  # after the last batch: its knobs go, its sets in flight fail
-            except Exception:
-                log.exception("connection_closed failed")
-
-    def close_for(self, reason: str) -> None:
-        """Close the connection for one of the server's limits, counted by ``reason``. What it
-        held is counted (as at any close) and let go at once."""
-        if self.closed or self.limit:
-            return
-        self.limit = reason
-        self.server.engine.connections.closed[reason] += 1
-        self.requests.clear()  # nobody reads the answers
-        self._finish()
-        if self.transport is not None:
-            self.transport.abort()  # what waits to be written is not read either
-
-    # -- reading, paused for the engine or for unread answers -------------------------------
-
-    def _pause(self, why: int) -> None:
-        if not self.paused and self.transport is not None:
-            self.transport.pause_reading()
-        self.paused |= why
-
-    def _resume(self, why: int) -> None:
-        was = self.paused
-        self.paused &= ~why
-        if was and not self.paused and self.transport is not None:
-            self.transport.resume_reading()
-            self.last_read = self.server.clock()  # it waited for vtmon, not the other way
-
-    def pause_writing(self) -> None:
-        # The application reads no answers: read no more of its requests and build no more
-        # answers (they would only wait in memory) until it does; the sweep closes it when it
-        # leaves them unread for frame_timeout_s.
-        self.unread_since = self.server.clock()
-        self._pause(_FOR_WRITES)
-
-    def resume_writing(self) -> None:
-        self.unread_since = None
-        self._resume(_FOR_WRITES)
-        self._answer_next()
-
-    # -- writing ----------------------------------------------------------------------------
-
-    def send(self, message: dict[str, Any]) -> bool:
-        """Queue one JSON-RPC message to the application, from any thread; False when the
-        connection is closed (or has no socket: a replay's)."""
-        loop = self.server._loop
-        if self.closed or self.transport is None or loop is None:
-            return False
-        data = json.dumps(message, separators=(",", ":"), allow_nan=False).encode() + b"\n"
-        try:
-            loop.call_soon_threadsafe(self._write, data)
-        except RuntimeError:  # the loop is closed: the server stopped
-            return False
-        return True
-
-    def _write(self, data: bytes) -> None:
-        t = self.transport
-        if t is not None and not self.closed and not t.is_closing():
-            # Answers already waiting and this one past the limit: the application does not
-            # read. One large answer (a Snapshot of many series) to a reader is no reason.
-            waiting = t.get_write_buffer_size()
-            t.write(data)
-            if waiting and t.get_write_buffer_size() > self.server.max_unread:
-                self.close_for(CLOSED_UNREAD)
-
-    # -- reading ----------------------------------------------------------------------------
-
-    def data_received(self, data: bytes) -> None:
-        srv = self.server
-        if srv.recorder is not None:  # one test per read, not per line
-            srv.recorder(self.id, READ_DATA, data)
-        srv.engine.connections.bytes += len(data)
-        self.last_read = srv.clock()
-        self._read(data)
-        held = len(self.pending)
-        if self.frames is not None:
-            held += self.frames.held
-        if held != self.held:
-            srv._account(self, held)
-
-    def _read(self, data: bytes) -> None:
-        if self.mode is None:
-            data = self.pending + data
-            self.pending = b""
-            head = data[:4]
-            if b"\x00" in head:
-                self.mode = LENGTH
-            elif head[:1] == b"{" and b"\n" not in data and len(data) <= self.server.max_line:
-                self.pending = data  # a first JSON line may be a hello: wait for all of it
-                return
-            elif len(head) == 4 or b"\n" in head:
-                self.mode = LINES
-                if head[:1] == b"{":
-                    data = self._hello(data)
-            else:
-                self.pending = data
-                return
-        batch = Batch(received=time.time())
-        if self.mode == LINES:
-            self._lines(data, batch)
-        elif self.mode == BINARY:
-            assert self.frames is not None
-            if not self.frames.feed(data, batch) and self.transport is not None:
-                self.transport.close()  # framing is lost; nothing after this can be trusted
-        else:
-            self._frames(data, batch)
-        self._submit(batch)
-
-    def _hello(self, data: bytes) -> bytes:
-        """Answer a first-line ``hello``; what follows it is then frames (or lines, when the
-        format was refused). Returns the data still to be read in the connection's mode."""
-        nl = data.find(b"\n")
-        if nl < 0:
-            return data
-        req = frames.hello_request(data[:nl])
-        if req is None:
-            return data
-        srv = self.server
-        answer, binary = frames.hello_answer(req, srv.max_frame, srv.max_declared)
-        if binary:
-            self.mode = BINARY
-            self.frames = frames.FrameReader(srv.max_frame, srv.max_line, srv.max_declared)
-        if req.get("id") is not None:
-            self._write(jsonrpc.encode(answer))
-        return data[nl + 1 :]
-
-    def _lines(self, data: bytes, batch: Batch) -> None:
-        max_line = self.server.max_line
-        if self.skipping:
-            nl = data.find(b"\n")
-            if nl < 0:
-                return
-            data = data[nl + 1 :]
-            self.skipping = False
-        last = data.rfind(b"\n")
-        if last < 0:
-            self.pending += data
-        else:
-            block = self.pending + data[: last + 1] if self.pending else data[: last + 1]
-            self.pending = data[last + 1 :]
-            parse_block(block, batch, max_line)
-        if len(self.pending) > max_line:
-            batch.rejected[REJECT_TOO_LONG] += 1
-            refusal = too_long_request(self.pending, max_line)
-            if refusal is not None:
-                batch.rpc.append(refusal)
-            self.pending = b""
-            self.skipping = True
-
-    def _frames(self, data: bytes, batch: Batch) -> None:
-        buf = self.pending + data if self.pending else data
-        pos = 0
-        end = len(buf)
-        limit = self.server.max_frame
-        blocks = []
-        while end - pos >= 4:
-            n = int.from_bytes(buf[pos : pos + 4], "little")
-            if n > limit:
-                # Framing is lost; nothing after this can be trusted on this connection.
-                batch.rejected[REJECT_BAD_FRAME] += 1
-                self.pending = b""
-                if blocks:
-                    parse_block(b"\n".join(blocks), batch, self.server.max_line)
-                if self.transport is not None:
-                    self.transport.close()
-                return
-            if end - pos - 4 < n:
-                break
-            blocks.append(buf[pos + 4 : pos + 4 + n])
-            pos += 4 + n
-        self.pending = buf[pos:]
-        if blocks:
-            parse_block(b"\n".join(blocks), batch, self.server.max_line)
-
-    # -- into the engine, then the answers --------------------------------------------------
-
-    def _submit(self, batch: Batch) -> None:
-        rpcs = batch.rpc
-        if rpcs:
-            batch.rpc = []
-            rpcs = _requests(rpcs, batch)
-        self.accepted += batch.accepted
-        if batch.rejected:
-            self.rejected.update(batch.rejected)
-        if batch.is_empty() and not batch.accepted and not self.waiting:
-            if rpcs:
-                self.queued(rpcs)
-            return
-        self.server._hand(self, batch, rpcs)
-
-    def queued(self, rpcs: list[Any]) -> None:
-        """The batch these messages came with is in the engine's queue (or had nothing for it):
-        every line before them on this connection is counted, so they may be answered now."""
-        for m in rpcs:
-            if type(m) is dict and "method" not in m and ("result" in m or "error" in m):
-                self._response(m)  # an application answering vtmon (knobs.set): no waiting
-            else:
-                self.requests.append(m)
-        if len(self.requests) > REQUESTS_MAX:
-            self._pause(_FOR_ANSWERS)  # read no more requests until these are answered
-        self._answer_next()
-
-    def _answer_next(self) -> None:
-        """Answer the requests in order. What the engine answers is built in the server's RPC
-        thread (a Snapshot takes long to serialise), one run of requests at a time per
-        connection, so that the event loop keeps reading and answering every other connection
-        meanwhile."""
-        srv = self.server
-        requests = self.requests
-        while requests and not self.busy and not self.paused & _FOR_WRITES:
-            if _local(requests[0]):
-                resp = self._local(requests.popleft())
-                if resp is not None:
-                    self._write(jsonrpc.encode(resp))
-                continue
-            run = list(itertools.takewhile(_for_engine, itertools.islice(requests, RUN_MAX)))
-            pool, loop = srv._rpc_pool, srv._loop
-            if pool is None or loop is None:  # no socket (a replay): answer at once
-                self._engine_answers(run)
-                for _ in run:
-                    requests.popleft()
-                continue
-            try:
-                fut = loop.run_in_executor(pool, self._engine_answers, run)
-            except RuntimeError:  # the server or the interpreter is stopping
-                requests.clear()
-                break
-            self.busy = True
-            fut.add_done_callback(self._answered)
-        if self.paused & _FOR_ANSWERS and len(requests) <= REQUESTS_MAX:
-            self._resume(_FOR_ANSWERS)
-
-    def _answered(self, fut: asyncio.Future[tuple[bytes, int]]) -> None:
-        self.busy = False
-        if fut.cancelled() or fut.exception() is not None:
-            self.requests.clear()
-        elif not self.limit:  # else they were let go with the connection
-            data, n = fut.result()
-            for _ in range(n):
-                self.requests.popleft()
-            if data:
-                self._write(data)
-        self._answer_next()
-        self._done()
-
-    def _local(self, req: Any) -> dict[str, Any] | None:
-        """The answer the server gives itself (None for none) to a request ``_local`` takes."""
-        if type(req) is RpcRefusal:
-            return jsonrpc.error(req.id, req.code, req.message)
-        rid = req.get("id")
-        if rid is None:
-            return None
-        if req.get("method") == "hello":
-            return jsonrpc.error(
-                rid, jsonrpc.INVALID_REQUEST, "hello must be the first line on a connection."
-            )
-        # This connection's own counters, so a sender can report what became of its lines.
-        result = {"accepted": self.accepted, "rejected": dict(self.rejected)}
-        return jsonrpc.result(rid, result)
-
-    def _engine_answers(self, run: list[dict[str, Any]]) -> tuple[bytes, int]:
-        """The engine's answers to the first requests of ``run`` as lines, and how many were
-        answered (in the RPC thread): they stop past ``ANSWERS_BYTES``, so that one trip
-        holds little however large the answers."""
-        out = []
-        size = 0
-        n = 0
-        for req in run:
-            line = self._engine_answer(req)
-            n += 1
-            if line is not None:
-                out.append(line)
-                size += len(line)
-                if size > ANSWERS_BYTES:
-                    break
-        return b"".join(out), n
-
-    def _engine_answer(self, req: dict[str, Any]) -> bytes | None:
-        """The engine's answer as a line; None for a notification."""
-        srv = self.server
-        try:
-            if srv._rpc_with_conn:
-                resp = srv.engine.handle_rpc(req, self)
-            else:
-                resp = srv.engine.handle_rpc(req)
-            # Gone: what it asked is still done (an approve, say), the answer is not built.
-            return None if resp is None or self.closed else jsonrpc.encode(resp)
-        except Exception as e:  # an engine bug must not take the connection down
-            log.exception("rpc failed")
-            if req.get("id") is None:
-                return None
-            return jsonrpc.encode(
-                jsonrpc.error(req.get("id"), jsonrpc.INTERNAL_ERROR, f"Internal error: {e}.")
-            )
-
-    def _response(self, message: dict[str, Any]) -> None:
-        fn = self.server._on_response
-        if fn is None:
-            return
-        try:
-            fn(message, self)
-        except Exception:  # an engine bug must not take the connection down
-            log.exception("rpc response failed")
-
-
-def _local(req: Any) -> bool:
-    """Whether the server answers this request itself."""
-    return type(req) is RpcRefusal or req.get("method") in ("hello", "connection.stats")
-
-
-def _for_engine(req: Any) -> bool:
-    return not _local(req)
-
-
-def _requests(rpcs: list[Any], batch: Batch) -> list[Any]:
-    """The JSON-RPC messages of a batch to act on, counted: requests and answers are not metric
-    lines (the parser counted them accepted); one that is not JSON-RPC 2.0 is rejected, and
-    answered when it asked for something."""
-    out = []
-    for m in rpcs:
-        if type(m) is RpcRefusal:  # the parser counted its line rejected
-            out.append(m)
-            continue
-        batch.accepted -= 1
-        if m.get("jsonrpc") == "2.0":
-            out.append(m)
-            continue
-        batch.rejected[REJECT_REQUEST] += 1
-        if "method" in m:
-            msg = 'Invalid request: "jsonrpc" must be "2.0".'
-            out.append(RpcRefusal(jsonrpc.INVALID_REQUEST, msg, jsonrpc.readable_id(m)))
-    return out
-
-
 class IngestServer:
     """Serves one Unix stream socket from a background thread.
 
@@ -640,7 +119,7 @@ class IngestServer:
         engine: Engine,
         *,
         max_line: int = _DEFAULTS.max_line_bytes,
-        max_frame: int = 8 * 1024 * 1024,
+        max_frame: int = MAX_FRAME,
         recorder: ReadRecorder | None = None,
         max_connections: int = _DEFAULTS.max_connections,
         max_unread_kib: int = _DEFAULTS.max_unread_kib,
@@ -673,14 +152,14 @@ class IngestServer:
         self._on_closed: Callable[[int], Any] | None = getattr(engine, "connection_closed", None)
         # Batches the engine's queue had no room for, in the order they came, each with the
         # connection it came on (which reads no more until it is queued) and its requests.
-        self._waiting: deque[tuple[_Conn, Batch, list[Any]]] = deque()
+        self._waiting: deque[tuple[Connection, Batch, list[Any]]] = deque()
         self._offer: Callable[[Batch], bool] | None = getattr(engine, "offer", None)
         self._rpc_pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._last_id = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listening: socket.socket | None = None
         self._thread: threading.Thread | None = None
-        self._conns: set[_Conn] = set()
+        self._conns: set[Connection] = set()
         self._accepted = 0  # accepted, protocol not made yet (counts towards the limit)
         self._tasks: set[asyncio.Task[Any]] = set()  # the loop keeps only weak references
         self._backoff = Backoff()
@@ -736,14 +215,14 @@ class IngestServer:
 
     # -- back-pressure: the engine's queue is full ------------------------------------------
 
-    def _hand(self, conn: _Conn, batch: Batch, rpcs: list[Any]) -> None:
+    def _hand(self, conn: Connection, batch: Batch, rpcs: list[Any]) -> None:
         """Queue a batch for the engine, or keep it (behind any kept before it) and stop
         reading its connection until the engine has room: the sender waits on the socket,
         nothing is dropped, and the loop goes on answering every other connection."""
         if self._waiting or not self._queue(batch):
             self._waiting.append((conn, batch, rpcs))
             conn.waiting += 1
-            conn._pause(_FOR_ENGINE)
+            conn._pause(FOR_ENGINE)
             return
         if rpcs:
             conn.queued(rpcs)
@@ -777,7 +256,7 @@ class IngestServer:
             w.popleft()
             conn.waiting -= 1
             if not conn.waiting:
-                conn._resume(_FOR_ENGINE)
+                conn._resume(FOR_ENGINE)
             if rpcs:
                 conn.queued(rpcs)
             conn._done()
@@ -795,7 +274,7 @@ class IngestServer:
 
     # -- what the connections hold ----------------------------------------------------------
 
-    def _account(self, conn: _Conn, held: int) -> None:
+    def _account(self, conn: Connection, held: int) -> None:
         """``conn`` now holds ``held`` bytes. Past the budget the connection holding the most
         is closed (``buffer full``), until the rest fit: to have a connection that holds n
         bytes closed, a client must hold the whole budget in connections of less than n bytes
@@ -923,7 +402,7 @@ class IngestServer:
             self._tasks.add(task)
             task.add_done_callback(functools.partial(self._started, conn))
 
-    def _protocol(self) -> _Conn:
+    def _protocol(self) -> Connection:
         # The first thing connect_accepted_socket does; only a stopping loop skips it.
         self._accepted -= 1
         return self._make_conn()
@@ -962,8 +441,8 @@ class IngestServer:
             return self.socket_mode == 0o600
         return uid in (os.geteuid(), 0)
 
-    def _make_conn(self) -> _Conn:
-        c = _Conn(self)
+    def _make_conn(self) -> Connection:
+        c = Connection(self)
         self._conns.add(c)
         return c
 
@@ -1015,23 +494,6 @@ def server_options(config: Config, *, private: bool = False) -> dict[str, Any]:
         "frame_timeout_s": config.frame_timeout_s,
         "max_declared_series": config.max_declared_series,
     }
-
-
-def peer_uid(sock: Any) -> int | None:
-    """The uid of the process at the other end of a connected Unix socket, as the kernel
-    recorded it when it connected; None where the platform does not say."""
-    if sock is None:
-        return None
-    try:
-        if hasattr(socket, "SO_PEERCRED"):  # Linux: struct ucred {pid, uid, gid}
-            data = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-            return int(struct.unpack("3i", data)[1])
-        if hasattr(socket, "LOCAL_PEERCRED"):  # macOS, BSD: struct xucred {version, uid, ...}
-            data = sock.getsockopt(0, socket.LOCAL_PEERCRED, 128)  # level 0: SOL_LOCAL
-            return int(struct.unpack_from("=II", data)[1])
-    except (OSError, struct.error):
-        pass
-    return None
 
 
 def _takes_conn(fn: Callable[..., Any]) -> bool:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from enum import Enum
+from typing import Any, final
 
 from vtmon.model.keys import SeriesKey, Tags
 
@@ -123,9 +124,29 @@ REJECT_TYPE = "unknown type"
 REJECT_TOO_LONG = "too long"
 REJECT_ENCODING = "bad encoding"
 REJECT_TIME = "bad time"
-
-
 REJECT_REQUEST = "bad request"  # a JSON-RPC request that is not JSON-RPC 2.0, or a batch array
+
+
+# final: the parsers test ``type(r) is Reject`` (the cheapest test), and for a final class
+# mypy then knows the other branch holds no Reject.
+@final
+class Reject(Enum):
+    """Why a line is rejected, as the parsers hand it back: ``reason`` is the word the line is
+    counted under in ``Batch.rejected`` (one of the ``REJECT_*`` above, which the UI, reports
+    and the Snapshot's JSON show). The answer a rejected JSON-RPC request is owed travels
+    apart, as an ``RpcRefusal``. Members are made once: a rejected line allocates nothing."""
+
+    SYNTAX = REJECT_SYNTAX
+    NUMBER = REJECT_NUMBER
+    TYPE = REJECT_TYPE
+    TOO_LONG = REJECT_TOO_LONG
+    ENCODING = REJECT_ENCODING
+    TIME = REJECT_TIME
+    REQUEST = REJECT_REQUEST
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason  # as ``value``, read as a plain attribute (no descriptor call)
+
 
 # Reasons vtmon closes a connection for one of its limits (docs/protocol.md).
 CLOSED_UNREAD = "unread answers"

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import struct
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -35,29 +34,34 @@ import numpy as np
 
 from vtmon.model import VALUE_MAX
 from vtmon.protocol import jsonrpc
+from vtmon.protocol.frames import (
+    DECLARE,
+    F64,
+    FORMAT,
+    GAUGE,
+    HEADER,
+    HELLO_METHOD,
+    ID,
+    LINES,
+    MAGIC,
+    MAX_FRAME,
+    MAX_SERIES,
+    NAME_REFUSED,
+    NAME_REFUSED_STARTS,
+    STATSD_TYPE,
+    VALUES,
+)
 
-FORMAT = "vtmon-binary/1"
 HELLO = (
     json.dumps(
-        jsonrpc.request("hello", {"format": FORMAT}),
+        jsonrpc.request(HELLO_METHOD, {"format": FORMAT}),
         separators=(",", ":"),
     ).encode()
     + b"\n"
 )
-MAX_FRAME = 8 * 1024 * 1024  # until the hello's answer says otherwise
-MAX_SERIES = 100_000  # ids vtmon accepts on one connection, unless its hello says otherwise
 VALUES_PER_LINE = 256  # a text line stays far below vtmon's 64 KiB line limit
 
-DECLARE, VALUES, LINES = 1, 2, 3
-DIST, COUNTER, GAUGE = 1, 2, 3
-_STATSD_TYPE = {DIST: "ms", COUNTER: "c", GAUGE: "g"}
-
-_HEADER = struct.Struct("<2sBBI")
-_ID = struct.Struct("<I")
-_F64 = np.dtype("<f8")
-
-# What vtmon refuses in a series name (vtmon/ingest/parse.py): control characters, '|', '#'.
-_BAD_NAME = re.compile(r"[\x00-\x1f\x7f|#]")
+_BAD_NAME = re.compile(NAME_REFUSED)
 # What cannot stand in a DogStatsD tag: it would end the tag, the tag list or the line.
 _BAD_TAG = re.compile(r"[\x00-\x1f\x7f|,]")
 
@@ -87,7 +91,7 @@ REUSED: Any = _Reused()
 
 
 def header(ftype: int, length: int) -> bytes:
-    return _HEADER.pack(b"VT", ftype, 0, length)
+    return HEADER.pack(MAGIC, ftype, 0, length)
 
 
 def frame(ftype: int, payload: bytes) -> bytes:
@@ -125,7 +129,7 @@ class Series:
     def statsd(self, values: list[float]) -> list[str]:
         """StatsD lines for ``values`` of this series (a negative gauge is set through 0:
         a signed StatsD gauge value is a change)."""
-        suffix = f"|{_STATSD_TYPE[self.kind]}" + (f"|#{tag_text(self.tags)}" if self.tags else "")
+        suffix = f"|{STATSD_TYPE[self.kind]}" + (f"|#{tag_text(self.tags)}" if self.tags else "")
         head = f"{self.name}:"
         if self.kind == GAUGE:
             texts = [repr(v) if v > 0 else f"0:{v!r}" if v < 0 else "0" for v in values]
@@ -144,7 +148,7 @@ def name_error(name: object) -> str:
         return "a client.timer(...) was used for a second block (make one per block)"
     if not isinstance(name, str) or not name:
         return f"a series name must be a non-empty string, not {name!r}"
-    if _BAD_NAME.search(name) or name[0] in " {" or name.startswith("_e{"):
+    if _BAD_NAME.search(name) or name.startswith(NAME_REFUSED_STARTS):
         return f"{name!r} has a character vtmon refuses in a name (control, '|', '#')"
     try:
         name.encode()
@@ -271,9 +275,9 @@ def encode_binary(
         if s.gen != gen:
             s.sid, s.gen = next_sid, gen
             next_sid += 1
-            parts.append(frame(DECLARE, _ID.pack(s.sid) + s.declare))
-        sid = _ID.pack(s.sid)
-        data = a.astype(_F64, copy=False)
+            parts.append(frame(DECLARE, ID.pack(s.sid) + s.declare))
+        sid = ID.pack(s.sid)
+        data = a.astype(F64, copy=False)
         for i in range(0, len(data), per_frame):
             chunk = data[i : i + per_frame]
             parts.append(header(VALUES, 4 + 8 * len(chunk)) + sid)
