@@ -23,6 +23,7 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check vtmon tests bench
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 # The suite against the lowest versions pyproject.toml allows (.ci/minimum-versions.txt), in

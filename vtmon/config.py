@@ -1,4 +1,10 @@
-"""Configuration: the socket path and the TOML config file (latency targets and limits)."""
+"""Configuration: the TOML config file (latency targets and limits, detection, retention,
+tuning, the server) read into one frozen ``Config``.
+
+Why one module: each setting's type, default, bound and the sentence that refuses a bad value
+are read together when a setting is added or changed, and about a sixth of the module is the
+example file ``vtmon config --example`` prints, which must name every key of the types above.
+"""
 
 from __future__ import annotations
 

@@ -13,8 +13,8 @@ Everything else (bottleneck fired / resolved, regressions) comes in through ``ad
 logged before ``started + [detector] warmup_s``: the first seconds after start see half-filled
 windows and whatever backlog a client flushes when it connects.
 
-Cost: ``observe_batch`` runs for every batch, at up to ~1.5 million samples/s. Per distribution
-series it does one C-level ``max()`` over the batch's values, and none at all while the
+Cost: ``observe_batch`` runs for every batch, so its work is per series, not per sample. Per
+distribution series it does one C-level ``max()`` over the batch's values, and none at all while the
 component's latency alert is suppressed (which is exactly when a slow component floods it);
 per gauge and counter series it does a cached name check. Timed samples come in runs (one per
 series and batch from the bulk parsers), each also one C-level ``max()``.
