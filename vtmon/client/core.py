@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import socket
-import struct
 import threading
 import time
 import weakref
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from vtmon.client.connection import open_connection, read_lines
 from vtmon.client.knobs import Knob, check, set_reply
 from vtmon.client.measure import Measurement, timer_type
 from vtmon.protocol import access, frames, jsonrpc, wire
@@ -31,12 +31,9 @@ log = logging.getLogger("vtmon.client")
 DEFAULT_BUFFER = 250_000  # samples: 40 bytes each (a float and two list slots), 10 MB
 FLUSH_INTERVAL_S = 0.1  # the sender wakes this often, and as soon as WAKE_AT samples wait
 WAKE_AT = 16_384  # (or a quarter of the buffer): small batches stay in the CPU's caches
-HELLO_TIMEOUT_S = 2.0  # how long a new connection waits for the answer to its hello
-SEND_TIMEOUT_S = 5.0  # a write vtmon does not take within this gives the connection up
 RETRY_MAX_S = 1.0  # reconnect attempts back off to at most this
 BATCH = 100_000  # samples taken from the buffer per send, at most (vtmon's ids per connection)
 DROP_SHARE = 8  # a full buffer drops its oldest eighth at once: one memmove, not one each
-MAX_MESSAGE = 1 << 20  # a longer line from vtmon is dropped
 MAX_KEYS = 100_000  # cached series (tag sets); beyond, the caches start afresh
 
 _open_clients: weakref.WeakSet[Client] = weakref.WeakSet()
@@ -353,22 +350,7 @@ class Client:
 
     def _read(self, sock: socket.socket, buf: bytes) -> None:
         try:
-            while not self._closed.is_set():
-                *lines, buf = buf.split(b"\n")
-                if len(buf) > MAX_MESSAGE:
-                    buf = b""
-                for line in lines:
-                    if line.strip():
-                        self._handle(line, sock)
-                try:
-                    data = sock.recv(65536)
-                except TimeoutError:
-                    continue
-                except OSError:
-                    break
-                if not data:
-                    break
-                buf += data
+            read_lines(sock, buf, self._closed, lambda line: self._handle(line, sock))
         finally:
             with self._lock:
                 if self._sock is sock:
@@ -649,41 +631,16 @@ class Client:
         """Open the connection, agree on the format, start its reader (round lock held);
         raises OSError."""
         try:
-            access.check_folder(self.socket_path, named=self._named)
+            s, hello = open_connection(self.socket_path, self._named)
         except access.UnsafeFolder as e:
             if str(e) not in self._warned:  # once: the sender retries every second
                 self._warned.add(str(e))
                 log.warning("vtmon.client does not connect: %s", e)
             raise
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            s.settimeout(HELLO_TIMEOUT_S)
-            s.connect(self.socket_path)
-            s.sendall(wire.HELLO)
-            answer, rest = _answer(s, time.monotonic() + HELLO_TIMEOUT_S)
-        except (OSError, ValueError) as e:
-            why = _refused_already(s) or str(e) or type(e).__name__
-            s.close()
-            raise OSError(why) from e
-        refused = jsonrpc.refusal(answer)
-        if refused is not None:
-            # No answer to the hello but vtmon refusing the connection (all the connections
-            # it takes are open): it is closed; its reason is the one to report.
-            s.close()
-            raise OSError(refused)
-        result = answer.get("result")
-        said: dict[str, Any] = result if isinstance(result, dict) else {}
-        binary = said.get("format") == frames.FORMAT
-        if not binary and "error" not in answer:
-            s.close()
-            raise OSError(f"vtmon answered the hello with {answer!r}")
-        max_frame = said.get("max_frame") if binary else None
-        max_series = said.get("max_series") if binary else None
-        s.settimeout(None)  # blocking: a send is one system call; vtmon's stall is bounded by
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(SEND_TIMEOUT_S))
+        max_frame, max_series = hello.max_frame, hello.max_series
         with self._lock:
             self._sock = s
-            self._binary = binary
+            self._binary = hello.binary
             self._gen += 1
             self._next_sid = 0
             if isinstance(max_frame, int) and max_frame >= 1024:
@@ -695,7 +652,7 @@ class Client:
             self._fresh = True
             self._unregistered()
             self._reader = threading.Thread(
-                target=self._read, args=(s, rest), name="vtmon-client-reader", daemon=True
+                target=self._read, args=(s, hello.rest), name="vtmon-client-reader", daemon=True
             )
             self._reader.start()
 
@@ -734,45 +691,6 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _answer(s: socket.socket, deadline: float) -> tuple[dict[str, Any], bytes]:
-    """The first line vtmon writes on a new connection (the hello's answer), and the bytes
-    after it."""
-    buf = b""
-    while b"\n" not in buf:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("vtmon did not answer the hello")
-        s.settimeout(left)
-        try:
-            data = s.recv(65536)
-        except TimeoutError:
-            raise TimeoutError("vtmon did not answer the hello") from None
-        if not data:
-            raise ConnectionError("vtmon closed the connection before answering the hello")
-        buf += data
-        if len(buf) > MAX_MESSAGE:
-            raise ValueError("vtmon's answer to the hello is too long")
-    line, rest = buf.split(b"\n", 1)
-    msg = json.loads(line)
-    if not isinstance(msg, dict):
-        raise ValueError("vtmon's answer to the hello is no JSON object")
-    return msg, rest
-
-
-def _refused_already(s: socket.socket) -> str | None:
-    """vtmon's reason when it refused the connection before the hello went out (it writes one
-    line and closes at once, so the hello may meet a closed socket), else None."""
-    try:
-        s.setblocking(False)
-        return jsonrpc.refusal(json.loads(s.recv(65536).split(b"\n", 1)[0]))
-    except (OSError, ValueError):
-        return None
-
-
-def _timeval(seconds: float) -> bytes:
-    return struct.pack("ll", int(seconds), int(seconds % 1 * 1e6))
 
 
 def _key_in(key: Any, keys: set[Any]) -> bool:
