@@ -11,7 +11,6 @@ import socket
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Callable
 from time import perf_counter
 from typing import Any
@@ -19,11 +18,11 @@ from typing import Any
 import numpy as np
 
 from vtmon.client.connection import open_connection, read_lines
-from vtmon.client.knobs import Knob, check, set_reply
+from vtmon.client.knobs import Knob, check
 from vtmon.client.measure import Measurement, timer_type
+from vtmon.client.registry import KnobRegistry
 from vtmon.protocol import access, frames, jsonrpc, wire
 from vtmon.protocol.frames import COUNTER, DIST, GAUGE
-from vtmon.protocol.jsonrpc import error
 from vtmon.protocol.wire import LINE, Series
 
 log = logging.getLogger("vtmon.client")
@@ -55,7 +54,7 @@ class Client:
         "_counters", "_gauges", "_keys", "_names", "_Timer",
         "_named", "_sock", "_binary", "_gen", "_next_sid", "_max_frame", "_max_series", "_fresh",
         "_reader",
-        "_send_lock", "_round_lock", "_knobs", "_control", "_register_ids", "_last_id",
+        "_send_lock", "_round_lock", "_registry",
         "_lock", "_warned", "_wake", "_closed", "_interval", "_thread", "__weakref__",
     )  # fmt: skip
 
@@ -109,11 +108,8 @@ class Client:
         self._round_lock = threading.Lock()  # one sending round at a time
         self.last_error = ""  # why the last connection attempt or send failed
         # Knobs.
-        self._knobs: dict[str, Knob] = {}
-        self._control: deque[str] = deque()  # JSON-RPC lines sent ahead of the metrics
-        self._register_ids: dict[int, str] = {}  # knobs.register in flight: id -> knob name
-        self._last_id = 1  # 1 is the hello's
         self._lock = threading.Lock()  # knobs and the connection's state
+        self._registry = KnobRegistry(self._lock)
         self._warned: set[str] = set()
         self._wake = threading.Event()
         self._closed = threading.Event()
@@ -323,28 +319,16 @@ class Client:
             kind=kind,
             on_change=on_change,
         )
-        with self._lock:
-            if name in self._knobs:
-                raise ValueError(f"This client already has a knob named {name!r}.")
-            self._knobs[name] = knob
+        self._registry.add(knob)
         self._register(knob)
         return knob
 
     def knobs(self) -> list[Knob]:
-        with self._lock:
-            return list(self._knobs.values())
+        return self._registry.all()
 
     def _register(self, knob: Knob) -> None:
-        with self._lock:
-            self._control.append(self._register_line(knob))
+        self._registry.queue(knob)
         self._wake.set()
-
-    def _register_line(self, knob: Knob) -> str:
-        """A knobs.register request (call with the lock held)."""
-        self._last_id += 1
-        self._register_ids[self._last_id] = knob.name
-        req = jsonrpc.request("knobs.register", knob.params(), self._last_id)
-        return json.dumps(req, separators=(",", ":"))
 
     # -- reading (the reader thread of each connection) ----------------------------------------
 
@@ -355,7 +339,7 @@ class Client:
             with self._lock:
                 if self._sock is sock:
                     self._sock = None
-                    self._unregistered()
+                    self._registry.unregistered()
             sock.close()  # only this thread closes a connection's socket
             self._wake.set()  # reconnect: the knobs register again
 
@@ -366,25 +350,13 @@ class Client:
             return
         if not isinstance(msg, dict):
             return
-        method = msg.get("method")
-        rid = msg.get("id")
-        if method is None:
-            self._answered(msg, sock)
+        if msg.get("method") is None:  # vtmon's answer to a knobs.register
+            with self._lock:
+                if self._sock is sock:
+                    self._registry.answered(msg)
             return
-        if method == "knobs.set":
-            params = msg.get("params")
-            if isinstance(params, dict):
-                name = params.get("name")
-                with self._lock:
-                    knob = self._knobs.get(name) if isinstance(name, str) else None
-                reply = set_reply(knob, name, rid, params.get("value"))
-            else:
-                reply = error(
-                    rid, jsonrpc.INVALID_PARAMS, "knobs.set needs params with name and value."
-                )
-        else:
-            reply = error(rid, jsonrpc.METHOD_NOT_FOUND, f"Method not found: {method}.")
-        if rid is None:
+        reply = self._registry.answer(msg)
+        if msg.get("id") is None:
             return
         data = jsonrpc.encode(reply)
         with self._send_lock:
@@ -401,38 +373,10 @@ class Client:
             if self._sock is sock:
                 self._abandon()
 
-    def _answered(self, msg: dict[str, Any], sock: socket.socket) -> None:
-        """vtmon's answer to one of this client's knobs.register requests."""
-        rid = msg.get("id")
-        with self._lock:
-            if self._sock is not sock or type(rid) is not int:
-                return
-            name = self._register_ids.pop(rid, None)
-            knob = self._knobs.get(name) if name is not None else None
-            if knob is None:
-                return
-            if "error" in msg:
-                err = msg.get("error")
-                text = err.get("message") if isinstance(err, dict) else None
-                knob.error = text if isinstance(text, str) else "vtmon refused the knob."
-                knob.registered = False
-                knob._ready.clear()
-            else:
-                knob.error = ""
-                knob.registered = True
-                knob._ready.set()
-
-    def _unregistered(self) -> None:
-        """The connection is gone (call with the lock held)."""
-        self._register_ids.clear()
-        for knob in self._knobs.values():
-            knob.registered = False
-            knob._ready.clear()
-
     def _abandon(self) -> None:
         """Give up the current connection (lock held): its reader wakes and closes it."""
         sock, self._sock = self._sock, None
-        self._unregistered()
+        self._registry.unregistered()
         if sock is not None:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
@@ -454,9 +398,9 @@ class Client:
 
     def _pending(self, connect: bool = False) -> bool:
         """Whether a round has something to do (``connect``: also when not connected)."""
-        if self._sock is None and (connect or self._knobs):
+        if self._sock is None and (connect or self._registry.knobs):
             return True
-        return bool(self._buf or self._control or self._unreported)
+        return bool(self._buf or self._registry.pending or self._unreported)
 
     def _drain(self, target: int, deadline: float | None, connect: bool = False) -> bool:
         """Send rounds until ``target`` samples were taken and nothing else waits (round lock
@@ -467,7 +411,7 @@ class Client:
             if not ok:
                 return False
             taken += n
-            if taken >= target and not (self._control or self._unreported):
+            if taken >= target and not (self._registry.pending or self._unreported):
                 return True
             if deadline is not None and time.monotonic() > deadline:
                 return False
@@ -491,14 +435,8 @@ class Client:
             reported, self._unreported = self._unreported, 0
         with self._lock:
             sock, binary, gen = self._sock, self._binary, self._gen
-            if self._fresh:
-                # A new connection registers every knob afresh (vtmon may have restarted).
-                self._control.clear()
-                control = [self._register_line(k) for k in self._knobs.values()]
-                self._fresh = False
-            else:
-                control = list(self._control)
-                self._control.clear()
+            control = self._registry.take(self._fresh)
+            self._fresh = False
         if sock is None:  # the reader saw the connection end meanwhile
             self._put_back(items, reported)
             return False, n
@@ -609,7 +547,7 @@ class Client:
 
     def _write(self, sock: socket.socket, data: bytes) -> int:
         """Write ``data``; returns how many bytes vtmon's socket took (all, unless the
-        connection broke or vtmon took nothing for SEND_TIMEOUT_S)."""
+        connection broke or vtmon took nothing for connection.SEND_TIMEOUT_S)."""
         view = memoryview(data)
         off = 0
         with self._send_lock:
@@ -650,7 +588,7 @@ class Client:
             else:
                 self._max_series = frames.MAX_SERIES
             self._fresh = True
-            self._unregistered()
+            self._registry.unregistered()
             self._reader = threading.Thread(
                 target=self._read, args=(s, hello.rest), name="vtmon-client-reader", daemon=True
             )
