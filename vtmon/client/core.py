@@ -15,8 +15,7 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
-import numpy as np
-
+from vtmon.client.batches import MAX_KEYS, prepare, unsent_pairs
 from vtmon.client.connection import open_connection, read_lines
 from vtmon.client.knobs import Knob, check
 from vtmon.client.measure import Measurement, timer_type
@@ -33,7 +32,6 @@ WAKE_AT = 16_384  # (or a quarter of the buffer): small batches stay in the CPU'
 RETRY_MAX_S = 1.0  # reconnect attempts back off to at most this
 BATCH = 100_000  # samples taken from the buffer per send, at most (vtmon's ids per connection)
 DROP_SHARE = 8  # a full buffer drops its oldest eighth at once: one memmove, not one each
-MAX_KEYS = 100_000  # cached series (tag sets); beyond, the caches start afresh
 
 _open_clients: weakref.WeakSet[Client] = weakref.WeakSet()
 
@@ -448,7 +446,7 @@ class Client:
                 )
             )
         batch = wire.group(items)
-        series, lines, invalid = self._prepare(batch, binary)
+        series, lines, invalid = prepare(batch, binary, self._names, self._warn)
         new = sum(1 for _, s, _ in series if s.gen != gen)
         cap = self._max_series
         if binary and self._next_sid + new > cap and self._next_sid and len(series) <= cap:
@@ -482,52 +480,11 @@ class Client:
         if None in done:
             self.reported += reported
             reported = 0
-        back: list[Any] = []
-        for key, value in zip(items[0::2], items[1::2], strict=True):
-            if _key_in(key, unsent):
-                back += (key, value)
-        self._put_back(back, reported)
+        self._put_back(unsent_pairs(items, unsent), reported)
         with self._lock:
             if self._sock is sock:
                 self._abandon()
         return False, n
-
-    def _prepare(
-        self, batch: wire.Batch, binary: bool
-    ) -> tuple[list[tuple[Any, Series, np.ndarray]], list[str], int]:
-        """The batch's series to send, its text lines, and how many samples cannot be sent
-        (a name vtmon refuses, a value that is no number)."""
-        series = []
-        invalid = 0
-        names = self._names
-        for key, a in batch.series.items():
-            if type(key) is Series:
-                s = key
-            else:
-                named = names.get(key)
-                if named is None:
-                    if len(names) >= MAX_KEYS:
-                        names.clear()
-                    named = names[key] = Series(DIST, key)
-                s = named
-            # Without an error the name is a str (Series.error says why it would not be).
-            why = s.error or ("" if binary or ":" not in str(s.name) else "a ':' in a StatsD name")
-            if why:
-                invalid += len(a) + batch.bad.pop(key, 0)
-                self._warn(why)
-            elif len(a):
-                series.append((key, s, a))
-        for key in [k for k in batch.bad if k not in batch.series]:
-            invalid += batch.bad.pop(key)  # unhashable names
-            self._warn(f"{key} is no series name")
-        lines = []
-        for item in batch.lines:
-            try:
-                lines.append(item if isinstance(item, str) else item.line())
-            except Exception as e:  # a measurement whose context cannot be written
-                invalid += 1
-                self._warn(f"cannot write {item!r}: {e}")
-        return series, lines, invalid
 
     def _warn(self, why: str) -> None:
         if why not in self._warned and len(self._warned) < 100:
@@ -629,13 +586,6 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _key_in(key: Any, keys: set[Any]) -> bool:
-    try:
-        return key in keys
-    except TypeError:
-        return False
 
 
 @atexit.register
