@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import vtmon.client.core as client_core
+import vtmon.client.connection as client_connection
 from tests.conftest import RecordingMonitor
 from tests.serve import poll, serve
 from vtmon.client import Client
@@ -355,7 +355,7 @@ def test_an_older_vtmon_end_to_end(sock_dir, clock):
 
 
 def test_no_answer_to_the_hello_sends_nothing(sock_dir, monkeypatch):
-    monkeypatch.setattr(client_core, "HELLO_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(client_connection, "HELLO_TIMEOUT_S", 0.2)
     silent = PlainServer(sock_dir / "silent.sock", None)
     c = Client(silent.path, flush_interval=3600)
     try:

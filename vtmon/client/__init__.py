@@ -15,12 +15,8 @@ while vtmon is away. Measurements with a context, knobs, the counters an applica
 and what happens when vtmon is slow: docs/client.md.
 """
 
-from vtmon.client.core import (
-    DEFAULT_BUFFER,
-    FLUSH_INTERVAL_S,
-    Client,
-    Measurement,
-)
+from vtmon.client.core import DEFAULT_BUFFER, FLUSH_INTERVAL_S, Client
 from vtmon.client.knobs import KNOB_KINDS, Knob
+from vtmon.client.measure import Measurement
 
 __all__ = ["DEFAULT_BUFFER", "FLUSH_INTERVAL_S", "KNOB_KINDS", "Client", "Knob", "Measurement"]

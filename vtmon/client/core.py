@@ -8,21 +8,20 @@ import json
 import logging
 import os
 import socket
-import struct
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
-import numpy as np
-
-from vtmon.client.knobs import Knob, check, set_reply
+from vtmon.client.batches import MAX_KEYS, prepare, unsent_pairs
+from vtmon.client.connection import open_connection, read_lines
+from vtmon.client.knobs import Knob, check
+from vtmon.client.measure import Measurement, timer_type
+from vtmon.client.registry import KnobRegistry
 from vtmon.protocol import access, frames, jsonrpc, wire
 from vtmon.protocol.frames import COUNTER, DIST, GAUGE
-from vtmon.protocol.jsonrpc import error
 from vtmon.protocol.wire import LINE, Series
 
 log = logging.getLogger("vtmon.client")
@@ -30,95 +29,11 @@ log = logging.getLogger("vtmon.client")
 DEFAULT_BUFFER = 250_000  # samples: 40 bytes each (a float and two list slots), 10 MB
 FLUSH_INTERVAL_S = 0.1  # the sender wakes this often, and as soon as WAKE_AT samples wait
 WAKE_AT = 16_384  # (or a quarter of the buffer): small batches stay in the CPU's caches
-HELLO_TIMEOUT_S = 2.0  # how long a new connection waits for the answer to its hello
-SEND_TIMEOUT_S = 5.0  # a write vtmon does not take within this gives the connection up
 RETRY_MAX_S = 1.0  # reconnect attempts back off to at most this
 BATCH = 100_000  # samples taken from the buffer per send, at most (vtmon's ids per connection)
 DROP_SHARE = 8  # a full buffer drops its oldest eighth at once: one memmove, not one each
-MAX_MESSAGE = 1 << 20  # a longer line from vtmon is dropped
-MAX_KEYS = 100_000  # cached series (tag sets); beyond, the caches start afresh
 
 _open_clients: weakref.WeakSet[Client] = weakref.WeakSet()
-
-
-class Measurement:
-    """A measurement in progress (``Client.start_measurement``), ended by
-    ``Client.end_measurement``; ``value`` is its duration in ms once ended (None before)."""
-
-    __slots__ = (
-        "name", "t0", "value", "component", "operation", "user", "session", "request", "tags"
-    )  # fmt: skip
-
-    def __init__(
-        self,
-        name: str,
-        component: str | None,
-        operation: str | None,
-        user: str | None,
-        session: str | None,
-        request: str | None,
-        tags: dict[str, Any],
-    ) -> None:
-        self.name = name
-        self.component = component
-        self.operation = operation
-        self.user = user
-        self.session = session
-        self.request = request
-        self.tags = tags
-        self.value: float | None = None
-        self.t0 = perf_counter()
-
-    def context(self) -> dict[str, str]:
-        """The JSON metric's ``context`` (docs/protocol.md, "JSON")."""
-        ctx = {}
-        for key, v in (
-            ("component", self.component),
-            ("userId", self.user),
-            ("sessionId", self.session),
-            ("requestId", self.request),
-            ("operation", self.operation),
-        ):
-            if v is not None:
-                ctx[key] = str(v)
-        return ctx
-
-    def line(self) -> str:
-        """The JSON metric line that carries the measurement and its context."""
-        obj: dict[str, Any] = {"name": self.name, "value": self.value, "unit": "ms"}
-        if self.tags:
-            obj["tags"] = {str(k): str(v) for k, v in self.tags.items()}
-        ctx = self.context()
-        if ctx:
-            obj["context"] = ctx
-        return json.dumps(obj, separators=(",", ":"), default=str)
-
-    def __repr__(self) -> str:
-        state = "running" if self.value is None else f"{self.value:.3f} ms"
-        return f"Measurement({self.name!r}, {state}, {self.context()})"
-
-
-def _timer_type(buf: list[Any]) -> type:
-    """The class of ``Client.timer``'s objects, closed over one client's buffer (a closure
-    variable is the cheapest name ``__exit__`` can read)."""
-    extend = buf.extend
-    reused = wire.REUSED
-
-    class Timer:
-        """Times one ``with`` block (the clock starts when ``Client.timer`` is called)."""
-
-        __slots__ = ("key", "t0")
-        key: Any  # the series (or REUSED once the block ended)
-        t0: float  # perf_counter() when the clock started
-        # A type is no descriptor, so ``with`` calls NoneType() -> None: the block starts with
-        # no Python call at all (the clock was read by Client.timer, which also made room).
-        __enter__ = type(None)
-
-        def __exit__(self, et: object, ev: object, tb: object) -> None:
-            extend((self.key, (perf_counter() - self.t0) * 1000.0))
-            self.key = reused  # used for a second block, it records nothing, and says so
-
-    return Timer
 
 
 class Client:
@@ -137,7 +52,7 @@ class Client:
         "_counters", "_gauges", "_keys", "_names", "_Timer",
         "_named", "_sock", "_binary", "_gen", "_next_sid", "_max_frame", "_max_series", "_fresh",
         "_reader",
-        "_send_lock", "_round_lock", "_knobs", "_control", "_register_ids", "_last_id",
+        "_send_lock", "_round_lock", "_registry",
         "_lock", "_warned", "_wake", "_closed", "_interval", "_thread", "__weakref__",
     )  # fmt: skip
 
@@ -177,7 +92,7 @@ class Client:
         self._gauges: dict[Any, Series] = {}
         self._keys: dict[Any, Series] = {}
         self._names: dict[str, Series] = {}  # the sender's: record()'s names as series
-        self._Timer = _timer_type(self._buf)
+        self._Timer = timer_type(self._buf)
         # The connection.
         self._sock: socket.socket | None = None
         self._binary = False
@@ -191,11 +106,8 @@ class Client:
         self._round_lock = threading.Lock()  # one sending round at a time
         self.last_error = ""  # why the last connection attempt or send failed
         # Knobs.
-        self._knobs: dict[str, Knob] = {}
-        self._control: deque[str] = deque()  # JSON-RPC lines sent ahead of the metrics
-        self._register_ids: dict[int, str] = {}  # knobs.register in flight: id -> knob name
-        self._last_id = 1  # 1 is the hello's
         self._lock = threading.Lock()  # knobs and the connection's state
+        self._registry = KnobRegistry(self._lock)
         self._warned: set[str] = set()
         self._wake = threading.Event()
         self._closed = threading.Event()
@@ -405,54 +317,27 @@ class Client:
             kind=kind,
             on_change=on_change,
         )
-        with self._lock:
-            if name in self._knobs:
-                raise ValueError(f"This client already has a knob named {name!r}.")
-            self._knobs[name] = knob
+        self._registry.add(knob)
         self._register(knob)
         return knob
 
     def knobs(self) -> list[Knob]:
-        with self._lock:
-            return list(self._knobs.values())
+        return self._registry.all()
 
     def _register(self, knob: Knob) -> None:
-        with self._lock:
-            self._control.append(self._register_line(knob))
+        self._registry.queue(knob)
         self._wake.set()
-
-    def _register_line(self, knob: Knob) -> str:
-        """A knobs.register request (call with the lock held)."""
-        self._last_id += 1
-        self._register_ids[self._last_id] = knob.name
-        req = jsonrpc.request("knobs.register", knob.params(), self._last_id)
-        return json.dumps(req, separators=(",", ":"))
 
     # -- reading (the reader thread of each connection) ----------------------------------------
 
     def _read(self, sock: socket.socket, buf: bytes) -> None:
         try:
-            while not self._closed.is_set():
-                *lines, buf = buf.split(b"\n")
-                if len(buf) > MAX_MESSAGE:
-                    buf = b""
-                for line in lines:
-                    if line.strip():
-                        self._handle(line, sock)
-                try:
-                    data = sock.recv(65536)
-                except TimeoutError:
-                    continue
-                except OSError:
-                    break
-                if not data:
-                    break
-                buf += data
+            read_lines(sock, buf, self._closed, lambda line: self._handle(line, sock))
         finally:
             with self._lock:
                 if self._sock is sock:
                     self._sock = None
-                    self._unregistered()
+                    self._registry.unregistered()
             sock.close()  # only this thread closes a connection's socket
             self._wake.set()  # reconnect: the knobs register again
 
@@ -463,25 +348,13 @@ class Client:
             return
         if not isinstance(msg, dict):
             return
-        method = msg.get("method")
-        rid = msg.get("id")
-        if method is None:
-            self._answered(msg, sock)
+        if msg.get("method") is None:  # vtmon's answer to a knobs.register
+            with self._lock:
+                if self._sock is sock:
+                    self._registry.answered(msg)
             return
-        if method == "knobs.set":
-            params = msg.get("params")
-            if isinstance(params, dict):
-                name = params.get("name")
-                with self._lock:
-                    knob = self._knobs.get(name) if isinstance(name, str) else None
-                reply = set_reply(knob, name, rid, params.get("value"))
-            else:
-                reply = error(
-                    rid, jsonrpc.INVALID_PARAMS, "knobs.set needs params with name and value."
-                )
-        else:
-            reply = error(rid, jsonrpc.METHOD_NOT_FOUND, f"Method not found: {method}.")
-        if rid is None:
+        reply = self._registry.answer(msg)
+        if msg.get("id") is None:
             return
         data = jsonrpc.encode(reply)
         with self._send_lock:
@@ -498,38 +371,10 @@ class Client:
             if self._sock is sock:
                 self._abandon()
 
-    def _answered(self, msg: dict[str, Any], sock: socket.socket) -> None:
-        """vtmon's answer to one of this client's knobs.register requests."""
-        rid = msg.get("id")
-        with self._lock:
-            if self._sock is not sock or type(rid) is not int:
-                return
-            name = self._register_ids.pop(rid, None)
-            knob = self._knobs.get(name) if name is not None else None
-            if knob is None:
-                return
-            if "error" in msg:
-                err = msg.get("error")
-                text = err.get("message") if isinstance(err, dict) else None
-                knob.error = text if isinstance(text, str) else "vtmon refused the knob."
-                knob.registered = False
-                knob._ready.clear()
-            else:
-                knob.error = ""
-                knob.registered = True
-                knob._ready.set()
-
-    def _unregistered(self) -> None:
-        """The connection is gone (call with the lock held)."""
-        self._register_ids.clear()
-        for knob in self._knobs.values():
-            knob.registered = False
-            knob._ready.clear()
-
     def _abandon(self) -> None:
         """Give up the current connection (lock held): its reader wakes and closes it."""
         sock, self._sock = self._sock, None
-        self._unregistered()
+        self._registry.unregistered()
         if sock is not None:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
@@ -551,9 +396,9 @@ class Client:
 
     def _pending(self, connect: bool = False) -> bool:
         """Whether a round has something to do (``connect``: also when not connected)."""
-        if self._sock is None and (connect or self._knobs):
+        if self._sock is None and (connect or self._registry.knobs):
             return True
-        return bool(self._buf or self._control or self._unreported)
+        return bool(self._buf or self._registry.pending or self._unreported)
 
     def _drain(self, target: int, deadline: float | None, connect: bool = False) -> bool:
         """Send rounds until ``target`` samples were taken and nothing else waits (round lock
@@ -564,7 +409,7 @@ class Client:
             if not ok:
                 return False
             taken += n
-            if taken >= target and not (self._control or self._unreported):
+            if taken >= target and not (self._registry.pending or self._unreported):
                 return True
             if deadline is not None and time.monotonic() > deadline:
                 return False
@@ -588,14 +433,8 @@ class Client:
             reported, self._unreported = self._unreported, 0
         with self._lock:
             sock, binary, gen = self._sock, self._binary, self._gen
-            if self._fresh:
-                # A new connection registers every knob afresh (vtmon may have restarted).
-                self._control.clear()
-                control = [self._register_line(k) for k in self._knobs.values()]
-                self._fresh = False
-            else:
-                control = list(self._control)
-                self._control.clear()
+            control = self._registry.take(self._fresh)
+            self._fresh = False
         if sock is None:  # the reader saw the connection end meanwhile
             self._put_back(items, reported)
             return False, n
@@ -607,7 +446,7 @@ class Client:
                 )
             )
         batch = wire.group(items)
-        series, lines, invalid = self._prepare(batch, binary)
+        series, lines, invalid = prepare(batch, binary, self._names, self._warn)
         new = sum(1 for _, s, _ in series if s.gen != gen)
         cap = self._max_series
         if binary and self._next_sid + new > cap and self._next_sid and len(series) <= cap:
@@ -641,52 +480,11 @@ class Client:
         if None in done:
             self.reported += reported
             reported = 0
-        back: list[Any] = []
-        for key, value in zip(items[0::2], items[1::2], strict=True):
-            if _key_in(key, unsent):
-                back += (key, value)
-        self._put_back(back, reported)
+        self._put_back(unsent_pairs(items, unsent), reported)
         with self._lock:
             if self._sock is sock:
                 self._abandon()
         return False, n
-
-    def _prepare(
-        self, batch: wire.Batch, binary: bool
-    ) -> tuple[list[tuple[Any, Series, np.ndarray]], list[str], int]:
-        """The batch's series to send, its text lines, and how many samples cannot be sent
-        (a name vtmon refuses, a value that is no number)."""
-        series = []
-        invalid = 0
-        names = self._names
-        for key, a in batch.series.items():
-            if type(key) is Series:
-                s = key
-            else:
-                named = names.get(key)
-                if named is None:
-                    if len(names) >= MAX_KEYS:
-                        names.clear()
-                    named = names[key] = Series(DIST, key)
-                s = named
-            # Without an error the name is a str (Series.error says why it would not be).
-            why = s.error or ("" if binary or ":" not in str(s.name) else "a ':' in a StatsD name")
-            if why:
-                invalid += len(a) + batch.bad.pop(key, 0)
-                self._warn(why)
-            elif len(a):
-                series.append((key, s, a))
-        for key in [k for k in batch.bad if k not in batch.series]:
-            invalid += batch.bad.pop(key)  # unhashable names
-            self._warn(f"{key} is no series name")
-        lines = []
-        for item in batch.lines:
-            try:
-                lines.append(item if isinstance(item, str) else item.line())
-            except Exception as e:  # a measurement whose context cannot be written
-                invalid += 1
-                self._warn(f"cannot write {item!r}: {e}")
-        return series, lines, invalid
 
     def _warn(self, why: str) -> None:
         if why not in self._warned and len(self._warned) < 100:
@@ -706,7 +504,7 @@ class Client:
 
     def _write(self, sock: socket.socket, data: bytes) -> int:
         """Write ``data``; returns how many bytes vtmon's socket took (all, unless the
-        connection broke or vtmon took nothing for SEND_TIMEOUT_S)."""
+        connection broke or vtmon took nothing for connection.SEND_TIMEOUT_S)."""
         view = memoryview(data)
         off = 0
         with self._send_lock:
@@ -728,41 +526,16 @@ class Client:
         """Open the connection, agree on the format, start its reader (round lock held);
         raises OSError."""
         try:
-            access.check_folder(self.socket_path, named=self._named)
+            s, hello = open_connection(self.socket_path, self._named)
         except access.UnsafeFolder as e:
             if str(e) not in self._warned:  # once: the sender retries every second
                 self._warned.add(str(e))
                 log.warning("vtmon.client does not connect: %s", e)
             raise
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            s.settimeout(HELLO_TIMEOUT_S)
-            s.connect(self.socket_path)
-            s.sendall(wire.HELLO)
-            answer, rest = _answer(s, time.monotonic() + HELLO_TIMEOUT_S)
-        except (OSError, ValueError) as e:
-            why = _refused_already(s) or str(e) or type(e).__name__
-            s.close()
-            raise OSError(why) from e
-        refused = jsonrpc.refusal(answer)
-        if refused is not None:
-            # No answer to the hello but vtmon refusing the connection (all the connections
-            # it takes are open): it is closed; its reason is the one to report.
-            s.close()
-            raise OSError(refused)
-        result = answer.get("result")
-        said: dict[str, Any] = result if isinstance(result, dict) else {}
-        binary = said.get("format") == frames.FORMAT
-        if not binary and "error" not in answer:
-            s.close()
-            raise OSError(f"vtmon answered the hello with {answer!r}")
-        max_frame = said.get("max_frame") if binary else None
-        max_series = said.get("max_series") if binary else None
-        s.settimeout(None)  # blocking: a send is one system call; vtmon's stall is bounded by
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(SEND_TIMEOUT_S))
+        max_frame, max_series = hello.max_frame, hello.max_series
         with self._lock:
             self._sock = s
-            self._binary = binary
+            self._binary = hello.binary
             self._gen += 1
             self._next_sid = 0
             if isinstance(max_frame, int) and max_frame >= 1024:
@@ -772,9 +545,9 @@ class Client:
             else:
                 self._max_series = frames.MAX_SERIES
             self._fresh = True
-            self._unregistered()
+            self._registry.unregistered()
             self._reader = threading.Thread(
-                target=self._read, args=(s, rest), name="vtmon-client-reader", daemon=True
+                target=self._read, args=(s, hello.rest), name="vtmon-client-reader", daemon=True
             )
             self._reader.start()
 
@@ -813,52 +586,6 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _answer(s: socket.socket, deadline: float) -> tuple[dict[str, Any], bytes]:
-    """The first line vtmon writes on a new connection (the hello's answer), and the bytes
-    after it."""
-    buf = b""
-    while b"\n" not in buf:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("vtmon did not answer the hello")
-        s.settimeout(left)
-        try:
-            data = s.recv(65536)
-        except TimeoutError:
-            raise TimeoutError("vtmon did not answer the hello") from None
-        if not data:
-            raise ConnectionError("vtmon closed the connection before answering the hello")
-        buf += data
-        if len(buf) > MAX_MESSAGE:
-            raise ValueError("vtmon's answer to the hello is too long")
-    line, rest = buf.split(b"\n", 1)
-    msg = json.loads(line)
-    if not isinstance(msg, dict):
-        raise ValueError("vtmon's answer to the hello is no JSON object")
-    return msg, rest
-
-
-def _refused_already(s: socket.socket) -> str | None:
-    """vtmon's reason when it refused the connection before the hello went out (it writes one
-    line and closes at once, so the hello may meet a closed socket), else None."""
-    try:
-        s.setblocking(False)
-        return jsonrpc.refusal(json.loads(s.recv(65536).split(b"\n", 1)[0]))
-    except (OSError, ValueError):
-        return None
-
-
-def _timeval(seconds: float) -> bytes:
-    return struct.pack("ll", int(seconds), int(seconds % 1 * 1e6))
-
-
-def _key_in(key: Any, keys: set[Any]) -> bool:
-    try:
-        return key in keys
-    except TypeError:
-        return False
 
 
 @atexit.register
