@@ -37,7 +37,7 @@ _open_clients: weakref.WeakSet[Client] = weakref.WeakSet()
 
 
 class Client:
-    """Sends an application's metrics to vtmon; see the module docstring.
+    """Sends an application's metrics to vtmon; see docs/client.md.
 
     ``socket_path``: vtmon's socket (default: as ``vtmon socket`` prints it).
     ``max_buffer``: samples held while vtmon is away or slow; beyond, the oldest are dropped.
@@ -68,7 +68,7 @@ class Client:
         path, self._named = access.socket_path(socket_path)  # named: see vtmon.protocol.access
         self.socket_path = os.fspath(path)
         self.max_buffer = int(max_buffer)
-        # What became of the samples (see the module docstring, "Counters").
+        # What became of the samples (docs/client.md, "When vtmon is away or slow").
         self.dropped = 0
         self.reported = 0
         self.invalid = 0
@@ -187,7 +187,7 @@ class Client:
         **tags: Any,
     ) -> Measurement:
         """Start timing an operation with its context; pass what this returns to
-        ``end_measurement``. See the module docstring for what vtmon keeps of the context."""
+        ``end_measurement``. docs/client.md says what vtmon keeps of the context."""
         return Measurement(name, component, operation, user, session, request, tags)
 
     def end_measurement(
