@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -348,14 +348,6 @@ def point(kind: str, t: float, res: float, row: Row) -> dict[str, float | None]:
 
 def _finite(v: float) -> float | None:
     return v if math.isfinite(v) else None
-
-
-def rows_by_bucket(rows: Iterable[tuple[int, int, Row]], res: int) -> dict[int, list[Row]]:
-    """``(t, row_res, row)`` grouped by the ``res``-second bucket each starts in."""
-    out: dict[int, list[Row]] = {}
-    for t, _, row in rows:
-        out.setdefault(t - t % res, []).append(row)
-    return out
 
 
 MAX_DENSE_SPAN = 20_000  # wider key spans (values of both signs) take the per-window path
