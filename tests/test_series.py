@@ -467,3 +467,56 @@ def test_a_gauge_run_beyond_max_series_is_dropped_value_by_value() -> None:
     b = Batch()
     b.gauges[gkey("api.q")] = [(False, 1.0), (None, np.arange(5.0))]
     assert s.apply(b, T0 + 0.6) == 6  # each value counted, not each op
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n_series=st.integers(2, 120))
+def test_many_series_at_once_match_a_brute_force_per_series(seed: int, n_series: int) -> None:
+    """Windows of many series are summarised together (a few values a second each, late
+    samples into any of them, weighted samples now and then): each one's answers are still
+    those of its own raw samples."""
+    rng = np.random.default_rng(seed)
+    s = store()
+    keys = [dkey(f"svc.op{i}.latency", component=f"c{i % 7}") for i in range(n_series)]
+    raw: dict[SeriesKey, list[tuple[int, float, float]]] = {k: [] for k in keys}
+    for sec in range(320):
+        now = T0 + sec + 0.3
+        batch = Batch()
+        for k in keys:
+            if rng.random() < 0.7:
+                n = int(rng.integers(1, 10))
+                vals = rng.lognormal(2, 1.5, n) * rng.choice(
+                    [1.0, -1.0, 0.0], n, p=[0.9, 0.05, 0.05]
+                )
+                weights = None if rng.random() < 0.9 else rng.integers(1, 5, n).astype(float)
+                batch.dist[k] = DistBuf(
+                    vals.tolist(), None if weights is None else weights.tolist()
+                )
+                w = np.ones(n) if weights is None else weights
+                raw[k] += [(sec, v, x) for v, x in zip(vals.tolist(), w.tolist(), strict=True)]
+        s.apply(batch, now)
+        if sec > 20 and rng.random() < 0.3:
+            k = keys[int(rng.integers(0, n_series))]
+            back = int(rng.integers(0, 299))
+            v = float(rng.lognormal(2, 1))
+            s.apply(Batch(timed=[timed_sample(k, v, 1.0, T0 + sec - back + 0.5)]), now)
+            raw[k].append((sec - back, v, 1.0))
+        if sec < 300 and sec % 37:
+            continue
+        got = by_id(s.stats(now + 0.2))
+        for k in keys:
+            if not raw[k]:
+                continue
+            secs = np.array([r[0] for r in raw[k]])
+            vals = np.array([r[1] for r in raw[k]])
+            weights = np.array([r[2] for r in raw[k]])
+            for name, width in (("10s", 10), ("1m", 60), ("5m", 300)):
+                inside = (secs > sec - width) & (secs <= sec)
+                w = got[k.id].windows[name] if k.id in got else None
+                if not inside.any():
+                    assert w is None or w.count == 0
+                    continue
+                want = Sketch.of(vals[inside], weights[inside])
+                assert w is not None and w.count == want.count
+                assert [w.p50, w.p90, w.p95, w.p99, w.p999] == want.quantiles(QS)
+                assert (w.min, w.max) == (want.min, want.max)

@@ -24,6 +24,7 @@ from vtmon.sketch import (
     key_values,
     keys_of,
     summarise,
+    summarise_many,
 )
 
 QS = (0.5, 0.9, 0.95, 0.99, 0.999)
@@ -309,3 +310,45 @@ def test_counts_too_large_for_float32_stay_wide() -> None:
     s = Sketch.of([5.0, 7.0], [2.0**24, 1.0])  # a cumulative sum past 2**24 would round
     s.compact()
     assert s.counts.dtype == np.float64
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n_groups=st.integers(1, 40))
+def test_summarise_many_gives_each_group_what_summarise_gives_it(seed: int, n_groups: int) -> None:
+    """Groups summarised together (empty ones, weighted ones, compacted and packed parts,
+    keys too far apart for one dense stretch) answer as each group summarised alone."""
+    rng = np.random.default_rng(seed)
+    qs = (0.0, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0)
+    groups = []
+    for _ in range(n_groups):
+        parts = []
+        for _ in range(int(rng.integers(0, 5))):
+            n = int(rng.integers(0, 40))
+            shape = int(rng.integers(0, 4))
+            if shape == 0:
+                v = rng.lognormal(3, 1, n)
+            elif shape == 1:
+                v = rng.normal(0, 100, n)
+            elif shape == 2:  # a few keys far apart
+                v = np.concatenate([rng.uniform(1e-3, 1e-2, n), [1e12] if n else []])
+            else:
+                v = rng.integers(0, 3, n).astype(float)
+            w = rng.integers(1, 4, v.size).astype(float) if rng.random() < 0.3 else None
+            sk = Sketch.of(v, w)
+            if sk.count and rng.random() < 0.3:
+                sk = Sketch.unpack(sk.pack() or b"")
+            parts.append(sk)
+        groups.append(parts)
+    for group, got in zip(groups, summarise_many(groups, qs), strict=True):
+        want = summarise(group, qs)
+        if want is None:
+            assert got is None
+            continue
+        assert got is not None
+        assert (got.count, got.min, got.max, got.quantiles) == (
+            want.count,
+            want.min,
+            want.max,
+            want.quantiles,
+        )
+        assert got.sum == pytest.approx(want.sum, rel=1e-12, abs=1e-9)

@@ -113,6 +113,16 @@ def key_values(keys: NDArray[np.integer]) -> NDArray[np.float64]:
 
 def _rep(key: int) -> float:
     """``key_values`` for one key in plain Python: cheaper than numpy for a handful."""
+    r = _REPS.get(key)
+    if r is None:
+        r = _REPS[key] = _rep_of(key)  # bounded: there are fewer than 2**17 keys
+    return r
+
+
+_REPS: dict[int, float] = {}
+
+
+def _rep_of(key: int) -> float:
     if key == 0:
         return 0.0
     try:
@@ -141,10 +151,14 @@ def _ranked(cum: NDArray[np.number[Any]], qs: Sequence[float]) -> NDArray[np.int
 def _values(
     keys: NDArray[np.integer], qs: Sequence[float], lo: float, hi: float
 ) -> list[float | None]:
+    return _key_values(keys.tolist(), qs, lo, hi)
+
+
+def _key_values(keys: list[int], qs: Sequence[float], lo: float, hi: float) -> list[float | None]:
     # q = 0 and q = 1 are the exact min and max, which are tracked anyway
     return [
         lo if q <= 0 else hi if q >= 1 else min(max(_rep(k), lo), hi)
-        for k, q in zip(keys.tolist(), qs, strict=True)
+        for k, q in zip(keys, qs, strict=True)
     ]
 
 
@@ -186,6 +200,89 @@ def summarise(sketches: Iterable[Sketch], qs: Sequence[float]) -> Summary | None
             uk, uc = aggregate(k, c)
             keys = uk[_ranked(np.cumsum(uc), qs)]
     return Summary(count, total, lo, hi, _values(keys, qs, lo, hi))
+
+
+def summarise_many(groups: Sequence[Sequence[Sketch]], qs: Sequence[float]) -> list[Summary | None]:
+    """``summarise`` of each group of sketches (None for a group with nothing in it), for
+    many groups at once: the buckets of every group go through one ``bincount`` and one
+    cumulative sum, each group's keys shifted into its own stretch of one dense array, and
+    every quantile of every group is one ``searchsorted`` -- so thousands of series cost a
+    few numpy passes, not thousands. The answers are ``summarise``'s (counts that are whole
+    numbers give the same buckets exactly; fractional weights may move a quantile that falls
+    exactly on a bucket boundary by the rounding of a sum). A group whose keys lie too far
+    apart for a dense stretch is summarised alone."""
+    out: list[Summary | None] = [None] * len(groups)
+    idx: list[int] = []  # the groups with something in them
+    nparts: list[int] = []
+    flat: list[Sketch] = []
+    for gi, group in enumerate(groups):
+        live = [p for p in group if p.count > 0]
+        if live:
+            flat.extend(live)
+            idx.append(gi)
+            nparts.append(len(live))
+    if not idx:
+        return out
+    keys = [p.keys for p in flat]
+    counts = [p.counts for p in flat]
+    psize = [p.keys.size for p in flat]
+    pcount = [p.count for p in flat]
+    psum = [p.sum for p in flat]
+    pmin = [p.min for p in flat]
+    pmax = [p.max for p in flat]
+    parts = np.asarray(nparts)
+    first = np.cumsum(parts) - parts
+    size = np.add.reduceat(np.asarray(psize, dtype=np.int64), first)
+    g_count = np.add.reduceat(np.asarray(pcount), first)
+    g_sum = np.add.reduceat(np.asarray(psum), first)
+    g_min = np.minimum.reduceat(np.asarray(pmin), first)
+    g_max = np.maximum.reduceat(np.asarray(pmax), first)
+    k = np.concatenate(keys).astype(np.int64, copy=False)
+    c = np.concatenate(counts).astype(np.float64, copy=False)
+    start = np.cumsum(size) - size
+    kmin = np.minimum.reduceat(k, start)
+    span = np.maximum.reduceat(k, start) - kmin + 1
+    dense = span <= 4 * size + 4096  # as ``summarise`` decides for one group
+    if not dense.all():
+        for j in np.flatnonzero(~dense).tolist():
+            gi = idx[j]
+            out[gi] = summarise(groups[gi], qs)
+        keep = np.repeat(dense, size)
+        k, c = k[keep], c[keep]
+        size, kmin, span = size[dense], kmin[dense], span[dense]
+        g_count, g_sum, g_min, g_max = g_count[dense], g_sum[dense], g_min[dense], g_max[dense]
+        idx = [gi for gi, d in zip(idx, dense.tolist(), strict=True) if d]
+        if not idx:
+            return out
+    base = np.cumsum(span) - span
+    gid = np.repeat(np.arange(len(idx)), size)
+    cum = np.cumsum(np.bincount(base[gid] + (k - kmin[gid]), weights=c))
+    end = base + span - 1
+    before = np.zeros(len(idx), dtype=np.float64)
+    before[1:] = cum[base[1:] - 1]
+    q = np.clip(np.asarray(qs, dtype=np.float64), 0.0, 1.0)
+    targets = before[:, None] + q[None, :] * (cum[end] - before)[:, None]
+    pos = cum.searchsorted(targets.ravel(), side="left").reshape(targets.shape)
+    np.minimum(pos, end[:, None], out=pos)
+    qkeys = pos - base[:, None] + kmin[:, None]
+    # Each bucket's value as _rep gives it (the same floats as Sketch.quantiles), looked up
+    # once per distinct key, then clamped to the exact min and max; q = 0 and q = 1 are them.
+    uniq, inv = np.unique(qkeys, return_inverse=True)
+    vals = np.asarray([_rep(key) for key in uniq.tolist()])[inv.reshape(qkeys.shape)]
+    lo, hi = g_min[:, None], g_max[:, None]
+    vals = np.minimum(np.maximum(vals, lo), hi)
+    vals = np.where(q[None, :] <= 0, lo, np.where(q[None, :] >= 1, hi, vals))
+    for gi, n, total, mn, mx, row in zip(
+        idx,
+        g_count.tolist(),
+        g_sum.tolist(),
+        g_min.tolist(),
+        g_max.tolist(),
+        vals.tolist(),
+        strict=True,
+    ):
+        out[gi] = Summary(n, total, mn, mx, row)
+    return out
 
 
 def _finite(

@@ -34,9 +34,12 @@ Speed
     pay numpy's fixed cost per series. ``stats`` merges, per series and window, at most ~20
     items: the run of the window's complete 10-second blocks (each block merged once; the run
     merged once per 10 s; both invalidated when a late sample lands in them) and the loose
-    seconds at both ends. Results are cached per (second, series version), so
-    ``record_history``, ``errors`` and a repeated ``stats`` in the same second cost nothing
-    extra.
+    seconds at both ends. Once a second, every distribution's windows are brought up to date
+    together (``SeriesStore._refresh``): the seconds that buffered a few plain values become
+    sketches after one numpy pass over all their values, and the quantiles of every series'
+    windows come out of one ``summarise_many``, so numpy's fixed cost is paid once, not per
+    series. Results are cached per (second, series version), so ``record_history``,
+    ``errors`` and a repeated ``stats`` in the same second cost nothing extra.
 
 History export
     ``closed_seconds(upto_s)`` hands the history store every slot of a second before
@@ -60,7 +63,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable
 from itertools import repeat
 from typing import Any
@@ -83,7 +86,7 @@ from vtmon.model import (
     is_error_counter,
     is_operation_counter,
 )
-from vtmon.sketch import Sketch, summarise
+from vtmon.sketch import Sketch, Summary, keys_of, summarise, summarise_many
 
 BLOCK_S = 10  # seconds per cached block
 # A distribution's second is packed (Sketch.pack) once it is this old: merged into its block
@@ -94,6 +97,10 @@ SWEEP_EVERY_S = 10  # how often idle series are looked for
 FUTURE_SLACK_S = 1.0  # timed samples up to this far ahead keep their own second
 SET_SLOT_CAP = 10_000
 FLUSH_AT = 16_384  # buffered distribution values per series before they are bucketized
+# A second with at most this many buffered values (unweighted, all finite) becomes its sketch
+# without numpy's fixed cost per series: the keys of all such seconds are found in one pass.
+# Below 8 values numpy sums one by one, as Python does, so the sums are the same.
+FEW = 7
 QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.999)
 ERRORS_WINDOW = "1m"
 
@@ -352,22 +359,69 @@ class _DistSeries(_Series):
         return Sketch.merged(_sketches(parts))
 
     def summarise(self, items: list[Sketch | bytes], w: int) -> WindowStats:
-        m = summarise(_sketches(items), QUANTILES)
-        if m is None:
-            return _EMPTY
-        p50, p90, p95, p99, p999 = m.quantiles
-        return WindowStats(
-            count=m.count,
-            rate=m.count / w,
-            p50=p50,
-            p90=p90,
-            p95=p95,
-            p99=p99,
-            p999=p999,
-            mean=m.sum / m.count,
-            min=m.min,
-            max=m.max,
-        )
+        return _dist_stats(summarise(_sketches(items), QUANTILES), w)
+
+
+def _flush_all(series: list[_DistSeries], now_s: int) -> None:
+    """``flush`` every series, the seconds with a few plain values in one numpy pass."""
+    few: list[_DistSeries] = []
+    values: list[float] = []
+    isfinite = math.isfinite
+    for s in series:
+        pv = s.pend_v
+        if not pv:
+            continue
+        if (
+            len(pv) <= FEW
+            and s.pend_w is None
+            and s.pend_sec not in s.slots
+            and all(map(isfinite, pv))
+        ):
+            few.append(s)
+            values.extend(pv)
+        else:
+            s.flush(now_s)
+    if not few:
+        return
+    keys = keys_of(np.asarray(values, dtype=np.float64)).tolist()
+    i = 0
+    for s in few:
+        pv = s.pend_v
+        n = len(pv)
+        sk = s._slot(s.pend_sec, now_s, Sketch)
+        if n == 1:
+            sk.keys = np.array(keys[i : i + 1], dtype=np.int32)
+            sk.counts = np.ones(1)
+        else:
+            counted = Counter(keys[i : i + n])
+            unique = sorted(counted)
+            sk.keys = np.array(unique, dtype=np.int32)
+            sk.counts = np.array([counted[k] for k in unique], dtype=np.float64)
+        i += n
+        sk.count = float(n)
+        sk.sum = float(sum(pv))
+        sk.min = float(min(pv))
+        sk.max = float(max(pv))
+        s.pend_v = []
+
+
+def _dist_stats(m: Summary | None, w: int) -> WindowStats:
+    """A distribution's window from the summary of its sketches over ``w`` seconds."""
+    if m is None:
+        return _EMPTY
+    p50, p90, p95, p99, p999 = m.quantiles
+    return WindowStats(
+        count=m.count,
+        rate=m.count / w,
+        p50=p50,
+        p90=p90,
+        p95=p95,
+        p99=p99,
+        p999=p999,
+        mean=m.sum / m.count,
+        min=m.min,
+        max=m.max,
+    )
 
 
 def _sketches(items: list[Sketch | bytes]) -> list[Sketch]:
@@ -737,11 +791,34 @@ class SeriesStore:
             )
         return self._order
 
+    def _refresh(self, now_s: int) -> None:
+        """Bring every distribution's windows up to second ``now_s``: the slots and block
+        merges of each window are gathered per series (cached blocks make that a handful of
+        items), and the quantiles of all of them are computed at once (summarise_many)."""
+        stale = [
+            s
+            for s in self._series.values()
+            if type(s) is _DistSeries and s.cache_at != (now_s, s.version)
+        ]
+        if not stale:
+            return
+        _flush_all(stale, now_s)
+        groups: list[list[Sketch]] = []
+        for s in stale:
+            at = (now_s, s.version)
+            for _, w in WINDOWS:
+                groups.append(_sketches(s._gather(now_s - w + 1, now_s)))
+            s.cache_at = at
+        summaries = iter(summarise_many(groups, QUANTILES))
+        for s in stale:
+            s.cache = {name: _dist_stats(next(summaries), w) for name, w in WINDOWS}
+
     def stats(self, now: float) -> tuple[SeriesStats, ...]:
         """Every series not yet forgotten, with its windows, sorted by component then name."""
         now_s = math.floor(now)
         with self._lock:
             self._sweep(now_s)
+            self._refresh(now_s)
             targets: dict[str, float] = {}
             out = []
             for s in self._sorted():
@@ -841,6 +918,7 @@ class SeriesStore:
         now_s = math.floor(now)
         name = WINDOWS[0][0]
         with self._lock:
+            self._refresh(now_s)
             for s in self._series.values():
                 if isinstance(s, _DistSeries):
                     w = s.windows(now_s)[name]
