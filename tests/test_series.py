@@ -297,6 +297,27 @@ def test_max_series_drops_new_series_and_counts_their_samples() -> None:
     assert sorted(x.name for x in s.stats(T0 + 1)) == ["a.x", "b.x", "c.n"]
 
 
+def test_samples_the_series_cap_refuses_are_counted_by_name_prefix() -> None:
+    s = store(max_series=1)
+    s.apply(Batch(dist={dkey("api.x"): DistBuf([1.0])}), T0)
+    s.apply(
+        Batch(
+            dist={dkey("svc.a.latency"): DistBuf([1.0] * 3), dkey("svc.b.latency"): DistBuf([2.0])},
+            counts={ckey("jobs"): 1.0},
+            gauges={gkey("svc.q"): [(False, 1.0), (False, 2.0)]},
+            timed=[timed_sample(dkey("batch.t"), 1.0, 1.0, T0)],
+        ),
+        T0,
+    )
+    assert s.refused_now() == {"svc.*": 3 + 1 + 2, "jobs": 1, "batch.*": 1}
+    s.apply(Batch(dist={dkey("api.x"): DistBuf([3.0])}), T0 + 1)  # the series it has: kept
+    assert s.refused_now()["svc.*"] == 6
+    for i in range(200):  # prefixes are bounded; the rest count as "other"
+        s.apply(Batch(dist={dkey(f"p{i}.x"): DistBuf([1.0])}), T0 + 1)
+    refused = s.refused_now()
+    assert len(refused) == 65 and refused["other"] == 200 + 3 - 64
+
+
 def test_history_has_one_point_per_call_and_is_bounded() -> None:
     s = store(history_len=5)
     k = dkey("api.latency")

@@ -18,7 +18,7 @@ from vtmon.config import Config
 from vtmon.engine.collector import SystemCollector
 from vtmon.engine.monitor import Monitor
 from vtmon.engine.sensors import SensorReader
-from vtmon.model import Event, SeriesKey, Snapshot, make_tags
+from vtmon.model import Event, Kind, SeriesKey, Snapshot, make_tags
 from vtmon.store.history import HistoryStore
 from vtmon.tui import fmt, keys
 from vtmon.tui.app import VtmonApp
@@ -178,6 +178,21 @@ async def test_empty_state_says_how_to_send(monitor: Monitor) -> None:
 
 
 # -- other panels -------------------------------------------------------------------------
+
+
+async def test_the_header_says_when_the_series_cap_refuses_new_series(clock: ManualClock) -> None:
+    from tests.conftest import RecordingMonitor
+
+    monitor = RecordingMonitor(Config(max_series=2), clock=clock, socket_path="test.sock")
+    keys = [SeriesKey(n, (), Kind.DISTRIBUTION) for n in ("api.a", "api.b", "svc.c", "svc.d")]
+    feed(monitor, clock, {k: [10.0, 12.0] for k in keys})
+    app = VtmonApp(monitor)
+    async with app.run_test(size=(200, 40)) as pilot:
+        snap = await start(pilot, monitor)
+        assert snap.ingest.series_refused == {"svc.*": 4}
+        assert snap.ingest.max_series == 2
+        header = str(app.query_one("#header").render())
+        assert "full 2 series, new svc.* refused" in header
 
 
 async def test_sensors_note_explains_nothing(monitor: Monitor) -> None:

@@ -476,6 +476,8 @@ class Monitor:
                 client_dropped=c.client_dropped,
                 refused=c.refused,
                 closed=dict(c.closed),
+                max_series=self.config.max_series,
+                series_refused=self.series.refused_now(),
             ),
             events=tuple(self._events),
             targets_ms=dict(self.config.targets_ms),

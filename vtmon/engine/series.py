@@ -101,6 +101,8 @@ FLUSH_AT = 16_384  # buffered distribution values per series before they are buc
 # without numpy's fixed cost per series: the keys of all such seconds are found in one pass.
 # Below 8 values numpy sums one by one, as Python does, so the sums are the same.
 FEW = 7
+REFUSED_PREFIXES = 64  # name prefixes counted apart when the series cap refuses; then "other"
+
 QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.999)
 ERRORS_WINDOW = "1m"
 
@@ -362,6 +364,12 @@ class _DistSeries(_Series):
         return _dist_stats(summarise(_sketches(items), QUANTILES), w)
 
 
+def _prefix(name: str) -> str:
+    """``svc.*`` for ``svc.endpoint.latency``; a name without a dot stands for itself."""
+    head, dot, _ = name.partition(".")
+    return f"{head}.*" if dot else name
+
+
 def _flush_all(series: list[_DistSeries], now_s: int) -> None:
     """``flush`` every series, the seconds with a few plain values in one numpy pass."""
     few: list[_DistSeries] = []
@@ -613,6 +621,9 @@ class SeriesStore:
     ) -> None:
         self._target_ms = target_ms
         self._max_series = max_series
+        # Samples of new series refused because max_series series exist, by name prefix
+        # (``svc.*``), so that a user sees which sender makes too many series.
+        self.refused: Counter[str] = Counter()
         self._history_len = history_len
         self._series: dict[SeriesKey, _Series] = {}
         self._order: list[_Series] | None = None  # sorted for stats(); None when stale
@@ -640,7 +651,7 @@ class SeriesStore:
             for key, buf in batch.dist.items():
                 if not len(buf.values):
                     continue
-                s = self._get(key, now_s, _DistSeries)
+                s = self._get(key, now_s, _DistSeries, len(buf.values))
                 if s is None:
                     dropped += len(buf.values)
                 else:
@@ -654,15 +665,18 @@ class SeriesStore:
             for key, ops in batch.gauges.items():
                 if not ops:
                     continue
-                g = self._get(key, now_s, _GaugeSeries)
+                g = self._get(key, now_s, _GaugeSeries, 0)
                 if g is None:
-                    dropped += gauge_updates(ops)
+                    n = gauge_updates(ops)
+                    dropped += n
+                    if key not in self._series:  # the cap, not another kind under this name
+                        self._refuse(key, n)
                 else:
                     dropped += g.add(now_s, now_s, ops)
             for key, members in batch.sets.items():
                 if not members:
                     continue
-                m = self._get(key, now_s, _SetSeries)
+                m = self._get(key, now_s, _SetSeries, len(members))
                 if m is None:
                     dropped += len(members)
                 else:
@@ -726,7 +740,7 @@ class SeriesStore:
                         g.weights.extend(repeat(w, len(vals)))
         for (key, sec), g in groups.items():
             if key.kind is Kind.DISTRIBUTION:
-                d = self._get(key, now_s, _DistSeries)
+                d = self._get(key, now_s, _DistSeries, len(g.values))
                 if d is None:
                     dropped += len(g.values)
                 elif sec >= self._exported_upto:
@@ -744,7 +758,11 @@ class SeriesStore:
                     inc = sum(g.values)
                 else:
                     inc = sum(v * w for v, w in zip(g.values, g.weights, strict=True))
-                c = self._get(key, now_s, _CounterSeries) if math.isfinite(inc) else None
+                c = (
+                    self._get(key, now_s, _CounterSeries, len(g.values))
+                    if math.isfinite(inc)
+                    else None
+                )
                 if c is None:
                     dropped += len(g.values)
                 else:
@@ -753,11 +771,14 @@ class SeriesStore:
                         self._late.append((key, Kind.COUNTER, sec, inc))
         return dropped
 
-    def _get(self, key: SeriesKey, now_s: int, cls: type[_Series]) -> Any:
-        """The series for ``key`` (created when there is room), None when it must be dropped."""
+    def _get(self, key: SeriesKey, now_s: int, cls: type[_Series], n: int = 1) -> Any:
+        """The series for ``key`` (created when there is room), None when it must be dropped;
+        ``n`` samples refused for the series cap are counted under the name's prefix."""
         s = self._series.get(key)
         if s is None:
             if len(self._series) >= self._max_series:
+                if n:
+                    self._refuse(key, n)
                 return None
             s = _DistSeries(key, self._history_len) if cls is _DistSeries else cls(key)
             self._series[key] = s
@@ -766,6 +787,14 @@ class SeriesStore:
             return None  # the same key arriving as another kind: keep the first
         s.last_seen = now_s
         return s
+
+    def _refuse(self, key: SeriesKey, n: int) -> None:
+        """Count ``n`` samples of ``key`` refused for the series cap, under its prefix."""
+        prefix = _prefix(key.name)
+        refused = self.refused
+        if prefix not in refused and len(refused) >= REFUSED_PREFIXES:
+            prefix = "other"
+        refused[prefix] += n
 
     def _sweep(self, now_s: int) -> None:
         """Forget idle series and drop expired slots, at most every ``SWEEP_EVERY_S``."""
@@ -790,6 +819,11 @@ class SeriesStore:
                 key=lambda s: (s.component, s.key.name, s.key.tags, s.key.kind),
             )
         return self._order
+
+    def refused_now(self) -> dict[str, int]:
+        """A copy of ``refused``, taken under the lock."""
+        with self._lock:
+            return dict(self.refused)
 
     def _refresh(self, now_s: int) -> None:
         """Bring every distribution's windows up to second ``now_s``: the slots and block
@@ -903,7 +937,7 @@ class SeriesStore:
                     continue
                 s = self._series.get(key)
                 if s is None:
-                    s = self._get(key, math.floor(points[-1].t), _DistSeries)
+                    s = self._get(key, math.floor(points[-1].t), _DistSeries, 0)
                 if not isinstance(s, _DistSeries):
                     continue
                 live = list(s.history)

@@ -211,6 +211,9 @@ class IngestStats:
     samples_dropped: int = 0  # refused by the engine (series limit), or left when it stopped
     client_dropped: int = 0  # reported by clients that dropped samples while vtmon was away
     refused: int = 0  # connections closed at once: [limits] max_connections were open
+    max_series: int = 0  # [limits] max_series
+    # samples of new series refused because max_series series exist, by name prefix ("svc.*")
+    series_refused: dict[str, int] = field(default_factory=dict)
     closed: dict[str, int] = field(
         default_factory=dict
     )  # connections closed for a limit, by reason

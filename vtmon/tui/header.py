@@ -134,6 +134,11 @@ class HeaderBar(Widget):
             dropped = ing.samples_dropped + ing.client_dropped
             if dropped:
                 parts += [("  drop ", "dim"), (fmt.count(dropped), "$warning bold")]
+            if ing.series_refused:  # the series cap is reached: new series are refused
+                parts += [("  full ", "dim"), (fmt.count(ing.max_series), "$warning bold")]
+                if level == 0:
+                    top = max(ing.series_refused.items(), key=lambda kv: kv[1])[0]
+                    parts += [(f" series, new {top} refused", "dim")]
             if self.paused:
                 parts += ["  ", ("PAUSED", "$warning bold reverse")]
             parts += ["  ", (fmt.clock(snap.t), "bold")]
