@@ -64,6 +64,7 @@ from vtmon.config import Config
 POLL_S = 1.0  # the Snapshot interval, vtmon's default
 LAG_S = 0.3
 REPOLL_S = 0.2
+SATURATED = 90.0  # % of a core
 
 
 # -- vtmon ---------------------------------------------------------------------------------
@@ -150,12 +151,19 @@ class Run:
     dropped: int = -1  # samples dropped by the engine in the window
     rejected: int = -1  # lines rejected in the window
     missing: int = -1  # series not in the last Snapshot (refused)
+    queued: int = -1  # batches read but not yet in the engine at the end of the window
     sent: int = 0
     counted: int = -1  # the sender connection's accepted + rejected
     sender_error: str = ""
     stop_s: float = math.nan
     exit_code: int | None = None
     netdata: Netdata | None = None
+
+    @property
+    def saturated(self) -> bool:
+        """One interpreter runs vtmon: near a whole core it can do no more, and the cost per
+        series-second is only a lower bound."""
+        return self.cpu >= SATURATED
 
     @property
     def cost_us(self) -> float:
@@ -200,6 +208,7 @@ def run_vtmon(n: int, args: argparse.Namespace) -> Run:
             reader.join(60)
             snap = snapshot_dict(path)
             after = snap["ingest"]
+            run.queued = rpc(path, "ingest")["queued_batches"]
             run.sent, counts, _t0, run.sender_error = load.finish()
             if counts is not None:
                 run.counted = counts["accepted"] + sum(counts["rejected"].values())
@@ -233,7 +242,11 @@ def netdata_cell(r: Run, skipped: str) -> str:
     if math.isnan(nd.loaded):
         return "failed"
     unseen = "" if nd.received else f", counted {nd.events:,.0f} of {nd.sent:,} lines"
-    return f"{nd.above_idle:.1f} % (idle {nd.idle:.1f} %){unseen}"
+    return f"{nd.above_idle:.1f} % (idle {nd.idle:.1f} %, RSS {nd.rss:.0f} MB){unseen}"
+
+
+def cost_cell(r: Run) -> str:
+    return f">= {r.cost_us:.1f} us (saturated)" if r.saturated else f"{r.cost_us:.1f} us"
 
 
 def lost_cell(r: Run) -> str:
@@ -266,7 +279,7 @@ def print_table(runs: list[Run], skipped: str) -> None:
             fmt_s(r.gap),
             fmt_s(r.slowest),
             lost_cell(r),
-            f"{r.cost_us:.1f} us",
+            cost_cell(r),
             netdata_cell(r, skipped),
         )
         for r in runs
@@ -283,9 +296,9 @@ def report(runs: list[Run], skipped: str) -> None:
         result(
             f"series: vtmon serve at {r.n:,} series",
             "",
-            f"CPU {r.cpu:.1f} % of a core, RSS {r.rss:.0f} MB, {r.cost_us:.1f} us/series-s, "
+            f"CPU {r.cpu:.1f} % of a core, RSS {r.rss:.0f} MB, {cost_cell(r)}/series-s, "
             f"gap {fmt_s(r.gap)}, answer {fmt_s(r.slowest)}",
-            netdata_cell(r, skipped) if r.netdata else "",
+            f"netdata statsd {netdata_cell(r, skipped)}" if r.netdata else "",
         )
     by_n = {r.n: r for r in runs}
     if (r := by_n.get(5000)) is not None:
@@ -393,7 +406,7 @@ def main() -> None:
         runs.append(r)
         print(
             f"  CPU {r.cpu:.1f} % of a core over {r.seconds:.0f} s, RSS {r.rss:.0f} MB at most, "
-            f"{r.cost_us:.1f} us per series-second"
+            f"{cost_cell(r)} per series-second"
         )
         print(
             f"  Snapshots: {fmt_s(r.gap)} largest gap ({r.seen} seen in {r.requests} requests), "
@@ -402,7 +415,8 @@ def main() -> None:
         )
         print(
             f"  in the window: {r.dropped} samples dropped, {r.rejected} lines rejected; "
-            f"{n - r.missing:,} of {n:,} series in the Snapshot; the sender's connection "
+            f"{r.queued} batches still queued at its end; {n - r.missing:,} of {n:,} series "
+            f"in the Snapshot; the sender's connection "
             f"counted {r.counted:,} of {r.sent:,} lines {r.sender_error}"
         )
         print(f"  stopped in {r.stop_s:.1f} s, exit code {r.exit_code}; load {load_avg()}")
