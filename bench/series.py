@@ -296,7 +296,7 @@ def report(runs: list[Run], skipped: str) -> None:
         result(
             f"series: vtmon serve at {r.n:,} series",
             "",
-            f"CPU {r.cpu:.1f} % of a core, RSS {r.rss:.0f} MB, {cost_cell(r)}/series-s, "
+            f"CPU {r.cpu:.1f} % of a core, RSS {r.rss:.0f} MB, {cost_cell(r)} per series-s, "
             f"gap {fmt_s(r.gap)}, answer {fmt_s(r.slowest)}",
             f"netdata statsd {netdata_cell(r, skipped)}" if r.netdata else "",
         )
