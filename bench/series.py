@@ -292,13 +292,14 @@ def print_table(runs: list[Run], skipped: str) -> None:
 
 def report(runs: list[Run], skipped: str) -> None:
     """The closing table's rows: one per N (no goal), then the goals at 5,000 and 10,000."""
-    for r in runs:
+    for each in runs:
         result(
-            f"series: vtmon serve at {r.n:,} series",
+            f"series: vtmon serve at {each.n:,} series",
             "",
-            f"CPU {r.cpu:.1f} % of a core, RSS {r.rss:.0f} MB, {cost_cell(r)} per series-s, "
-            f"gap {fmt_s(r.gap)}, answer {fmt_s(r.slowest)}",
-            f"netdata statsd {netdata_cell(r, skipped)}" if r.netdata else "",
+            f"CPU {each.cpu:.1f} % of a core, RSS {each.rss:.0f} MB, "
+            f"{cost_cell(each)} per series-s, gap {fmt_s(each.gap)}, "
+            f"answer {fmt_s(each.slowest)}",
+            f"netdata statsd {netdata_cell(each, skipped)}" if each.netdata else "",
         )
     by_n = {r.n: r for r in runs}
     if (r := by_n.get(5000)) is not None:

@@ -101,7 +101,8 @@ class Load:
 
     @classmethod
     def start(cls, address: str | tuple[str, int], n: int, rate: float) -> Load:
-        stop, ready, out = mp.Event(), mp.Event(), mp.Queue()
+        stop, ready = mp.Event(), mp.Event()
+        out: mp.Queue = mp.Queue()
         p = mp.Process(target=sender, args=(address, n, rate, stop, ready, out), daemon=True)
         p.start()
         if not ready.wait(30):
