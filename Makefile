@@ -56,6 +56,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/console.py && \
 	$(BIN)/python bench/flood.py && \
 	$(BIN)/python bench/soak.py && \
+	$(BIN)/python bench/series.py && \
 	$(BIN)/python bench/table.py $(RESULTS)
 
 screenshots: $(VENV)/.installed-test
