@@ -263,33 +263,45 @@ class Snapshot:
 
     def to_dict(self, history: bool = True) -> dict[str, Any]:
         """JSON-ready form. NaN and infinities become null. ``history=False`` drops chart data."""
-        d = _plain(self)
+        skip = () if history else ("history", "resource_history")
+        d = _plain(self, skip)
         for a in (*d["proposals"], *d["actions"]):
             # status (= state) and decision (the final state, once decided; why is in the
             # message), as docs/tuning.md names them.
             a["status"] = a["state"]
             a["decision"] = None if ActionState(a["state"]).open else a["state"]
-        if not history:
-            for s in d["series"]:
-                s.pop("history", None)
-            d.pop("resource_history", None)
         return d
 
 
-def _plain(obj: Any) -> Any:
-    if is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _plain(getattr(obj, f.name)) for f in fields(obj)}
+def _plain(obj: Any, skip: tuple[str, ...] = ()) -> Any:
+    """``obj`` as JSON-ready values; dataclass fields named in ``skip`` are left out (a
+    Snapshot without its chart history need not convert it). The common leaves are tested
+    first and each dataclass' field names are looked up once: a Snapshot of thousands of
+    series is mostly floats."""
+    cls = type(obj)
+    if cls is float:
+        return obj if math.isfinite(obj) else None
+    if cls is str or cls is int or obj is None or cls is bool:
+        return obj
+    names = _FIELDS.get(cls)
+    if names is None and is_dataclass(obj) and not isinstance(obj, type):
+        names = _FIELDS[cls] = tuple(f.name for f in fields(obj))
+    if names is not None:
+        return {n: _plain(getattr(obj, n), skip) for n in names if n not in skip}
     if isinstance(obj, StrEnum):
         return obj.value
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
+        return {str(k): _plain(v, skip) for k, v in obj.items()}
     if isinstance(obj, (tuple, list)):
         if obj and isinstance(obj[0], tuple) and len(obj[0]) == 2 and isinstance(obj[0][0], str):
             return {k: v for k, v in obj}  # tags
-        return [_plain(v) for v in obj]
+        return [_plain(v, skip) for v in obj]
     return obj
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
 
 
 @dataclass(frozen=True, slots=True)
