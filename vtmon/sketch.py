@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -70,6 +71,12 @@ def keys_of(values: ArrayLike) -> Keys:
     return t.astype(np.int32)
 
 
+def _dense(span: Any, n: Any) -> Any:
+    """Whether keys spanning ``span`` buckets, ``n`` of them, are cheaper counted in a dense
+    array than sorted (ints or arrays of them)."""
+    return span <= 4 * n + 4096
+
+
 def aggregate(
     keys: NDArray[np.integer], weights: NDArray[np.float64] | None = None
 ) -> tuple[Keys, Counts]:
@@ -83,7 +90,7 @@ def aggregate(
     lo = int(keys.min())
     hi = int(keys.max())
     span = hi - lo + 1
-    if span <= 4 * keys.size + 4096:
+    if _dense(span, keys.size):
         c = np.bincount(keys - lo, weights=weights, minlength=span)
         nz = np.flatnonzero(c)
         return (nz + lo).astype(np.int32), c[nz].astype(np.float64, copy=False)
@@ -193,7 +200,7 @@ def summarise(sketches: Iterable[Sketch], qs: Sequence[float]) -> Summary | None
         c = np.concatenate([p.counts for p in live])
         k0 = int(k.min())
         span = int(k.max()) - k0 + 1
-        if span <= 4 * k.size + 4096:
+        if _dense(span, k.size):
             cum = np.cumsum(np.bincount(k - k0, weights=c, minlength=span))
             keys = _ranked(cum, qs) + k0
         else:
@@ -242,7 +249,7 @@ def summarise_many(groups: Sequence[Sequence[Sketch]], qs: Sequence[float]) -> l
     start = np.cumsum(size) - size
     kmin = np.minimum.reduceat(k, start)
     span = np.maximum.reduceat(k, start) - kmin + 1
-    dense = span <= 4 * size + 4096  # as ``summarise`` decides for one group
+    dense = _dense(span, size)
     if not dense.all():
         for j in np.flatnonzero(~dense).tolist():
             gi = idx[j]
@@ -282,6 +289,39 @@ def summarise_many(groups: Sequence[Sequence[Sketch]], qs: Sequence[float]) -> l
         strict=True,
     ):
         out[gi] = Summary(n, total, mn, mx, row)
+    return out
+
+
+# At most this many values make a sketch without numpy's fixed cost per sketch (few_sketches);
+# below 8 values numpy sums one by one, as Python does, so the sums are the same as ``add``'s.
+FEW = 7
+
+
+def few_sketches(groups: Sequence[Sequence[float]]) -> list[Sketch]:
+    """``Sketch.of`` each group of at most ``FEW`` finite, unweighted values, the keys of all
+    of them found in one numpy pass: thousands of series with a sample or two in a second
+    pay numpy's fixed cost once, not each."""
+    flat = [v for group in groups for v in group]
+    keys = keys_of(np.asarray(flat, dtype=np.float64)).tolist()
+    out = []
+    i = 0
+    for group in groups:
+        n = len(group)
+        sk = Sketch()
+        if n == 1:
+            sk.keys = np.array(keys[i : i + 1], dtype=np.int32)
+            sk.counts = np.ones(1)
+        else:
+            counted = Counter(keys[i : i + n])
+            unique = sorted(counted)
+            sk.keys = np.array(unique, dtype=np.int32)
+            sk.counts = np.array([counted[k] for k in unique], dtype=np.float64)
+        i += n
+        sk.count = float(n)
+        sk.sum = float(sum(group))
+        sk.min = float(min(group))
+        sk.max = float(max(group))
+        out.append(sk)
     return out
 
 

@@ -17,15 +17,11 @@ import platformdirs
 from vtmon import __version__
 from vtmon.cli.options import (
     CannotServe,
-    config_option,
-    history_options,
+    engine_options,
     inherit,
     load,
-    pid_option,
-    prometheus_option,
     record_option,
     root_opt,
-    socket_option,
 )
 from vtmon.config import APP, Config
 from vtmon.protocol.access import resolve_socket_path
@@ -48,11 +44,7 @@ if TYPE_CHECKING:
     invoke_without_command=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-@socket_option
-@config_option
-@pid_option
-@history_options
-@prometheus_option
+@engine_options
 @record_option
 @click.version_option(__version__, prog_name="vtmon")
 @click.pass_context
@@ -92,11 +84,7 @@ def main(
 
 
 @click.command()
-@socket_option
-@config_option
-@pid_option
-@history_options
-@prometheus_option
+@engine_options
 def demo(
     socket_path: str | None,
     config_file: str | None,
@@ -122,11 +110,7 @@ def demo(
 
 
 @click.command()
-@socket_option
-@config_option
-@pid_option
-@history_options
-@prometheus_option
+@engine_options
 @record_option
 @click.option(
     "--keep-applied",

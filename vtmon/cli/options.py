@@ -134,3 +134,11 @@ def not_running(path: Path) -> str:
 
 class CannotServe(click.ClickException):
     exit_code = 2
+
+
+def engine_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """What every command that runs an engine takes, in this order in ``--help``: ``--socket``,
+    ``--config``, ``--pid``, the history options and ``--prometheus``."""
+    for option in (prometheus_option, history_options, pid_option, config_option, socket_option):
+        f = option(f)
+    return f

@@ -65,6 +65,7 @@ import math
 import threading
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable
+from functools import partial
 from itertools import repeat
 from typing import Any
 
@@ -86,7 +87,7 @@ from vtmon.model import (
     is_error_counter,
     is_operation_counter,
 )
-from vtmon.sketch import Sketch, Summary, keys_of, summarise, summarise_many
+from vtmon.sketch import FEW, Sketch, Summary, few_sketches, summarise, summarise_many
 
 BLOCK_S = 10  # seconds per cached block
 # A distribution's second is packed (Sketch.pack) once it is this old: merged into its block
@@ -97,10 +98,6 @@ SWEEP_EVERY_S = 10  # how often idle series are looked for
 FUTURE_SLACK_S = 1.0  # timed samples up to this far ahead keep their own second
 SET_SLOT_CAP = 10_000
 FLUSH_AT = 16_384  # buffered distribution values per series before they are bucketized
-# A second with at most this many buffered values (unweighted, all finite) becomes its sketch
-# without numpy's fixed cost per series: the keys of all such seconds are found in one pass.
-# Below 8 values numpy sums one by one, as Python does, so the sums are the same.
-FEW = 7
 REFUSED_PREFIXES = 64  # name prefixes counted apart when the series cap refuses; then "other"
 
 QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.999)
@@ -371,9 +368,9 @@ def _prefix(name: str) -> str:
 
 
 def _flush_all(series: list[_DistSeries], now_s: int) -> None:
-    """``flush`` every series, the seconds with a few plain values in one numpy pass."""
+    """``flush`` every series; the seconds with a few plain values become their sketches
+    together (few_sketches)."""
     few: list[_DistSeries] = []
-    values: list[float] = []
     isfinite = math.isfinite
     for s in series:
         pv = s.pend_v
@@ -386,31 +383,17 @@ def _flush_all(series: list[_DistSeries], now_s: int) -> None:
             and all(map(isfinite, pv))
         ):
             few.append(s)
-            values.extend(pv)
         else:
             s.flush(now_s)
     if not few:
         return
-    keys = keys_of(np.asarray(values, dtype=np.float64)).tolist()
-    i = 0
-    for s in few:
-        pv = s.pend_v
-        n = len(pv)
-        sk = s._slot(s.pend_sec, now_s, Sketch)
-        if n == 1:
-            sk.keys = np.array(keys[i : i + 1], dtype=np.int32)
-            sk.counts = np.ones(1)
-        else:
-            counted = Counter(keys[i : i + n])
-            unique = sorted(counted)
-            sk.keys = np.array(unique, dtype=np.int32)
-            sk.counts = np.array([counted[k] for k in unique], dtype=np.float64)
-        i += n
-        sk.count = float(n)
-        sk.sum = float(sum(pv))
-        sk.min = float(min(pv))
-        sk.max = float(max(pv))
+    for s, sk in zip(few, few_sketches([s.pend_v for s in few]), strict=True):
+        s._slot(s.pend_sec, now_s, partial(_given, sk))  # a new slot, holding ``sk``
         s.pend_v = []
+
+
+def _given(sk: Sketch) -> Sketch:
+    return sk
 
 
 def _dist_stats(m: Summary | None, w: int) -> WindowStats:
