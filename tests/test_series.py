@@ -400,46 +400,44 @@ def test_stats_are_sorted_by_component_then_name_and_carry_targets() -> None:
     assert all(set(x.windows) == {"10s", "1m", "5m"} for x in got)
 
 
+def _column_bytes(s: SeriesStore) -> int:
+    """Bytes of the distributions' seconds and running windows (white box)."""
+    d = s._dist
+    held = sum(
+        a.nbytes
+        for chunks in d.secs.values()
+        for c in chunks
+        for a in (c.idx, c.cnt, c.rows, c.n, c.sum, c.min, c.max)
+    )
+    return held + sum(w.idx.nbytes + w.cnt.nbytes for _, w in d._windows)
+
+
 def test_memory_does_not_grow_with_time() -> None:
+    rng = np.random.default_rng(4)
     s = store()
     k, c, g, m = dkey("api.latency"), ckey("api.requests"), gkey("api.q"), skey("api.u")
+    size = {}
     for sec in range(1_000):
-        b = Batch(dist={k: DistBuf([float(sec % 50 + 1)])}, counts={c: 1.0})
+        b = Batch(dist={k: DistBuf(rng.lognormal(3, 1, 50).tolist())}, counts={c: 1.0})
         b.gauges[g] = [(False, float(sec))]
         b.sets[m] = {str(sec)}
         s.apply(b, T0 + sec)
         if sec % 7 == 0:
             s.stats(T0 + sec)
+        if sec in (400, 999):
+            size[sec] = _column_bytes(s)
     inner = s._series  # white box: the slots and cached blocks themselves
     for series in inner.values():
         assert len(series.slots) <= 301
         assert len(series.blocks) <= 40
+    assert len(s._dist.secs) <= 301  # each second of the longest window, once
+    assert all(len(chunks) == 1 for sec, chunks in s._dist.secs.items() if sec < T0 + 990)
+    assert size[999] <= 1.1 * size[400]
 
 
-def test_a_busy_series_keeps_its_older_seconds_packed_in_half_the_bytes() -> None:
-    rng = np.random.default_rng(3)
-    s = store()
-    k = dkey("api.latency")
-    for sec in range(120):
-        s.apply(dist(k, rng.lognormal(3, 1, 300).tolist()), T0 + sec + 0.5)
-        s.stats(T0 + sec + 0.6)
-    slots = s._series[k].slots  # white box: the per-second sketches themselves
-    old = [sk for sec, sk in slots.items() if sec <= T0 + 119 - 20]
-    recent = [sk for sec, sk in slots.items() if sec > T0 + 119 - 20]
-    assert old and recent
-    # An old second is one bytes object: its buckets and a 40-byte header, nothing else.
-    assert all(type(sk) is bytes for sk in old)
-    assert not any(type(sk) is bytes for sk in recent)
-    unpacked = [Sketch.unpack(b) for b in old]
-    assert sum(map(len, old)) == sum(sk.nbytes + 40 for sk in unpacked)
-    per_bucket = sum(sk.nbytes for sk in unpacked) / sum(sk.num_buckets for sk in unpacked)
-    assert per_bucket == 6  # uint16 key + float32 count, against 12 for a second in progress
-    assert sum(sk.nbytes for sk in recent) / sum(sk.num_buckets for sk in recent) == 12
-
-
-def test_seconds_packed_before_the_history_took_them_are_handed_out_whole() -> None:
-    # The history writer took nothing for a minute (a slow disk, say): the seconds older than
-    # PACK_AFTER_S are packed by then, and each still reaches it with all its samples.
+def test_seconds_the_history_did_not_take_for_a_minute_are_handed_out_whole() -> None:
+    # The history writer took nothing for a minute (a slow disk, say): each second still
+    # reaches it with all its samples, read several times in between.
     rng = np.random.default_rng(12)
     s = store()
     k = dkey("api.latency")
@@ -447,14 +445,16 @@ def test_seconds_packed_before_the_history_took_them_are_handed_out_whole() -> N
     sent: dict[int, list[float]] = {}
     for sec in range(60):
         vals = rng.lognormal(3, 1, 40).tolist()
-        s.apply(dist(k, vals), T0 + sec + 0.5)
+        s.apply(dist(k, vals[:25]), T0 + sec + 0.5)
+        s.stats(T0 + sec + 0.6)
+        s.apply(dist(k, vals[25:]), T0 + sec + 0.7)
         sent[t0 + sec] = vals
-    assert type(s._series[k].slots[t0]) is bytes  # white box: the oldest second is packed
     out = {sec: sk for key, kind, sec, sk in s.closed_seconds(t0 + 59) if key == k}
     assert sorted(out) == list(range(t0, t0 + 59))
     for sec, sk in out.items():
         want = Sketch.of(sent[sec])
         assert (sk.count, sk.min, sk.max) == (want.count, want.min, want.max)
+        assert sk.sum == pytest.approx(want.sum)
         assert sk.quantiles(QS) == want.quantiles(QS)
 
 

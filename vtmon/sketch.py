@@ -25,8 +25,6 @@ the number of samples.
 from __future__ import annotations
 
 import math
-import struct
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +40,7 @@ LOG_GAMMA = math.log(GAMMA)
 _LOG_REP_FACTOR = math.log(2.0 / (GAMMA + 1.0))
 BIAS = 40_000
 
-# Keys are int32, uint16 once compacted; counts float64, float32 once compacted (``compact``).
+# Keys are int32 and counts float64 as a sketch makes them; reading takes narrower ones too.
 Keys = NDArray[np.int32 | np.uint16]
 Counts = NDArray[np.float64 | np.float32]
 
@@ -52,8 +50,6 @@ def _frozen(a: np.ndarray) -> np.ndarray:
     return a
 
 
-_U16_MAX = 65535
-_F32_WHOLE = 2.0**24  # float32 holds every whole number below this exactly
 _NO_KEYS: Keys = _frozen(np.empty(0, dtype=np.int32))
 _NO_COUNTS: Counts = _frozen(np.empty(0, dtype=np.float64))
 
@@ -139,6 +135,14 @@ def _rep_of(key: int) -> float:
     return r if key > 0 else -r
 
 
+def key_reps(keys: NDArray[np.integer]) -> NDArray[np.float64]:
+    """``_rep`` of every key of an array (any shape): the same floats as ``Sketch.quantiles``
+    gives, each distinct key looked up once."""
+    uniq, inv = np.unique(keys, return_inverse=True)
+    reps = np.asarray([_rep(k) for k in uniq.tolist()], dtype=np.float64)
+    return reps[inv.reshape(keys.shape)]
+
+
 _Q_ARRAYS: dict[tuple[float, ...], NDArray[np.float64]] = {}
 
 
@@ -209,122 +213,6 @@ def summarise(sketches: Iterable[Sketch], qs: Sequence[float]) -> Summary | None
     return Summary(count, total, lo, hi, _values(keys, qs, lo, hi))
 
 
-def summarise_many(groups: Sequence[Sequence[Sketch]], qs: Sequence[float]) -> list[Summary | None]:
-    """``summarise`` of each group of sketches (None for a group with nothing in it), for
-    many groups at once: the buckets of every group go through one ``bincount`` and one
-    cumulative sum, each group's keys shifted into its own stretch of one dense array, and
-    every quantile of every group is one ``searchsorted`` -- so thousands of series cost a
-    few numpy passes, not thousands. The answers are ``summarise``'s (counts that are whole
-    numbers give the same buckets exactly; fractional weights may move a quantile that falls
-    exactly on a bucket boundary by the rounding of a sum). A group whose keys lie too far
-    apart for a dense stretch is summarised alone."""
-    out: list[Summary | None] = [None] * len(groups)
-    idx: list[int] = []  # the groups with something in them
-    nparts: list[int] = []
-    flat: list[Sketch] = []
-    for gi, group in enumerate(groups):
-        live = [p for p in group if p.count > 0]
-        if live:
-            flat.extend(live)
-            idx.append(gi)
-            nparts.append(len(live))
-    if not idx:
-        return out
-    keys = [p.keys for p in flat]
-    counts = [p.counts for p in flat]
-    psize = [p.keys.size for p in flat]
-    pcount = [p.count for p in flat]
-    psum = [p.sum for p in flat]
-    pmin = [p.min for p in flat]
-    pmax = [p.max for p in flat]
-    parts = np.asarray(nparts)
-    first = np.cumsum(parts) - parts
-    size = np.add.reduceat(np.asarray(psize, dtype=np.int64), first)
-    g_count = np.add.reduceat(np.asarray(pcount), first)
-    g_sum = np.add.reduceat(np.asarray(psum), first)
-    g_min = np.minimum.reduceat(np.asarray(pmin), first)
-    g_max = np.maximum.reduceat(np.asarray(pmax), first)
-    k = np.concatenate(keys).astype(np.int64, copy=False)
-    c = np.concatenate(counts).astype(np.float64, copy=False)
-    start = np.cumsum(size) - size
-    kmin = np.minimum.reduceat(k, start)
-    span = np.maximum.reduceat(k, start) - kmin + 1
-    dense = _dense(span, size)
-    if not dense.all():
-        for j in np.flatnonzero(~dense).tolist():
-            gi = idx[j]
-            out[gi] = summarise(groups[gi], qs)
-        keep = np.repeat(dense, size)
-        k, c = k[keep], c[keep]
-        size, kmin, span = size[dense], kmin[dense], span[dense]
-        g_count, g_sum, g_min, g_max = g_count[dense], g_sum[dense], g_min[dense], g_max[dense]
-        idx = [gi for gi, d in zip(idx, dense.tolist(), strict=True) if d]
-        if not idx:
-            return out
-    base = np.cumsum(span) - span
-    gid = np.repeat(np.arange(len(idx)), size)
-    cum = np.cumsum(np.bincount(base[gid] + (k - kmin[gid]), weights=c))
-    end = base + span - 1
-    before = np.zeros(len(idx), dtype=np.float64)
-    before[1:] = cum[base[1:] - 1]
-    q = np.clip(np.asarray(qs, dtype=np.float64), 0.0, 1.0)
-    targets = before[:, None] + q[None, :] * (cum[end] - before)[:, None]
-    pos = cum.searchsorted(targets.ravel(), side="left").reshape(targets.shape)
-    np.minimum(pos, end[:, None], out=pos)
-    qkeys = pos - base[:, None] + kmin[:, None]
-    # Each bucket's value as _rep gives it (the same floats as Sketch.quantiles), looked up
-    # once per distinct key, then clamped to the exact min and max; q = 0 and q = 1 are them.
-    uniq, inv = np.unique(qkeys, return_inverse=True)
-    vals = np.asarray([_rep(key) for key in uniq.tolist()])[inv.reshape(qkeys.shape)]
-    lo, hi = g_min[:, None], g_max[:, None]
-    vals = np.minimum(np.maximum(vals, lo), hi)
-    vals = np.where(q[None, :] <= 0, lo, np.where(q[None, :] >= 1, hi, vals))
-    for gi, n, total, mn, mx, row in zip(
-        idx,
-        g_count.tolist(),
-        g_sum.tolist(),
-        g_min.tolist(),
-        g_max.tolist(),
-        vals.tolist(),
-        strict=True,
-    ):
-        out[gi] = Summary(n, total, mn, mx, row)
-    return out
-
-
-# At most this many values make a sketch without numpy's fixed cost per sketch (few_sketches);
-# below 8 values numpy sums one by one, as Python does, so the sums are the same as ``add``'s.
-FEW = 7
-
-
-def few_sketches(groups: Sequence[Sequence[float]]) -> list[Sketch]:
-    """``Sketch.of`` each group of at most ``FEW`` finite, unweighted values, the keys of all
-    of them found in one numpy pass: thousands of series with a sample or two in a second
-    pay numpy's fixed cost once, not each."""
-    flat = [v for group in groups for v in group]
-    keys = keys_of(np.asarray(flat, dtype=np.float64)).tolist()
-    out = []
-    i = 0
-    for group in groups:
-        n = len(group)
-        sk = Sketch()
-        if n == 1:
-            sk.keys = np.array(keys[i : i + 1], dtype=np.int32)
-            sk.counts = np.ones(1)
-        else:
-            counted = Counter(keys[i : i + n])
-            unique = sorted(counted)
-            sk.keys = np.array(unique, dtype=np.int32)
-            sk.counts = np.array([counted[k] for k in unique], dtype=np.float64)
-        i += n
-        sk.count = float(n)
-        sk.sum = float(sum(group))
-        sk.min = float(min(group))
-        sk.max = float(max(group))
-        out.append(sk)
-    return out
-
-
 def _finite(
     values: ArrayLike, weights: ArrayLike | None
 ) -> tuple[NDArray[np.float64], NDArray[np.float64] | None, int]:
@@ -340,15 +228,6 @@ def _finite(
     if ok.all():
         return v, w, 0
     return v[ok], (None if w is None else w[ok]), int(v.size - np.count_nonzero(ok))
-
-
-# Sketch.pack: key dtype, count dtype, buckets; count, sum, min, max. Counts come first, so
-# both arrays start aligned (the header is 40 bytes).
-_PACK_HEAD = struct.Struct("<BBxxI4d")
-_KEY_DTYPES = (np.dtype(np.int32), np.dtype(np.uint16))
-_COUNT_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
-_KEY_CODES = {d: i for i, d in enumerate(_KEY_DTYPES)}
-_COUNT_CODES = {d: i for i, d in enumerate(_COUNT_DTYPES)}
 
 
 class Sketch:
@@ -428,47 +307,6 @@ class Sketch:
         m.min = min(p.min for p in parts)
         m.max = max(p.max for p in parts)
         return m
-
-    def compact(self) -> None:
-        """Hold the buckets in half the bytes where that is exact, for a sketch that is done
-        growing: keys as uint16 when all lie in 0..65535 (zero and every positive value do),
-        counts as float32 when they are whole numbers adding up to less than 2**24 (so a
-        cumulative sum of them is exact too). Reading and merging take either; ``add``
-        widens them again."""
-        k, c = self.keys, self.counts
-        if k.dtype == np.int32 and k.size and k[0] >= 0 and k[-1] <= _U16_MAX:
-            self.keys = k.astype(np.uint16)
-        if c.dtype == np.float64 and c.size and self.count < _F32_WHOLE:
-            c32 = c.astype(np.float32)
-            if np.array_equal(c32, c) and np.array_equal(c, np.rint(c)):
-                self.counts = c32
-
-    def pack(self) -> bytes | None:
-        """The sketch as one bytes object, compacted first (see ``compact``): a second that no
-        longer changes then costs its buckets and 40 bytes rather than a sketch, two arrays
-        and four floats (a five-value second: 111 bytes instead of 438, by tracemalloc).
-        ``unpack`` gives it back. None for an empty sketch."""
-        if self.count <= 0 or self.keys.size == 0:
-            return None
-        self.compact()
-        k, c = self.keys, self.counts
-        kc, cc = _KEY_CODES.get(k.dtype), _COUNT_CODES.get(c.dtype)
-        if kc is None or cc is None:
-            return None
-        head = _PACK_HEAD.pack(kc, cc, k.size, self.count, self.sum, self.min, self.max)
-        return b"".join((head, c.tobytes(), k.tobytes()))
-
-    @classmethod
-    def unpack(cls, data: bytes) -> Sketch:
-        """The sketch ``pack`` made; its arrays are read-only views of ``data`` (a sketch never
-        changes its arrays in place: ``add`` replaces them)."""
-        kc, cc, n, count, total, lo, hi = _PACK_HEAD.unpack_from(data)
-        s = cls.__new__(cls)
-        cdt = _COUNT_DTYPES[cc]
-        s.counts = np.frombuffer(data, cdt, n, _PACK_HEAD.size)
-        s.keys = np.frombuffer(data, _KEY_DTYPES[kc], n, _PACK_HEAD.size + n * cdt.itemsize)
-        s.count, s.sum, s.min, s.max = count, total, lo, hi
-        return s
 
     def copy(self) -> Sketch:
         return Sketch.merged([self])

@@ -1,13 +1,13 @@
-"""The series registry: every metric the application sends, kept in one-second slots and
-summarised over the sliding windows of ``model.WINDOWS``.
+"""The series registry: every metric the application sends, summarised over the sliding
+windows of ``model.WINDOWS``.
 
 Time model
-    ``now`` is wall-clock seconds; second ``S = floor(now)`` is the *current* slot. The window of
-    ``W`` seconds at ``now`` is the slots ``S - W + 1 .. S``: ``W - 1`` complete seconds plus the
-    second in progress. ``rate`` is ``count / W`` -- the full window length, a deliberate choice:
-    dividing by the elapsed part instead would make the rate jump at every second boundary and
-    overstate it right after vtmon starts. A new stream therefore ramps up to its true rate over
-    one window.
+    ``now`` is wall-clock seconds; second ``S = floor(now)`` is the *current* second. The window
+    of ``W`` seconds at ``now`` is the seconds ``S - W + 1 .. S``: ``W - 1`` complete seconds
+    plus the second in progress. ``rate`` is ``count / W`` -- the full window length, a
+    deliberate choice: dividing by the elapsed part instead would make the rate jump at every
+    second boundary and overstate it right after vtmon starts. A new stream therefore ramps up
+    to its true rate over one window.
 
 What a window holds, per kind
     distribution: count (sum of weights), rate, p50..p999 (within 1 % of the sample of that
@@ -16,47 +16,29 @@ What a window holds, per kind
     window (None when it was not updated), and ``last`` = the current value, which outlives
     the windows. set: count = unique members, rate, ``last`` = unique members in 1 m.
 
-Memory
-    Each series keeps at most ~300 slots (older ones are pruned as new seconds open) plus cached
-    merges of complete, aligned 10-second blocks. A distribution slot is a sketch whose size
-    depends on its number of buckets, never on its number of samples; once a second is
-    ``PACK_AFTER_S`` old it is kept as one bytes object, its buckets in half the bytes
-    (``Sketch.pack``: 6 bytes a bucket instead of 12, where that is exact, and 40 bytes for the
-    rest instead of a sketch, two arrays and four floats), which is most of five minutes.
-    Set slots keep at most ``SET_SLOT_CAP`` members (64-bit hashes once the second is over). A
-    series that has received nothing for ``FORGET_AFTER_S`` is forgotten (checked every
+Distributions
+    All distribution series live in columns shared by all of them (``engine.columns``): a
+    second's work is a few numpy passes over what arrived and what left the windows, whatever
+    the number of series. Their chart points are a ring of columns too.
+
+Counters, gauges and sets
+    Each is an object with one slot per second (kept ``RING_S`` seconds) plus cached merges of
+    complete, aligned 10-second blocks, so a window merges at most ~20 items. Set slots keep at
+    most ``SET_SLOT_CAP`` members (64-bit hashes once the second is over).
+
+Forgetting
+    A series that has received nothing for ``FORGET_AFTER_S`` is forgotten (checked every
     ``SWEEP_EVERY_S``).
 
-Speed
-    ``apply`` buffers a distribution's values for the current second as plain lists and
-    bucketizes them with one vectorised numpy pass when the series is read, its second ends or
-    ``FLUSH_AT`` values have piled up -- so a batch with a few values for many series does not
-    pay numpy's fixed cost per series. ``stats`` merges, per series and window, at most ~20
-    items: the run of the window's complete 10-second blocks (each block merged once; the run
-    merged once per 10 s; both invalidated when a late sample lands in them) and the loose
-    seconds at both ends. Once a second, every distribution's windows are brought up to date
-    together (``SeriesStore._refresh``): the seconds that buffered a few plain values become
-    sketches after one numpy pass over all their values, and the quantiles of every series'
-    windows come out of one ``summarise_many``, so numpy's fixed cost is paid once, not per
-    series. Results are cached per (second, series version), so ``record_history``,
-    ``errors`` and a repeated ``stats`` in the same second cost nothing extra.
-
 History export
-    ``closed_seconds(upto_s)`` hands the history store every slot of a second before
-    ``upto_s`` once (copies, so the store's writer thread never sees a slot change). A timed
-    sample that lands in a second already handed out is handed out again as a *correction*:
-    a slot holding just the late values, which the store merges into the second it already
-    has. Only timed distributions and counters can arrive late, and never more than the
-    5-minute window late.
+    ``closed_seconds(upto_s)`` hands the history store every second before ``upto_s`` once. A
+    timed sample that lands in a second already handed out is handed out again as a
+    *correction*: just the late values, which the store merges into the second it already has.
+    Only timed distributions and counters can arrive late, and never more than the 5-minute
+    window late.
 
 The store is guarded by one lock, so ingest and the snapshot loop may call it from different
 threads.
-
-Why one module
-    The per-kind series classes and the store share one time model, one slot layout and one
-    lock, and ``apply`` and ``closed_seconds`` reach into each kind's slots in their loops. The
-    module is to be rewritten as vectorised columns across all series (thousands of them);
-    splitting it along today's per-series classes first would cut seams the rewrite removes.
 """
 
 from __future__ import annotations
@@ -65,12 +47,12 @@ import math
 import threading
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable
-from functools import partial
 from itertools import repeat
 from typing import Any
 
 import numpy as np
 
+from vtmon.engine.columns import Chunk, DistColumns
 from vtmon.model import (
     RING_S,
     WINDOWS,
@@ -87,39 +69,19 @@ from vtmon.model import (
     is_error_counter,
     is_operation_counter,
 )
-from vtmon.sketch import FEW, Sketch, Summary, few_sketches, summarise, summarise_many
+from vtmon.sketch import Sketch
 
 BLOCK_S = 10  # seconds per cached block
-# A distribution's second is packed (Sketch.pack) once it is this old: merged into its block
-# and handed to the history store by then. A late timed sample still goes in (unpacked).
-PACK_AFTER_S = 2 * BLOCK_S
 FORGET_AFTER_S = 600
 SWEEP_EVERY_S = 10  # how often idle series are looked for
 FUTURE_SLACK_S = 1.0  # timed samples up to this far ahead keep their own second
 SET_SLOT_CAP = 10_000
-FLUSH_AT = 16_384  # buffered distribution values per series before they are bucketized
 REFUSED_PREFIXES = 64  # name prefixes counted apart when the series cap refuses; then "other"
 
-QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.999)
 ERRORS_WINDOW = "1m"
 
 _EMPTY_BLOCK: Any = object()  # a cached block with no data in it
 _EMPTY = WindowStats()
-
-
-def _shallow_copy(sk: Sketch) -> Sketch:
-    """A copy sharing the bucket arrays (``Sketch`` never modifies them in place, it replaces
-    them), much cheaper than ``Sketch.copy``."""
-    c = Sketch.__new__(Sketch)
-    c.keys, c.counts, c.count, c.sum, c.min, c.max = (
-        sk.keys,
-        sk.counts,
-        sk.count,
-        sk.sum,
-        sk.min,
-        sk.max,
-    )
-    return c
 
 
 def _count_invalid(values: list[float], weights: list[float] | None) -> int:
@@ -270,154 +232,10 @@ class _Series:
         return None
 
 
-class _DistSeries(_Series):
-    """Values of the second being written are buffered as plain lists and bucketized in one
-    vectorised pass when the series is read, the second changes or ``FLUSH_AT`` values have
-    piled up: a batch usually carries a handful of values per series, and a numpy pass has a
-    fixed cost however few values it gets.
-    """
-
-    __slots__ = ("history", "pend_sec", "pend_v", "pend_w", "packed")
-
-    def __init__(self, key: SeriesKey, history_len: int) -> None:
-        super().__init__(key)
-        self.history: deque[HistoryPoint] = deque(maxlen=history_len)
-        self.pend_sec = 0
-        self.pend_v: list[float] = []
-        self.pend_w: list[float] | None = None
-        self.packed = -(2**62)  # seconds up to this one are packed
-
-    def prune(self, now_s: int) -> None:
-        super().prune(now_s)
-        # The seconds kept for the windows' far ends are read rarely and no longer change: each
-        # becomes one bytes object, its buckets in half the bytes where that is exact (see
-        # Sketch.pack), for most of a series' five minutes.
-        upto = now_s - PACK_AFTER_S
-        slots = self.slots
-        for sec in range(max(self.packed + 1, upto - RING_S), upto + 1):
-            sk = slots.get(sec)
-            if sk is not None and type(sk) is not bytes:
-                blob = sk.pack()
-                if blob is not None:
-                    slots[sec] = blob
-        self.packed = max(self.packed, upto)
-
-    def _slot(self, sec: int, now_s: int, make: Callable[[], Any]) -> Any:
-        s = self.slots.get(sec)
-        if type(s) is bytes:  # a sealed second written again (a late timed sample)
-            s = self.slots[sec] = Sketch.unpack(s)
-            return s
-        return super()._slot(sec, now_s, make)
-
-    def add(self, sec: int, now_s: int, values: list[float], weights: list[float] | None) -> int:
-        """Buffer values for second ``sec``; returns how many will be ignored (non-finite)."""
-        if weights is not None and len(weights) != len(values):
-            return len(values)  # a malformed buffer must not blow up the next read
-        if isinstance(values, np.ndarray):
-            # From binary frames: already finite and many, so straight into the sketch. What
-            # the list buffers first, so the slot sees its samples in arrival order.
-            self.flush(now_s)
-            self._slot(sec, now_s, Sketch).add(values, weights)
-            self._wrote(sec)
-            return 0
-        bad = _count_invalid(values, weights)
-        pv = self.pend_v
-        if sec != self.pend_sec and pv:
-            self.flush(now_s)
-            pv = self.pend_v
-        self.pend_sec = sec
-        pw = self.pend_w
-        if weights is not None:
-            if pw is None:
-                pw = self.pend_w = [1.0] * len(pv)
-            pw.extend(weights)
-        elif pw is not None:
-            pw.extend(repeat(1.0, len(values)))
-        pv.extend(values)
-        if len(pv) >= FLUSH_AT:
-            self.flush(now_s)
-        self._wrote(sec)
-        return bad
-
-    def add_now(
-        self, sec: int, now_s: int, values: list[float], weights: list[float] | None
-    ) -> int:
-        """Add straight into the slot of ``sec`` (timed samples, usually for an older second)."""
-        ignored = self._slot(sec, now_s, Sketch).add(values, weights)
-        self._wrote(sec)
-        return ignored
-
-    def flush(self, now_s: int) -> None:
-        if self.pend_v:
-            # invalid values were counted when they came; the sketch just skips them
-            self._slot(self.pend_sec, now_s, Sketch).add(self.pend_v, self.pend_w)
-            self.pend_v = []
-            self.pend_w = None
-
-    def combine(self, parts: list[Sketch | bytes]) -> Sketch:
-        return Sketch.merged(_sketches(parts))
-
-    def summarise(self, items: list[Sketch | bytes], w: int) -> WindowStats:
-        return _dist_stats(summarise(_sketches(items), QUANTILES), w)
-
-
 def _prefix(name: str) -> str:
     """``svc.*`` for ``svc.endpoint.latency``; a name without a dot stands for itself."""
     head, dot, _ = name.partition(".")
     return f"{head}.*" if dot else name
-
-
-def _flush_all(series: list[_DistSeries], now_s: int) -> None:
-    """``flush`` every series; the seconds with a few plain values become their sketches
-    together (few_sketches)."""
-    few: list[_DistSeries] = []
-    isfinite = math.isfinite
-    for s in series:
-        pv = s.pend_v
-        if not pv:
-            continue
-        if (
-            len(pv) <= FEW
-            and s.pend_w is None
-            and s.pend_sec not in s.slots
-            and all(map(isfinite, pv))
-        ):
-            few.append(s)
-        else:
-            s.flush(now_s)
-    if not few:
-        return
-    for s, sk in zip(few, few_sketches([s.pend_v for s in few]), strict=True):
-        s._slot(s.pend_sec, now_s, partial(_given, sk))  # a new slot, holding ``sk``
-        s.pend_v = []
-
-
-def _given(sk: Sketch) -> Sketch:
-    return sk
-
-
-def _dist_stats(m: Summary | None, w: int) -> WindowStats:
-    """A distribution's window from the summary of its sketches over ``w`` seconds."""
-    if m is None:
-        return _EMPTY
-    p50, p90, p95, p99, p999 = m.quantiles
-    return WindowStats(
-        count=m.count,
-        rate=m.count / w,
-        p50=p50,
-        p90=p90,
-        p95=p95,
-        p99=p99,
-        p999=p999,
-        mean=m.sum / m.count,
-        min=m.min,
-        max=m.max,
-    )
-
-
-def _sketches(items: list[Sketch | bytes]) -> list[Sketch]:
-    """Slots and block merges as sketches: sealed seconds are kept packed (Sketch.pack)."""
-    return [Sketch.unpack(i) if type(i) is bytes else i for i in items]  # type: ignore[misc]
 
 
 class _CounterSeries(_Series):
@@ -608,15 +426,17 @@ class SeriesStore:
         # (``svc.*``), so that a user sees which sender makes too many series.
         self.refused: Counter[str] = Counter()
         self._history_len = history_len
-        self._series: dict[SeriesKey, _Series] = {}
-        self._order: list[_Series] | None = None  # sorted for stats(); None when stale
+        self._series: dict[SeriesKey, _Series] = {}  # counters, gauges and sets
+        self._dist = DistColumns(history_len)  # every distribution
+        # every key in the order of stats(), with its object (None: a distribution's row)
+        self._order: list[tuple[SeriesKey, _Series | None]] | None = None
         self._next_sweep = -math.inf
         self._lock = threading.Lock()
         self._exported_upto: float = -math.inf  # closed_seconds handed out seconds before it
         self._late: list[tuple[SeriesKey, Kind, int, Any]] = []  # corrections not handed out
 
     def __len__(self) -> int:
-        return len(self._series)
+        return len(self._series) + len(self._dist)
 
     # --- ingest ----------------------------------------------------------------------------
 
@@ -632,13 +452,7 @@ class SeriesStore:
         with self._lock:
             self._sweep(now_s)
             for key, buf in batch.dist.items():
-                if not len(buf.values):
-                    continue
-                s = self._get(key, now_s, _DistSeries, len(buf.values))
-                if s is None:
-                    dropped += len(buf.values)
-                else:
-                    dropped += s.add(now_s, now_s, buf.values, buf.weights)
+                dropped += self._add_dist(key, now_s, now_s, buf.values, buf.weights)
             for key, inc in batch.counts.items():
                 c = self._get(key, now_s, _CounterSeries) if math.isfinite(inc) else None
                 if c is None:
@@ -723,15 +537,9 @@ class SeriesStore:
                         g.weights.extend(repeat(w, len(vals)))
         for (key, sec), g in groups.items():
             if key.kind is Kind.DISTRIBUTION:
-                d = self._get(key, now_s, _DistSeries, len(g.values))
-                if d is None:
-                    dropped += len(g.values)
-                elif sec >= self._exported_upto:
-                    # Buffered like samples without a timestamp: one numpy pass per series
-                    # and second, not per batch.
-                    dropped += d.add(sec, now_s, g.values, g.weights)
-                else:
-                    dropped += d.add_now(sec, now_s, g.values, g.weights)
+                lost = self._add_dist(key, sec, now_s, g.values, g.weights)
+                dropped += lost
+                if sec < self._exported_upto and lost < len(g.values):
                     late = Sketch.of(g.values, g.weights)
                     if late.count > 0:
                         self._late.append((key, Kind.DISTRIBUTION, sec, late))
@@ -754,16 +562,46 @@ class SeriesStore:
                         self._late.append((key, Kind.COUNTER, sec, inc))
         return dropped
 
+    def _add_dist(
+        self, key: SeriesKey, sec: int, now_s: int, values: Any, weights: list[float] | None
+    ) -> int:
+        """Buffer a distribution's values for second ``sec``; returns how many are dropped
+        (the series cap, non-finite values, weights that are not positive)."""
+        n = len(values)
+        if not n:
+            return 0
+        if weights is not None and len(weights) != n:
+            return n  # a malformed buffer must not blow up the next read
+        row = self._dist_row(key, now_s, n)
+        if row is None:
+            return n
+        # From binary frames values come as a finite array, weights never non-positive.
+        bad = 0 if isinstance(values, np.ndarray) else _count_invalid(values, weights)
+        self._dist.add(row, sec, values, weights)
+        return bad
+
+    def _dist_row(self, key: SeriesKey, now_s: int, n: int = 1) -> int | None:
+        """``_get`` for a distribution: its row."""
+        d = self._dist
+        r = d.rows.get(key)
+        if r is None:
+            if len(self) >= self._max_series:
+                if n:
+                    self._refuse(key, n)
+                return None
+            self._order = None
+        return d.row(key, now_s)
+
     def _get(self, key: SeriesKey, now_s: int, cls: type[_Series], n: int = 1) -> Any:
         """The series for ``key`` (created when there is room), None when it must be dropped;
         ``n`` samples refused for the series cap are counted under the name's prefix."""
         s = self._series.get(key)
         if s is None:
-            if len(self._series) >= self._max_series:
+            if len(self) >= self._max_series:
                 if n:
                     self._refuse(key, n)
                 return None
-            s = _DistSeries(key, self._history_len) if cls is _DistSeries else cls(key)
+            s = cls(key)
             self._series[key] = s
             self._order = None
         elif type(s) is not cls:
@@ -788,19 +626,22 @@ class SeriesStore:
         gone = [k for k, s in self._series.items() if s.last_seen <= idle]
         for k in gone:
             del self._series[k]
-        if gone:
+        if gone or self._dist.forget(idle):
             self._order = None
         for s in self._series.values():
             s.prune(now_s)
+        self._dist.catch_up(now_s)  # seconds that left every window are dropped
 
     # --- reading ---------------------------------------------------------------------------
 
-    def _sorted(self) -> list[_Series]:
+    def _sorted(self) -> list[tuple[SeriesKey, _Series | None]]:
         if self._order is None:
-            self._order = sorted(
-                self._series.values(),
-                key=lambda s: (s.component, s.key.name, s.key.tags, s.key.kind),
-            )
+            both: list[tuple[SeriesKey, _Series | None]] = [
+                *self._series.items(),
+                *zip(self._dist.rows, [None] * len(self._dist), strict=True),
+            ]
+            both.sort(key=lambda e: (e[0].component, e[0].name, e[0].tags, e[0].kind))
+            self._order = both
         return self._order
 
     def refused_now(self) -> dict[str, int]:
@@ -808,54 +649,40 @@ class SeriesStore:
         with self._lock:
             return dict(self.refused)
 
-    def _refresh(self, now_s: int) -> None:
-        """Bring every distribution's windows up to second ``now_s``: the slots and block
-        merges of each window are gathered per series (cached blocks make that a handful of
-        items), and the quantiles of all of them are computed at once (summarise_many)."""
-        stale = [
-            s
-            for s in self._series.values()
-            if type(s) is _DistSeries and s.cache_at != (now_s, s.version)
-        ]
-        if not stale:
-            return
-        _flush_all(stale, now_s)
-        groups: list[list[Sketch]] = []
-        for s in stale:
-            at = (now_s, s.version)
-            for _, w in WINDOWS:
-                groups.append(_sketches(s._gather(now_s - w + 1, now_s)))
-            s.cache_at = at
-        summaries = iter(summarise_many(groups, QUANTILES))
-        for s in stale:
-            s.cache = {name: _dist_stats(next(summaries), w) for name, w in WINDOWS}
-
     def stats(self, now: float) -> tuple[SeriesStats, ...]:
         """Every series not yet forgotten, with its windows, sorted by component then name."""
         now_s = math.floor(now)
         with self._lock:
             self._sweep(now_s)
-            self._refresh(now_s)
+            d = self._dist
+            res = d.refresh(now_s)
+            dist = d.all_stats(res) if len(d) else []
+            rows = d.rows
             targets: dict[str, float] = {}
             out = []
-            for s in self._sorted():
-                key = s.key
-                windows = s.windows(now_s)
-                target = None
-                history: tuple[HistoryPoint, ...] = ()
-                if isinstance(s, _DistSeries):
-                    target = targets.get(s.component)
+            for key, s in self._sorted():
+                comp = key.component
+                if s is None:
+                    r = rows[key]
+                    windows = dist[r]
+                    last = None
+                    target = targets.get(comp)
                     if target is None:
-                        target = targets[s.component] = self._target_ms(s.component)
-                    history = tuple(s.history)
+                        target = targets[comp] = self._target_ms(comp)
+                    history: Any = d.chart(r)
+                else:
+                    windows = dict(s.windows(now_s))
+                    last = s.last(windows)
+                    target = None
+                    history = ()
                 out.append(
                     SeriesStats(
                         name=key.name,
                         tags=key.tags,
-                        component=s.component,
+                        component=comp,
                         kind=key.kind,
-                        windows=dict(windows),
-                        last=s.last(windows),
+                        windows=windows,
+                        last=last,
                         target_ms=target,
                         history=history,
                     )
@@ -875,21 +702,24 @@ class SeriesStore:
             lo = int(max(self._exported_upto, upto_s - RING_S))
             if upto_s <= lo:
                 return out
+            d = self._dist
+            d.flush()
+            key_of = d.key_of
+            for sec in range(lo, upto_s):
+                chunks = d.secs.get(sec)
+                if chunks:
+                    c = Chunk.merged(chunks)
+                    d.secs[sec] = [c]
+                    for row, sk in c.sketches():
+                        key_r = key_of[row]
+                        if key_r is not None:  # always: a row is forgotten long after
+                            out.append((key_r, Kind.DISTRIBUTION, sec, sk))
             for s in self._series.values():
                 if s.last_seen < lo:
                     continue  # nothing written since the last call (writes set last_seen)
                 slots = s.slots
                 key = s.key
-                if isinstance(s, _DistSeries):
-                    if s.pend_v and s.pend_sec < upto_s:
-                        s.flush(upto_s)
-                    for sec in range(lo, upto_s):
-                        sk = slots.get(sec)
-                        if type(sk) is bytes:  # sealed before it was handed out (a late call)
-                            sk = Sketch.unpack(sk)
-                        if sk is not None and sk.count > 0:
-                            out.append((key, Kind.DISTRIBUTION, sec, _shallow_copy(sk)))
-                elif isinstance(s, _CounterSeries):
+                if isinstance(s, _CounterSeries):
                     for sec in range(lo, upto_s):
                         inc = slots.get(sec)
                         if inc is not None:
@@ -918,28 +748,19 @@ class SeriesStore:
             for key, points in histories.items():
                 if not points or key.kind is not Kind.DISTRIBUTION:
                     continue
-                s = self._series.get(key)
-                if s is None:
-                    s = self._get(key, math.floor(points[-1].t), _DistSeries, 0)
-                if not isinstance(s, _DistSeries):
+                r = self._dist.rows.get(key)
+                if r is None:
+                    r = self._dist_row(key, math.floor(points[-1].t), 0)
+                if r is None:
                     continue
-                live = list(s.history)
-                first = live[0].t if live else math.inf
-                older = [p for p in points if p.t < first]
-                s.history = deque([*older, *live], maxlen=self._history_len)
+                self._dist.seed(r, points)
                 seeded += 1
         return seeded
 
     def record_history(self, now: float) -> None:
         """Append one chart point (10 s window percentiles at ``now``) to every distribution."""
-        now_s = math.floor(now)
-        name = WINDOWS[0][0]
         with self._lock:
-            self._refresh(now_s)
-            for s in self._series.values():
-                if isinstance(s, _DistSeries):
-                    w = s.windows(now_s)[name]
-                    s.history.append(HistoryPoint(t=now, p50=w.p50, p95=w.p95, p99=w.p99))
+            self._dist.record_history(now, math.floor(now))
 
     def errors(self, now: float) -> tuple[ErrorStats, ...]:
         """Errors, operations and error rate per component over the last minute.
@@ -966,9 +787,12 @@ class SeriesStore:
                             types[kind] = types.get(kind, 0.0) + n
                     elif is_operation_counter(name):
                         ops[comp] = ops.get(comp, 0.0) + s.windows(now_s)[ERRORS_WINDOW].count
-                elif isinstance(s, _DistSeries):
-                    n = s.windows(now_s)[ERRORS_WINDOW].count
-                    samples[comp] = samples.get(comp, 0.0) + n
+            d = self._dist
+            if len(d):
+                counts = d.refresh(now_s)[ERRORS_WINDOW].n.tolist()
+                for key, r in d.rows.items():
+                    comp = key.component
+                    samples[comp] = samples.get(comp, 0.0) + counts[r]
         out = []
         for comp in sorted(errors.keys() | ops.keys() | samples.keys()):
             e = errors.get(comp, 0.0)

@@ -5,6 +5,7 @@ sensors, the ingest counters; and the stored chart history a long chart reads.""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from enum import StrEnum
 from typing import Any
@@ -57,7 +58,8 @@ class SeriesStats:
     windows: dict[str, WindowStats]  # keyed by WINDOWS names
     last: float | None = None  # gauges: current value; sets: unique members in 1 m
     target_ms: float | None = None  # distributions: the component's latency target
-    history: tuple[HistoryPoint, ...] = ()
+    # distributions: chart points, oldest first (a lazy view of the engine's columns)
+    history: Sequence[HistoryPoint] = ()
 
     @property
     def id(self) -> str:
@@ -298,6 +300,8 @@ def _plain(obj: Any, skip: tuple[str, ...] = ()) -> Any:
         if obj and isinstance(obj[0], tuple) and len(obj[0]) == 2 and isinstance(obj[0][0], str):
             return {k: v for k, v in obj}  # tags
         return [_plain(v, skip) for v in obj]
+    if isinstance(obj, Sequence) and not isinstance(obj, (str, bytes)):
+        return [_plain(v, skip) for v in obj]  # a lazy view (chart points)
     return obj
 
 

@@ -1,0 +1,670 @@
+"""Every distribution series in columns: one set of numpy arrays shared by all of them, so
+that a second's work is a few numpy passes over what arrived and what left the windows, not
+a Python loop over the series.
+
+Rows
+    Each distribution series is a row number; a forgotten series' row is reused. Per-row state
+    lives in arrays indexed by row (``cap`` long, grown by doubling).
+
+What a second keeps
+    Samples are buffered as plain lists (or the arrays of binary frames) and turned into
+    *chunks* when the store is read: a chunk holds the samples of one second for every row
+    that got some, as sorted sparse buckets (``idx = row << KEY_BITS | bucket key + KEY_OFF``,
+    summed weights) plus, per row, the count (sum of weights), sum, exact min and max. A second
+    keeps its chunks (merged into one once it is over) for ``RING_S`` seconds.
+
+Windows
+    Each window keeps a running sum of the buckets of the seconds it covers, as one sorted
+    sparse array for all rows: the chunks of a second that enters are added, those of a second
+    that leaves are subtracted, a late chunk is added when its second is inside. Entries that
+    fall to zero stay until they are a quarter of the array (they change no quantile), then the
+    array is compacted. The quantiles of every row come out of one cumulative sum and one
+    ``searchsorted`` per window (the method of ``sketch.summarise_many``), so they are the
+    quantiles of the window's exact buckets, within 1 % of the sample of that rank.
+
+    Count, sum, min and max are exact, never a running difference: per 10-second block they
+    are kept in dense arrays (``NB`` blocks, one column per row); a window takes the run of
+    whole blocks inside it (cached until a block changes or the run moves) and adds the loose
+    seconds at both ends from their chunks.
+
+Chart points
+    ``record_history`` writes every row's 10 s p50/p95/p99 into a ring of ``history_len``
+    ticks (plus ``SPARE_TICKS`` so that a Snapshot's lazy view, ``ChartPoints``, stays readable
+    for that many ticks after it was taken); rows cost 24 bytes a tick, not an object a point.
+
+Not thread-safe: ``SeriesStore`` calls it under its lock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from itertools import repeat
+from typing import Any, cast, overload
+
+import numpy as np
+from numpy.typing import NDArray
+
+from vtmon.model import RING_S, WINDOWS, HistoryPoint, SeriesKey, WindowStats
+from vtmon.sketch import Sketch, key_reps, keys_of
+
+KEY_BITS = 18
+KEY_OFF = 1 << 17  # bucket keys lie within +-77_300 (sketch.BIAS and the float range)
+KEY_MASK = (1 << KEY_BITS) - 1
+BLOCK_S = 10
+NB = RING_S // BLOCK_S + 3  # blocks kept: every block a window can touch, and spares
+FLUSH_AT = 1 << 20  # buffered values before a flush even when nobody reads
+SPARE_TICKS = 64  # ticks a Snapshot's chart view stays readable after it was taken
+QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.999)
+_Q = np.asarray(QUANTILES)
+_ZERO_FLOOR = 1e-9  # a running count below this after a subtraction is zero (rounding)
+_EMPTY = WindowStats()
+
+F64 = NDArray[np.float64]
+I64 = NDArray[np.int64]
+
+
+def _wsum(groups: NDArray[np.intp] | I64, weights: F64, minlength: int = 0) -> F64:
+    """The weights summed per group number (``bincount``, typed as the float it returns)."""
+    return cast(F64, np.bincount(groups, weights=weights, minlength=minlength))
+
+
+class Chunk:
+    """The samples of one second for the rows that got some (see the module docstring)."""
+
+    __slots__ = ("idx", "cnt", "rows", "n", "sum", "min", "max")
+
+    def __init__(self, idx: I64, cnt: F64, rows: I64, n: F64, s: F64, lo: F64, hi: F64) -> None:
+        self.idx, self.cnt = idx, cnt
+        self.rows, self.n, self.sum, self.min, self.max = rows, n, s, lo, hi
+
+    @classmethod
+    def of(cls, rows: I64, values: F64, weights: F64 | None) -> Chunk:
+        """A chunk of finite values with positive weights (None: 1 each)."""
+        idx = (rows << KEY_BITS) | (keys_of(values).astype(np.int64) + KEY_OFF)
+        order = np.argsort(idx, kind="stable")
+        idx, rows, values = idx[order], rows[order], values[order]
+        w = None if weights is None else weights[order]
+        new = np.empty(idx.size, dtype=bool)
+        new[0] = True
+        np.not_equal(idx[1:], idx[:-1], out=new[1:])
+        starts = np.flatnonzero(new)
+        cnt: F64 = (
+            np.diff(np.append(starts, idx.size)).astype(np.float64)
+            if w is None
+            else np.add.reduceat(w, starts)
+        )
+        rnew = np.empty(rows.size, dtype=bool)
+        rnew[0] = True
+        np.not_equal(rows[1:], rows[:-1], out=rnew[1:])
+        rs = np.flatnonzero(rnew)
+        n: F64
+        if w is None:
+            n = np.diff(np.append(rs, rows.size)).astype(np.float64)
+            total = np.add.reduceat(values, rs)
+        else:
+            n = np.add.reduceat(w, rs)
+            total = np.add.reduceat(values * w, rs)
+        return cls(
+            idx[starts],
+            cnt,
+            rows[rs],
+            n,
+            total,
+            np.minimum.reduceat(values, rs),
+            np.maximum.reduceat(values, rs),
+        )
+
+    @classmethod
+    def merged(cls, chunks: Sequence[Chunk]) -> Chunk:
+        if len(chunks) == 1:
+            return chunks[0]
+        idx, inv = np.unique(np.concatenate([c.idx for c in chunks]), return_inverse=True)
+        cnt = _wsum(inv, np.concatenate([c.cnt for c in chunks]))
+        rows: I64
+        rows, rinv = np.unique(np.concatenate([c.rows for c in chunks]), return_inverse=True)
+        n = _wsum(rinv, np.concatenate([c.n for c in chunks]))
+        total = _wsum(rinv, np.concatenate([c.sum for c in chunks]))
+        lo = np.full(rows.size, np.inf)
+        hi = np.full(rows.size, -np.inf)
+        np.minimum.at(lo, rinv, np.concatenate([c.min for c in chunks]))
+        np.maximum.at(hi, rinv, np.concatenate([c.max for c in chunks]))
+        return cls(idx, cnt, rows, n, total, lo, hi)
+
+    def sketches(self) -> Iterator[tuple[int, Sketch]]:
+        """``(row, Sketch)`` for every row of the chunk (the sketch's arrays are views)."""
+        keys = ((self.idx & KEY_MASK) - KEY_OFF).astype(np.int32)
+        owner = self.idx >> KEY_BITS
+        ends = np.searchsorted(owner, self.rows, side="right").tolist()
+        start = 0
+        cnt = self.cnt
+        for row, end, n, s, lo, hi in zip(
+            self.rows.tolist(),
+            ends,
+            self.n.tolist(),
+            self.sum.tolist(),
+            self.min.tolist(),
+            self.max.tolist(),
+            strict=True,
+        ):
+            sk = Sketch.__new__(Sketch)
+            sk.keys, sk.counts = keys[start:end], cnt[start:end]
+            sk.count, sk.sum, sk.min, sk.max = n, s, lo, hi
+            start = end
+            yield row, sk
+
+
+class _Window:
+    """The running bucket sums of one window over seconds ``(at - width, at]``."""
+
+    __slots__ = ("width", "at", "idx", "cnt", "zeros", "todo")
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self.at: int | None = None
+        self.idx: I64 = np.empty(0, dtype=np.int64)
+        self.cnt: F64 = np.empty(0, dtype=np.float64)
+        self.zeros = 0
+        self.todo: list[tuple[Chunk, float]] = []  # (chunk, +1 or -1) not applied yet
+
+    def covers(self, sec: int) -> bool:
+        return self.at is not None and self.at - self.width < sec <= self.at
+
+    def apply(self) -> None:
+        todo, self.todo = self.todo, []
+        if not todo:
+            return
+        if len(todo) == 1:
+            c, sign = todo[0]
+            uidx, ucnt = c.idx, c.cnt if sign > 0 else -c.cnt
+        else:
+            uidx, inv = np.unique(np.concatenate([c.idx for c, _ in todo]), return_inverse=True)
+            ucnt = _wsum(inv, np.concatenate([c.cnt if s > 0 else -c.cnt for c, s in todo]))
+        idx, cnt = self.idx, self.cnt
+        pos = np.searchsorted(idx, uidx)
+        hit = pos < idx.size
+        hit[hit] = idx[pos[hit]] == uidx[hit]
+        if hit.any():
+            at = pos[hit]
+            got = cnt[at] + ucnt[hit]
+            small = got < _ZERO_FLOOR
+            if small.any():
+                got[small] = 0.0
+                self.zeros += int(np.count_nonzero(small & (cnt[at] > 0)))
+            cnt[at] = got
+        miss = ~hit
+        if miss.any():
+            add = ucnt[miss]
+            keep = add >= _ZERO_FLOOR  # a subtraction always finds its entry
+            where = pos[miss][keep]
+            self.idx = np.insert(idx, where, uidx[miss][keep])
+            self.cnt = cnt = np.insert(cnt, where, add[keep])
+        if self.zeros > 1024 and self.zeros * 4 > self.cnt.size:
+            live = self.cnt > 0
+            self.idx, self.cnt = self.idx[live], self.cnt[live]
+            self.zeros = 0
+
+    def reset(self) -> None:
+        self.idx = np.empty(0, dtype=np.int64)
+        self.cnt = np.empty(0, dtype=np.float64)
+        self.zeros = 0
+        self.todo = []
+
+    def quantiles(self) -> tuple[I64, NDArray[np.int64]]:
+        """Rows with weight in the window and the bucket key of each of ``QUANTILES``."""
+        idx, cnt = self.idx, self.cnt
+        if idx.size == 0:
+            return np.empty(0, dtype=np.int64), np.empty((0, _Q.size), dtype=np.int64)
+        owner = idx >> KEY_BITS
+        new = np.empty(idx.size, dtype=bool)
+        new[0] = True
+        np.not_equal(owner[1:], owner[:-1], out=new[1:])
+        starts = np.flatnonzero(new)
+        ends = np.append(starts[1:], idx.size) - 1
+        cum = np.cumsum(cnt)
+        before = np.zeros(starts.size)
+        before[1:] = cum[starts[1:] - 1]
+        total = cum[ends] - before
+        live = total > 0
+        starts, ends, before, total = starts[live], ends[live], before[live], total[live]
+        targets = before[:, None] + _Q[None, :] * total[:, None]
+        pos = cum.searchsorted(targets.ravel(), side="left").reshape(targets.shape)
+        np.minimum(pos, ends[:, None], out=pos)
+        return owner[starts], (idx[pos] & KEY_MASK) - KEY_OFF
+
+
+class WindowColumns:
+    """One window's statistics for every row (NaN / 0 where a row has nothing)."""
+
+    __slots__ = ("n", "sum", "min", "max", "q")
+
+    def __init__(self, n: F64, total: F64, lo: F64, hi: F64, q: F64) -> None:
+        self.n, self.sum, self.min, self.max, self.q = n, total, lo, hi, q
+
+
+class ChartPoints(Sequence[HistoryPoint]):
+    """A row's chart points as a Snapshot saw them: a lazy view of the columns' ring, plus
+    the points from before a restart in front (``seed``)."""
+
+    __slots__ = ("_cols", "_row", "_lo", "_hi", "_seed", "_pts")
+
+    def __init__(
+        self, cols: DistColumns, row: int, lo: int, hi: int, seed: tuple[HistoryPoint, ...]
+    ) -> None:
+        self._cols, self._row, self._lo, self._hi, self._seed = cols, row, lo, hi, seed
+        self._pts: list[HistoryPoint] | None = None
+
+    def _points(self) -> list[HistoryPoint]:
+        if self._pts is None:
+            self._pts = self._read()
+        return self._pts
+
+    def _read(self) -> list[HistoryPoint]:
+        c = self._cols
+        lo = max(self._lo, c._tick - c._ring + 1)  # ticks overwritten since are gone
+        ticks = np.arange(lo, self._hi + 1) % c._ring
+        t = c._chart_t[ticks].tolist()
+        vals = c._chart[:, ticks, self._row].tolist()
+        pts = [*self._seed]
+        for i, ti in enumerate(t):
+            a, b, d = vals[0][i], vals[1][i], vals[2][i]
+            pts.append(
+                HistoryPoint(
+                    t=ti,
+                    p50=None if a != a else a,
+                    p95=None if b != b else b,
+                    p99=None if d != d else d,
+                )
+            )
+        return pts
+
+    def __len__(self) -> int:
+        return len(self._seed) + max(0, self._hi - self._lo + 1)
+
+    @overload
+    def __getitem__(self, i: int) -> HistoryPoint: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[HistoryPoint]: ...
+    def __getitem__(self, i: int | slice) -> HistoryPoint | Sequence[HistoryPoint]:
+        return self._points()[i]
+
+    def __iter__(self) -> Iterator[HistoryPoint]:
+        return iter(self._points())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"ChartPoints({len(self)} points)"
+
+
+class DistColumns:
+    """All distribution series (see the module docstring). ``SeriesStore`` owns the keys'
+    lifecycle (cap, forgetting) and calls in under its lock."""
+
+    def __init__(self, history_len: int = 300) -> None:
+        self.rows: dict[SeriesKey, int] = {}
+        self.key_of: list[SeriesKey | None] = []
+        self._free: list[int] = []
+        self.cap = 0
+        self.last_seen: I64 = np.empty(0, dtype=np.int64)
+        # pending samples by second: rows, values, weights (None until a weight comes)
+        self._pend: dict[int, tuple[list[int], list[float], list[float] | None]] = {}
+        self._pend_arrays: list[tuple[int, int, F64, F64 | None]] = []
+        self._pending = 0
+        self.secs: dict[int, list[Chunk]] = {}
+        self._newest = -(2**62)  # the newest second seen by prune
+        self._windows = [(name, _Window(w)) for name, w in WINDOWS]
+        # blocks: count, sum, min, max per (ring slot, row); which block each slot holds
+        self._bn: F64 = np.zeros((NB, 0))
+        self._bs: F64 = np.zeros((NB, 0))
+        self._bmin: F64 = np.zeros((NB, 0))
+        self._bmax: F64 = np.zeros((NB, 0))
+        self._bid = np.full(NB, -(2**62), dtype=np.int64)
+        self._bstamp = np.zeros(NB, dtype=np.int64)
+        self._stamp = 0
+        self._runs: dict[int, tuple[int, int, int, tuple[F64, F64, F64, F64]]] = {}
+        self.version = 0
+        self._computed: tuple[int, int] | None = None
+        self.result: dict[str, WindowColumns] = {}
+        # chart ring
+        self.history_len = history_len
+        self._ring = history_len + SPARE_TICKS
+        self._tick = -1  # the newest tick written
+        self._chart_t: F64 = np.zeros(self._ring)
+        self._chart: F64 = np.full((3, self._ring, 0), np.nan)
+        self._born: I64 = np.empty(0, dtype=np.int64)
+        self._seed: dict[int, tuple[HistoryPoint, ...]] = {}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    # --- rows --------------------------------------------------------------------------------
+
+    def row(self, key: SeriesKey, now_s: int) -> int:
+        """The row of ``key``, created when new (``SeriesStore`` checks the cap first)."""
+        r = self.rows.get(key)
+        if r is None:
+            if self._free:
+                r = self._free.pop()
+                self.key_of[r] = key
+            else:
+                r = len(self.key_of)
+                self.key_of.append(key)
+                if r >= self.cap:
+                    self._grow(max(64, 2 * self.cap))
+            self.rows[key] = r
+            self._born[r] = self._tick + 1
+            self._seed.pop(r, None)
+        self.last_seen[r] = now_s
+        return r
+
+    def _grow(self, cap: int) -> None:
+        old = self.cap
+
+        def wider(a: np.ndarray, fill: float) -> np.ndarray:
+            shape = (*a.shape[:-1], cap)
+            b = np.full(shape, fill, dtype=a.dtype)
+            b[..., :old] = a
+            return b
+
+        self.last_seen = wider(self.last_seen, 0)
+        self._born = wider(self._born, 0)
+        self._bn = wider(self._bn, 0.0)
+        self._bs = wider(self._bs, 0.0)
+        self._bmin = wider(self._bmin, np.inf)
+        self._bmax = wider(self._bmax, -np.inf)
+        self._chart = wider(self._chart, np.nan)
+        self._runs.clear()
+        self._computed = None
+        self.cap = cap
+
+    def forget(self, idle_upto: int) -> list[SeriesKey]:
+        """Drop rows last seen at or before ``idle_upto``; returns their keys. Their data has
+        left every window by then (``FORGET_AFTER_S`` > ``RING_S``)."""
+        n = len(self.key_of)
+        if not n:
+            return []
+        idle = np.flatnonzero(self.last_seen[:n] <= idle_upto).tolist()
+        gone = []
+        for r in idle:
+            key = self.key_of[r]
+            if key is None:
+                continue
+            gone.append(key)
+            del self.rows[key]
+            self.key_of[r] = None
+            self._free.append(r)
+            self._seed.pop(r, None)
+            self._chart[:, :, r] = np.nan
+        return gone
+
+    # --- writing -----------------------------------------------------------------------------
+
+    def add(self, row: int, sec: int, values: Any, weights: list[float] | None) -> None:
+        """Buffer values (lists from lines, or finite arrays from binary frames) for ``sec``;
+        non-finite values and weights that are not positive are skipped at the flush (the
+        caller counts them)."""
+        n = len(values)
+        if isinstance(values, np.ndarray):
+            w = None if weights is None else np.asarray(weights, dtype=np.float64)
+            self._pend_arrays.append((row, sec, values.astype(np.float64, copy=False), w))
+        else:
+            p = self._pend.get(sec)
+            if p is None:
+                p = self._pend[sec] = ([], [], None)
+            rows, vals, wts = p
+            if weights is not None:
+                if wts is None:
+                    wts = [1.0] * len(vals)
+                    self._pend[sec] = (rows, vals, wts)
+                wts.extend(weights)
+            elif wts is not None:
+                wts.extend(repeat(1.0, n))
+            rows.extend(repeat(row, n))
+            vals.extend(values)
+        self._pending += n
+        self.version += 1
+        if self._pending >= FLUSH_AT:
+            self.flush()
+
+    def flush(self) -> None:
+        """Turn buffered samples into chunks of their seconds."""
+        if not self._pending:
+            return
+        pend, self._pend = self._pend, {}
+        arrays, self._pend_arrays = self._pend_arrays, []
+        self._pending = 0
+        by_sec: dict[int, list[tuple[I64, F64, F64 | None]]] = {}
+        for sec, (rows, vals, wts) in pend.items():
+            by_sec.setdefault(sec, []).append(
+                (
+                    np.asarray(rows, dtype=np.int64),
+                    np.asarray(vals, dtype=np.float64),
+                    None if wts is None else np.asarray(wts, dtype=np.float64),
+                )
+            )
+        for row, sec, v, w in arrays:
+            by_sec.setdefault(sec, []).append((np.full(v.size, row, dtype=np.int64), v, w))
+        for sec, parts in by_sec.items():
+            if len(parts) == 1:
+                r, v, w = parts[0]
+            else:
+                r = np.concatenate([p[0] for p in parts])
+                v = np.concatenate([p[1] for p in parts])
+                w = (
+                    None
+                    if all(p[2] is None for p in parts)
+                    else np.concatenate(
+                        [np.ones(p[1].size) if p[2] is None else p[2] for p in parts]
+                    )
+                )
+            ok = np.isfinite(v)
+            if w is not None:
+                ok &= np.isfinite(w) & (w > 0)
+            if not ok.all():
+                r, v = r[ok], v[ok]
+                w = None if w is None else w[ok]
+            if v.size:
+                self._store(sec, Chunk.of(r, v, w))
+
+    def _store(self, sec: int, c: Chunk) -> None:
+        self.secs.setdefault(sec, []).append(c)
+        b = sec // BLOCK_S
+        slot = b % NB
+        if self._bid[slot] != b:
+            if self._bid[slot] > b:
+                return  # older than every window (ingest keeps such samples out)
+            self._bid[slot] = b
+            self._bn[slot] = 0.0
+            self._bs[slot] = 0.0
+            self._bmin[slot] = np.inf
+            self._bmax[slot] = -np.inf
+        rows = c.rows
+        self._bn[slot, rows] += c.n
+        self._bs[slot, rows] += c.sum
+        self._bmin[slot, rows] = np.minimum(self._bmin[slot, rows], c.min)
+        self._bmax[slot, rows] = np.maximum(self._bmax[slot, rows], c.max)
+        self._stamp += 1
+        self._bstamp[slot] = self._stamp
+        for _, w in self._windows:
+            if w.covers(sec):
+                w.todo.append((c, 1.0))
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def _chunks(self, sec: int) -> list[Chunk]:
+        return self.secs.get(sec) or []
+
+    def _advance(self, now_s: int) -> None:
+        for _, w in self._windows:
+            at, width = w.at, w.width
+            if at == now_s:
+                continue
+            if at is None or now_s < at or now_s - at >= width:
+                w.reset()
+                w.todo = [
+                    (c, 1.0) for s in range(now_s - width + 1, now_s + 1) for c in self._chunks(s)
+                ]
+            else:
+                for s in range(at - width + 1, now_s - width + 1):
+                    w.todo.extend((c, -1.0) for c in self._chunks(s))
+                for s in range(at + 1, now_s + 1):
+                    w.todo.extend((c, 1.0) for c in self._chunks(s))
+            w.at = now_s
+
+    def catch_up(self, now_s: int) -> None:
+        """Bring the buffers and windows to second ``now_s`` and drop the seconds that have
+        left every window, without computing statistics."""
+        self.flush()
+        self._advance(now_s)
+        for _, w in self._windows:
+            w.apply()
+        self._prune(now_s)
+
+    def _prune(self, now_s: int) -> None:
+        """Merge the chunks of seconds that are over; drop seconds outside every window (all
+        windows have subtracted them by then: ``catch_up`` advances them first)."""
+        if now_s <= self._newest:
+            return
+        for sec in range(max(self._newest - 1, now_s - RING_S), now_s - 1):
+            ch = self.secs.get(sec)
+            if ch is not None and len(ch) > 1:
+                self.secs[sec] = [Chunk.merged(ch)]
+        cutoff = now_s - RING_S
+        if self._newest < cutoff - RING_S:  # a jump: look at every second kept
+            old = [s for s in self.secs if s <= cutoff]
+        else:
+            old = [s for s in range(self._newest - RING_S, cutoff + 1) if s in self.secs]
+        for sec in old:
+            del self.secs[sec]
+        self._newest = now_s
+
+    def refresh(self, now_s: int) -> dict[str, WindowColumns]:
+        """Every row's windows at second ``now_s`` (cached per second and version)."""
+        at = (now_s, self.version)
+        if self._computed == at:
+            return self.result
+        self.catch_up(now_s)
+        out = {}
+        for name, w in self._windows:
+            n, total, lo, hi = self._exact(now_s, w.width)
+            q = np.full((_Q.size, self.cap), np.nan)
+            rows, keys = w.quantiles()
+            if rows.size:
+                vals = key_reps(keys)
+                rlo, rhi = lo[rows], hi[rows]
+                np.minimum(np.maximum(vals, rlo[:, None]), rhi[:, None], out=vals)
+                q[:, rows] = vals.T
+            out[name] = WindowColumns(n, total, lo, hi, q)
+        self.result = out
+        self._computed = at
+        return out
+
+    def _exact(self, now_s: int, width: int) -> tuple[F64, F64, F64, F64]:
+        """Count, sum, min and max of every row over seconds ``now_s - width + 1 .. now_s``."""
+        lo_s = now_s - width + 1
+        first_b = -(-lo_s // BLOCK_S)
+        last_b = (now_s - BLOCK_S + 1) // BLOCK_S  # the last block that ends by now_s
+        cap = self.cap
+        if first_b > last_b:
+            n, s = np.zeros(cap), np.zeros(cap)
+            lo, hi = np.full(cap, np.inf), np.full(cap, -np.inf)
+            loose = list(range(lo_s, now_s + 1))
+        else:
+            # a slot still holding an older block (nothing came in block b) counts as empty
+            slots = [b % NB for b in range(first_b, last_b + 1) if self._bid[b % NB] == b]
+            stamp = int(self._bstamp[slots].max()) if slots else -1
+            run = self._runs.get(width)
+            if slots and (run is None or run[:3] != (first_b, last_b, stamp)):
+                run = (
+                    first_b,
+                    last_b,
+                    stamp,
+                    (
+                        self._bn[slots].sum(axis=0),
+                        self._bs[slots].sum(axis=0),
+                        self._bmin[slots].min(axis=0),
+                        self._bmax[slots].max(axis=0),
+                    ),
+                )
+                self._runs[width] = run
+            if run is not None and slots:
+                n, s, lo, hi = (a.copy() for a in run[3])
+            else:
+                n, s = np.zeros(cap), np.zeros(cap)
+                lo, hi = np.full(cap, np.inf), np.full(cap, -np.inf)
+            loose = [*range(lo_s, first_b * BLOCK_S), *range((last_b + 1) * BLOCK_S, now_s + 1)]
+        chunks = [c for sec in loose for c in self._chunks(sec)]
+        if chunks:
+            rows = np.concatenate([c.rows for c in chunks])
+            n += _wsum(rows, np.concatenate([c.n for c in chunks]), cap)
+            s += _wsum(rows, np.concatenate([c.sum for c in chunks]), cap)
+            np.minimum.at(lo, rows, np.concatenate([c.min for c in chunks]))
+            np.maximum.at(hi, rows, np.concatenate([c.max for c in chunks]))
+        return n, s, lo, hi
+
+    def all_stats(self, result: dict[str, WindowColumns]) -> list[dict[str, WindowStats]]:
+        """Every row's windows as ``WindowStats``, by row number (forgotten rows included)."""
+        m = len(self.key_of)
+        per: list[list[WindowStats]] = []
+        for name, width in WINDOWS:
+            wc = result[name]
+            n = wc.n[:m]
+            live = n > 0
+            col: list[WindowStats] = [_EMPTY] * m
+            if live.any():
+                rows = np.flatnonzero(live)
+                nl = n[rows]
+                q = wc.q[:, rows]
+                qs = [[None if x != x else x for x in qr] for qr in q.tolist()]
+                for r, cnt, mean, lo, hi, a, b, c, d, e in zip(
+                    rows.tolist(),
+                    nl.tolist(),
+                    (wc.sum[rows] / nl).tolist(),
+                    wc.min[rows].tolist(),
+                    wc.max[rows].tolist(),
+                    *qs,
+                    strict=True,
+                ):
+                    col[r] = WindowStats(cnt, cnt / width, a, b, c, d, e, mean, lo, hi)
+            per.append(col)
+        names = [name for name, _ in WINDOWS]
+        return [dict(zip(names, ws, strict=True)) for ws in zip(*per, strict=True)]
+
+    # --- chart points ------------------------------------------------------------------------
+
+    def record_history(self, now: float, now_s: int) -> None:
+        """One chart point (10 s p50/p95/p99 at ``now``) for every row."""
+        res = self.refresh(now_s)
+        q = res[WINDOWS[0][0]].q
+        self._tick += 1
+        slot = self._tick % self._ring
+        self._chart_t[slot] = now
+        self._chart[0, slot] = q[0]  # p50
+        self._chart[1, slot] = q[2]  # p95
+        self._chart[2, slot] = q[3]  # p99
+
+    def chart(self, row: int) -> ChartPoints:
+        """The row's chart points up to the newest tick (at most ``history_len``)."""
+        hi = self._tick
+        lo = max(int(self._born[row]), hi - self.history_len + 1)
+        live = max(0, hi - lo + 1)
+        seed = self._seed.get(row, ())
+        room = self.history_len - live
+        return ChartPoints(self, row, lo, hi, seed[len(seed) - room :] if room > 0 else ())
+
+    def seed(self, row: int, points: list[HistoryPoint]) -> None:
+        """Chart points from before a restart, oldest first, in front of those it has."""
+        current = self._seed.get(row, ())
+        if current:
+            first = current[0].t
+        else:
+            lo = max(int(self._born[row]), self._tick - self.history_len + 1)
+            first = float(self._chart_t[lo % self._ring]) if lo <= self._tick else math.inf
+        older = tuple(p for p in points if p.t < first)
+        self._seed[row] = (*older, *current)[-self.history_len :]
