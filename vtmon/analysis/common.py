@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import math
 
-from vtmon.model import Kind, SeriesStats, Snapshot
+import numpy as np
+
+from vtmon.model import Kind, SeriesStats, Snapshot, Tags, as_table
 
 MIB = 1024.0 * 1024.0
 MEMORY_GAUGES = ("memory_heap_used", "memory_rss")
@@ -29,8 +31,10 @@ def memory_gauge(name: str) -> str | None:
 def component_memory(snap: Snapshot) -> dict[str, tuple[float, str]]:
     """Per component, its largest memory gauge in MB and that gauge's kind."""
     out: dict[str, tuple[float, str]] = {}
-    for s in snap.series:
-        if s.kind is not Kind.GAUGE or s.last is None or not math.isfinite(s.last):
+    table = as_table(snap.series)
+    for i in table.of_kind(Kind.GAUGE).tolist():
+        s = table[i]
+        if s.last is None or not math.isfinite(s.last):
             continue
         gauge = memory_gauge(s.name)
         if gauge is None:
@@ -41,19 +45,47 @@ def component_memory(snap: Snapshot) -> dict[str, tuple[float, str]]:
     return out
 
 
-def component_p95(snap: Snapshot) -> dict[str, tuple[float, SeriesStats]]:
-    """Per component, the worst 1-minute p95 of its distributions (with enough samples) and
-    the series it comes from."""
+def component_p95(
+    snap: Snapshot, window: str = "1m", min_samples: float = P95_MIN_SAMPLES
+) -> dict[str, tuple[float, SeriesStats]]:
+    """Per component, the worst p95 over ``window`` of its distributions (with at least
+    ``min_samples``) and the series it comes from (the first in the Snapshot's order on a
+    tie), components in the order of their first such series. Read from the columns: one
+    pass over all series."""
+    table = as_table(snap.series)
+    dist = table.of_kind(Kind.DISTRIBUTION)
+    p95 = table.column(window, "p95")[dist]
+    ok = ~np.isnan(p95) & (table.column(window, "count")[dist] >= min_samples)
+    pos, p95 = dist[ok], p95[ok]
+    if not pos.size:
+        return {}
+    comps = table.component_codes[pos]
+    order = np.lexsort((pos, -p95, comps))  # by component, worst first, earliest first
+    comps = comps[order]
+    first = np.flatnonzero(np.concatenate(([True], comps[1:] != comps[:-1])))
+    best = order[first]
+    firsts = np.minimum.reduceat(pos[order], first)  # each component's first such series
     out: dict[str, tuple[float, SeriesStats]] = {}
-    for s in snap.series:
-        if s.kind is not Kind.DISTRIBUTION:
-            continue
-        w = s.windows.get("1m")
-        if w is None or w.p95 is None or w.count < P95_MIN_SAMPLES:
-            continue
-        if s.component not in out or w.p95 > out[s.component][0]:
-            out[s.component] = (w.p95, s)
+    for j in np.argsort(firsts, kind="stable").tolist():
+        i = int(best[j])
+        s = table[int(pos[i])]
+        out[s.component] = (float(p95[i]), s)
     return out
+
+
+def distribution_components(snap: Snapshot) -> list[str]:
+    """Components that have distributions, in the Snapshot's order."""
+    table = as_table(snap.series)
+    codes = table.component_codes[table.of_kind(Kind.DISTRIBUTION)]
+    _, first = np.unique(codes, return_index=True)
+    names = table.components
+    return [names[c] for c in codes[np.sort(first)].tolist()]
+
+
+def series_label(name: str, tags: Tags) -> str:
+    """A series' name and tags for a sentence, without the component tag the sentence names."""
+    extra = [f"{k}={v}" if v else k for k, v in tags if k != "component"]
+    return f"{name}{{{','.join(extra)}}}" if extra else name
 
 
 def ms_text(v: float) -> str:

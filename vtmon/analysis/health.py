@@ -53,9 +53,11 @@ from vtmon.analysis.common import (
     MIB,
     component_memory,
     component_p95,
+    distribution_components,
+    series_label,
 )
 from vtmon.config import Config
-from vtmon.model import Bottleneck, Health, Kind, Recommendation, Severity, Snapshot
+from vtmon.model import Bottleneck, Health, Recommendation, Severity, Snapshot
 
 MEMORY_THRESHOLD = 0.8
 GOOD = 0.8
@@ -80,12 +82,11 @@ class _Comp:
 
 def _gather(snap: Snapshot, bottlenecks: Sequence[Bottleneck]) -> dict[str, _Comp]:
     comps: dict[str, _Comp] = {}
-    for s in snap.series:
-        if s.kind is Kind.DISTRIBUTION:
-            comps.setdefault(s.component, _Comp())  # scored even before its p95 counts
+    for comp in distribution_components(snap):
+        comps[comp] = _Comp()  # scored even before its p95 counts
     for comp, (p95, s) in component_p95(snap).items():
         c = comps[comp]
-        c.p95, c.p95_series = p95, _label(s.name, s.tags)
+        c.p95, c.p95_series = p95, series_label(s.name, s.tags)
     for comp, (mb, _) in component_memory(snap).items():
         comps.setdefault(comp, _Comp()).memory_mb = mb
     for e in snap.errors:
@@ -311,8 +312,3 @@ def _cross(snap: Snapshot, comps: dict[str, _Comp], config: Config) -> list[Reco
 
 def _sentence(text: str) -> str:
     return f" {text[0].upper()}{text[1:]}." if text else ""
-
-
-def _label(name: str, tags: tuple[tuple[str, str], ...]) -> str:
-    extra = [f"{k}={v}" if v else k for k, v in tags if k != "component"]
-    return f"{name}{{{','.join(extra)}}}" if extra else name

@@ -80,8 +80,8 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from vtmon.analysis.common import ms_text, share_text
-from vtmon.model import Kind, Regression, SeriesStats, Snapshot
+from vtmon.analysis.common import ms_text, series_label, share_text
+from vtmon.model import Kind, Regression, SeriesKey, Snapshot, as_table
 
 MIN_SAMPLES = 20  # a p95 of fewer values than this is too coarse to compare
 WARMUP_POINTS = 6  # minutes of baseline before a series may alarm
@@ -209,11 +209,20 @@ class RegressionDetector:
                 return []
             self._minute = minute
             found: list[Regression] = []
-            for s in snap.series:
-                if s.kind is Kind.DISTRIBUTION:
-                    reg = self._p95_point(s, now, minute)
-                    if reg is not None:
-                        found.append(reg)
+            table = as_table(snap.series)
+            dist = table.of_kind(Kind.DISTRIBUTION)
+            count = table.column("1m", "count")[dist]
+            p50 = table.column("1m", "p50")[dist]
+            p95 = table.column("1m", "p95")[dist]
+            ok = (count >= MIN_SAMPLES) & (p95 > 0)  # False for NaN (no p95)
+            for i, n, a, b in zip(
+                dist[ok].tolist(), count[ok].tolist(), p50[ok].tolist(), p95[ok].tolist(),
+                strict=True,
+            ):  # fmt: skip
+                key = table.keys[i]
+                reg = self._p95_point(key, None if a != a else a, b, n, now, minute)
+                if reg is not None:
+                    found.append(reg)
             for e in snap.errors:
                 reg = self._error_point(e.component, e.errors, e.operations, now, minute)
                 if reg is not None:
@@ -242,14 +251,13 @@ class RegressionDetector:
 
     # -- p95 -------------------------------------------------------------------------------
 
-    def _p95_point(self, s: SeriesStats, now: float, minute: int) -> Regression | None:
-        w = s.windows.get("1m")
-        if w is None or w.p95 is None or w.count < MIN_SAMPLES or not w.p95 > 0:
-            return None
-        x = math.log(w.p95)
-        sid = s.id
-        tr = self._track(self._p95, sid, s.component, _label(s), minute)
-        point = _Point(now, x, _sampling_var(w.p50, w.p95, w.count))
+    def _p95_point(
+        self, key: SeriesKey, p50: float | None, p95: float, count: float, now: float, minute: int
+    ) -> Regression | None:
+        """The series' 1-minute p95 (of ``MIN_SAMPLES`` or more, above 0) this minute."""
+        x = math.log(p95)
+        tr = self._track(self._p95, key.id, key.component, series_label(key.name, key.tags), minute)
+        point = _Point(now, x, _sampling_var(p50, p95, count))
         if len(tr.base) < WARMUP_POINTS and not tr.held:
             tr.add_base((point,))
             return None
@@ -286,7 +294,7 @@ class RegressionDetector:
         if change < self.min_change:
             return None  # a real but smaller step: re-baselined, not worth a regression
         return Regression(
-            series=sid,
+            series=key.id,
             component=tr.component,
             metric="p95",
             before=before,
@@ -426,11 +434,6 @@ def _binom_sf(k: int, n: int, p: float) -> float:
         if i > n * p and term < total * 1e-12:  # past the mode the terms only shrink
             break
     return min(1.0, total)
-
-
-def _label(s: SeriesStats) -> str:
-    extra = [f"{k}={v}" if v else k for k, v in s.tags if k != "component"]
-    return f"{s.name}{{{','.join(extra)}}}" if extra else s.name
 
 
 def _pct(change: float) -> str:

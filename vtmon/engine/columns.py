@@ -45,7 +45,7 @@ from typing import Any, cast, overload
 import numpy as np
 from numpy.typing import NDArray
 
-from vtmon.model import RING_S, WINDOWS, HistoryPoint, SeriesKey, WindowStats
+from vtmon.model import RING_S, WINDOWS, HistoryPoint, SeriesKey
 from vtmon.sketch import Sketch, key_reps, keys_of
 
 KEY_BITS = 18
@@ -58,7 +58,6 @@ SPARE_TICKS = 64  # ticks a Snapshot's chart view stays readable after it was ta
 QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.999)
 _Q = np.asarray(QUANTILES)
 _ZERO_FLOOR = 1e-9  # a running count below this after a subtraction is zero (rounding)
-_EMPTY = WindowStats()
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
@@ -343,6 +342,11 @@ class DistColumns:
     def __len__(self) -> int:
         return len(self.rows)
 
+    @property
+    def tick(self) -> int:
+        """The newest chart tick written (``record_history``)."""
+        return self._tick
+
     # --- rows --------------------------------------------------------------------------------
 
     def row(self, key: SeriesKey, now_s: int) -> int:
@@ -608,33 +612,23 @@ class DistColumns:
             np.maximum.at(hi, rows, np.concatenate([c.max for c in chunks]))
         return n, s, lo, hi
 
-    def all_stats(self, result: dict[str, WindowColumns]) -> list[dict[str, WindowStats]]:
-        """Every row's windows as ``WindowStats``, by row number (forgotten rows included)."""
-        m = len(self.key_of)
-        per: list[list[WindowStats]] = []
-        for name, width in WINDOWS:
-            wc = result[name]
-            n = wc.n[:m]
-            live = n > 0
-            col: list[WindowStats] = [_EMPTY] * m
-            if live.any():
-                rows = np.flatnonzero(live)
-                nl = n[rows]
-                q = wc.q[:, rows]
-                qs = [[None if x != x else x for x in qr] for qr in q.tolist()]
-                for r, cnt, mean, lo, hi, a, b, c, d, e in zip(
-                    rows.tolist(),
-                    nl.tolist(),
-                    (wc.sum[rows] / nl).tolist(),
-                    wc.min[rows].tolist(),
-                    wc.max[rows].tolist(),
-                    *qs,
-                    strict=True,
-                ):
-                    col[r] = WindowStats(cnt, cnt / width, a, b, c, d, e, mean, lo, hi)
-            per.append(col)
-        names = [name for name, _ in WINDOWS]
-        return [dict(zip(names, ws, strict=True)) for ws in zip(*per, strict=True)]
+    def table_values(self, rows: NDArray[np.intp], result: dict[str, WindowColumns]) -> F64:
+        """The windows of ``rows`` as ``SeriesTable`` values: ``[window, field, i]`` (fields
+        in ``model.table.FIELDS`` order, NaN where a ``WindowStats`` field is None)."""
+        out = np.empty((len(WINDOWS), 10, rows.size))
+        for wi, (name, width) in enumerate(WINDOWS):
+            wc, col = result[name], out[wi]
+            n = col[0] = wc.n[rows]
+            col[1] = n / width
+            col[2:7] = wc.q[:, rows]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                col[7] = wc.sum[rows] / n
+            col[8] = wc.min[rows]
+            col[9] = wc.max[rows]
+            empty = n <= 0
+            if empty.any():
+                col[2:, empty] = np.nan
+        return out
 
     # --- chart points ------------------------------------------------------------------------
 
@@ -649,9 +643,10 @@ class DistColumns:
         self._chart[1, slot] = q[2]  # p95
         self._chart[2, slot] = q[3]  # p99
 
-    def chart(self, row: int) -> ChartPoints:
-        """The row's chart points up to the newest tick (at most ``history_len``)."""
-        hi = self._tick
+    def chart(self, row: int, hi: int | None = None) -> ChartPoints:
+        """The row's chart points up to tick ``hi`` (the newest when None; at most
+        ``history_len``)."""
+        hi = self._tick if hi is None else hi
         lo = max(int(self._born[row]), hi - self.history_len + 1)
         live = max(0, hi - lo + 1)
         seed = self._seed.get(row, ())

@@ -8,7 +8,6 @@ never renders here).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -311,8 +310,7 @@ class Monitor:
         hit = self._snap_json.get(history)
         if hit is not None and hit[0] is snap:
             return hit[1]
-        d = snap.to_dict(history=history)
-        raw = RawJSON(json.dumps(d, separators=(",", ":")).encode())
+        raw = RawJSON(snap.to_json(history).encode())
         self._snap_json[history] = (snap, raw)
         return raw
 

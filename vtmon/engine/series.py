@@ -63,12 +63,14 @@ from vtmon.model import (
     Kind,
     SeriesKey,
     SeriesStats,
+    SeriesTable,
     TimedRun,
     WindowStats,
     gauge_updates,
     is_error_counter,
     is_operation_counter,
 )
+from vtmon.model.table import FIELDS, window_values
 from vtmon.sketch import Sketch
 
 BLOCK_S = 10  # seconds per cached block
@@ -411,6 +413,37 @@ class _SetSeries(_Series):
         return windows["1m"].count
 
 
+class _Layout:
+    """The order of ``SeriesStore.stats`` and where its distributions are: display positions,
+    their rows in the columns, their components."""
+
+    __slots__ = (
+        "order",
+        "dist_pos",
+        "dist_rows",
+        "pos_row",
+        "dist_comps",
+        "dist_comp_codes",
+        "other_pos",
+    )
+
+    def __init__(
+        self, order: list[tuple[SeriesKey, _Series | None]], rows: dict[SeriesKey, int]
+    ) -> None:
+        self.order = order
+        pos = [i for i, (_, s) in enumerate(order) if s is None]
+        self.dist_pos = np.asarray(pos, dtype=np.intp)
+        self.dist_rows = np.asarray([rows[order[i][0]] for i in pos], dtype=np.intp)
+        self.pos_row = np.full(len(order), -1, dtype=np.intp)
+        self.pos_row[self.dist_pos] = self.dist_rows
+        comps: dict[str, int] = {}
+        self.dist_comp_codes = np.asarray(
+            [comps.setdefault(order[i][0].component, len(comps)) for i in pos], dtype=np.intp
+        )
+        self.dist_comps = list(comps)
+        self.other_pos = [i for i, (_, s) in enumerate(order) if s is not None]
+
+
 class SeriesStore:
     """All series, their slots and their windowed statistics. See the module docstring."""
 
@@ -430,6 +463,7 @@ class SeriesStore:
         self._dist = DistColumns(history_len)  # every distribution
         # every key in the order of stats(), with its object (None: a distribution's row)
         self._order: list[tuple[SeriesKey, _Series | None]] | None = None
+        self._lay: _Layout | None = None
         self._next_sweep = -math.inf
         self._lock = threading.Lock()
         self._exported_upto: float = -math.inf  # closed_seconds handed out seconds before it
@@ -649,45 +683,54 @@ class SeriesStore:
         with self._lock:
             return dict(self.refused)
 
-    def stats(self, now: float) -> tuple[SeriesStats, ...]:
+    def _layout(self) -> _Layout:
+        """Where the distributions sit in the order of ``stats`` (cached with the order)."""
+        if self._lay is None or self._lay.order is not self._sorted():
+            self._lay = _Layout(self._sorted(), self._dist.rows)
+        return self._lay
+
+    def stats(self, now: float) -> SeriesTable:
         """Every series not yet forgotten, with its windows, sorted by component then name."""
         now_s = math.floor(now)
         with self._lock:
             self._sweep(now_s)
             d = self._dist
             res = d.refresh(now_s)
-            dist = d.all_stats(res) if len(d) else []
-            rows = d.rows
-            targets: dict[str, float] = {}
-            out = []
-            for key, s in self._sorted():
-                comp = key.component
-                if s is None:
-                    r = rows[key]
-                    windows = dist[r]
-                    last = None
-                    target = targets.get(comp)
-                    if target is None:
-                        target = targets[comp] = self._target_ms(comp)
-                    history: Any = d.chart(r)
-                else:
-                    windows = dict(s.windows(now_s))
-                    last = s.last(windows)
-                    target = None
-                    history = ()
-                out.append(
-                    SeriesStats(
-                        name=key.name,
-                        tags=key.tags,
-                        component=comp,
-                        kind=key.kind,
-                        windows=windows,
-                        last=last,
-                        target_ms=target,
-                        history=history,
-                    )
+            lay = self._layout()
+            n = len(lay.order)
+            values = np.full((len(WINDOWS), len(FIELDS), n), np.nan)
+            last = np.full(n, np.nan)
+            target = np.full(n, np.nan)
+            if lay.dist_pos.size:
+                values[:, :, lay.dist_pos] = d.table_values(lay.dist_rows, res)
+                comp_target = np.array([self._target_ms(c) for c in lay.dist_comps])
+                target[lay.dist_pos] = comp_target[lay.dist_comp_codes]
+            made = {}
+            for pos in lay.other_pos:
+                key, s = lay.order[pos]
+                assert s is not None
+                windows = dict(s.windows(now_s))
+                made[pos] = st = SeriesStats(
+                    name=key.name,
+                    tags=key.tags,
+                    component=key.component,
+                    kind=key.kind,
+                    windows=windows,
+                    last=s.last(windows),
                 )
-            return tuple(out)
+                for wi, (name, _) in enumerate(WINDOWS):
+                    values[wi, :, pos] = window_values(windows[name])
+                if st.last is not None:
+                    last[pos] = st.last
+            tick, pos_row = d.tick, lay.pos_row
+            return SeriesTable(
+                [k for k, _ in lay.order],
+                values,
+                last,
+                target,
+                charts=lambda i: d.chart(int(pos_row[i]), tick),
+                made=made,
+            )
 
     def closed_seconds(self, upto_s: int) -> list[tuple[SeriesKey, Kind, int, Any]]:
         """Every slot of a second before ``upto_s`` not handed out before, as

@@ -89,6 +89,7 @@ from vtmon.model.snapshot import (
     Temperature,
     WindowStats,
 )
+from vtmon.model.table import SeriesTable, as_table
 from vtmon.model.tuning import (
     ACTUATORS,
     MODES,
@@ -151,6 +152,7 @@ __all__ = [
     "Sensors",
     "SeriesKey",
     "SeriesStats",
+    "SeriesTable",
     "Severity",
     "Snapshot",
     "TIME_MAX_S",
@@ -162,6 +164,7 @@ __all__ = [
     "VALUE_MAX",
     "WINDOWS",
     "WindowStats",
+    "as_table",
     "as_count",
     "as_float",
     "bounded",

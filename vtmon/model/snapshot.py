@@ -4,9 +4,10 @@ sensors, the ingest counters; and the stored chart history a long chart reads.""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -233,7 +234,8 @@ class Snapshot:
     host: str
     socket: str
     started: float
-    series: tuple[SeriesStats, ...] = ()
+    # every series, by component then name (the engine gives a model.table.SeriesTable)
+    series: Sequence[SeriesStats] = ()
     errors: tuple[ErrorStats, ...] = ()
     resources: Resources = field(default_factory=Resources)
     resource_history: ResourceHistory = field(default_factory=ResourceHistory)
@@ -263,16 +265,35 @@ class Snapshot:
                 return h
         return None
 
-    def to_dict(self, history: bool = True) -> dict[str, Any]:
-        """JSON-ready form. NaN and infinities become null. ``history=False`` drops chart data."""
+    def to_dict(self, history: bool = True, series: bool = True) -> dict[str, Any]:
+        """JSON-ready form. NaN and infinities become null. ``history=False`` drops chart data;
+        ``series=False`` leaves the series out (an empty list: ``to_json`` puts them in as
+        text, faster than as objects)."""
         skip = () if history else ("history", "resource_history")
-        d = _plain(self, skip)
+        d = _plain(self if series else replace(self, series=()), skip)
         for a in (*d["proposals"], *d["actions"]):
             # status (= state) and decision (the final state, once decided; why is in the
             # message), as docs/tuning.md names them.
             a["status"] = a["state"]
             a["decision"] = None if ActionState(a["state"]).open else a["state"]
         return d
+
+    def to_json(self, history: bool = True) -> str:
+        """``json.dumps(self.to_dict(history))`` (compact separators), with the series written
+        straight from their columns when they are a ``SeriesTable``."""
+        from vtmon.model.table import SeriesTable  # the table module builds on this one
+
+        table = self.series
+        if not isinstance(table, SeriesTable):
+            return json.dumps(self.to_dict(history), separators=(",", ":"))
+        d = self.to_dict(history, series=False)
+        d["series"] = _SERIES_MARK
+        text = json.dumps(d, separators=(",", ":"))
+        return text.replace(_SERIES_MARK_JSON, table.json(history), 1)
+
+
+_SERIES_MARK = "\x00series\x00"
+_SERIES_MARK_JSON = json.dumps(_SERIES_MARK)
 
 
 def _plain(obj: Any, skip: tuple[str, ...] = ()) -> Any:

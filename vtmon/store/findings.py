@@ -23,7 +23,9 @@ from dataclasses import dataclass, fields, is_dataclass
 from enum import Enum
 from typing import Any
 
-from vtmon.model import Alert, IngestStats, Snapshot
+import numpy as np
+
+from vtmon.model import Alert, IngestStats, Snapshot, as_table
 
 KINDS: tuple[str, ...] = (
     "start",  # a vtmon run began (its first Snapshot)
@@ -190,9 +192,13 @@ class FindingsTracker:
 
     def _health(self, snap: Snapshot) -> list[Finding]:
         targets: dict[str, float] = {}
-        for s in snap.series:
-            if s.target_ms is not None:
-                targets.setdefault(s.component, s.target_ms)
+        table = as_table(snap.series)
+        have = np.flatnonzero(~np.isnan(table.target_ms))
+        names = table.components
+        for c, t in zip(
+            table.component_codes[have].tolist(), table.target_ms[have].tolist(), strict=True
+        ):
+            targets.setdefault(names[c], t)
         out = []
         for h in snap.health:
             data = plain(h)

@@ -7,6 +7,8 @@ the raw material they are judged from.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from textual.app import ComposeResult
 from textual.content import Content
 
@@ -92,7 +94,7 @@ def _items_more(items: list[Content], total: int) -> list[Content]:
     return items
 
 
-def metric_summary(series: tuple[SeriesStats, ...], window: str, width: int) -> list[Content]:
+def metric_summary(series: Sequence[SeriesStats], window: str, width: int) -> list[Content]:
     counters = [s for s in series if s.kind == Kind.COUNTER]
     gauges = [s for s in series if s.kind in (Kind.GAUGE, Kind.SET)]
     lines: list[Content] = []

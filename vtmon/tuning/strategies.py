@@ -30,9 +30,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from vtmon.analysis.common import ERROR_MIN_OPERATIONS, component_memory
+from vtmon.analysis.common import ERROR_MIN_OPERATIONS, component_memory, component_p95
 from vtmon.config import ActionCommand
-from vtmon.model import Bottleneck, Kind, Knob, Severity, Snapshot
+from vtmon.model import Bottleneck, Knob, Severity, Snapshot
 
 P95_WINDOW = "10s"
 P95_MIN_COUNT = 5  # a p95 of fewer samples in 10 s is not worth averaging
@@ -226,15 +226,8 @@ def metric_values(snap: Snapshot) -> dict[str, float]:
         out[f"cpu pid {p.pid}"] = p.cpu_percent
     for comp, (mb, _) in component_memory(snap).items():
         out[f"memory {comp}"] = mb
-    for s in snap.series:
-        if s.kind is not Kind.DISTRIBUTION:
-            continue
-        w = s.windows.get(P95_WINDOW)
-        if w is None or w.p95 is None or w.count < P95_MIN_COUNT:
-            continue
-        key = f"p95 {s.component}"
-        if w.p95 > out.get(key, -math.inf):
-            out[key] = w.p95
+    for comp, (p95, _) in component_p95(snap, P95_WINDOW, P95_MIN_COUNT).items():
+        out[f"p95 {comp}"] = p95
     for e in snap.errors:
         if e.error_rate is not None and e.operations >= ERROR_MIN_OPERATIONS:
             out[f"error rate {e.component}"] = 100.0 * e.error_rate

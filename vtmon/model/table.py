@@ -1,0 +1,253 @@
+"""Every series' statistics at one tick, in columns: what a Snapshot carries as ``series``.
+
+With thousands of series, a ``SeriesStats`` object per series and a ``WindowStats`` per window
+every second would cost more than computing the statistics. The table keeps them as arrays
+(one value per series, in the order of ``keys``: by component, then name) and is also a
+sequence of ``SeriesStats``, each made the first time it is asked for. Code that looks at all
+series (the analysis, a table on screen that shows a few dozen rows) reads the columns; code
+that looks at a few reads the objects.
+
+Columns: ``column(window, field)`` is a float array over all series, NaN where the
+``WindowStats`` field is None; ``count`` and ``rate`` are never NaN. ``last`` and
+``target_ms`` likewise. ``kind_codes`` and ``component_codes`` are small ints indexing
+``KINDS`` and ``components``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from typing import overload
+
+import numpy as np
+from numpy.typing import NDArray
+
+from vtmon.model.keys import WINDOWS, Kind, SeriesKey
+from vtmon.model.snapshot import HistoryPoint, SeriesStats, WindowStats
+
+FIELDS = ("count", "rate", "p50", "p90", "p95", "p99", "p999", "mean", "min", "max")
+_FIELD = {f: i for i, f in enumerate(FIELDS)}
+_WINDOW = {name: i for i, (name, _) in enumerate(WINDOWS)}
+KINDS = tuple(Kind)
+_KIND_CODE = {k: i for i, k in enumerate(KINDS)}
+_EMPTY = WindowStats()
+
+F64 = NDArray[np.float64]
+Charts = Callable[[int], Sequence[HistoryPoint]]
+
+
+def window_values(w: WindowStats) -> list[float]:
+    """A ``WindowStats`` as one column of the table (None as NaN)."""
+    return [np.nan if v is None else v for v in (getattr(w, f) for f in FIELDS)]
+
+
+class SeriesTable(Sequence[SeriesStats]):
+    """See the module docstring. Immutable once built."""
+
+    __slots__ = ("keys", "values", "last", "target_ms", "_charts", "_made", "_codes", "_ids")
+
+    def __init__(
+        self,
+        keys: Sequence[SeriesKey],
+        values: F64,
+        last: F64,
+        target_ms: F64,
+        charts: Charts | None = None,
+        made: dict[int, SeriesStats] | None = None,
+    ) -> None:
+        """``values[w, f, i]``: window ``w`` (``WINDOWS`` order), field ``f`` (``FIELDS``
+        order) of series ``i``; ``charts(i)`` a distribution's chart points; ``made`` the
+        objects already built (series that are not distributions, say)."""
+        self.keys = tuple(keys)
+        self.values = values
+        self.last = last
+        self.target_ms = target_ms
+        self._charts = charts
+        self._made: dict[int, SeriesStats] = dict(made or {})
+        self._codes: tuple[NDArray[np.int8], NDArray[np.int32], list[str]] | None = None
+        self._ids: list[str] | None = None
+
+    @classmethod
+    def of(cls, stats: Sequence[SeriesStats]) -> SeriesTable:
+        """A table of ready objects (tests, replays, small producers)."""
+        n = len(stats)
+        values = np.full((len(WINDOWS), len(FIELDS), n), np.nan)
+        for i, s in enumerate(stats):
+            for name, wi in _WINDOW.items():
+                values[wi, :, i] = window_values(s.windows.get(name, _EMPTY))
+        keys = [SeriesKey(s.name, s.tags, s.kind) for s in stats]
+        last = np.array([np.nan if s.last is None else s.last for s in stats], dtype=np.float64)
+        target = np.array(
+            [np.nan if s.target_ms is None else s.target_ms for s in stats], dtype=np.float64
+        )
+        return cls(keys, values, last, target, made=dict(enumerate(stats)))
+
+    # --- columns -----------------------------------------------------------------------------
+
+    def column(self, window: str, field: str) -> F64:
+        """One field of one window for every series (read-only view; NaN for None)."""
+        return self.values[_WINDOW[window], _FIELD[field]]
+
+    def _codes_of(self) -> tuple[NDArray[np.int8], NDArray[np.int32], list[str]]:
+        if self._codes is None:
+            comps: dict[str, int] = {}
+            kinds = np.fromiter(
+                (_KIND_CODE[k.kind] for k in self.keys), dtype=np.int8, count=len(self.keys)
+            )
+            cc = np.fromiter(
+                (comps.setdefault(k.component, len(comps)) for k in self.keys),
+                dtype=np.int32,
+                count=len(self.keys),
+            )
+            self._codes = (kinds, cc, list(comps))
+        return self._codes
+
+    @property
+    def kind_codes(self) -> NDArray[np.int8]:
+        return self._codes_of()[0]
+
+    @property
+    def component_codes(self) -> NDArray[np.int32]:
+        return self._codes_of()[1]
+
+    @property
+    def components(self) -> list[str]:
+        """Component names, indexed by ``component_codes``."""
+        return self._codes_of()[2]
+
+    def of_kind(self, kind: Kind) -> NDArray[np.intp]:
+        """Positions of the series of one kind."""
+        return np.flatnonzero(self.kind_codes == _KIND_CODE[kind])
+
+    @property
+    def ids(self) -> list[str]:
+        if self._ids is None:
+            self._ids = [k.id for k in self.keys]
+        return self._ids
+
+    # --- objects -----------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @overload
+    def __getitem__(self, i: int) -> SeriesStats: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[SeriesStats]: ...
+    def __getitem__(self, i: int | slice) -> SeriesStats | Sequence[SeriesStats]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self.keys)
+        s = self._made.get(i)
+        if s is None:
+            s = self._made[i] = self._make(i)
+        return s
+
+    def __iter__(self) -> Iterator[SeriesStats]:
+        for i in range(len(self.keys)):
+            yield self[i]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"SeriesTable({len(self)} series)"
+
+    def _make(self, i: int) -> SeriesStats:
+        key = self.keys[i]
+        windows = {}
+        cols = self.values[:, :, i].tolist()
+        for (name, _), vals in zip(WINDOWS, cols, strict=True):
+            c, r, p50, p90, p95, p99, p999, mean, lo, hi = (None if v != v else v for v in vals)
+            windows[name] = WindowStats(c or 0.0, r or 0.0, p50, p90, p95, p99, p999, mean, lo, hi)
+        last = float(self.last[i])
+        target = float(self.target_ms[i])
+        return SeriesStats(
+            name=key.name,
+            tags=key.tags,
+            component=key.component,
+            kind=key.kind,
+            windows=windows,
+            last=None if last != last else last,
+            target_ms=None if target != target else target,
+            history=self._charts(i) if self._charts is not None else (),
+        )
+
+    # --- JSON --------------------------------------------------------------------------------
+
+    def json(self, history: bool) -> str:
+        """The series as the JSON array ``Snapshot.to_dict`` would give, built from the
+        columns (the same text as ``json.dumps`` of the objects, keys in the same order)."""
+        n = len(self.keys)
+        if not n:
+            return "[]"
+        texts = [[_nums(self.values[w, f].tolist()) for f in range(len(FIELDS))] for w in range(3)]
+        window_json = []
+        for wi, (name, _) in enumerate(WINDOWS):
+            cols = texts[wi]
+            parts = [f'"{f}":' for f in FIELDS]
+            window_json.append(
+                [
+                    f'"{name}":{{' + ",".join(p + v for p, v in zip(parts, vals, strict=True)) + "}"
+                    for vals in zip(*cols, strict=True)
+                ]
+            )
+        last = _nums(self.last.tolist())
+        target = _nums(self.target_ms.tolist())
+        out = []
+        for i, key in enumerate(self.keys):
+            head = _head(key)
+            tail = f'"last":{last[i]},"target_ms":{target[i]}'
+            if history:
+                pts = self[i].history if key.kind is Kind.DISTRIBUTION else ()
+                tail += ',"history":' + _points(pts)
+            out.append(
+                f'{head}"windows":{{{window_json[0][i]},{window_json[1][i]},'
+                f"{window_json[2][i]}}},{tail}}}"
+            )
+        return "[" + ",".join(out) + "]"
+
+
+def _nums(values: list[float]) -> list[str]:
+    """Floats as JSON numbers (``float.__repr__``, as ``json.dumps`` writes them); NaN and
+    infinities as null."""
+    r = float.__repr__
+    return ["null" if v != v or v in (np.inf, -np.inf) else r(v) for v in values]
+
+
+_HEADS: dict[SeriesKey, str] = {}
+
+
+def _head(key: SeriesKey) -> str:
+    """The JSON of a series' name, tags, component and kind, up to ``"windows"``."""
+    h = _HEADS.get(key)
+    if h is None:
+        d = {
+            "name": key.name,
+            "tags": dict(key.tags) if key.tags else [],  # as Snapshot.to_dict writes them
+            "component": key.component,
+            "kind": key.kind.value,
+        }
+        h = json.dumps(d, separators=(",", ":"))[:-1] + ","
+        if len(_HEADS) > 200_000:  # bounded: series come and go
+            _HEADS.clear()
+        _HEADS[key] = h
+    return h
+
+
+def _points(pts: Sequence[HistoryPoint]) -> str:
+    rows = []
+    for p in pts:
+        t, a, b, c = _nums([p.t, *(np.nan if v is None else v for v in (p.p50, p.p95, p.p99))])
+        rows.append(f'{{"t":{t},"p50":{a},"p95":{b},"p99":{c}}}')
+    return "[" + ",".join(rows) + "]"
+
+
+def as_table(series: Sequence[SeriesStats]) -> SeriesTable:
+    """``series`` as a table (itself when it is one)."""
+    return series if isinstance(series, SeriesTable) else SeriesTable.of(series)
