@@ -158,6 +158,39 @@ def test_json_lines_and_snapshot_rpc(server, monitor):
     assert set(result) >= {"series", "resources", "sensors", "ingest"}
 
 
+def test_a_snapshot_can_carry_only_some_series_and_columns_of_all(server, monitor):
+    # What a console showing forty rows of 300 series asks for: those rows, and two numbers
+    # of every series to sort by; the same values as in the whole Snapshot.
+    s = connect(server.path)
+    s.sendall(b"".join(f"svc.op{i:03d}.latency:{i + 1}|ms\n".encode() for i in range(300)))
+    s.sendall(b"svc.queue:4|g\n")
+    connection_stats(s)
+    monitor.tick()
+    full = rpc_call(server.path, "snapshot")
+    ids = [r["name"] for r in full["series"]]
+    assert len(ids) == 301
+    some = rpc_call(server.path, "snapshot", {"series": ["svc.op007.latency", "nope", ids[0]]})
+    assert [r["name"] for r in some["series"]] == [ids[0], "svc.op007.latency"]  # in order
+    assert some["series"][1] == next(r for r in full["series"] if r["name"] == "svc.op007.latency")
+    assert some["resources"] == full["resources"] and some["ingest"] == full["ingest"]
+    cols = rpc_call(
+        server.path, "snapshot", {"series": "none", "columns": ["1m.p95", "1m.count", "last"]}
+    )
+    assert cols["series"] == []
+    assert cols["columns"]["ids"] == ids
+    assert cols["columns"]["1m.p95"] == [r["windows"]["1m"]["p95"] for r in full["series"]]
+    assert cols["columns"]["1m.count"] == [r["windows"]["1m"]["count"] for r in full["series"]]
+    assert cols["columns"]["last"][-1] == 4.0 and cols["columns"]["last"][0] is None
+    for bad, said in (
+        ({"series": "some"}, '"series" is "all", "none" or a list'),
+        ({"series": [1, 2]}, '"series" is "all", "none" or a list'),
+        ({"columns": ["2m.p95"]}, '"columns" is a list of column names'),
+        ({"columns": "1m.p95"}, '"columns" is a list of column names'),
+    ):
+        with pytest.raises(RuntimeError, match=said):
+            rpc_call(server.path, "snapshot", bad)
+
+
 def test_unknown_rpc_method_is_an_error_not_a_hangup(server):
     with pytest.raises(RuntimeError, match="Method not found"):
         rpc_call(server.path, "nope")

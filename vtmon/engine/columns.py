@@ -258,24 +258,34 @@ class ChartPoints(Sequence[HistoryPoint]):
             self._pts = self._read()
         return self._pts
 
-    def _read(self) -> list[HistoryPoint]:
+    def arrays(self) -> tuple[F64, F64, F64, F64]:
+        """``t``, ``p50``, ``p95``, ``p99`` of every point (NaN for None), seed first."""
         c = self._cols
         lo = max(self._lo, c._tick - c._ring + 1)  # ticks overwritten since are gone
         ticks = np.arange(lo, self._hi + 1) % c._ring
-        t = c._chart_t[ticks].tolist()
-        vals = c._chart[:, ticks, self._row].tolist()
-        pts = [*self._seed]
-        for i, ti in enumerate(t):
-            a, b, d = vals[0][i], vals[1][i], vals[2][i]
-            pts.append(
-                HistoryPoint(
-                    t=ti,
-                    p50=None if a != a else a,
-                    p95=None if b != b else b,
-                    p99=None if d != d else d,
-                )
+        t = c._chart_t[ticks]
+        vals = c._chart[:, ticks, self._row]
+        if self._seed:
+            seed = np.array(
+                [[p.t, *(np.nan if v is None else v for v in (p.p50, p.p95, p.p99))]
+                 for p in self._seed],
+                dtype=np.float64,
+            )  # fmt: skip
+            t = np.concatenate((seed[:, 0], t))
+            vals = np.concatenate((seed[:, 1:].T, vals), axis=1)
+        return t, vals[0], vals[1], vals[2]
+
+    def _read(self) -> list[HistoryPoint]:
+        t, *qs = (a.tolist() for a in self.arrays())
+        return [
+            HistoryPoint(
+                t=ti,
+                p50=None if a != a else a,
+                p95=None if b != b else b,
+                p99=None if d != d else d,
             )
-        return pts
+            for ti, a, b, d in zip(t, *qs, strict=True)
+        ]
 
     def __len__(self) -> int:
         return len(self._seed) + max(0, self._hi - self._lo + 1)

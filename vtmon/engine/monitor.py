@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -303,10 +303,15 @@ class Monitor:
         The result of ``snapshot`` is a RawJSON: the Snapshot already serialised."""
         return self._rpc.handle(request, conn)
 
-    def snapshot_json(self, history: bool) -> RawJSON:
-        """The latest Snapshot as JSON: serialised once, then the same bytes for every request
-        until the next Snapshot (a busy one takes long to serialise)."""
+    def snapshot_json(
+        self, history: bool, series: Sequence[str] | None = None, columns: Sequence[str] = ()
+    ) -> RawJSON:
+        """The latest Snapshot as JSON (``Snapshot.to_json``). With every series, serialised
+        once, then the same bytes for every request until the next Snapshot (a busy one takes
+        long to serialise); a selection is small and made for its request."""
         snap = self.latest or self.tick_preview()
+        if series is not None or columns:
+            return RawJSON(snap.to_json(history, series, columns).encode())
         hit = self._snap_json.get(history)
         if hit is not None and hit[0] is snap:
             return hit[1]

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from vtmon.model import CLIENT_COUNT_MAX, COUNT_MAX
+from vtmon.model.table import COLUMNS
 from vtmon.protocol import jsonrpc
 from vtmon.tuning.actuators import Connection, KnobTaken, knob_dict
 from vtmon.tuning.tuner import action_dict
@@ -58,9 +59,38 @@ class Method:
     peers: bool = False  # a peer of another uid may call it
 
 
+SNAPSHOT_IDS_MAX = 10_000  # series ids one snapshot request may name
+
+
 def _snapshot(m: Monitor, params: Any, conn: Caller | None) -> Any:
-    history = bool(params.get("history", False)) if isinstance(params, dict) else False
-    return m.snapshot_json(history)
+    if not isinstance(params, dict):
+        return m.snapshot_json(False)
+    history = bool(params.get("history", False))
+    series = params.get("series", "all")
+    if series == "all":
+        chosen = None
+    elif series == "none":
+        chosen = []
+    elif (
+        isinstance(series, list)
+        and len(series) <= SNAPSHOT_IDS_MAX
+        and all(type(x) is str for x in series)
+    ):
+        chosen = series
+    else:
+        raise RpcError(
+            jsonrpc.INVALID_PARAMS,
+            f'snapshot\'s "series" is "all", "none" or a list of at most '
+            f"{SNAPSHOT_IDS_MAX:,} series ids.",
+        )
+    columns = params.get("columns", [])
+    if not isinstance(columns, list) or not all(c in COLUMNS for c in columns):
+        raise RpcError(
+            jsonrpc.INVALID_PARAMS,
+            f'snapshot\'s "columns" is a list of column names: {COLUMNS[0]}, … {COLUMNS[-1]} '
+            "(docs/snapshot.md lists them).",
+        )
+    return m.snapshot_json(history, chosen, list(dict.fromkeys(columns)))
 
 
 def _client_dropped(m: Monitor, params: Any, conn: Caller | None) -> Any:

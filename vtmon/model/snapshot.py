@@ -278,22 +278,37 @@ class Snapshot:
             a["decision"] = None if ActionState(a["state"]).open else a["state"]
         return d
 
-    def to_json(self, history: bool = True) -> str:
+    def to_json(
+        self,
+        history: bool = True,
+        series: Sequence[str] | None = None,
+        columns: Sequence[str] = (),
+    ) -> str:
         """``json.dumps(self.to_dict(history))`` (compact separators), with the series written
-        straight from their columns when they are a ``SeriesTable``."""
-        from vtmon.model.table import SeriesTable  # the table module builds on this one
+        straight from their columns when they are a ``SeriesTable``. ``series``: only the
+        series of these ids (None: all); ``columns``: add ``"columns"``, the named columns of
+        every series (``SeriesTable.columns_json``)."""
+        from vtmon.model.table import SeriesTable, as_table  # the table builds on this module
 
-        table = self.series
-        if not isinstance(table, SeriesTable):
+        if series is None and not columns and not isinstance(self.series, SeriesTable):
             return json.dumps(self.to_dict(history), separators=(",", ":"))
+        table = as_table(self.series)
         d = self.to_dict(history, series=False)
         d["series"] = _SERIES_MARK
+        if columns:
+            d["columns"] = _COLUMNS_MARK
         text = json.dumps(d, separators=(",", ":"))
-        return text.replace(_SERIES_MARK_JSON, table.json(history), 1)
+        chosen = None if series is None else table.positions(series)
+        text = text.replace(_SERIES_MARK_JSON, table.json(history, chosen), 1)
+        if columns:
+            text = text.replace(_COLUMNS_MARK_JSON, table.columns_json(columns), 1)
+        return text
 
 
 _SERIES_MARK = "\x00series\x00"
 _SERIES_MARK_JSON = json.dumps(_SERIES_MARK)
+_COLUMNS_MARK = "\x00columns\x00"
+_COLUMNS_MARK_JSON = json.dumps(_COLUMNS_MARK)
 
 
 def _plain(obj: Any, skip: tuple[str, ...] = ()) -> Any:

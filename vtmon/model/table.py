@@ -28,6 +28,8 @@ from vtmon.model.snapshot import HistoryPoint, SeriesStats, WindowStats
 FIELDS = ("count", "rate", "p50", "p90", "p95", "p99", "p999", "mean", "min", "max")
 _FIELD = {f: i for i, f in enumerate(FIELDS)}
 _WINDOW = {name: i for i, (name, _) in enumerate(WINDOWS)}
+# what ``columns_json`` can give: ``1m.p95`` and alike, and the two per-series values
+COLUMNS = (*(f"{w}.{f}" for w, _ in WINDOWS for f in FIELDS), "last", "target_ms")
 KINDS = tuple(Kind)
 _KIND_CODE = {k: i for i, k in enumerate(KINDS)}
 _EMPTY = WindowStats()
@@ -44,7 +46,17 @@ def window_values(w: WindowStats) -> list[float]:
 class SeriesTable(Sequence[SeriesStats]):
     """See the module docstring. Immutable once built."""
 
-    __slots__ = ("keys", "values", "last", "target_ms", "_charts", "_made", "_codes", "_ids")
+    __slots__ = (
+        "keys",
+        "values",
+        "last",
+        "target_ms",
+        "_charts",
+        "_made",
+        "_codes",
+        "_ids",
+        "_where",
+    )
 
     def __init__(
         self,
@@ -66,6 +78,7 @@ class SeriesTable(Sequence[SeriesStats]):
         self._made: dict[int, SeriesStats] = dict(made or {})
         self._codes: tuple[NDArray[np.int8], NDArray[np.int32], list[str]] | None = None
         self._ids: list[str] | None = None
+        self._where: dict[str, int] | None = None
 
     @classmethod
     def of(cls, stats: Sequence[SeriesStats]) -> SeriesTable:
@@ -125,6 +138,22 @@ class SeriesTable(Sequence[SeriesStats]):
             self._ids = [k.id for k in self.keys]
         return self._ids
 
+    def positions(self, ids: Sequence[str]) -> list[int]:
+        """Where the series of ``ids`` are, in the table's order; unknown ids are skipped."""
+        if self._where is None:
+            self._where = {sid: i for i, sid in enumerate(self.ids)}
+        where = self._where
+        return sorted({where[sid] for sid in ids if sid in where})
+
+    def named(self, name: str) -> F64:
+        """A column by its name in ``COLUMNS``."""
+        if name == "last":
+            return self.last
+        if name == "target_ms":
+            return self.target_ms
+        window, _, field = name.partition(".")
+        return self.column(window, field)
+
     # --- objects -----------------------------------------------------------------------------
 
     def __len__(self) -> int:
@@ -180,44 +209,62 @@ class SeriesTable(Sequence[SeriesStats]):
 
     # --- JSON --------------------------------------------------------------------------------
 
-    def json(self, history: bool) -> str:
-        """The series as the JSON array ``Snapshot.to_dict`` would give, built from the
-        columns (the same text as ``json.dumps`` of the objects, keys in the same order)."""
-        n = len(self.keys)
-        if not n:
+    def json(self, history: bool, positions: Sequence[int] | None = None) -> str:
+        """The series (those at ``positions``, all when None) as the JSON array
+        ``Snapshot.to_dict`` would give, built from the columns: the same text as
+        ``json.dumps`` of the objects, keys in the same order."""
+        pos = np.arange(len(self.keys)) if positions is None else np.asarray(positions, int)
+        if not pos.size:
             return "[]"
-        texts = [[_nums(self.values[w, f].tolist()) for f in range(len(FIELDS))] for w in range(3)]
-        window_json = []
+        vals = self.values[:, :, pos]
+        names = [[f'"{f}":' for f in FIELDS] for _ in WINDOWS]
+        windows = []
         for wi, (name, _) in enumerate(WINDOWS):
-            cols = texts[wi]
-            parts = [f'"{f}":' for f in FIELDS]
-            window_json.append(
+            cols = [_nums(vals[wi, f]) for f in range(len(FIELDS))]
+            parts = names[wi]
+            windows.append(
                 [
-                    f'"{name}":{{' + ",".join(p + v for p, v in zip(parts, vals, strict=True)) + "}"
-                    for vals in zip(*cols, strict=True)
+                    f'"{name}":{{'
+                    + ",".join([p + v for p, v in zip(parts, row, strict=True)])
+                    + "}"
+                    for row in zip(*cols, strict=True)
                 ]
             )
-        last = _nums(self.last.tolist())
-        target = _nums(self.target_ms.tolist())
+        last = _nums(self.last[pos])
+        target = _nums(self.target_ms[pos])
         out = []
-        for i, key in enumerate(self.keys):
-            head = _head(key)
-            tail = f'"last":{last[i]},"target_ms":{target[i]}'
+        for j, i in enumerate(pos.tolist()):
+            key = self.keys[i]
+            tail = f'"last":{last[j]},"target_ms":{target[j]}'
             if history:
                 pts = self[i].history if key.kind is Kind.DISTRIBUTION else ()
                 tail += ',"history":' + _points(pts)
             out.append(
-                f'{head}"windows":{{{window_json[0][i]},{window_json[1][i]},'
-                f"{window_json[2][i]}}},{tail}}}"
+                f'{_head(key)}"windows":{{{windows[0][j]},{windows[1][j]},{windows[2][j]}}},'
+                f"{tail}}}"
             )
         return "[" + ",".join(out) + "]"
 
+    def columns_json(self, names: Sequence[str]) -> str:
+        """``{"ids": [...], name: [...], ...}``: the named ``COLUMNS`` of every series, in the
+        table's order, as one JSON object (a few numbers a series, for sorting and totals)."""
+        parts = ['"ids":' + json.dumps(self.ids)]
+        for name in names:
+            parts.append(f"{json.dumps(name)}:[{','.join(_nums(self.named(name)))}]")
+        return "{" + ",".join(parts) + "}"
 
-def _nums(values: list[float]) -> list[str]:
+
+def _nums(values: F64) -> list[str]:
     """Floats as JSON numbers (``float.__repr__``, as ``json.dumps`` writes them); NaN and
-    infinities as null."""
-    r = float.__repr__
-    return ["null" if v != v or v in (np.inf, -np.inf) else r(v) for v in values]
+    infinities as null. The encoder's C loop writes them; the non-finite are then replaced."""
+    if not values.size:
+        return []
+    out = json.dumps(values.tolist())[1:-1].split(", ")
+    bad = ~np.isfinite(values)
+    if bad.any():
+        for i in np.flatnonzero(bad).tolist():
+            out[i] = "null"
+    return out
 
 
 _HEADS: dict[SeriesKey, str] = {}
@@ -241,11 +288,24 @@ def _head(key: SeriesKey) -> str:
 
 
 def _points(pts: Sequence[HistoryPoint]) -> str:
-    rows = []
-    for p in pts:
-        t, a, b, c = _nums([p.t, *(np.nan if v is None else v for v in (p.p50, p.p95, p.p99))])
-        rows.append(f'{{"t":{t},"p50":{a},"p95":{b},"p99":{c}}}')
-    return "[" + ",".join(rows) + "]"
+    """Chart points as JSON, four columns at a time (a chart view gives them as arrays)."""
+    arrays = getattr(pts, "arrays", None)
+    if arrays is not None:
+        t, a, b, c = arrays()
+    else:
+        rows = [[p.t, *(np.nan if v is None else v for v in (p.p50, p.p95, p.p99))] for p in pts]
+        t, a, b, c = np.array(rows, dtype=np.float64).reshape(-1, 4).T
+    cols = [_nums(x) for x in (t, a, b, c)]
+    return (
+        "["
+        + ",".join(
+            [
+                f'{{"t":{ti},"p50":{ai},"p95":{bi},"p99":{ci}}}'
+                for ti, ai, bi, ci in zip(*cols, strict=True)
+            ]
+        )
+        + "]"
+    )
 
 
 def as_table(series: Sequence[SeriesStats]) -> SeriesTable:
