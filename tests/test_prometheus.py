@@ -4,6 +4,7 @@ and scraped by a real Prometheus server whose ``histogram_quantile`` must agree 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import math
 import os
@@ -25,16 +26,18 @@ import numpy as np
 import pytest
 import statsd
 from click.testing import CliRunner
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.sockets import binary, declare, lines
 from tests.sockets import values as values_frame
 from vtmon.cli import main
-from vtmon.config import Config
+from vtmon.config import Config, ConfigError, PrometheusConfig, config_from_dict
 from vtmon.engine.monitor import Monitor
 from vtmon.export.labels import label_name
 from vtmon.export.prometheus import (
-    BUCKETS,
+    COARSE_BUCKETS,
+    FINE_BUCKETS,
     PrometheusExporter,
     latency_buckets,
     parse_listen,
@@ -63,6 +66,7 @@ def timed_sample(key: SeriesKey, value: float, weight: float, ts: float) -> Time
 
 
 LATENCY = "vtmon_latency_milliseconds"
+BUCKETS = COARSE_BUCKETS  # the default
 
 
 def families(exporter: PrometheusExporter) -> dict[str, Any]:
@@ -149,17 +153,43 @@ def test_binary_frames_count_like_lines(server, monitor, exporter):
     assert list(h["buckets"].values()) == want
 
 
-def test_boundaries_are_a_fine_geometric_grid():
-    assert BUCKETS[0] == 0.1 and BUCKETS[-1] >= 120_000
-    ratios = np.asarray(BUCKETS[1:]) / np.asarray(BUCKETS[:-1])
-    assert ratios.min() > 1.078 and ratios.max() < 1.082
+def test_boundaries_are_geometric_grids_and_coarse_is_every_third_fine_one():
+    for grid, ratio in ((COARSE_BUCKETS, 10 ** (1 / 10)), (FINE_BUCKETS, 10 ** (1 / 30))):
+        assert grid[0] == 0.1 and grid[-1] == 125_900
+        ratios = np.asarray(grid[1:]) / np.asarray(grid[:-1])
+        assert np.allclose(ratios, ratio, rtol=1e-3)
+    assert (len(COARSE_BUCKETS), len(FINE_BUCKETS)) == (62, 184)
+    assert FINE_BUCKETS[::3] == COARSE_BUCKETS  # a coarse histogram is a sum of fine buckets
     assert latency_buckets(10, 1.0, 1000.0)[10::10] == (10.0, 100.0, 1000.0)
+
+
+def test_the_config_picks_the_bucket_set_and_refuses_others(clock):
+    fine = config_from_dict({"prometheus": {"buckets": "fine"}})
+    assert fine.prometheus == PrometheusConfig("fine")
+    assert config_from_dict({}).prometheus.buckets == "coarse"
+    b = Batch(accepted=1)
+    b.dist[SeriesKey("f.latency")] = DistBuf([3.0])
+    for config, grid in ((Config(), COARSE_BUCKETS), (fine, FINE_BUCKETS)):
+        monitor = Monitor(config, clock=clock)
+        ex = PrometheusExporter(monitor, process_metrics=False)
+        monitor.submit(b)
+        monitor.tick()
+        les = [float(le) for le in histogram(families(ex), "f.latency")["buckets"]]
+        assert les == [*grid, math.inf]
+    with pytest.raises(ConfigError) as bad:
+        config_from_dict({"prometheus": {"buckets": "medium"}}, source="c.toml")
+    assert str(bad.value) == (
+        "c.toml: prometheus.buckets must be one of coarse, fine, not 'medium'."
+    )
+    with pytest.raises(ConfigError, match="has no setting 'bucket'"):
+        config_from_dict({"prometheus": {"bucket": "fine"}})
 
 
 @pytest.mark.parametrize(
     ("buckets", "table"),
     [
-        (BUCKETS, True),
+        (COARSE_BUCKETS, True),
+        (FINE_BUCKETS, True),
         ([1, 2, 5, 10, 100], True),  # any increasing positive grid, not only geometric
         ([0.5, 0.502, 0.6], False),  # boundaries 0.4 % apart: searchsorted instead
         ([-1, 0, 1], False),
@@ -223,6 +253,31 @@ def test_hostile_tag_values_and_names_survive_escaping(monitor, exporter):
         "tag___name__": "sneaky",
         "flag": "true",
     }
+
+
+def test_the_bulk_text_is_what_prometheus_client_writes_byte_for_byte(monitor):
+    """The histograms are written in bulk; prometheus-client writes the same family from its
+    samples: every line, label order and escaping, and numbers as Go writes them (whole
+    counts, fractions from sample rates, counts of a million and more, negative sums)."""
+    ex = PrometheusExporter(monitor, process_metrics=False)
+    empty = ex.exposition()
+    assert empty == generate_latest(ex.registry)
+    assert f"# TYPE {LATENCY} histogram\n# HELP" in empty.decode()  # a family without series
+    b = Batch(accepted=8)
+    tags = (("component", "c"), ("evil", 'a "b"\n\\'), ("zone", "é"), ("flag", ""))
+    b.dist[SeriesKey("hostile.latency", tags)] = DistBuf([1.0, 5.0, 5.0], [1.0, 1 / 3, 3.0])
+    b.dist[SeriesKey("busy.latency")] = DistBuf([0.5, 40.0, 9e5], [1_234_567.0, 3e6, 1e15])
+    b.dist[SeriesKey("neg.latency", (("alpha", "1"),))] = DistBuf([-7.5, 0.25])
+    monitor.submit(b)
+    monitor.tick()
+    text = ex.exposition()
+    assert text == generate_latest(ex.registry)
+    for number in (b"} 1.234567e+06\n", b"} 4.234567e+06\n", b"} 1.000000004234567e+15\n"):
+        assert number in text
+    h = histogram(families(ex), "busy.latency")
+    assert h["count"] == 1_234_567.0 + 3e6 + 1e15
+    assert (h["buckets"]["0.5012"], h["buckets"]["50.12"]) == (1_234_567.0, 4_234_567.0)
+    assert histogram(families(ex), "neg.latency")["sum"] == -7.25
 
 
 def test_label_names():
@@ -448,6 +503,87 @@ def test_http_endpoint_serves_and_stops(monitor, exporter):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5)
 
 
+PROMETHEUS_ACCEPT = (  # what Prometheus 2.42 sends: OpenMetrics first
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+    "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+
+
+def test_http_answers_text_0_0_4_gzipped_when_asked_with_exact_counts(monitor):
+    ex = PrometheusExporter(monitor, process_metrics=False)
+    rng = np.random.default_rng(5)
+    sent = {f"g{i}.latency": np.round(rng.lognormal(np.log(20), 1.0, 300), 2) for i in range(50)}
+    b = Batch(accepted=300 * len(sent))
+    for name, values in sent.items():
+        b.dist[SeriesKey(name)] = DistBuf(values.tolist())
+    monitor.submit(b)
+    monitor.tick()
+    ex.serve("127.0.0.1", 0)
+    try:
+        asked = urllib.request.Request(
+            ex.url or "", headers={"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"}
+        )
+        with urllib.request.urlopen(asked, timeout=10) as resp:
+            headers, body = resp.headers, resp.read()
+        with urllib.request.urlopen(ex.url or "", timeout=10) as resp:
+            plain = resp.read()
+    finally:
+        ex.stop()
+    assert headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert headers["Content-Encoding"] == "gzip"
+    text = gzip.decompress(body)
+    assert text == plain == ex.exposition()
+    fams = {f.name: f for f in text_string_to_metric_families(text.decode())}
+    for name, values in sent.items():
+        h = histogram(fams, name)
+        want = [float(np.count_nonzero(values <= float(le))) for le in h["buckets"]]
+        assert list(h["buckets"].values()) == want
+        assert h["count"] == len(values)
+
+
+def test_concurrent_scrapes_share_one_build(monitor, exporter):
+    """Four scrapers at once: the three that arrive while /metrics is being built get that
+    same text; /metrics is built once, not four times."""
+    entered, release = threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    class Slow:
+        def collect(self) -> list[Any]:
+            calls.append(1)
+            entered.set()
+            release.wait(10)
+            return []
+
+    exporter.registry.register(Slow())  # type: ignore[arg-type]
+    exporter.serve("127.0.0.1", 0)
+    bodies: list[bytes] = []
+
+    def scrape() -> None:
+        with urllib.request.urlopen(exporter.url or "", timeout=10) as resp:
+            bodies.append(resp.read())
+
+    scrapers = [threading.Thread(target=scrape) for _ in range(4)]
+    try:
+        scrapers[0].start()
+        assert entered.wait(10)
+        for t in scrapers[1:]:
+            t.start()
+        _poll(
+            "three scrapes waiting",
+            lambda: exporter.builds.waiting == 3 or None,
+            time.monotonic() + 10,
+        )
+        release.set()
+        for t in scrapers:
+            t.join(10)
+    finally:
+        release.set()
+        exporter.stop()
+    assert len(bodies) == 4 and len(set(bodies)) == 1
+    assert calls == [1] and exporter.builds.builds == 1
+    assert refused(exporter)["busy"] == 0
+
+
 def refused(exporter: PrometheusExporter) -> dict[str, float]:
     return values_of(families(exporter), "vtmon_exporter_connections_refused", "reason")
 
@@ -553,11 +689,12 @@ def _free_port() -> int:
 class _Serve:
     """`vtmon serve --prometheus 127.0.0.1:0` in a subprocess; stderr read by a thread."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, config: Path | None = None) -> None:
         self.path = path
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "vtmon.cli", "serve", "--socket", str(path)]
-            + ["--prometheus", "127.0.0.1:0"],
+            + ["--prometheus", "127.0.0.1:0"]
+            + ([] if config is None else ["--config", str(config)]),
             stderr=subprocess.PIPE,
             text=True,
         )
@@ -620,11 +757,18 @@ def _poll(what: str, fn: Any, deadline: float, log: Path | None = None) -> Any:
     PROMETHEUS is None,
     reason="the prometheus binary is missing (Debian: apt-get install prometheus; .ci/run does)",
 )
-def test_real_prometheus_histogram_quantile_agrees_with_vtmon(sock_dir, tmp_path):
+@pytest.mark.parametrize("buckets", ["coarse", "fine"])
+def test_real_prometheus_histogram_quantile_agrees_with_vtmon(sock_dir, tmp_path, buckets):
     """Two vtmon instances (a fleet) with different latency distributions and maxima; a real
     Prometheus scrapes both. Per instance, histogram_quantile(0.99) must be within 5 % of the
-    p99 vtmon itself reports; across the fleet, within 5 % of the p99 of everything sent."""
+    p99 vtmon itself reports; across the fleet, within 5 % of the p99 of everything sent.
+    With the default set of boundaries (no config) and with ``[prometheus] buckets = "fine"``.
+    """
     assert PROMETHEUS is not None
+    vt_config = None
+    if buckets == "fine":
+        vt_config = tmp_path / "vtmon.toml"
+        vt_config.write_text('[prometheus]\nbuckets = "fine"\n')
     rng = np.random.default_rng(42)
     workloads = {
         "a": np.round(rng.lognormal(np.log(20), 0.6, 20_000), 3),  # max ~250 ms
@@ -632,7 +776,7 @@ def test_real_prometheus_histogram_quantile_agrees_with_vtmon(sock_dir, tmp_path
     }
     name = "fleet.request_latency"
     deadline = time.monotonic() + 60
-    vt = {k: _Serve(sock_dir / f"{k}.sock") for k in workloads}
+    vt = {k: _Serve(sock_dir / f"{k}.sock", vt_config) for k in workloads}
     prom: subprocess.Popen[bytes] | None = None
     log = tmp_path / "prometheus.log"
     try:
@@ -677,6 +821,9 @@ def test_real_prometheus_histogram_quantile_agrees_with_vtmon(sock_dir, tmp_path
             return True if got and float(got[0]["value"][1]) == want else None
 
         _poll("Prometheus to scrape every sample", scraped_everything, deadline, log)
+        les = _query(prom_port, f'count({LATENCY}_bucket{{series="{name}"}}) by (instance)')
+        grid = COARSE_BUCKETS if vt_config is None else FINE_BUCKETS
+        assert [float(r["value"][1]) for r in les] == [len(grid) + 1] * 2  # +Inf too
 
         def hq(selector: str) -> float:
             q = f"histogram_quantile(0.99, sum by (le) ({LATENCY}_bucket{{{selector}}}))"
@@ -686,14 +833,21 @@ def test_real_prometheus_histogram_quantile_agrees_with_vtmon(sock_dir, tmp_path
         for k, values in workloads.items():
             prom_p99 = hq(f'series="{name}",instance="{targets[k]}"')
             exact = float(np.quantile(values, 0.99, method="inverted_cdf"))
-            print(f"{k}: prometheus {prom_p99:.3f}, vtmon {own_p99[k]:.3f}, exact {exact:.3f}")
+            print(
+                f"{buckets} {k}: prometheus {prom_p99:.3f}, vtmon {own_p99[k]:.3f} "
+                f"({prom_p99 / own_p99[k] - 1:+.1%}), "
+                f"exact {exact:.3f} ({prom_p99 / exact - 1:+.1%})"
+            )
             assert prom_p99 == pytest.approx(own_p99[k], rel=0.05)
             assert prom_p99 == pytest.approx(exact, rel=0.05)
         everything = np.concatenate(list(workloads.values()))
         fleet = hq(f'series="{name}"')
         exact = float(np.quantile(everything, 0.99, method="inverted_cdf"))
         merged = Sketch.of(everything).quantile(0.99)
-        print(f"fleet: prometheus {fleet:.3f}, merged sketch {merged:.3f}, exact {exact:.3f}")
+        print(
+            f"{buckets} fleet: prometheus {fleet:.3f}, merged sketch {merged:.3f} "
+            f"({fleet / merged - 1:+.1%}), exact {exact:.3f} ({fleet / exact - 1:+.1%})"
+        )
         assert fleet == pytest.approx(exact, rel=0.05)
         assert fleet == pytest.approx(merged, rel=0.05)
     finally:

@@ -115,6 +115,17 @@ class ServerConfig:
     socket_group: str | int | None = None  # a group name or gid; None keeps the user's
 
 
+# [prometheus] buckets: the names of vtmon.export.prometheus.BUCKET_SETS (no export import here)
+PROMETHEUS_BUCKETS = ("coarse", "fine")
+
+
+@dataclass(frozen=True)
+class PrometheusConfig:
+    """``[prometheus]``: what ``/metrics`` exports (docs/prometheus.md)."""
+
+    buckets: str = "coarse"  # the le boundaries of every latency histogram: coarse or fine
+
+
 TUNER_ACTUATORS = ("knob", "process", "command")  # vtmon.model.ACTUATORS (no model import here)
 TUNER_MODES = ("off", "ask", "auto")
 
@@ -188,6 +199,7 @@ class Config:
     actions: tuple[ActionCommand, ...] = ()  # [[actions]]: configured commands
     tuner: TunerConfig = field(default_factory=TunerConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
+    prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
 
     def target_ms(self, component: str) -> float:
         return self.targets_ms.get(component, self.default_target_ms)
@@ -250,6 +262,7 @@ SECTIONS = (
     "tuner",
     "actions",
     "server",
+    "prometheus",
 )
 COMPONENT_KEYS = (
     "target_ms",
@@ -343,6 +356,7 @@ def config_from_dict(data: dict, source: str = "dict") -> Config:
     kwargs["actions"] = _actions(data.get("actions", []), source)
     kwargs["tuner"] = _tuner(data.get("tuner", {}), source)
     kwargs["server"] = _server(data.get("server", {}), source)
+    kwargs["prometheus"] = _prometheus(data.get("prometheus", {}), source)
     limits = _table(data.get("limits", {}), "[limits]", source)
     _known(limits, LIMITS, "[limits]", source)
     for key, value in limits.items():
@@ -370,6 +384,7 @@ def _section_of(key: str) -> str | None:
         "retention": _names(RetentionConfig),
         "tuner": _names(TunerConfig),
         "server": _names(ServerConfig),
+        "prometheus": _names(PrometheusConfig),
     }
     return next((name for name, keys in homes.items() if key in keys), None)
 
@@ -427,6 +442,16 @@ def _server(table: object, source: str) -> ServerConfig:
     return ServerConfig(**values)  # type: ignore[arg-type]
 
 
+def _prometheus(table: object, source: str) -> PrometheusConfig:
+    table = _table(table, "[prometheus]", source)
+    _known(table, _names(PrometheusConfig), "[prometheus]", source)
+    if "buckets" not in table:
+        return PrometheusConfig()
+    return PrometheusConfig(
+        buckets=_one_of(table["buckets"], PROMETHEUS_BUCKETS, "prometheus.buckets", source)
+    )
+
+
 def _retention(table: object, source: str) -> RetentionConfig:
     table = _table(table, "[retention]", source)
     _known(table, _names(RetentionConfig), "[retention]", source)
@@ -480,11 +505,13 @@ def _tuner(table: object, source: str) -> TunerConfig:
 
 
 def _mode(value: object, key: str, source: str) -> str:
-    if value not in TUNER_MODES:
-        raise ConfigError(
-            f"{source}: {key} must be one of {', '.join(TUNER_MODES)}, not {value!r}."
-        )
-    return str(value)
+    return _one_of(value, TUNER_MODES, key, source)
+
+
+def _one_of(value: object, allowed: tuple[str, ...], key: str, source: str) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise ConfigError(f"{source}: {key} must be one of {', '.join(allowed)}, not {value!r}.")
+    return value
 
 
 def _actions(items: object, source: str) -> tuple[ActionCommand, ...]:
@@ -620,6 +647,9 @@ max_declared_series = 100000 # binary-frame series one connection may declare
 [server]                     # who may reach the socket (docs/security.md)
 socket_mode = 0o600          # 0o660 lets socket_group's applications send metrics too
 # socket_group = "app"       # they may send metrics and manage their own knobs, never steer
+
+[prometheus]                 # /metrics, with --prometheus HOST:PORT (docs/prometheus.md)
+buckets = "coarse"           # le of every latency histogram: coarse (10 a decade), fine (30)
 
 [retention]                  # the history file (docs/history.md)
 flush_interval_s = 5         # written this often: a crash loses at most this much

@@ -17,12 +17,17 @@ five minutes. Everything else is read from ``monitor.latest`` at scrape time.
 The buckets
     ``histogram_quantile`` finds the bucket that holds the rank and interpolates linearly inside
     it, so its answer is never further from the true quantile than one bucket's width. The
-    boundaries are a fixed geometric grid, ``BUCKETS_PER_DECADE`` = 30 per decade (ratio
-    10^(1/30) = 1.080) from 0.1 ms to 125.9 s, rounded to 4 significant digits so that ``le``
-    reads well: 184 boundaries plus ``+Inf``. For a smooth distribution the linear interpolation
-    inside an 8 % bucket lands within 1-2 % of the true quantile (tests/test_prometheus.py
-    measures it through a real Prometheus server); the worst case, every sample at one bucket's
-    lower edge, is 8 %.
+    boundaries are one of two fixed geometric grids from 0.1 ms to 125.9 s, rounded to 4
+    significant digits so that ``le`` reads well, named by ``[prometheus] buckets``:
+    ``coarse`` (the default), 10 per decade, each 10^(1/10) = 1.259 times the previous (62
+    boundaries plus ``+Inf``), and ``fine``, 30 per decade, 10^(1/30) = 1.080 (184), of which
+    every third is a coarse one. The worst case is one bucket's width: samples all just above
+    a boundary read as if at the next one (+25.9 % coarse, +8.0 % fine). In the tail of a
+    smooth distribution, where p99 lies, the density falls across the bucket and linear
+    interpolation lands above the true quantile by a small part of that width;
+    docs/prometheus.md has the errors measured through a real Prometheus server
+    (tests/test_prometheus.py) and why the coarse grid is the default: the size of
+    ``/metrics`` follows the number of boundaries.
 
     Every series always carries all the boundaries. Emitting only those up to the series' maximum
     would be stable for ``rate()`` (a maximum since start only grows) but breaks the fleet
@@ -46,7 +51,9 @@ Cardinality
 Threads
     ``observe`` runs on the engine thread, ``collect`` on the HTTP server's threads. One lock
     guards the state; a scrape holds it only to copy the arrays, so the engine never waits for
-    the text to be built.
+    the text to be built. The text is built in bulk (vtmon.export.exposition), and scrapes
+    that arrive while it is being built share it, so that the engine competes for the
+    interpreter with one builder at most.
 """
 
 from __future__ import annotations
@@ -61,13 +68,8 @@ from itertools import repeat
 from typing import Any, Protocol
 
 import numpy as np
-from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
@@ -76,11 +78,18 @@ from vtmon import __version__
 from vtmon.config import Config
 from vtmon.engine.series import FORGET_AFTER_S, SWEEP_EVERY_S
 from vtmon.export import httpd
+from vtmon.export.exposition import (
+    LatencyHistograms,
+    LineTemplates,
+    SharedBuilds,
+    generate,
+    metrics_app,
+)
 from vtmon.export.families import snapshot_families
 from vtmon.export.labels import LatencyLabels, label_value, series_labels
 from vtmon.model import RING_S, Batch, Kind, SeriesKey, Snapshot
 
-BUCKETS_PER_DECADE = 30
+BUCKETS_PER_DECADE = 10  # the default ("coarse") set; "fine" has 30
 LOWEST_MS = 0.1
 HIGHEST_MS = 120_000.0  # the grid goes on to the first boundary at or above this
 DEFAULT_HOST = "127.0.0.1"
@@ -96,7 +105,10 @@ def latency_buckets(
     return tuple(float(f"{lowest * 10 ** (k / per_decade):.4g}") for k in range(n + 1))
 
 
-BUCKETS = latency_buckets()
+COARSE_BUCKETS = latency_buckets()
+FINE_BUCKETS = latency_buckets(30)  # every third one is a coarse boundary
+BUCKET_SETS = {"coarse": COARSE_BUCKETS, "fine": FINE_BUCKETS}  # [prometheus] buckets
+LATENCY = "vtmon_latency_milliseconds"
 
 
 def parse_listen(spec: str) -> tuple[str, int]:
@@ -143,18 +155,21 @@ class PrometheusExporter:
     """Totals per series from every applied batch, and ``/metrics`` built at scrape time.
 
     ``PrometheusExporter(monitor)`` registers with the monitor; ``serve(host, port)`` starts the
-    HTTP endpoint; ``exposition()`` is the same text without HTTP.
+    HTTP endpoint; ``exposition()`` is the same text without HTTP. The ``le`` boundaries are
+    ``buckets``, by default the set the monitor's config names (``[prometheus] buckets``).
     """
 
     def __init__(
         self,
         monitor: Source,
         *,
-        buckets: Iterable[float] = BUCKETS,
+        buckets: Iterable[float] | None = None,
         max_series: int | None = None,
         process_metrics: bool = True,
     ) -> None:
         self.monitor = monitor
+        if buckets is None:
+            buckets = BUCKET_SETS[monitor.config.prometheus.buckets]
         self.buckets = tuple(float(b) for b in buckets)
         if list(self.buckets) != sorted(set(self.buckets)) or not self.buckets:
             raise ValueError("buckets must be strictly increasing")
@@ -164,14 +179,14 @@ class PrometheusExporter:
         self._nb = len(self.buckets) + 1
         self._table = self._lookup_table()
         self._le = [floatToGoString(b) for b in self.buckets] + ["+Inf"]
+        self._templates = LineTemplates(LATENCY)  # scrape side: each series' lines' labels
 
         self._lock = threading.Lock()
         # histograms: one row per label set (different keys that sanitise alike share a row)
         self._rows: dict[LatencyLabels, int] = {}
         self._free: list[int] = []
         self._counts = np.zeros((0, self._nb), dtype=np.float64)  # per bucket, not cumulative
-        self._sum = np.zeros(0, dtype=np.float64)
-        self._count = np.zeros(0, dtype=np.float64)
+        self._sum = np.zeros(0, dtype=np.float64)  # _count is the +Inf bucket's cumulative count
         self._seen = np.zeros(0, dtype=np.float64)
         # counters: label set -> [total, last seen]
         self._counters: dict[LatencyLabels, list[float]] = {}
@@ -188,6 +203,7 @@ class PrometheusExporter:
         self._httpd: httpd.MetricsServer | None = None
         self._thread: threading.Thread | None = None
         self._refused: Counter[str] = Counter()  # connections the HTTP side closed, by reason
+        self.builds = SharedBuilds(self.exposition)  # one build for concurrent scrapes
         monitor.on_batch(self.observe)
 
     def _lookup_table(self) -> tuple[int, int, np.ndarray] | None:
@@ -301,11 +317,9 @@ class PrometheusExporter:
         if v.size:
             flat = rows_a[local] * self._nb + self._bucket_of(v)
             np.add.at(self._counts.reshape(-1), flat, 1.0 if w is None else w)
-            # totals per row of the batch with bincount (fast), then one add per row
-            k = len(rows)
-            np.add.at(self._count, rows_a, np.bincount(local, weights=w, minlength=k))
+            # sums per row of the batch with bincount (fast), then one add per row
             vw = v if w is None else v * w
-            np.add.at(self._sum, rows_a, np.bincount(local, weights=vw, minlength=k))
+            np.add.at(self._sum, rows_a, np.bincount(local, weights=vw, minlength=len(rows)))
         self._seen[rows_a] = now
 
     def _bucket_of(self, v: np.ndarray) -> np.ndarray:
@@ -360,7 +374,7 @@ class PrometheusExporter:
         counts = np.zeros((cap, self._nb), dtype=np.float64)
         counts[:old] = self._counts
         self._counts = counts
-        for name in ("_sum", "_count", "_seen"):
+        for name in ("_sum", "_seen"):
             a = np.zeros(cap, dtype=np.float64)
             a[:old] = getattr(self, name)
             setattr(self, name, a)
@@ -386,7 +400,7 @@ class PrometheusExporter:
             if self._seen[r] <= idle:
                 del self._rows[labels]
                 self._counts[r] = 0.0
-                self._sum[r] = self._count[r] = 0.0
+                self._sum[r] = 0.0
                 self._free.append(r)
         for labels, c in list(self._counters.items()):
             if c[1] <= idle:
@@ -394,7 +408,7 @@ class PrometheusExporter:
 
     # -- scrape time (HTTP threads) --------------------------------------------------------
 
-    def _copy(self) -> tuple[list[LatencyLabels], np.ndarray, np.ndarray, np.ndarray, Any]:
+    def _copy(self) -> tuple[list[LatencyLabels], np.ndarray, np.ndarray, Any]:
         with self._lock:
             labels = list(self._rows)
             idx = np.fromiter(self._rows.values(), dtype=np.intp, count=len(labels))
@@ -404,13 +418,12 @@ class PrometheusExporter:
                 labels,
                 self._counts[idx],  # fancy indexing copies
                 self._sum[idx],
-                self._count[idx],
                 (counters, totals),
             )
 
     def collect(self) -> Iterator[Metric]:
-        labels, counts, sums, totals, (counters, ingest) = self._copy()
-        yield self._histograms(labels, counts, sums, totals)
+        labels, counts, sums, (counters, ingest) = self._copy()
+        yield self._histograms(labels, counts, sums)
         c = CounterMetricFamily(
             "vtmon_counter", "Counter series: the sum of increments since start (1 / rate each)."
         )
@@ -443,26 +456,18 @@ class PrometheusExporter:
         labels: list[LatencyLabels],
         counts: np.ndarray,
         sums: np.ndarray,
-        totals: np.ndarray,
     ) -> Metric:
-        h = HistogramMetricFamily(
-            "vtmon_latency_milliseconds",
-            "Distribution series (latencies) since start, in milliseconds.",
-        )
-        if not labels:
-            return h
-        cum = np.cumsum(counts, axis=1).tolist()
-        les = self._le
-        out = h.samples
+        """The histogram family, series in label order; ``_count`` is the ``+Inf`` bucket."""
         order = sorted(range(len(labels)), key=labels.__getitem__)
-        for i in order:
-            base = dict(labels[i])
-            for le, v in zip(les, cum[i], strict=True):
-                out.append(Sample("vtmon_latency_milliseconds_bucket", {**base, "le": le}, v))
-            # _count is the +Inf bucket, by definition (float sums could differ in the last bit)
-            out.append(Sample("vtmon_latency_milliseconds_count", base, cum[i][-1]))
-            out.append(Sample("vtmon_latency_milliseconds_sum", base, float(sums[i])))
-        return h
+        return LatencyHistograms(
+            LATENCY,
+            "Distribution series (latencies) since start, in milliseconds.",
+            [labels[i] for i in order],
+            self._le,
+            np.cumsum(counts[order], axis=1),
+            sums[order],
+            self._templates,
+        )
 
     def _info(self) -> Iterator[Metric]:
         m = self.monitor
@@ -487,8 +492,9 @@ class PrometheusExporter:
         return refused
 
     def exposition(self) -> bytes:
-        """``/metrics`` as the HTTP endpoint serves it (text format 0.0.4)."""
-        return generate_latest(self.registry)
+        """``/metrics`` as the HTTP endpoint serves it (text format 0.0.4): what
+        prometheus-client's ``generate_latest`` writes, byte for byte, the histograms in bulk."""
+        return generate(self.registry)
 
     # -- HTTP ------------------------------------------------------------------------------
 
@@ -512,7 +518,7 @@ class PrometheusExporter:
             server = httpd.MetricsServer(
                 host,
                 port,
-                make_wsgi_app(self.registry),
+                metrics_app(self.registry, self.builds),
                 timeout=timeout,
                 max_requests=max_requests,
                 max_waiting=max_waiting,
