@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
+import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.samples import Sample
 
@@ -23,6 +24,7 @@ from vtmon.model import (
     Snapshot,
     as_count,
     as_float,
+    as_table,
 )
 
 
@@ -52,15 +54,15 @@ def _total(n: object) -> float:
 def _series_gauges(snap: Snapshot) -> Iterator[Metric]:
     gauges = GaugeMetricFamily("vtmon_gauge", "Gauge series: the current value.")
     sets = GaugeMetricFamily("vtmon_set_members", "Set series: unique members in the last minute.")
-    targets: dict[str, float] = {}
+    table = as_table(snap.series)
+    targets = table.component_targets()
     seen: set[tuple[str, LatencyLabels]] = set()
-    for s in snap.series:
-        if s.kind is Kind.DISTRIBUTION and s.target_ms is not None:
-            targets.setdefault(s.component, s.target_ms)
-            continue
-        fam = gauges if s.kind is Kind.GAUGE else sets if s.kind is Kind.SET else None
+    shown = np.sort(np.concatenate((table.of_kind(Kind.GAUGE), table.of_kind(Kind.SET))))
+    for i in shown.tolist():
+        s = table[i]
+        fam = gauges if s.kind is Kind.GAUGE else sets
         last = as_float(s.last)
-        if fam is None or last is None:
+        if last is None:
             continue
         labels = series_labels(SeriesKey(s.name, s.tags, s.kind))
         if (fam.name, labels) in seen:

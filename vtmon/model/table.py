@@ -128,6 +128,17 @@ class SeriesTable(Sequence[SeriesStats]):
         """Component names, indexed by ``component_codes``."""
         return self._codes_of()[2]
 
+    def component_targets(self) -> dict[str, float]:
+        """Each component's latency target, from its first series that has one."""
+        have = np.flatnonzero(~np.isnan(self.target_ms))
+        names = self.components
+        out: dict[str, float] = {}
+        for c, t in zip(
+            self.component_codes[have].tolist(), self.target_ms[have].tolist(), strict=True
+        ):
+            out.setdefault(names[c], t)
+        return out
+
     def of_kind(self, kind: Kind) -> NDArray[np.intp]:
         """Positions of the series of one kind."""
         return np.flatnonzero(self.kind_codes == _KIND_CODE[kind])

@@ -23,8 +23,6 @@ from dataclasses import dataclass, fields, is_dataclass
 from enum import Enum
 from typing import Any
 
-import numpy as np
-
 from vtmon.model import Alert, IngestStats, Snapshot, as_table
 
 KINDS: tuple[str, ...] = (
@@ -191,14 +189,7 @@ class FindingsTracker:
             self._alerts_seen = {a for a in self._alerts_seen if a.t >= floor}
 
     def _health(self, snap: Snapshot) -> list[Finding]:
-        targets: dict[str, float] = {}
-        table = as_table(snap.series)
-        have = np.flatnonzero(~np.isnan(table.target_ms))
-        names = table.components
-        for c, t in zip(
-            table.component_codes[have].tolist(), table.target_ms[have].tolist(), strict=True
-        ):
-            targets.setdefault(names[c], t)
+        targets = as_table(snap.series).component_targets()
         out = []
         for h in snap.health:
             data = plain(h)
