@@ -1,7 +1,7 @@
 """Many series: what `vtmon serve` costs as series grow, next to netdata's statsd.
 
 python bench/series.py [--series 1,1000,5000,10000] [--rate 1] [--seconds 40] [--warmup 20]
-                       [--netdata-series 5000,10000] [--no-netdata] [--idle 10]
+                       [--netdata-series 5000,10000] [--no-netdata] [--idle 10] [--rows 40]
 
 For each N in ``--series``: a real `vtmon serve` as a user runs it (history on, in a temporary
 --data-dir; detection on; defaults, with ``[limits] max_series`` raised when N is above it),
@@ -15,9 +15,13 @@ bench measures for ``--seconds``:
 - vtmon's CPU (user + system of its process, over wall time; % of one core) and the largest
   resident memory read once a second;
 - the Snapshot cadence: a reader thread asks `snapshot` about once a second (timed from the
-  last Snapshot seen, see Reader) and records each Snapshot's ``t`` and how long the answer
-  took (sent to last byte read); the largest gap between consecutive distinct ``t`` and the
-  slowest answer;
+  last Snapshot seen, see Reader) for what an attached console shows: ``--rows`` series (the
+  first in the Snapshot's order) and two numbers of every series to sort by (``"columns":
+  ["1m.p95", "1m.rate"]``, docs/snapshot.md); it records each Snapshot's ``t`` and how long
+  the answer took (sent to last byte read); the largest gap between consecutive distinct
+  ``t`` and the slowest answer;
+- the whole Snapshot (every series, as `vtmon snapshot` asks): after the window, three
+  requests, the slowest answer and its size;
 - what was lost: the Snapshot's ingest counters over the window (samples dropped, lines
   rejected), series missing from the Snapshot (refused), and, at the end, whether the
   sender's connection counted every line it sent (`connection.stats`);
@@ -72,14 +76,19 @@ SATURATED = 90.0  # % of a core
 T_FIELD = re.compile(rb'"result":\{"t":([-0-9.eE+]+)')
 
 
-def snapshot_raw(path: str, timeout: float = 30.0) -> tuple[bytes, float]:
+def snapshot_raw(
+    path: str, params: dict | None = None, timeout: float = 30.0
+) -> tuple[bytes, float]:
     """One `snapshot` answer as bytes, and the seconds from request to its last byte."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(timeout)
+    request = {"jsonrpc": "2.0", "id": 1, "method": "snapshot"}
+    if params is not None:
+        request["params"] = params
     try:
         s.connect(path)
         t0 = time.monotonic()
-        s.sendall(b'{"jsonrpc":"2.0","id":1,"method":"snapshot"}\n')
+        s.sendall(json.dumps(request).encode() + b"\n")
         chunks = []
         while True:
             data = s.recv(1 << 20)
@@ -101,9 +110,10 @@ class Reader(threading.Thread):
     misses one, and reports a 2 s gap that is not there. Keeps each distinct Snapshot time,
     the slowest answer, the largest answer, and requests that failed."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, params: dict | None = None) -> None:
         super().__init__(daemon=True)
         self.path = path
+        self.params = params
         self.stop = threading.Event()
         self.times: list[float] = []
         self.slowest = 0.0
@@ -116,7 +126,7 @@ class Reader(threading.Thread):
             self.requests += 1
             wait = REPOLL_S
             try:
-                raw, took = snapshot_raw(self.path)
+                raw, took = snapshot_raw(self.path, self.params)
                 m = T_FIELD.search(raw, 0, 200)
                 t = float(m.group(1)) if m else json.loads(raw)["result"]["t"]
             except (OSError, ValueError, KeyError) as e:
@@ -145,6 +155,8 @@ class Run:
     gap: float = math.inf  # s, largest between Snapshots
     slowest: float = math.inf  # s, slowest snapshot answer
     largest_answer: int = 0  # bytes
+    whole: float = math.inf  # s, slowest answer with every series
+    whole_size: int = 0  # bytes
     seen: int = 0  # distinct Snapshots
     requests: int = 0
     snapshot_failures: list[str] = field(default_factory=list)
@@ -196,8 +208,10 @@ def run_vtmon(n: int, args: argparse.Namespace) -> Run:
             proc = psutil.Process(popen.pid)
             load = Load.start(path, n, args.rate)
             time.sleep(args.warmup)
-            before = snapshot_dict(path)["ingest"]
-            reader = Reader(path)
+            first = snapshot_dict(path)
+            before = first["ingest"]
+            shown = [r["name"] for r in first["series"][: args.rows]]
+            reader = Reader(path, {"series": shown, "columns": ["1m.p95", "1m.rate"]})
             reader.start()
             t0 = time.monotonic()
             run.cpu, run.rss = measure(proc, args.seconds)
@@ -206,6 +220,10 @@ def run_vtmon(n: int, args: argparse.Namespace) -> Run:
                 raise SystemExit(f"vtmon serve exited ({popen.returncode}) under {n:,} series")
             reader.stop.set()
             reader.join(60)
+            for _ in range(3):
+                raw, took = snapshot_raw(path, timeout=60)
+                run.whole = took if run.whole == math.inf else max(run.whole, took)
+                run.whole_size = max(run.whole_size, len(raw))
             snap = snapshot_dict(path)
             after = snap["ingest"]
             run.queued = rpc(path, "ingest")["queued_batches"]
@@ -267,6 +285,7 @@ def print_table(runs: list[Run], skipped: str) -> None:
         "RSS",
         "largest Snapshot gap",
         "slowest snapshot answer",
+        "whole Snapshot",
         "dropped",
         "cost per series-second",
         "netdata CPU above idle",
@@ -278,6 +297,7 @@ def print_table(runs: list[Run], skipped: str) -> None:
             f"{r.rss:.0f} MB",
             fmt_s(r.gap),
             fmt_s(r.slowest),
+            f"{fmt_s(r.whole)}, {r.whole_size / 2**20:.1f} MB",
             lost_cell(r),
             cost_cell(r),
             netdata_cell(r, skipped),
@@ -298,7 +318,7 @@ def report(runs: list[Run], skipped: str) -> None:
             "",
             f"CPU {each.cpu:.1f} % of a core, RSS {each.rss:.0f} MB, "
             f"{cost_cell(each)} per series-s, gap {fmt_s(each.gap)}, "
-            f"answer {fmt_s(each.slowest)}",
+            f"answer {fmt_s(each.slowest)}, whole Snapshot {fmt_s(each.whole)}",
             f"netdata statsd {netdata_cell(each, skipped)}" if each.netdata else "",
         )
     by_n = {r.n: r for r in runs}
@@ -321,8 +341,9 @@ def report(runs: list[Run], skipped: str) -> None:
         failed = f", {len(r.snapshot_failures)} requests failed" if r.snapshot_failures else ""
         result("series: largest Snapshot gap at 5,000 series", "<= 1.2 s", fmt_s(r.gap) + failed,
                ok=r.gap <= 1.2 and not r.snapshot_failures)  # fmt: skip
-        result("series: slowest snapshot answer at 5,000 series", "<= 1 s", fmt_s(r.slowest),
-               ok=r.slowest <= 1.0)  # fmt: skip
+        result("series: slowest snapshot answer at 5,000 series", "<= 1 s",
+               f"{fmt_s(r.whole)} with every series, {fmt_s(r.slowest)} for a console's view",
+               ok=max(r.whole, r.slowest) <= 1.0)  # fmt: skip
         result("series: dropped at 5,000 series", "nothing", lost_cell(r),
                ok=r.lost == 0)  # fmt: skip
     if (r := by_n.get(10000)) is not None:
@@ -382,6 +403,12 @@ def main() -> None:
     )
     ap.add_argument("--no-netdata", action="store_true", help="leave netdata out")
     ap.add_argument(
+        "--rows",
+        type=int,
+        default=40,
+        help="series the once-a-second reader asks for, as a console shows them (default 40)",
+    )
+    ap.add_argument(
         "--idle",
         type=float,
         default=10.0,
@@ -412,7 +439,8 @@ def main() -> None:
         print(
             f"  Snapshots: {fmt_s(r.gap)} largest gap ({r.seen} seen in {r.requests} requests), "
             f"slowest answer {fmt_s(r.slowest)} ({r.largest_answer / 2**20:.1f} MB at most), "
-            f"{len(r.snapshot_failures)} requests failed {r.snapshot_failures[:2]}"
+            f"{len(r.snapshot_failures)} requests failed {r.snapshot_failures[:2]}; "
+            f"the whole Snapshot {fmt_s(r.whole)} ({r.whole_size / 2**20:.1f} MB)"
         )
         print(
             f"  in the window: {r.dropped} samples dropped, {r.rejected} lines rejected; "
