@@ -30,7 +30,8 @@ Windows
 Chart points
     ``record_history`` writes every row's 10 s p50/p95/p99 into a ring of ``history_len``
     ticks (plus ``SPARE_TICKS`` so that a Snapshot's lazy view, ``ChartPoints``, stays readable
-    for that many ticks after it was taken); rows cost 24 bytes a tick, not an object a point.
+    for that many ticks after it was taken), in single precision (a chart needs no more): rows
+    cost 12 bytes a tick, not an object a point.
 
 Not thread-safe: ``SeriesStore`` calls it under its lock.
 """
@@ -264,7 +265,7 @@ class ChartPoints(Sequence[HistoryPoint]):
         lo = max(self._lo, c._tick - c._ring + 1)  # ticks overwritten since are gone
         ticks = np.arange(lo, self._hi + 1) % c._ring
         t = c._chart_t[ticks]
-        vals = c._chart[:, ticks, self._row]
+        vals = c._chart[:, ticks, self._row].astype(np.float64)
         if self._seed:
             seed = np.array(
                 [[p.t, *(np.nan if v is None else v for v in (p.p50, p.p95, p.p99))]
@@ -345,7 +346,9 @@ class DistColumns:
         self._ring = history_len + SPARE_TICKS
         self._tick = -1  # the newest tick written
         self._chart_t: F64 = np.zeros(self._ring)
-        self._chart: F64 = np.full((3, self._ring, 0), np.nan)
+        # single precision: a chart needs no more, and at 100,000 series this is the largest
+        # array of all
+        self._chart: NDArray[np.float32] = np.full((3, self._ring, 0), np.nan, dtype=np.float32)
         self._born: I64 = np.empty(0, dtype=np.int64)
         self._seed: dict[int, tuple[HistoryPoint, ...]] = {}
 
