@@ -2,6 +2,7 @@
 
 python bench/series.py [--series 1,1000,5000,10000] [--rate 1] [--seconds 40] [--warmup 20]
                        [--netdata-series 5000,10000] [--no-netdata] [--idle 10] [--rows 40]
+                       [--quiet 15]
 
 For each N in ``--series``: a real `vtmon serve` as a user runs it (history on, in a temporary
 --data-dir; detection on; defaults, with ``[limits] max_series`` raised when N is above it),
@@ -25,7 +26,12 @@ bench measures for ``--seconds``:
 - what was lost: the Snapshot's ingest counters over the window (samples dropped, lines
   rejected), series missing from the Snapshot (refused), and, at the end, whether the
   sender's connection counted every line it sent (`connection.stats`);
-- the cost per series per second: CPU seconds / (N x seconds).
+- the cost per series per second: CPU seconds / (N x seconds), busy (the load above) and
+  quiet: the sender stops and vtmon's CPU is measured for ``--quiet`` seconds more, its N
+  series still in every window, nothing arriving;
+- the analysis: in this process, a Monitor (injected clock, no history file) gets the same N
+  series for 70 s, then the slowest of its 5-second evaluations (detection, health,
+  regressions, forecasts) is timed.
 
 netdata is the peer (for N in ``--netdata-series``): when its binary is missing and the
 bench runs as root on Debian or alike, it is installed with `apt-get install -y netdata`.
@@ -49,6 +55,7 @@ import argparse
 import json
 import math
 import os
+import random
 import re
 import socket
 import subprocess
@@ -57,11 +64,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 from common import machine, result, rpc, serving
 from netdata import Netdata, netdata_binary, run_netdata
-from series_load import Load, measure
+from series_load import Load, measure, series_lines
 
 from vtmon.config import Config
 
@@ -155,6 +163,8 @@ class Run:
     gap: float = math.inf  # s, largest between Snapshots
     slowest: float = math.inf  # s, slowest snapshot answer
     largest_answer: int = 0  # bytes
+    quiet: float = math.nan  # % of one core, nothing arriving
+    evaluation_ms: float = math.nan  # the slowest 5-s evaluation, in-process
     whole: float = math.inf  # s, slowest answer with every series
     whole_size: int = 0  # bytes
     seen: int = 0  # distinct Snapshots
@@ -183,6 +193,11 @@ class Run:
         return self.cpu / 100 / self.n * 1e6
 
     @property
+    def quiet_us(self) -> float:
+        """CPU microseconds per series per second with nothing arriving."""
+        return self.quiet / 100 / self.n * 1e6
+
+    @property
     def lost(self) -> int:
         """Everything that did not arrive whole: dropped, rejected, refused, uncounted."""
         uncounted = self.sent - self.counted if self.counted >= 0 else self.sent
@@ -198,8 +213,49 @@ def svc_series(snap: dict) -> int:
     return sum(1 for s in snap["series"] if s["name"].startswith("svc."))
 
 
+def evaluation_ms(n: int, rate: float) -> float:
+    """The slowest 5-s evaluation of the analysis over N series (see the module docstring)."""
+    from vtmon.clock import ManualClock
+    from vtmon.engine.monitor import Monitor
+    from vtmon.export.replay import NullCollector, NullSensors
+    from vtmon.ingest.parse import parse_block
+    from vtmon.model import Batch
+
+    clock = ManualClock(1_800_000_000.0)
+    cfg = Config(max_series=max(Config().max_series, n))
+    m = Monitor(cfg, clock=clock, collector=NullCollector(), sensors=NullSensors())
+    heads, typical = series_lines(n)
+    rng = random.Random(3)
+    analyzer = m.analyzer
+    every = analyzer.evaluate
+    took: list[float] = []
+
+    def timed(snap: Any, now: float) -> Any:
+        runs = analyzer.evaluations
+        t0 = time.perf_counter()
+        out = every(snap, now)
+        if analyzer.evaluations > runs:  # an evaluation was due and ran
+            took.append(time.perf_counter() - t0)
+        return out
+
+    analyzer.evaluate = timed  # type: ignore[method-assign]
+    # 70 s: the windows fill and the once-a-minute regression check runs (its cost is per
+    # series; five minutes of it need not be waited for)
+    for _ in range(70):
+        due = [i for i in range(n) if rng.random() < rate]
+        block = b"".join(heads[i] % (typical[i] * rng.lognormvariate(0, 0.3)) for i in due)
+        b = Batch()
+        parse_block(block, b)
+        m.offer(b)
+        m.drain()
+        m.tick(drain=False)
+        clock.advance(1.0)
+    return max(took[2:]) * 1e3  # the first ones see windows still filling
+
+
 def run_vtmon(n: int, args: argparse.Namespace) -> Run:
     run = Run(n)
+    run.evaluation_ms = evaluation_ms(n, min(args.rate, 1.0))
     limit = Config().max_series
     with tempfile.TemporaryDirectory(prefix="vtmon-bench-cfg-") as cfg_dir:
         cfg = Path(cfg_dir) / "config.toml"
@@ -230,6 +286,8 @@ def run_vtmon(n: int, args: argparse.Namespace) -> Run:
             run.sent, counts, _t0, run.sender_error = load.finish()
             if counts is not None:
                 run.counted = counts["accepted"] + sum(counts["rejected"].values())
+            if args.quiet > 0:
+                run.quiet, _ = measure(proc, args.quiet)
             run.gap, run.slowest = reader.largest_gap(), reader.slowest
             run.largest_answer, run.snapshot_failures = reader.largest, reader.failures
             run.seen, run.requests = len(reader.times), reader.requests
@@ -288,6 +346,8 @@ def print_table(runs: list[Run], skipped: str) -> None:
         "whole Snapshot",
         "dropped",
         "cost per series-second",
+        "quiet",
+        "5-s evaluation",
         "netdata CPU above idle",
     )
     rows = [
@@ -300,6 +360,8 @@ def print_table(runs: list[Run], skipped: str) -> None:
             f"{fmt_s(r.whole)}, {r.whole_size / 2**20:.1f} MB",
             lost_cell(r),
             cost_cell(r),
+            f"{r.quiet:.1f} %, {r.quiet_us:.1f} us" if math.isfinite(r.quiet) else "not run",
+            f"{r.evaluation_ms:.0f} ms",
             netdata_cell(r, skipped),
         )
         for r in runs
@@ -318,7 +380,9 @@ def report(runs: list[Run], skipped: str) -> None:
             "",
             f"CPU {each.cpu:.1f} % of a core, RSS {each.rss:.0f} MB, "
             f"{cost_cell(each)} per series-s, gap {fmt_s(each.gap)}, "
-            f"answer {fmt_s(each.slowest)}, whole Snapshot {fmt_s(each.whole)}",
+            f"answer {fmt_s(each.slowest)}, whole Snapshot {fmt_s(each.whole)}, quiet "
+            f"{each.quiet:.1f} % ({each.quiet_us:.1f} us per series-s), 5-s evaluation "
+            f"{each.evaluation_ms:.0f} ms",
             f"netdata statsd {netdata_cell(each, skipped)}" if each.netdata else "",
         )
     by_n = {r.n: r for r in runs}
@@ -349,6 +413,8 @@ def report(runs: list[Run], skipped: str) -> None:
     if (r := by_n.get(10000)) is not None:
         result("series: vtmon CPU at 10,000 series", "<= 25 % of a core",
                f"{r.cpu:.1f} % of a core", ok=r.cpu <= 25)  # fmt: skip
+        result("series: 5-s evaluation of 10,000 series", "<= 50 ms",
+               f"{r.evaluation_ms:.0f} ms", ok=r.evaluation_ms <= 50)  # fmt: skip
         result("series: vtmon RSS at 10,000 series", "<= 600 MB", f"{r.rss:.0f} MB",
                ok=r.rss <= 600)  # fmt: skip
 
@@ -402,6 +468,12 @@ def main() -> None:
         help="the series counts also run against netdata, when in --series (default 5000,10000)",
     )
     ap.add_argument("--no-netdata", action="store_true", help="leave netdata out")
+    ap.add_argument(
+        "--quiet",
+        type=float,
+        default=15.0,
+        help="seconds measured after the sender stops, the series still present (default 15)",
+    )
     ap.add_argument(
         "--rows",
         type=int,
