@@ -51,6 +51,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/binary.py && \
 	$(BIN)/python bench/client.py && \
 	$(BIN)/python bench/store.py && \
+	$(BIN)/python bench/history.py && \
 	$(BIN)/python bench/prometheus.py && \
 	$(BIN)/python bench/report.py && \
 	$(BIN)/python bench/console.py && \

@@ -35,7 +35,17 @@ from vtmon.config import RetentionConfig
 from vtmon.files import ForeignFolder, private_file, private_folder
 from vtmon.model import SeriesKey
 from vtmon.store.bound import size_bound
-from vtmon.store.rollup import LAYERS, CorruptBlob, Row, Tier, decode, merge_blobs, tiers_for
+from vtmon.store.rollup import (
+    LAYERS,
+    CorruptBlob,
+    Point,
+    Row,
+    Tier,
+    decode,
+    merge_blobs,
+    rows_of,
+    tiers_for,
+)
 from vtmon.store.schema import HISTORY_SCHEMA, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
@@ -498,17 +508,27 @@ class HistoryFile:
     def _read(
         self, conn: sqlite3.Connection, sid: int, res: int, lo: float, hi: float
     ) -> Iterator[tuple[int, Row]]:
-        cur = conn.execute(
-            "SELECT t, n, total, lo, hi, last, sketch FROM points "
+        points = conn.execute(
+            "SELECT series_id, t, n, total, lo, hi, last, sketch FROM points "
             "WHERE series_id = ? AND res = ? AND t >= ? AND t < ? ORDER BY t",
             (sid, res, lo, hi),
-        )
-        for t, n, total, mn, mx, last, blob in cur:
-            keys = counts = None
-            if blob is not None:
-                try:
-                    keys, counts = decode(blob)
-                except CorruptBlob:
-                    log.warning("skipped an unreadable sketch of series %s at %s", sid, t)
-                    continue
-            yield t, Row(n, total, mn, mx, last, keys, counts)
+        ).fetchall()
+        try:
+            rows = rows_of(points)
+        except CorruptBlob:
+            rows = rows_of(readable(points))
+        yield from rows
+
+
+def readable(points: list[Point]) -> list[Point]:
+    """The points whose sketch can be decoded (a warning for each that cannot)."""
+    out = []
+    for p in points:
+        if p[7] is not None:
+            try:
+                decode(p[7])
+            except CorruptBlob:
+                log.warning("skipped an unreadable sketch of series %s at %s", p[0], p[1])
+                continue
+        out.append(p)
+    return out

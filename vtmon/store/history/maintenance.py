@@ -28,13 +28,18 @@ from vtmon.store.bound import (
     on_disk,
     trim_notice,
 )
-from vtmon.store.history.file import TierState, is_corrupt, reason_of
+from vtmon.store.history.file import TierState, is_corrupt, readable, reason_of
 from vtmon.store.history.writer import UPSERT_POINTS, HistoryWriter
-from vtmon.store.rollup import LAYERS, Row, align, merge
+from vtmon.store.rollup import LAYERS, CorruptBlob, align, roll_up
 
 log = logging.getLogger(__name__)
 
 LATE_S = RING_S  # timed samples may correct seconds this old (see SeriesStore)
+# A rollup reads the points of this many series at most at a time (one query's IN list), and
+# fewer when they would hold more than ROLL_POINTS points: memory stays bounded when a long
+# stop is caught up.
+ROLL_IDS = 500
+ROLL_POINTS = 200_000
 
 
 class HistoryMaintenance(HistoryWriter):
@@ -252,29 +257,33 @@ class HistoryMaintenance(HistoryWriter):
         self, conn: sqlite3.Connection, layer: str, src: int, res: int, frm: int, upto: int
     ) -> int | None:
         """Merge the ``src`` points in ``[frm, upto)`` into ``res`` points; returns the first
-        second of the earliest point written (None: none)."""
+        second of the earliest point written (None: none). The series are read a batch at a
+        time (``ROLL_POINTS`` points at most) and each batch is merged in one pass."""
         ids = [
             r[0]
             for r in conn.execute(
                 "SELECT id FROM series WHERE layer = ? AND last_t >= ?", (layer, frm)
             ).fetchall()
         ]
+        step = max(1, min(ROLL_IDS, ROLL_POINTS * src // max(upto - frm, src)))
         first: int | None = None
-        for sid in ids:
-            groups: dict[int, list[Row]] = {}
-            for t, row in self._read(conn, sid, src, frm, upto):
-                groups.setdefault(t - t % res, []).append(row)
-            if not groups:
+        for i in range(0, len(ids), step):
+            part = ids[i : i + step]
+            points = conn.execute(
+                "SELECT series_id, t, n, total, lo, hi, last, sketch FROM points "
+                f"WHERE series_id IN ({','.join('?' * len(part))}) AND res = ? AND t >= ? "
+                "AND t < ? ORDER BY series_id, t",
+                (*part, src, frm, upto),
+            ).fetchall()
+            try:
+                merged = roll_up(points, res)
+            except CorruptBlob:
+                merged = roll_up(readable(points), res)
+            if not merged:
                 continue
-            low = min(groups)
+            low = min(p[2] for p in merged)
             first = low if first is None else min(first, low)
-            conn.executemany(
-                UPSERT_POINTS,
-                [
-                    (sid, res, t, m.n, m.sum, m.min, m.max, m.last, m.blob())
-                    for t, m in ((t, merge(rows)) for t, rows in groups.items())
-                ],
-            )
+            conn.executemany(UPSERT_POINTS, merged)
         return first
 
     def _oldest(self, conn: sqlite3.Connection, layer: str, st: TierState) -> float:

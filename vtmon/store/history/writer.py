@@ -19,12 +19,14 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from vtmon.clock import Clock
 from vtmon.config import RetentionConfig
 from vtmon.model import Kind, Resources, Sensors, SeriesKey, Snapshot
 from vtmon.store.findings import Finding, FindingsTracker
 from vtmon.store.history.file import HistoryFile
-from vtmon.store.rollup import Row, align, merge
+from vtmon.store.rollup import Row, align, encode_many, merge
 
 MAX_PENDING = 500_000  # items waiting for the writer; beyond this the oldest are dropped
 
@@ -154,6 +156,7 @@ class HistoryWriter(HistoryFile):
             return 0
         t0 = time.perf_counter()
         rows = self._rows(pending)
+        written = sum(len(points) for _, _, points in rows)
         found = [f for p in pending if p[0] == "f" for f in p[1]]
         try:
             with self._db_lock, self._transaction() as conn:
@@ -164,64 +167,117 @@ class HistoryWriter(HistoryFile):
                         [(f.t, f.kind, f.component, _json(f.data)) for f in found],
                     )
         except sqlite3.Error as e:
-            self._failed(e, len(rows))
+            self._failed(e, written)
             return 0
         self.last_flush_s = time.perf_counter() - t0
-        self.rows_written += len(rows)
+        self.rows_written += written
         if self._retry_at or self._behind:  # writing works (again): no more warning
             self._retry_at = 0.0
             self._behind = False
             self.warning = self.notice
-        return len(rows)
+        return written
 
-    def _rows(self, pending: list[tuple[Any, ...]]) -> dict[tuple[str, SeriesKey, int, int], Row]:
-        """Pending items as rows of each layer's finest tier, merged per bucket."""
-        groups: dict[tuple[str, SeriesKey, int, int], list[Row]] = {}
+    def _rows(self, pending: list[tuple[Any, ...]]) -> list[SeriesRows]:
+        """Pending items as rows of each layer's finest tier, merged per interval, grouped by
+        series; the sketches of all of them encoded in one pass (``encode_rows``)."""
+        groups: dict[tuple[str, SeriesKey], dict[int, Any]] = {}
+        app: dict[int, Any] | None
         app_res = self._tiers["application"][0].tier.res
-
-        def put(layer: str, key: SeriesKey, res: int, t: float, row: Row) -> None:
-            groups.setdefault((layer, key, res, align(t, res)), []).append(row)
-
+        dist = Kind.DISTRIBUTION
         for p in pending:
             tag = p[0]
             if tag == "s":
                 for key, kind, sec, payload in p[1]:
-                    row = _payload_row(kind, payload)
-                    if row is not None:
-                        put("application", key, app_res, sec, row)
+                    # a distribution's payload stays as it is (it has the sketch's six
+                    # attributes); the other kinds become a Row
+                    if kind is dist:
+                        if payload.count <= 0:
+                            continue
+                        row = payload
+                    elif (row := _payload_row(kind, payload)) is None:
+                        continue
+                    t = align(sec, app_res)
+                    if (app := groups.get(("application", key))) is None:
+                        groups["application", key] = {t: row}
+                    elif (had := app.get(t)) is None:
+                        app[t] = row
+                    else:  # a correction of a second already pending
+                        app[t] = [*had, row] if type(had) is list else [had, row]
             elif tag == "r":
                 r: Resources = p[1]
                 for layer, key, v in resource_values(r):
-                    put(layer, key, self._tiers[layer][0].tier.res, r.t, Row.of_value(v))
+                    _put(groups, layer, key, align(r.t, self._tiers[layer][0].tier.res), v)
             elif tag == "h":
                 _, s, now = p
-                res = self._tiers["hardware"][0].tier.res
+                t = align(now, self._tiers["hardware"][0].tier.res)
                 for key, v in sensor_values(s):
-                    put("hardware", key, res, now, Row.of_value(v))
-        return {k: merge(v) for k, v in groups.items()}
+                    _put(groups, "hardware", key, t, v)
+        out: list[SeriesRows] = []
+        keys: list[np.ndarray] = []
+        counts: list[np.ndarray] = []
+        blob_of: list[list[Any]] = []  # the point each sketch's blob goes into
+        for (layer, key), by_t in groups.items():
+            res = self._tiers[layer][0].tier.res
+            points: list[list[Any]] = []
+            for t, got in by_t.items():
+                one: Any = merge([_as_row(r) for r in got]) if type(got) is list else got
+                point: list[Any]
+                if type(one) is Row:
+                    point = [res, t, one.n, one.sum, one.min, one.max, one.last, None]
+                    if one.keys is not None and one.counts is not None:
+                        keys.append(one.keys)
+                        counts.append(one.counts)
+                        blob_of.append(point)
+                else:  # a sketch
+                    point = [res, t, one.count, one.sum, one.min, one.max, None, None]
+                    keys.append(one.keys)
+                    counts.append(one.counts)
+                    blob_of.append(point)
+                points.append(point)
+            out.append((layer, key, points))
+        for point, blob in zip(blob_of, encode_many(keys, counts), strict=True):
+            point[7] = blob
+        return out
 
-    def _write(
-        self, conn: sqlite3.Connection, rows: dict[tuple[str, SeriesKey, int, int], Row]
-    ) -> None:
-        last: dict[int, int] = {}
+    def _write(self, conn: sqlite3.Connection, rows: list[SeriesRows]) -> None:
+        last: list[tuple[int, int]] = []
         params = []
         first: dict[str, int] = {}
-        for (layer, key, res, t), row in rows.items():
-            sid = self._series_id(conn, layer, key, t, create=True)
+        for layer, key, points in rows:
+            sid = self._series_id(conn, layer, key, points[0][1], create=True)
             assert sid is not None
-            end = t + res - 1
-            if last.get(sid, -1) < end:
-                last[sid] = end
-            if first.get(layer, t + 1) > t:
-                first[layer] = t
-            params.append((sid, res, t, row.n, row.sum, row.min, row.max, row.last, row.blob()))
+            lo, hi = min(p[1] for p in points), max(p[1] + p[0] - 1 for p in points)
+            last.append((hi, sid))
+            if first.get(layer, lo + 1) > lo:
+                first[layer] = lo
+            params += [(sid, *p) for p in points]
         conn.executemany(UPSERT_POINTS, params)
         for layer, t in first.items():
             self._tiers[layer][0].wrote(t)
-        conn.executemany(
-            "UPDATE series SET last_t = max(last_t, ?) WHERE id = ?",
-            [(t, sid) for sid, t in last.items()],
-        )
+        conn.executemany("UPDATE series SET last_t = max(last_t, ?) WHERE id = ?", last)
+
+
+# The rows of one series a flush writes: (layer, key, [res, t, n, sum, min, max, last, blob]).
+SeriesRows = tuple[str, SeriesKey, list[list[Any]]]
+
+
+def _put(
+    groups: dict[tuple[str, SeriesKey], dict[int, Any]],
+    layer: str,
+    key: SeriesKey,
+    t: int,
+    v: float,
+) -> None:
+    """A reading of a gauge into ``groups`` (``_rows``)."""
+    by_t = groups.setdefault((layer, key), {})
+    had = by_t.get(t)
+    row = Row.of_value(v)
+    by_t[t] = row if had is None else [*had, row] if type(had) is list else [had, row]
+
+
+def _as_row(r: Any) -> Row:
+    """A Row, or a sketch as one."""
+    return r if type(r) is Row else Row.of_sketch(r)
 
 
 # --- conversions ---------------------------------------------------------------------------
