@@ -233,3 +233,36 @@ def test_errors_from_nothing_are_reported_without_a_percentage() -> None:
     reg = found[0][1]
     assert reg.before == 0 and reg.after > 0.01
     assert "error rate up from 0 to " in reg.message
+
+
+def test_many_series_are_checked_a_twelfth_at_a_time_each_once_a_minute() -> None:
+    # 120 steady series and one that doubles at minute 10; update() every 5 s as the Analyzer
+    # calls it: each call reads a twelfth of them, each series once a minute, and the step in
+    # the one series is still found with its size.
+    rng = np.random.default_rng(9)
+    det = RegressionDetector()
+    names = [f"svc.op{i:03d}.latency" for i in range(121)]
+    checked: list[int] = []
+    point = det._p95_point  # white box: count the series each call reads
+
+    def counted(*a, **kw):
+        checked[-1] += 1
+        return point(*a, **kw)
+
+    det._p95_point = counted  # type: ignore[method-assign]
+    found = []
+    for m in range(16):
+        stats = []
+        for i, name in enumerate(names):
+            level = 100.0 if i == 77 and m >= 10 else 50.0
+            p95 = level * float(np.exp(rng.normal(0, 0.03)))
+            stats.append(series(name, "svc", p95, 300, p95 / 2))
+        s = snap(T0 + 60 * m, stats)
+        for k in range(12):
+            checked.append(0)
+            found += det.update(s, T0 + 60 * m + 5 * k + 0.5)
+        if m >= 1:
+            assert sum(checked[-12:]) == len(names)  # every series once in the minute
+            assert max(checked[-12:]) <= -(-len(names) // 12)  # a twelfth per call
+    assert [r.series for r in found] == ["svc.op077.latency{component=svc}"]
+    assert found[0].change == pytest.approx(1.0, abs=0.1)

@@ -137,10 +137,24 @@ def _rep_of(key: int) -> float:
 
 def key_reps(keys: NDArray[np.integer]) -> NDArray[np.float64]:
     """``_rep`` of every key of an array (any shape): the same floats as ``Sketch.quantiles``
-    gives, each distinct key looked up once."""
-    uniq, inv = np.unique(keys, return_inverse=True)
-    reps = np.asarray([_rep(k) for k in uniq.tolist()], dtype=np.float64)
-    return reps[inv.reshape(keys.shape)]
+    gives, read from a table of the keys seen so far (each computed once, in Python, so that
+    they are bit for bit ``_rep``'s)."""
+    global _TABLE_LO, _TABLE
+    if not keys.size:
+        return np.empty(keys.shape, dtype=np.float64)
+    lo, hi = int(keys.min()), int(keys.max())
+    top = _TABLE_LO + _TABLE.size - 1
+    if lo < _TABLE_LO or hi > top:
+        new_lo, new_hi = min(lo, _TABLE_LO), max(hi, top)
+        if not _TABLE.size:
+            new_lo, new_hi = lo, hi
+        table = np.asarray([_rep(k) for k in range(new_lo, new_hi + 1)], dtype=np.float64)
+        _TABLE_LO, _TABLE = new_lo, table
+    return _TABLE[keys - _TABLE_LO]
+
+
+_TABLE_LO = 0
+_TABLE: NDArray[np.float64] = np.empty(0, dtype=np.float64)
 
 
 _Q_ARRAYS: dict[tuple[float, ...], NDArray[np.float64]] = {}

@@ -652,9 +652,9 @@ class DistColumns:
         self._tick += 1
         slot = self._tick % self._ring
         self._chart_t[slot] = now
-        self._chart[0, slot] = q[0]  # p50
-        self._chart[1, slot] = q[2]  # p95
-        self._chart[2, slot] = q[3]  # p99
+        # p50, p95, p99; beyond single precision's range a point stays at its largest value
+        big = float(np.finfo(np.float32).max)
+        self._chart[:, slot] = np.clip(q[[0, 2, 3]], -big, big)
 
     def chart(self, row: int, hi: int | None = None) -> ChartPoints:
         """The row's chart points up to tick ``hi`` (the newest when None; at most

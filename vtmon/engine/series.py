@@ -70,7 +70,7 @@ from vtmon.model import (
     is_error_counter,
     is_operation_counter,
 )
-from vtmon.model.table import FIELDS, window_values
+from vtmon.model.table import FIELDS, table_codes, window_values
 from vtmon.sketch import Sketch
 
 BLOCK_S = 10  # seconds per cached block
@@ -425,6 +425,8 @@ class _Layout:
         "dist_comps",
         "dist_comp_codes",
         "other_pos",
+        "codes",
+        "keys",
     )
 
     def __init__(
@@ -442,6 +444,8 @@ class _Layout:
         )
         self.dist_comps = list(comps)
         self.other_pos = [i for i, (_, s) in enumerate(order) if s is not None]
+        self.keys = [k for k, _ in order]
+        self.codes = table_codes(self.keys)
 
 
 class SeriesStore:
@@ -724,12 +728,13 @@ class SeriesStore:
                     last[pos] = st.last
             tick, pos_row = d.tick, lay.pos_row
             return SeriesTable(
-                [k for k, _ in lay.order],
+                lay.keys,
                 values,
                 last,
                 target,
                 charts=lambda i: d.chart(int(pos_row[i]), tick),
                 made=made,
+                codes=lay.codes,
             )
 
     def closed_seconds(self, upto_s: int) -> list[tuple[SeriesKey, Kind, int, Any]]:
@@ -832,10 +837,10 @@ class SeriesStore:
                         ops[comp] = ops.get(comp, 0.0) + s.windows(now_s)[ERRORS_WINDOW].count
             d = self._dist
             if len(d):
-                counts = d.refresh(now_s)[ERRORS_WINDOW].n.tolist()
-                for key, r in d.rows.items():
-                    comp = key.component
-                    samples[comp] = samples.get(comp, 0.0) + counts[r]
+                lay = self._layout()
+                counts = d.refresh(now_s)[ERRORS_WINDOW].n[lay.dist_rows]
+                per = np.bincount(lay.dist_comp_codes, weights=counts).tolist()
+                samples = dict(zip(lay.dist_comps, per, strict=True))
         out = []
         for comp in sorted(errors.keys() | ops.keys() | samples.keys()):
             e = errors.get(comp, 0.0)

@@ -36,6 +36,18 @@ _EMPTY = WindowStats()
 
 F64 = NDArray[np.float64]
 Charts = Callable[[int], Sequence[HistoryPoint]]
+Codes = tuple[NDArray[np.int8], NDArray[np.int32], list[str]]
+
+
+def table_codes(keys: Sequence[SeriesKey]) -> Codes:
+    """Each key's kind code (``KINDS``) and component code, and the component names in order
+    of first appearance (a producer whose order changes rarely keeps them)."""
+    comps: dict[str, int] = {}
+    kinds = np.fromiter((_KIND_CODE[k.kind] for k in keys), dtype=np.int8, count=len(keys))
+    cc = np.fromiter(
+        (comps.setdefault(k.component, len(comps)) for k in keys), dtype=np.int32, count=len(keys)
+    )
+    return kinds, cc, list(comps)
 
 
 def window_values(w: WindowStats) -> list[float]:
@@ -66,17 +78,19 @@ class SeriesTable(Sequence[SeriesStats]):
         target_ms: F64,
         charts: Charts | None = None,
         made: dict[int, SeriesStats] | None = None,
+        codes: Codes | None = None,
     ) -> None:
         """``values[w, f, i]``: window ``w`` (``WINDOWS`` order), field ``f`` (``FIELDS``
         order) of series ``i``; ``charts(i)`` a distribution's chart points; ``made`` the
-        objects already built (series that are not distributions, say)."""
+        objects already built (series that are not distributions, say); ``codes`` what
+        ``table_codes`` gives for ``keys``, when the producer has it."""
         self.keys = tuple(keys)
         self.values = values
         self.last = last
         self.target_ms = target_ms
         self._charts = charts
         self._made: dict[int, SeriesStats] = dict(made or {})
-        self._codes: tuple[NDArray[np.int8], NDArray[np.int32], list[str]] | None = None
+        self._codes: Codes | None = codes
         self._ids: list[str] | None = None
         self._where: dict[str, int] | None = None
 
@@ -101,18 +115,9 @@ class SeriesTable(Sequence[SeriesStats]):
         """One field of one window for every series (read-only view; NaN for None)."""
         return self.values[_WINDOW[window], _FIELD[field]]
 
-    def _codes_of(self) -> tuple[NDArray[np.int8], NDArray[np.int32], list[str]]:
+    def _codes_of(self) -> Codes:
         if self._codes is None:
-            comps: dict[str, int] = {}
-            kinds = np.fromiter(
-                (_KIND_CODE[k.kind] for k in self.keys), dtype=np.int8, count=len(self.keys)
-            )
-            cc = np.fromiter(
-                (comps.setdefault(k.component, len(comps)) for k in self.keys),
-                dtype=np.int32,
-                count=len(self.keys),
-            )
-            self._codes = (kinds, cc, list(comps))
+            self._codes = table_codes(self.keys)
         return self._codes
 
     @property
