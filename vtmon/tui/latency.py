@@ -97,7 +97,7 @@ class LatencyPanel(Panel):
         return self.query_one(LatencyTable)
 
     def on_mount(self) -> None:
-        self.border_subtitle = "w window · h span · ↑↓ select"
+        self.border_subtitle = "w window · h span · ↑↓ pgup pgdn select"
         self._title()
         self.app.theme_changed_signal.subscribe(self, lambda _t: self.table.restyle())
 
