@@ -55,6 +55,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/prometheus.py && \
 	$(BIN)/python bench/report.py && \
 	$(BIN)/python bench/console.py && \
+	$(BIN)/python bench/latency_panel.py && \
 	$(BIN)/python bench/flood.py && \
 	$(BIN)/python bench/soak.py && \
 	$(BIN)/python bench/series.py && \

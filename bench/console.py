@@ -1,6 +1,7 @@
 """What the console itself costs: CPU share and memory of `vtmon` in a 200x50 tmux terminal.
 
 python bench/console.py [--seconds 30] [--load-seconds 20] [--rate 100000]
+                        [--series 10000] [--series-warmup 20]
 
 Starts, each in its own detached 200x50 tmux session and on its own socket: `vtmon` as a user
 runs it (history on, in a temporary folder), `vtmon --no-history`, and, as the baseline in the
@@ -9,7 +10,20 @@ reports vtmon's first frame, lets everything settle, then measures each process'
 and resident memory over the same ``--seconds`` with no metrics arriving: the cost a person
 pays for leaving the console open. Then a paced sender puts ``--rate`` StatsD samples a second
 on the socket of the first console (every 10 ms a batch of lines) and the console's CPU share
-is measured again over ``--load-seconds``. Needs tmux.
+is measured again over ``--load-seconds``.
+
+Then, with ``--series N`` (0: skipped), the same with N series present: a sender process puts
+N StatsD timing series on the socket (``svc.endpoint_00042.latency``, over 20 components, one
+sample per series per second, spread evenly over each second: bench/series_load.py). First
+`vtmon serve` (history on) gets them, as the baseline: the engine's own cost with N series.
+Then a fresh console (history on, its own socket) gets them; after ``--series-warmup``
+seconds (every series registered, its windows filling, the rows on screen) its CPU is
+measured over ``--seconds`` while the samples go on at one a second each, then again under the
+flood of ``--rate`` samples/s on top. The console's CPU less `vtmon serve`'s is what the
+screen costs with N series. Needs tmux.
+
+The consoles run the vtmon the bench imports (PYTHONPATH is passed on to them, so that old
+code unpacked elsewhere can be measured the same way).
 """
 
 from __future__ import annotations
@@ -24,10 +38,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-from common import machine, result, rpc
+from common import machine, result, rpc, serving
+from series_load import Load, measure
+
+from vtmon.config import Config
 
 WIDTH, HEIGHT = 200, 50
 # Textual, numpy and plotext alone import to about 51 MB (docs/performance.md).
@@ -99,7 +117,10 @@ class Console:
         self.started = time.monotonic()
         # As a user's installed vtmon runs: from its compiled bytecode (a development shell
         # may set PYTHONDONTWRITEBYTECODE, which makes every start compile from source).
-        line = "env -u PYTHONDONTWRITEBYTECODE " + shlex.join(command)  # through the shell
+        env = "env -u PYTHONDONTWRITEBYTECODE"
+        if os.environ.get("PYTHONPATH"):  # the tmux server has its own environment
+            env += " " + shlex.quote("PYTHONPATH=" + os.environ["PYTHONPATH"])
+        line = f"{env} {shlex.join(command)}"  # through the shell
         subprocess.run(
             ["tmux", "new-session", "-d", "-s", self.session, "-x", str(WIDTH), "-y", str(HEIGHT),
              line],
@@ -238,11 +259,112 @@ def under_load(c: Console, sock: str, rate: int, seconds: float) -> tuple[float,
     return m.cpu_percent("vtmon"), (n1 - n0) / (t1 - t0)
 
 
+@dataclass
+class Many:
+    """The console and `vtmon serve` with N series present (see the module docstring)."""
+
+    series: int
+    serve_cpu: float
+    serve_rss: float
+    cpu: float
+    rss: float
+    load_cpu: float
+    load_rate: float
+    screen: str  # the pane at the end of the quiet stretch
+
+
+def series_config(folder: str, n: int) -> str:
+    """A config file whose series cap leaves room for N series and the flood's own."""
+    cfg = Path(folder) / "many.toml"
+    cfg.write_text(f"[limits]\nmax_series = {max(Config().max_series, n + 100)}\n")
+    return str(cfg)
+
+
+def warm_up(sock: str, n: int, seconds: float) -> None:
+    """Wait ``seconds`` and until vtmon has counted a line of every series."""
+    deadline = time.monotonic() + max(seconds, 60.0)
+    time.sleep(seconds)
+    while counted(sock) < n:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"vtmon counted {counted(sock)} of the first {n} lines")
+        time.sleep(0.5)
+
+
+def with_series(n: int, args: argparse.Namespace, tmp: str) -> Many:
+    cfg = series_config(tmp, n)
+    with serving("--config", cfg) as (path, popen, _):
+        load = Load.start(path, n, 1.0)
+        warm_up(path, n, args.series_warmup)
+        serve_cpu, serve_rss = measure(psutil.Process(popen.pid), args.seconds)
+        load.finish()
+    sock = os.path.join(tmp, "many.sock")
+    data = os.path.join(tmp, "many")
+    os.mkdir(data)
+    c = Console("many", vtmon_command(sock, "--data-dir", data, "--config", cfg))
+    try:
+        c.first_frame()
+        load = Load.start(sock, n, 1.0)
+        warm_up(sock, n, args.series_warmup)
+        c.wait_for("svc.endpoint_")
+        m = Meter({"vtmon": c.proc})
+        m.run(args.seconds)
+        screen = c.pane()
+        load_cpu, load_rate = under_load(c, sock, args.rate, args.load_seconds)
+        sent, counts, _, error = load.finish()
+        took = None if counts is None else counts["accepted"] + sum(counts["rejected"].values())
+        if error or took != sent:
+            print(f"the series sender sent {sent:,} lines, vtmon took {took}; {error}")
+        return Many(
+            n,
+            serve_cpu,
+            serve_rss,
+            m.cpu_percent("vtmon"),
+            m.rss_mb("vtmon"),
+            load_cpu,
+            load_rate,
+            screen,
+        )
+    finally:
+        c.close()
+
+
+def report_many(many: Many, args: argparse.Namespace) -> None:
+    n = f"{many.series:,}"
+    print(f"with {n} series, one sample a second each, {args.seconds:.0f} s:")
+    print(f"CPU, console (history on)           {many.cpu:6.2f} % of a core")
+    print(f"CPU, vtmon serve (the engine alone) {many.serve_cpu:6.2f} % of a core")
+    print(f"CPU, the screen (the difference)    {many.cpu - many.serve_cpu:6.2f} % of a core")
+    print(f"resident memory, console            {many.rss:6.1f} MB (max)")
+    print(f"resident memory, vtmon serve        {many.serve_rss:6.1f} MB (max)")
+    print(
+        f"CPU at {args.rate:,} samples/s on top  {many.load_cpu:6.1f} % of a core "
+        f"(vtmon counted {many.load_rate:,.0f} lines/s of both senders over "
+        f"{args.load_seconds:.0f} s)"
+    )  # fmt: skip
+    print("the console's screen meanwhile:")
+    print(many.screen)
+    result(
+        f"console CPU, {n} series at 1/s each, history on",
+        "<= 25 % of a core",
+        f"{many.cpu:.2f} % of a core",
+        f"vtmon serve {many.serve_cpu:.2f} % of a core",
+        ok=many.cpu <= 25.0,
+    )
+    result(
+        f"console CPU at {args.rate // 1000}k samples/s, {n} series present",
+        "<= 25 % of a core",
+        f"{many.load_cpu:.1f} % of a core ({many.load_rate / 1000:.0f}k lines/s counted)",
+        ok=many.load_cpu <= 25.0 and many.load_rate >= 0.9 * args.rate,
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=30.0, help="idle measurement")
     ap.add_argument("--load-seconds", type=float, default=20.0)
     ap.add_argument("--rate", type=int, default=100_000, help="samples/s for the loaded case")
+    ap.add_argument("--series", type=int, default=10_000, help="series present (0: skip)")
+    ap.add_argument("--series-warmup", type=float, default=20.0)
     args = ap.parse_args()
     if not need_tmux("bench/console.py"):
         return
@@ -322,6 +444,8 @@ def main() -> None:
             f"{load_cpu:.1f} % of a core ({load_rate / 1000:.0f}k lines/s counted)",
             ok=load_cpu <= 25.0 and load_rate >= 0.9 * args.rate,
         )
+        if args.series:
+            report_many(with_series(args.series, args, tmp), args)
     finally:
         for c in consoles:
             c.close()

@@ -457,7 +457,7 @@ async def test_health_in_header_and_per_component(
         assert "health 0.58 critical" in header
         assert same_colour(style_of(app, "0.58 critical").color, app.current_theme.error)
         table = app.query_one(LatencyTable)
-        assert "health" in {c.key.value for c in table.columns.values()}
+        assert "health" in {c.key for c in table.columns_in_use}
         assert table.get_cell(API.id, "health").plain.strip() == "0.45"
         assert table.severity_at(API.id, "health") is fmt.Severity.BAD
         assert table.get_cell(VOICE.id, "health").plain.strip() == "0.85"
@@ -474,7 +474,7 @@ async def test_the_engines_own_health_scores_are_shown(monitor: Monitor) -> None
         scores = {h.component: h.score for h in snap.health}
         assert scores["api-server"] == pytest.approx(0.6)
         table = app.query_one(LatencyTable)
-        assert "health" in {c.key.value for c in table.columns.values()}
+        assert "health" in {c.key for c in table.columns_in_use}
         row = next(ln for ln in screen_text(app).splitlines() if "api.request_latency" in ln)
         assert row.split("│")[1].split()[-1] == "0.60"  # the latency panel's last column
         assert f"health {snap.overall_health.score:.2f}" in screen_text(app).splitlines()[0]

@@ -15,7 +15,6 @@ from textual.color import Color
 from textual.geometry import Region
 from textual.strip import Strip
 from textual.widget import Widget
-from textual.widgets import DataTable
 
 from tests.screen import SOCK, feed, screen_monitor, screen_text, start
 from vtmon.clock import ManualClock
@@ -160,7 +159,7 @@ async def test_a_changed_cell_is_drawn_anew_and_the_cursor_moves_its_highlight(
         def looks(row_id: str) -> list[object]:
             return [seg.style for seg in line(row_id) if seg.text.strip()]
 
-        first, second = (table.coordinate_to_cell_key((r, 0))[0].value for r in (0, 1))
+        first, second = (table.row_id(r) for r in (0, 1))
         assert table.cursor_row == 0
         before = (looks(first), looks(second))
         await pilot.press("down")
@@ -168,11 +167,10 @@ async def test_a_changed_cell_is_drawn_anew_and_the_cursor_moves_its_highlight(
         assert looks(first) != before[0] and looks(second) != before[1]
 
 
-async def test_only_the_changed_cells_are_rendered_again(
+async def test_only_the_changed_rows_are_drawn_again(
     monitor: Monitor, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # DataTable renders every cell again after any update; the latency table renders again
-    # only the cells whose text changed (LatencyTable._render_cell).
+    # A Snapshot draws again only the table lines whose text or colour changed.
     other = SeriesKey("db.query_latency", make_tags({"component": "db"}))
     feed(monitor, clock, {API: [40.0] * 100, other: [5.0] * 100})
     app = VtmonApp(monitor)
@@ -180,19 +178,20 @@ async def test_only_the_changed_cells_are_rendered_again(
         for _ in range(3):
             await start(pilot, monitor)
         table = app.query_one(LatencyTable)
-        rendered: list[tuple[int, int]] = []
-        original = DataTable._render_cell
+        drawn: list[int] = []
+        original = LatencyTable.render_line
 
-        def render_cell(self: DataTable, row: int, column: int, *args: Any) -> Any:
-            rendered.append((row, column))
-            return original(self, row, column, *args)
+        def render_line(self: LatencyTable, y: int) -> Strip:
+            drawn.append(y)
+            return original(self, y)
 
-        monkeypatch.setattr(DataTable, "_render_cell", render_cell)
+        monkeypatch.setattr(LatencyTable, "render_line", render_line)
         api_row, other_row = table.get_row_index(API.id), table.get_row_index(other.id)
         feed(monitor, clock, {API: [45.0] * 400})  # only the api-server row changes
         clock.advance(1)
         await start(pilot, monitor)
         await pilot.pause()
         assert table.get_row_index(API.id) == api_row  # the rows kept their places
-        assert any(r == api_row for r, _ in rendered)  # its changed cells were drawn
-        assert not any(r == other_row for r, _ in rendered)  # the unchanged row was not
+        assert api_row + 1 in drawn  # its line (under the header) was drawn
+        assert other_row + 1 not in drawn  # the unchanged row's was not
+        assert 0 not in drawn  # nor the header

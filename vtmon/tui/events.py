@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from textual.app import ComposeResult
 from textual.content import Content
 
-from vtmon.model import Event, IngestStats, Kind, SeriesStats, Snapshot, WindowStats
+from vtmon.model import Event, IngestStats, Kind, SeriesStats, Snapshot, WindowStats, as_table
 from vtmon.tui import fmt
 from vtmon.tui.live import LiveStatic, Panel, flow
+from vtmon.tui.positions import kind_positions
 
 LABEL_W = 9
 MAX_ERRORS = 6
@@ -95,8 +96,11 @@ def _items_more(items: list[Content], total: int) -> list[Content]:
 
 
 def metric_summary(series: Sequence[SeriesStats], window: str, width: int) -> list[Content]:
-    counters = [s for s in series if s.kind == Kind.COUNTER]
-    gauges = [s for s in series if s.kind in (Kind.GAUGE, Kind.SET)]
+    """The first counters (rate) and gauges and sets (last value), each list with how many
+    more there are; only the series named are built from the Snapshot's table."""
+    table = as_table(series)
+    counters = kind_positions(table, Kind.COUNTER)
+    gauges = kind_positions(table, Kind.GAUGE, Kind.SET)
     lines: list[Content] = []
     empty = WindowStats()
     room = max(12, width - LABEL_W)
@@ -105,18 +109,18 @@ def metric_summary(series: Sequence[SeriesStats], window: str, width: int) -> li
         name = fmt.series_name(s.name, s.tags, max(8, room - len(value) - 1), component=True)
         return Content.assemble((f"{name} ", "dim"), value)
 
-    if counters:
+    if counters.size:
         items = [
             item(s, f"{fmt.rate(s.windows.get(window, empty).rate)}/s")
-            for s in counters[:MAX_METRICS]
+            for s in (table[i] for i in counters[:MAX_METRICS].tolist())
         ]
-        lines += flow(_label("Counters"), _items_more(items, len(counters)), width)
-    if gauges:
+        lines += flow(_label("Counters"), _items_more(items, counters.size), width)
+    if gauges.size:
         items = [
             item(s, fmt.count(s.last) + (" uniq" if s.kind == Kind.SET else ""))
-            for s in gauges[:MAX_METRICS]
+            for s in (table[i] for i in gauges[:MAX_METRICS].tolist())
         ]
-        lines += flow(_label("Gauges"), _items_more(items, len(gauges)), width)
+        lines += flow(_label("Gauges"), _items_more(items, gauges.size), width)
     return lines
 
 

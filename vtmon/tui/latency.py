@@ -1,28 +1,25 @@
-"""The latency panel: one table row per distribution series, a chart of the selected one.
+"""The latency panel: a row per distribution series, a chart of the selected one.
 
-The table is keyed by series id and only the cells whose text or colour changed are updated,
-so a steady screen costs nothing and the cursor never jumps. Rows are rebuilt only when the
-set of series changes order or the panel changes between its wide and compact column sets.
+The rows are a ``LatencyTable`` (vtmon/tui/latency_table.py) drawn straight from the
+Snapshot's columns, only as many as the screen shows; the chart and its legend are built from
+the one series under the cursor.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rich.style import Style
-from rich.text import Text
+import numpy as np
 from textual.app import ComposeResult
 from textual.content import Content
 from textual.message import Message
-from textual.widgets import DataTable
 
-from vtmon.model import Health, Kind, SeriesKey, SeriesStats, Snapshot, WindowStats
+from vtmon.model import Kind, SeriesKey, SeriesStats, SeriesTable, Snapshot, as_table
 from vtmon.tui import fmt
 from vtmon.tui.charts import Chart, ChartData, Line
-from vtmon.tui.fmt import Severity
+from vtmon.tui.latency_table import LatencyTable, Shown, layout_columns
 from vtmon.tui.live import LiveStatic, Panel
-from vtmon.tui.severity import HEALTH_CELL
+from vtmon.tui.positions import Positions, kind_positions
 
 if TYPE_CHECKING:
     from vtmon.model import ChartHistory
@@ -30,268 +27,6 @@ if TYPE_CHECKING:
 # What the chart can span: the Snapshot's live five minutes, then stored history (`h`).
 LIVE_SPAN_S = 300.0
 CHART_SPANS_S: tuple[float, ...] = (LIVE_SPAN_S, 3600.0, 6 * 3600.0, 24 * 3600.0, 7 * 86400.0)
-
-
-@dataclass(frozen=True, slots=True)
-class Column:
-    key: str
-    label: str
-    # Cells, including the one space that separates it from its neighbour (the table runs
-    # with no cell padding: 9 columns x 2 cells of padding would cost the series column its
-    # room). None: sized at layout time (component to content, series to what is left).
-    width: int | None
-    numeric: bool = True
-
-
-FULL_COLUMNS: tuple[Column, ...] = (
-    Column("component", "component", None, numeric=False),
-    Column("series", "series", None, numeric=False),
-    Column("count", "count", 7),
-    Column("rate", "rate/s", 7),
-    Column("p50", "p50", 8),
-    Column("p95", "p95", 8),
-    Column("p99", "p99", 8),
-    Column("max", "max", 8),
-    Column("target", "target", 8),
-)
-# When the full set leaves the series column too little room, the rate goes first, then the
-# component and target columns (the target still shows as colour and in the chart legend), so
-# the percentiles stay on screen at 80 columns.
-MEDIUM_COLUMNS: tuple[Column, ...] = tuple(c for c in FULL_COLUMNS if c.key != "rate")
-COMPACT_COLUMNS: tuple[Column, ...] = (
-    Column("series", "series", None, numeric=False),
-    Column("count", "count", 7),
-    Column("p50", "p50", 8),
-    Column("p95", "p95", 8),
-    Column("p99", "p99", 8),
-    Column("max", "max", 8),
-)
-# The component's health score (0..1), coloured by its status; only once the engine scores.
-HEALTH_COLUMN = Column("health", "health", 7)
-MIN_SERIES_WIDTH = 24
-COLORED = ("p50", "p95", "p99", "max")
-
-
-def with_health(columns: tuple[Column, ...]) -> tuple[Column, ...]:
-    """The health column goes last: right-aligned, it never runs into the series name."""
-    return (*columns, HEALTH_COLUMN)
-
-
-def layout_columns(
-    width: int, component_width: int, health: bool = False
-) -> tuple[tuple[Column, ...], dict[str, int]]:
-    """The column set for a table ``width`` cells wide, and the width of every column."""
-    sets = (FULL_COLUMNS, MEDIUM_COLUMNS, COMPACT_COLUMNS)
-    for columns in sets:
-        if health:
-            columns = with_health(columns)
-        widths = {c.key: c.width for c in columns if c.width is not None}
-        if "component" in {c.key for c in columns}:
-            widths["component"] = max(component_width, len("component")) + 2
-        room = width - sum(widths.values()) - 1  # a cell for the vertical scrollbar
-        if room >= MIN_SERIES_WIDTH or "component" not in widths:
-            widths["series"] = max(12, room)
-            return columns, widths
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def series_label(s: SeriesStats, width: int = 0) -> str:
-    return fmt.series_name(s.name, s.tags, width)
-
-
-def distribution_series(snap: Snapshot) -> list[SeriesStats]:
-    rows = [s for s in snap.series if s.kind == Kind.DISTRIBUTION]
-    rows.sort(key=lambda s: (s.component, s.name, s.tags))
-    return rows
-
-
-class LatencyTable(DataTable):
-    """A DataTable whose severity colours are component classes, styled in TCSS."""
-
-    COMPONENT_CLASSES = DataTable.COMPONENT_CLASSES | {
-        "latency--ok",
-        "latency--warn",
-        "latency--bad",
-        "latency--none",
-    }
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(
-            cursor_type="row", cursor_foreground_priority="renderable", cell_padding=0, **kwargs
-        )
-        self.columns_in_use: tuple[Column, ...] = ()
-        self.widths: dict[str, int] = {}
-        self._restore: str | None = None
-        # (text, severity) per row id and column key: what is on screen, to skip no-op updates.
-        self.shown: dict[str, dict[str, tuple[str, Severity]]] = {}
-        # Rendered cells, kept while their Text is the one in the table (see _render_cell).
-        self._cells: dict[tuple[Any, ...], tuple[object, Any]] = {}
-        # DataTable's own caches are keyed by its update count, which every update_cell
-        # bumps: their entries die each second, so a few are enough (not thousands).
-        for name, size in (
-            ("_cell_render_cache", 64),
-            ("_row_render_cache", 64),
-            ("_row_renderable_cache", 64),  # it holds every row's Texts: 1000 grew for minutes
-            ("_line_cache", 64),
-        ):
-            cache = getattr(self, name, None)
-            if cache is not None and hasattr(cache, "maxsize"):
-                cache.maxsize = size
-
-    def _render_cell(
-        self,
-        row_index: int,
-        column_index: int,
-        base_style: Style,
-        width: int,
-        cursor: bool = False,
-        hover: bool = False,
-    ) -> Any:
-        """DataTable renders every cell again after any update (its cache is keyed by the
-        update count), so one changed percentile re-rendered the whole table each second.
-        ``sync`` puts a new Text in a cell only when the cell changed: the same Text at the
-        same place with the same styles renders the same, and is not rendered again."""
-        try:
-            row_key = self._row_locations.get_key(row_index)
-            column_key = self._column_locations.get_key(column_index)
-            if row_index < 0:
-                cell: object = column_key
-            elif row_key is None or column_key is None:  # no such cell: DataTable's own way
-                raise KeyError(row_index, column_index)
-            else:
-                cell = self._data[row_key][column_key]
-        except (AttributeError, KeyError):
-            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-        key = (
-            row_index,
-            column_index,
-            base_style,
-            width,
-            cursor,
-            hover,
-            self.show_cursor,
-            self.cursor_type,
-            getattr(self, "_show_hover_cursor", None),
-            getattr(self, "_pseudo_class_state", None),
-        )
-        hit = self._cells.get(key)
-        if hit is not None and hit[0] is cell:
-            return hit[1]
-        lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-        if len(self._cells) > 8 * max(1, self.row_count + 1) * max(1, len(self.columns)):
-            self._cells.clear()  # sizes, cursors and themes come and go: keep it bounded
-        self._cells[key] = (cell, lines)
-        return lines
-
-    def severity_at(self, row_id: str, column: str) -> Severity:
-        return self.shown.get(row_id, {}).get(column, ("", Severity.NONE))[1]
-
-    def selected_id(self) -> str | None:
-        if not self.row_count:
-            return None
-        try:
-            key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
-        except Exception:
-            return None
-        return key.value
-
-    def cell(self, text: str, sev: Severity, column: Column) -> Text:
-        style = Style()
-        if column.key in COLORED or sev is not Severity.NONE:
-            # Foreground and weight only: the row's own background (the cursor) must show.
-            full = self.get_component_rich_style(f"latency--{sev.value}")
-            style = Style(color=full.color, bold=full.bold)
-        if not column.numeric:
-            # Leave the separating space free: text columns end in one.
-            text = fmt.ellipsize(text, self.widths.get(column.key, 0) - 1)
-        return Text(text, style=style, justify="right" if column.numeric else "left", end="")
-
-    def set_columns(self, columns: tuple[Column, ...], widths: dict[str, int]) -> bool:
-        """Switch column sets or widths; True when the table was rebuilt (rare: resizes)."""
-        if columns == self.columns_in_use and widths == self.widths:
-            return False
-        keep = self.selected_id()
-        self.clear(columns=True)
-        self.shown.clear()
-        self._cells.clear()
-        self.columns_in_use = columns
-        self.widths = dict(widths)
-        for col in columns:
-            label = Text(col.label, justify="right" if col.numeric else "left")
-            self.add_column(label, key=col.key, width=widths[col.key])
-        self._restore = keep
-        return True
-
-    def sync(self, rows: list[tuple[str, dict[str, tuple[str, Severity]]]]) -> None:
-        """Make the table show ``rows`` (id, cells) in order, touching only what changed."""
-        ids = [r[0] for r in rows]
-        keep = self._restore or self.selected_id()
-        self._restore = None
-        current = list(self.shown)
-        if current != ids:
-            if ids[: len(current)] == current:
-                for row_id, cells in rows[len(current) :]:
-                    self._add(row_id, cells)
-            else:
-                # New series sort into the middle, or some disappeared: re-add rows in order.
-                # Rare (the set of series changes), so simplicity beats a minimal diff.
-                self.clear()
-                self.shown.clear()
-                self._cells.clear()
-                for row_id, cells in rows:
-                    self._add(row_id, cells)
-            if keep in self.shown:
-                self.move_cursor(row=ids.index(keep), animate=False)
-        for row_id, cells in rows:
-            shown = self.shown[row_id]
-            for col in self.columns_in_use:
-                new = cells.get(col.key, (fmt.DASH, Severity.NONE))
-                if shown.get(col.key) != new:
-                    shown[col.key] = new
-                    self.update_cell(row_id, col.key, self.cell(*new, col))
-
-    def _add(self, row_id: str, cells: dict[str, tuple[str, Severity]]) -> None:
-        values = []
-        shown: dict[str, tuple[str, Severity]] = {}
-        for col in self.columns_in_use:
-            new = cells.get(col.key, (fmt.DASH, Severity.NONE))
-            shown[col.key] = new
-            values.append(self.cell(*new, col))
-        self.add_row(*values, key=row_id)
-        self.shown[row_id] = shown
-
-    def restyle(self) -> None:
-        """Re-create every cell from what is shown (the theme changed its colours)."""
-        self._cells.clear()
-        for row_id, shown in self.shown.items():
-            for col in self.columns_in_use:
-                if col.key in shown:
-                    self.update_cell(row_id, col.key, self.cell(*shown[col.key], col))
-
-
-def health_cell(h: Health | None) -> tuple[str, Severity]:
-    if h is None:
-        return (fmt.DASH, Severity.NONE)
-    return (f"{h.score:.2f}", HEALTH_CELL.get(h.status, Severity.NONE))
-
-
-def row_cells(
-    s: SeriesStats, w: WindowStats, series_width: int, health: Health | None = None
-) -> dict[str, tuple[str, Severity]]:
-    target = s.target_ms
-    none = Severity.NONE
-    return {
-        "health": health_cell(health),
-        "component": (s.component, none),
-        "series": (series_label(s, series_width), none),
-        "count": (fmt.count(w.count), none),
-        "rate": (fmt.rate(w.rate), none),
-        "p50": (fmt.latency(w.p50), fmt.severity(w.p50, target)),
-        "p95": (fmt.latency(w.p95), fmt.severity(w.p95, target)),
-        "p99": (fmt.latency(w.p99), fmt.severity(w.p99, target)),
-        "max": (fmt.latency(w.max), fmt.severity(w.max, target)),
-        "target": (fmt.latency(target), none),
-    }
 
 
 def empty_state_text(socket: str) -> Content:
@@ -321,6 +56,12 @@ def series_key(s: SeriesStats) -> SeriesKey:
     return SeriesKey(s.name, s.tags, s.kind)
 
 
+def shown_positions(table: SeriesTable) -> Positions:
+    """Which series the latency rows show, in which order: the distributions, in the
+    engine's order (by component, then name)."""
+    return kind_positions(table, Kind.DISTRIBUTION)
+
+
 class LatencyPanel(Panel):
     """Border-titled panel holding the table, the empty state and the chart.
 
@@ -339,10 +80,11 @@ class LatencyPanel(Panel):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._series: dict[str, SeriesStats] = {}
         self.span_s = LIVE_SPAN_S
         self.stored: ChartHistory | None = None  # the last stored points received
         self._asked: tuple[SeriesKey, float] | None = None
+        # The widest component name among the rows, kept while the series stay the same.
+        self._widest: tuple[Positions, int] | None = None
 
     def compose(self) -> ComposeResult:
         yield LatencyTable(id="latency-table")
@@ -355,7 +97,7 @@ class LatencyPanel(Panel):
         return self.query_one(LatencyTable)
 
     def on_mount(self) -> None:
-        self.border_subtitle = "w window · h span · ↑↓ select"
+        self.border_subtitle = "w window · h span · ↑↓ pgup pgdn select"
         self._title()
         self.app.theme_changed_signal.subscribe(self, lambda _t: self.table.restyle())
 
@@ -364,33 +106,40 @@ class LatencyPanel(Panel):
 
     def render_snapshot(self, snap: Snapshot, window: str) -> None:
         self._title()
-        rows = distribution_series(snap)
-        self._series = {s.id: s for s in rows}
-        empty = not rows
+        table = as_table(snap.series)
+        positions = shown_positions(table)
+        empty = not positions.size
         self.set_class(empty, "-empty")
         if empty:
             self.query_one("#latency-empty", LiveStatic).show(empty_state_text(snap.socket))
             return
-        table = self.table
-        comp_w = min(18, max(len(s.component) for s in rows))
         health = {h.component: h for h in snap.health if h.component != "overall"}
-        columns, widths = layout_columns(self.content_size.width or 80, comp_w, bool(health))
-        table.set_columns(columns, widths)
-        label_w = widths["series"] - 1
-        empty_w = WindowStats()
-        cells = []
-        for s in rows:
-            w = s.windows.get(window, empty_w)
-            cells.append((s.id, row_cells(s, w, label_w, health.get(s.component))))
-        table.sync(cells)
+        columns, widths = layout_columns(
+            self.content_size.width or 80, self._component_width(table, positions), bool(health)
+        )
+        rows = self.table
+        rows.set_columns(columns, widths)
+        rows.show(Shown(table, positions, window, health, widths["series"] - 1))
         self.update_chart()
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+    def _component_width(self, table: SeriesTable, positions: Positions) -> int:
+        """The longest component name among the rows (18 at most)."""
+        if self._widest is None or self._widest[0] is not positions:
+            codes = np.unique(table.component_codes[positions]).tolist()
+            names = table.components
+            self._widest = (positions, min(18, max(len(names[c]) for c in codes)))
+        return self._widest[1]
+
+    def on_latency_table_highlighted(self, event: LatencyTable.Highlighted) -> None:
         event.stop()
         self.update_chart()
 
     def selected(self) -> SeriesStats | None:
-        return self._series.get(self.table.selected_id() or "")
+        """The series under the cursor (the one object built from the Snapshot's table)."""
+        pos = self.table.selected_position()
+        if pos is None:
+            return None
+        return self.table.shown.table[pos]
 
     def set_span(self, span_s: float) -> None:
         """Chart the last ``span_s`` seconds: the live five minutes, or stored history."""
