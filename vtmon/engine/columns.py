@@ -157,7 +157,7 @@ class Chunk:
 class _Window:
     """The running bucket sums of one window over seconds ``(at - width, at]``."""
 
-    __slots__ = ("width", "at", "idx", "cnt", "zeros", "todo")
+    __slots__ = ("width", "at", "idx", "cnt", "zeros", "todo", "dirty", "q")
 
     def __init__(self, width: int) -> None:
         self.width = width
@@ -166,6 +166,9 @@ class _Window:
         self.cnt: F64 = np.empty(0, dtype=np.float64)
         self.zeros = 0
         self.todo: list[tuple[Chunk, float]] = []  # (chunk, +1 or -1) not applied yet
+        # rows whose buckets changed since the quantiles were last taken (None: all of them)
+        self.dirty: list[I64] | None = None
+        self.q: F64 | None = None  # the quantiles last taken, per row (NaN: none)
 
     def covers(self, sec: int) -> bool:
         return self.at is not None and self.at - self.width < sec <= self.at
@@ -174,6 +177,8 @@ class _Window:
         todo, self.todo = self.todo, []
         if not todo:
             return
+        if self.dirty is not None:
+            self.dirty.extend(c.rows for c, _ in todo)
         if len(todo) == 1:
             c, sign = todo[0]
             uidx, ucnt = c.idx, c.cnt if sign > 0 else -c.cnt
@@ -209,6 +214,42 @@ class _Window:
         self.cnt = np.empty(0, dtype=np.float64)
         self.zeros = 0
         self.todo = []
+        self.dirty = None
+
+    def take_dirty(self) -> I64 | None:
+        """The rows changed since the last call (sorted), None when all may have."""
+        dirty, self.dirty = self.dirty, []
+        if dirty is None:
+            return None
+        if not dirty:
+            return np.empty(0, dtype=np.int64)
+        return np.unique(np.concatenate(dirty))
+
+    def quantiles_of(self, rows: I64) -> tuple[I64, NDArray[np.int64]]:
+        """``quantiles`` for ``rows`` only (sorted): the buckets of just those rows are
+        gathered and summed, so the cost follows the rows that changed."""
+        idx = self.idx
+        if not rows.size or not idx.size:
+            return np.empty(0, dtype=np.int64), np.empty((0, _Q.size), dtype=np.int64)
+        first = np.searchsorted(idx, rows << KEY_BITS)
+        n = np.searchsorted(idx, (rows + 1) << KEY_BITS) - first
+        has = n > 0
+        rows, first, n = rows[has], first[has], n[has]
+        if not rows.size:
+            return rows, np.empty((0, _Q.size), dtype=np.int64)
+        start = np.cumsum(n) - n  # each row's stretch in the gathered arrays
+        sel = np.repeat(first - start, n) + np.arange(int(n.sum()))
+        cum = np.cumsum(self.cnt[sel])
+        ends = start + n - 1
+        before = np.zeros(rows.size)
+        before[1:] = cum[start[1:] - 1]
+        total = cum[ends] - before
+        live = total > 0
+        ends, before, total = ends[live], before[live], total[live]
+        targets = before[:, None] + _Q[None, :] * total[:, None]
+        pos = cum.searchsorted(targets.ravel(), side="left").reshape(targets.shape)
+        np.minimum(pos, ends[:, None], out=pos)
+        return rows[live], (idx[sel[pos]] & KEY_MASK) - KEY_OFF
 
     def quantiles(self) -> tuple[I64, NDArray[np.int64]]:
         """Rows with weight in the window and the bucket key of each of ``QUANTILES``."""
@@ -234,7 +275,8 @@ class _Window:
 
 
 class WindowColumns:
-    """One window's statistics for every row (NaN / 0 where a row has nothing)."""
+    """One window's statistics for every row (NaN / 0 where a row has nothing). ``q`` is the
+    window's own array, updated in place by the next ``refresh``: copy what is kept."""
 
     __slots__ = ("n", "sum", "min", "max", "q")
 
@@ -570,8 +612,15 @@ class DistColumns:
         out = {}
         for name, w in self._windows:
             n, total, lo, hi = self._exact(now_s, w.width)
-            q = np.full((_Q.size, self.cap), np.nan)
-            rows, keys = w.quantiles()
+            # the quantiles of rows whose buckets did not change stay as they were
+            dirty = w.take_dirty()
+            q = w.q
+            if dirty is None or q is None or q.shape[1] != self.cap:
+                q = w.q = np.full((_Q.size, self.cap), np.nan)
+                rows, keys = w.quantiles()
+            else:
+                q[:, dirty] = np.nan
+                rows, keys = w.quantiles_of(dirty)
             if rows.size:
                 vals = key_reps(keys)
                 rlo, rhi = lo[rows], hi[rows]

@@ -70,7 +70,7 @@ from vtmon.model import (
     is_error_counter,
     is_operation_counter,
 )
-from vtmon.model.table import FIELDS, table_codes, window_values
+from vtmon.model.table import FIELDS, Rows, window_values
 from vtmon.sketch import Sketch
 
 BLOCK_S = 10  # seconds per cached block
@@ -425,8 +425,7 @@ class _Layout:
         "dist_comps",
         "dist_comp_codes",
         "other_pos",
-        "codes",
-        "keys",
+        "rows",
     )
 
     def __init__(
@@ -444,8 +443,7 @@ class _Layout:
         )
         self.dist_comps = list(comps)
         self.other_pos = [i for i, (_, s) in enumerate(order) if s is not None]
-        self.keys = [k for k, _ in order]
-        self.codes = table_codes(self.keys)
+        self.rows = Rows([k for k, _ in order])
 
 
 class SeriesStore:
@@ -728,13 +726,12 @@ class SeriesStore:
                     last[pos] = st.last
             tick, pos_row = d.tick, lay.pos_row
             return SeriesTable(
-                lay.keys,
+                lay.rows,
                 values,
                 last,
                 target,
                 charts=lambda i: d.chart(int(pos_row[i]), tick),
                 made=made,
-                codes=lay.codes,
             )
 
     def closed_seconds(self, upto_s: int) -> list[tuple[SeriesKey, Kind, int, Any]]:

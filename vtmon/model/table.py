@@ -36,18 +36,55 @@ _EMPTY = WindowStats()
 
 F64 = NDArray[np.float64]
 Charts = Callable[[int], Sequence[HistoryPoint]]
-Codes = tuple[NDArray[np.int8], NDArray[np.int32], list[str]]
 
 
-def table_codes(keys: Sequence[SeriesKey]) -> Codes:
-    """Each key's kind code (``KINDS``) and component code, and the component names in order
-    of first appearance (a producer whose order changes rarely keeps them)."""
-    comps: dict[str, int] = {}
-    kinds = np.fromiter((_KIND_CODE[k.kind] for k in keys), dtype=np.int8, count=len(keys))
-    cc = np.fromiter(
-        (comps.setdefault(k.component, len(comps)) for k in keys), dtype=np.int32, count=len(keys)
-    )
-    return kinds, cc, list(comps)
+class Rows:
+    """The series of a table, in order, and what follows from them alone: ids, kind and
+    component codes, the JSON of the ids. Tables of consecutive ticks share one while the
+    series stay the same, so these are worked out once, not every second."""
+
+    __slots__ = ("keys", "_codes", "_ids", "_ids_json", "_where")
+
+    def __init__(self, keys: Sequence[SeriesKey]) -> None:
+        self.keys = tuple(keys)
+        self._codes: tuple[NDArray[np.int8], NDArray[np.int32], list[str]] | None = None
+        self._ids: list[str] | None = None
+        self._ids_json: str | None = None
+        self._where: dict[str, int] | None = None
+
+    def codes(self) -> tuple[NDArray[np.int8], NDArray[np.int32], list[str]]:
+        """Each key's kind code (``KINDS``) and component code, and the component names in
+        order of first appearance."""
+        if self._codes is None:
+            keys = self.keys
+            comps: dict[str, int] = {}
+            kinds = np.fromiter((_KIND_CODE[k.kind] for k in keys), np.int8, count=len(keys))
+            cc = np.fromiter(
+                (comps.setdefault(k.component, len(comps)) for k in keys),
+                np.int32,
+                count=len(keys),
+            )
+            self._codes = (kinds, cc, list(comps))
+        return self._codes
+
+    @property
+    def ids(self) -> list[str]:
+        if self._ids is None:
+            self._ids = [k.id for k in self.keys]
+        return self._ids
+
+    @property
+    def ids_json(self) -> str:
+        if self._ids_json is None:
+            self._ids_json = json.dumps(self.ids)
+        return self._ids_json
+
+    def positions(self, ids: Sequence[str]) -> list[int]:
+        """Where the series of ``ids`` are, in order; unknown ids are skipped."""
+        if self._where is None:
+            self._where = {sid: i for i, sid in enumerate(self.ids)}
+        where = self._where
+        return sorted({where[sid] for sid in ids if sid in where})
 
 
 def window_values(w: WindowStats) -> list[float]:
@@ -58,41 +95,31 @@ def window_values(w: WindowStats) -> list[float]:
 class SeriesTable(Sequence[SeriesStats]):
     """See the module docstring. Immutable once built."""
 
-    __slots__ = (
-        "keys",
-        "values",
-        "last",
-        "target_ms",
-        "_charts",
-        "_made",
-        "_codes",
-        "_ids",
-        "_where",
-    )
+    __slots__ = ("rows", "values", "last", "target_ms", "_charts", "_made")
 
     def __init__(
         self,
-        keys: Sequence[SeriesKey],
+        rows: Rows | Sequence[SeriesKey],
         values: F64,
         last: F64,
         target_ms: F64,
         charts: Charts | None = None,
         made: dict[int, SeriesStats] | None = None,
-        codes: Codes | None = None,
     ) -> None:
         """``values[w, f, i]``: window ``w`` (``WINDOWS`` order), field ``f`` (``FIELDS``
         order) of series ``i``; ``charts(i)`` a distribution's chart points; ``made`` the
-        objects already built (series that are not distributions, say); ``codes`` what
-        ``table_codes`` gives for ``keys``, when the producer has it."""
-        self.keys = tuple(keys)
+        objects already built (series that are not distributions, say). ``rows``: the keys,
+        or the ``Rows`` of a table with the same series."""
+        self.rows = rows if isinstance(rows, Rows) else Rows(rows)
         self.values = values
         self.last = last
         self.target_ms = target_ms
         self._charts = charts
         self._made: dict[int, SeriesStats] = dict(made or {})
-        self._codes: Codes | None = codes
-        self._ids: list[str] | None = None
-        self._where: dict[str, int] | None = None
+
+    @property
+    def keys(self) -> tuple[SeriesKey, ...]:
+        return self.rows.keys
 
     @classmethod
     def of(cls, stats: Sequence[SeriesStats]) -> SeriesTable:
@@ -115,23 +142,18 @@ class SeriesTable(Sequence[SeriesStats]):
         """One field of one window for every series (read-only view; NaN for None)."""
         return self.values[_WINDOW[window], _FIELD[field]]
 
-    def _codes_of(self) -> Codes:
-        if self._codes is None:
-            self._codes = table_codes(self.keys)
-        return self._codes
-
     @property
     def kind_codes(self) -> NDArray[np.int8]:
-        return self._codes_of()[0]
+        return self.rows.codes()[0]
 
     @property
     def component_codes(self) -> NDArray[np.int32]:
-        return self._codes_of()[1]
+        return self.rows.codes()[1]
 
     @property
     def components(self) -> list[str]:
         """Component names, indexed by ``component_codes``."""
-        return self._codes_of()[2]
+        return self.rows.codes()[2]
 
     def component_targets(self) -> dict[str, float]:
         """Each component's latency target, from its first series that has one."""
@@ -150,16 +172,11 @@ class SeriesTable(Sequence[SeriesStats]):
 
     @property
     def ids(self) -> list[str]:
-        if self._ids is None:
-            self._ids = [k.id for k in self.keys]
-        return self._ids
+        return self.rows.ids
 
     def positions(self, ids: Sequence[str]) -> list[int]:
         """Where the series of ``ids`` are, in the table's order; unknown ids are skipped."""
-        if self._where is None:
-            self._where = {sid: i for i, sid in enumerate(self.ids)}
-        where = self._where
-        return sorted({where[sid] for sid in ids if sid in where})
+        return self.rows.positions(ids)
 
     def named(self, name: str) -> F64:
         """A column by its name in ``COLUMNS``."""
@@ -264,7 +281,7 @@ class SeriesTable(Sequence[SeriesStats]):
     def columns_json(self, names: Sequence[str]) -> str:
         """``{"ids": [...], name: [...], ...}``: the named ``COLUMNS`` of every series, in the
         table's order, as one JSON object (a few numbers a series, for sorting and totals)."""
-        parts = ['"ids":' + json.dumps(self.ids)]
+        parts = ['"ids":' + self.rows.ids_json]
         for name in names:
             parts.append(f"{json.dumps(name)}:[{','.join(_nums(self.named(name)))}]")
         return "{" + ",".join(parts) + "}"
