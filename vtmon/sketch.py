@@ -67,7 +67,7 @@ def keys_of(values: ArrayLike) -> Keys:
     return t.astype(np.int32)
 
 
-def _dense(span: Any, n: Any) -> Any:
+def dense_cheaper(span: Any, n: Any) -> Any:
     """Whether keys spanning ``span`` buckets, ``n`` of them, are cheaper counted in a dense
     array than sorted (ints or arrays of them)."""
     return span <= 4 * n + 4096
@@ -86,7 +86,7 @@ def aggregate(
     lo = int(keys.min())
     hi = int(keys.max())
     span = hi - lo + 1
-    if _dense(span, keys.size):
+    if dense_cheaper(span, keys.size):
         c = np.bincount(keys - lo, weights=weights, minlength=span)
         nz = np.flatnonzero(c)
         return (nz + lo).astype(np.int32), c[nz].astype(np.float64, copy=False)
@@ -218,7 +218,7 @@ def summarise(sketches: Iterable[Sketch], qs: Sequence[float]) -> Summary | None
         c = np.concatenate([p.counts for p in live])
         k0 = int(k.min())
         span = int(k.max()) - k0 + 1
-        if _dense(span, k.size):
+        if dense_cheaper(span, k.size):
             cum = np.cumsum(np.bincount(k - k0, weights=c, minlength=span))
             keys = _ranked(cum, qs) + k0
         else:

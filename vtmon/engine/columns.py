@@ -47,14 +47,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from vtmon.model import RING_S, WINDOWS, HistoryPoint, SeriesKey
-from vtmon.sketch import Sketch, key_reps, keys_of
+from vtmon.sketch import Sketch, dense_cheaper, key_reps, keys_of
 
 KEY_BITS = 18
 KEY_OFF = 1 << 17  # bucket keys lie within +-77_300 (sketch.BIAS and the float range)
 KEY_MASK = (1 << KEY_BITS) - 1
 BLOCK_S = 10
 NB = RING_S // BLOCK_S + 3  # blocks kept: every block a window can touch, and spares
-FLUSH_AT = 1 << 20  # buffered values before a flush even when nobody reads
+FLUSH_AT = 1 << 16  # buffered values before a flush even when nobody reads (bounds memory)
 SPARE_TICKS = 64  # ticks a Snapshot's chart view stays readable after it was taken
 QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.999)
 _Q = np.asarray(QUANTILES)
@@ -69,6 +69,10 @@ def _wsum(groups: NDArray[np.intp] | I64, weights: F64, minlength: int = 0) -> F
     return cast(F64, np.bincount(groups, weights=weights, minlength=minlength))
 
 
+def _ones_or(weights: F64 | None, n: int) -> F64:
+    return np.ones(n) if weights is None else weights
+
+
 class Chunk:
     """The samples of one second for the rows that got some (see the module docstring)."""
 
@@ -80,8 +84,34 @@ class Chunk:
 
     @classmethod
     def of(cls, rows: I64, values: F64, weights: F64 | None) -> Chunk:
-        """A chunk of finite values with positive weights (None: 1 each)."""
-        idx = (rows << KEY_BITS) | (keys_of(values).astype(np.int64) + KEY_OFF)
+        """A chunk of finite values with positive weights (None: 1 each). A few busy rows
+        (a flood into a handful of series) are counted in one dense ``bincount`` over their
+        rows and key span, as ``sketch.aggregate`` does for one series; many rows with a few
+        values each are sorted."""
+        keys = keys_of(values).astype(np.int64)
+        mark = np.zeros(int(rows.max()) + 1, dtype=bool)
+        mark[rows] = True
+        uniq = np.flatnonzero(mark)
+        k0 = int(keys.min())
+        span = int(keys.max()) - k0 + 1
+        if not dense_cheaper(uniq.size * span, values.size):
+            return cls._sorted(rows, keys, values, weights)
+        local = (np.cumsum(mark) - 1)[rows]
+        r = uniq.size
+        dense = _wsum(local * span + (keys - k0), _ones_or(weights, values.size), r * span)
+        nz = np.flatnonzero(dense)
+        idx = (uniq[nz // span] << KEY_BITS) | (nz % span + k0 + KEY_OFF)
+        w = _ones_or(weights, values.size)
+        lo = np.full(r, np.inf)
+        hi = np.full(r, -np.inf)
+        np.minimum.at(lo, local, values)
+        np.maximum.at(hi, local, values)
+        total = _wsum(local, values if weights is None else values * weights, r)
+        return cls(idx, dense[nz], uniq, _wsum(local, w, r), total, lo, hi)
+
+    @classmethod
+    def _sorted(cls, rows: I64, keys: I64, values: F64, weights: F64 | None) -> Chunk:
+        idx = (rows << KEY_BITS) | (keys + KEY_OFF)
         order = np.argsort(idx, kind="stable")
         idx, rows, values = idx[order], rows[order], values[order]
         w = None if weights is None else weights[order]
@@ -365,7 +395,8 @@ class DistColumns:
         self.cap = 0
         self.last_seen: I64 = np.empty(0, dtype=np.int64)
         # pending samples by second: rows, values, weights (None until a weight comes)
-        self._pend: dict[int, tuple[list[int], list[float], list[float] | None]] = {}
+        # per second: the rows and lengths of the runs of values, the values, their weights
+        self._pend: dict[int, tuple[list[int], list[int], list[float], list[float] | None]] = {}
         self._pend_arrays: list[tuple[int, int, F64, F64 | None]] = []
         self._pending = 0
         self.secs: dict[int, list[Chunk]] = {}
@@ -475,16 +506,17 @@ class DistColumns:
         else:
             p = self._pend.get(sec)
             if p is None:
-                p = self._pend[sec] = ([], [], None)
-            rows, vals, wts = p
+                p = self._pend[sec] = ([], [], [], None)
+            rows, lens, vals, wts = p
             if weights is not None:
                 if wts is None:
                     wts = [1.0] * len(vals)
-                    self._pend[sec] = (rows, vals, wts)
+                    self._pend[sec] = (rows, lens, vals, wts)
                 wts.extend(weights)
             elif wts is not None:
                 wts.extend(repeat(1.0, n))
-            rows.extend(repeat(row, n))
+            rows.append(row)
+            lens.append(n)
             vals.extend(values)
         self._pending += n
         self.version += 1
@@ -499,10 +531,10 @@ class DistColumns:
         arrays, self._pend_arrays = self._pend_arrays, []
         self._pending = 0
         by_sec: dict[int, list[tuple[I64, F64, F64 | None]]] = {}
-        for sec, (rows, vals, wts) in pend.items():
+        for sec, (rows, lens, vals, wts) in pend.items():
             by_sec.setdefault(sec, []).append(
                 (
-                    np.asarray(rows, dtype=np.int64),
+                    np.repeat(np.asarray(rows, dtype=np.int64), lens),
                     np.asarray(vals, dtype=np.float64),
                     None if wts is None else np.asarray(wts, dtype=np.float64),
                 )
