@@ -64,15 +64,11 @@ def main() -> None:
         f"100 busy series (200/s), 5 minutes     {grown:8.1f} MB process memory "
         f"(about {grown * 2**20 / (100 * 300):.0f} bytes a series-second)"
     )
-    # Older seconds are packed (Sketch.pack): one bytes object each, its buckets and 40 bytes.
-    slots = [sk for s in store._series.values() for sk in s.slots.values()]
-    sketches = [Sketch.unpack(sk) if isinstance(sk, bytes) else sk for sk in slots]
-    held = sum(sk.nbytes for sk in sketches)
-    buckets = sum(sk.num_buckets for sk in sketches)
+    # Every distribution is a row of the engine's columns (vtmon/engine/columns.py).
+    held, entries = store._dist.nbytes()
     print(
-        f"bucket arrays, 100 series, 5 minutes   {held / 2**20:8.1f} MiB "
-        f"({buckets:,} buckets in {len(slots):,} seconds, "
-        f"{sum(isinstance(sk, bytes) for sk in slots):,} of them packed)"
+        f"columns, 100 series, 5 minutes         {held / 2**20:8.1f} MiB "
+        f"({entries:,} second-and-bucket entries, windows, blocks and chart points)"
     )
     steady = []
     for sec in range(30):

@@ -18,9 +18,10 @@ Windows
     sparse array for all rows: the chunks of a second that enters are added, those of a second
     that leaves are subtracted, a late chunk is added when its second is inside. Entries that
     fall to zero stay until they are a quarter of the array (they change no quantile), then the
-    array is compacted. The quantiles of every row come out of one cumulative sum and one
-    ``searchsorted`` per window (the method of ``sketch.summarise_many``), so they are the
-    quantiles of the window's exact buckets, within 1 % of the sample of that rank.
+    array is compacted. The quantiles of the rows whose buckets changed come out of one
+    cumulative sum over just their buckets and one ``searchsorted`` per window (the others
+    keep theirs), so they are the quantiles of the window's exact buckets, within 1 % of the
+    sample of that rank, as ``Sketch.quantiles`` answers them.
 
     Count, sum, min and max are exact, never a running difference: per 10-second block they
     are kept in dense arrays (``NB`` blocks, one column per row); a window takes the run of
@@ -432,6 +433,17 @@ class DistColumns:
     def tick(self) -> int:
         """The newest chart tick written (``record_history``)."""
         return self._tick
+
+    def nbytes(self) -> tuple[int, int]:
+        """Bytes of the arrays held (seconds, windows, blocks, chart ring) and the number of
+        (row, bucket) entries in the seconds kept."""
+        secs = [c for chunks in self.secs.values() for c in chunks]
+        held = sum(
+            a.nbytes for c in secs for a in (c.idx, c.cnt, c.rows, c.n, c.sum, c.min, c.max)
+        )
+        held += sum(w.idx.nbytes + w.cnt.nbytes for _, w in self._windows)
+        held += sum(a.nbytes for a in (self._bn, self._bs, self._bmin, self._bmax, self._chart))
+        return held, sum(c.idx.size for c in secs)
 
     # --- rows --------------------------------------------------------------------------------
 
