@@ -48,6 +48,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from vtmon.model import RING_S, WINDOWS, HistoryPoint, SeriesKey
+from vtmon.model.table import ListLike
 from vtmon.sketch import Sketch, dense_cheaper, key_reps, keys_of
 
 KEY_BITS = 18
@@ -315,7 +316,7 @@ class WindowColumns:
         self.n, self.sum, self.min, self.max, self.q = n, total, lo, hi, q
 
 
-class ChartPoints(Sequence[HistoryPoint]):
+class ChartPoints(ListLike[HistoryPoint]):
     """A row's chart points as a Snapshot saw them: a lazy view of the columns' ring, plus
     the points from before a restart in front (``seed``)."""
 
@@ -374,13 +375,6 @@ class ChartPoints(Sequence[HistoryPoint]):
     def __iter__(self) -> Iterator[HistoryPoint]:
         return iter(self._points())
 
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Sequence):
-            return list(self) == list(other)
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
-
     def __repr__(self) -> str:
         return f"ChartPoints({len(self)} points)"
 
@@ -438,9 +432,7 @@ class DistColumns:
         """Bytes of the arrays held (seconds, windows, blocks, chart ring) and the number of
         (row, bucket) entries in the seconds kept."""
         secs = [c for chunks in self.secs.values() for c in chunks]
-        held = sum(
-            a.nbytes for c in secs for a in (c.idx, c.cnt, c.rows, c.n, c.sum, c.min, c.max)
-        )
+        held = sum(a.nbytes for c in secs for a in (c.idx, c.cnt, c.rows, c.n, c.sum, c.min, c.max))
         held += sum(w.idx.nbytes + w.cnt.nbytes for _, w in self._windows)
         held += sum(a.nbytes for a in (self._bn, self._bs, self._bmin, self._bmax, self._chart))
         return held, sum(c.idx.size for c in secs)

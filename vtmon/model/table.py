@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Sequence
-from typing import overload
+from typing import TypeVar, overload
 
 import numpy as np
 from numpy.typing import NDArray
@@ -36,6 +36,22 @@ _EMPTY = WindowStats()
 
 F64 = NDArray[np.float64]
 Charts = Callable[[int], Sequence[HistoryPoint]]
+
+
+T = TypeVar("T")
+
+
+class ListLike(Sequence[T]):
+    """A sequence, made lazily, that compares equal to any sequence of the same items."""
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 class Rows:
@@ -92,7 +108,7 @@ def window_values(w: WindowStats) -> list[float]:
     return [np.nan if v is None else v for v in (getattr(w, f) for f in FIELDS)]
 
 
-class SeriesTable(Sequence[SeriesStats]):
+class SeriesTable(ListLike[SeriesStats]):
     """See the module docstring. Immutable once built."""
 
     __slots__ = ("rows", "values", "last", "target_ms", "_charts", "_made")
@@ -209,13 +225,6 @@ class SeriesTable(Sequence[SeriesStats]):
     def __iter__(self) -> Iterator[SeriesStats]:
         for i in range(len(self.keys)):
             yield self[i]
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Sequence):
-            return list(self) == list(other)
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f"SeriesTable({len(self)} series)"
