@@ -72,3 +72,20 @@ def feed(
         batch.rejected[reason] += n
     batch.events.extend(events or [])
     monitor.submit(batch)
+
+
+def count_drawn(monkeypatch: Any) -> list[int]:
+    """The lines the latency table draws from now on, as they are drawn (y, in order)."""
+    from textual.strip import Strip
+
+    from vtmon.tui.latency_table import LatencyTable
+
+    drawn: list[int] = []
+    original = LatencyTable.render_line
+
+    def render_line(self: LatencyTable, y: int) -> Strip:
+        drawn.append(y)
+        return original(self, y)
+
+    monkeypatch.setattr(LatencyTable, "render_line", render_line)
+    return drawn

@@ -11,9 +11,8 @@ from pathlib import Path
 import psutil
 import pytest
 from textual.color import Color
-from textual.strip import Strip
 
-from tests.screen import SOCK, feed, same_colour, screen_monitor, screen_text, start
+from tests.screen import SOCK, count_drawn, feed, same_colour, screen_monitor, screen_text, start
 from vtmon.clock import ManualClock
 from vtmon.config import Config
 from vtmon.engine.collector import SystemCollector
@@ -106,14 +105,7 @@ async def test_unchanged_rows_are_not_drawn_again(
     async with app.run_test(size=(120, 36)) as pilot:
         await start(pilot, monitor)
         table = app.query_one(LatencyTable)
-        drawn: list[int] = []
-        original = LatencyTable.render_line
-
-        def render_line(self: LatencyTable, y: int) -> Strip:
-            drawn.append(y)
-            return original(self, y)
-
-        monkeypatch.setattr(LatencyTable, "render_line", render_line)
+        drawn = count_drawn(monkeypatch)
         monitor.tick()  # same data: nothing on screen changes
         await pilot.pause()
         assert drawn == []

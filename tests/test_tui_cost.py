@@ -16,7 +16,7 @@ from textual.geometry import Region
 from textual.strip import Strip
 from textual.widget import Widget
 
-from tests.screen import SOCK, feed, screen_monitor, screen_text, start
+from tests.screen import SOCK, count_drawn, feed, screen_monitor, screen_text, start
 from vtmon.clock import ManualClock
 from vtmon.engine.monitor import Monitor
 from vtmon.model import Batch, DistBuf, SeriesKey, make_tags
@@ -178,14 +178,7 @@ async def test_only_the_changed_rows_are_drawn_again(
         for _ in range(3):
             await start(pilot, monitor)
         table = app.query_one(LatencyTable)
-        drawn: list[int] = []
-        original = LatencyTable.render_line
-
-        def render_line(self: LatencyTable, y: int) -> Strip:
-            drawn.append(y)
-            return original(self, y)
-
-        monkeypatch.setattr(LatencyTable, "render_line", render_line)
+        drawn = count_drawn(monkeypatch)
         api_row, other_row = table.get_row_index(API.id), table.get_row_index(other.id)
         feed(monitor, clock, {API: [45.0] * 400})  # only the api-server row changes
         clock.advance(1)

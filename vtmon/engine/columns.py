@@ -47,8 +47,8 @@ from typing import Any, cast, overload
 import numpy as np
 from numpy.typing import NDArray
 
-from vtmon.model import RING_S, WINDOWS, HistoryPoint, SeriesKey
-from vtmon.model.table import ListLike
+from vtmon.model import QUANTILES, RING_S, WINDOWS, HistoryPoint, SeriesKey
+from vtmon.model.table import FIELDS, ListLike
 from vtmon.sketch import Sketch, dense_cheaper, key_reps, keys_of
 
 KEY_BITS = 18
@@ -58,7 +58,6 @@ BLOCK_S = 10
 NB = RING_S // BLOCK_S + 3  # blocks kept: every block a window can touch, and spares
 FLUSH_AT = 1 << 16  # buffered values before a flush even when nobody reads (bounds memory)
 SPARE_TICKS = 64  # ticks a Snapshot's chart view stays readable after it was taken
-QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.999)
 _Q = np.asarray(QUANTILES)
 _ZERO_FLOOR = 1e-9  # a running count below this after a subtraction is zero (rounding)
 
@@ -69,6 +68,14 @@ I64 = NDArray[np.int64]
 def _wsum(groups: NDArray[np.intp] | I64, weights: F64, minlength: int = 0) -> F64:
     """The weights summed per group number (``bincount``, typed as the float it returns)."""
     return cast(F64, np.bincount(groups, weights=weights, minlength=minlength))
+
+
+def _run_starts(a: np.ndarray) -> NDArray[np.intp]:
+    """Where each run of equal values of a (sorted, non-empty) array begins."""
+    new = np.empty(a.size, dtype=bool)
+    new[0] = True
+    np.not_equal(a[1:], a[:-1], out=new[1:])
+    return np.flatnonzero(new)
 
 
 def _ones_or(weights: F64 | None, n: int) -> F64:
@@ -117,19 +124,13 @@ class Chunk:
         order = np.argsort(idx, kind="stable")
         idx, rows, values = idx[order], rows[order], values[order]
         w = None if weights is None else weights[order]
-        new = np.empty(idx.size, dtype=bool)
-        new[0] = True
-        np.not_equal(idx[1:], idx[:-1], out=new[1:])
-        starts = np.flatnonzero(new)
+        starts = _run_starts(idx)
         cnt: F64 = (
             np.diff(np.append(starts, idx.size)).astype(np.float64)
             if w is None
             else np.add.reduceat(w, starts)
         )
-        rnew = np.empty(rows.size, dtype=bool)
-        rnew[0] = True
-        np.not_equal(rows[1:], rows[:-1], out=rnew[1:])
-        rs = np.flatnonzero(rnew)
+        rs = _run_starts(rows)
         n: F64
         if w is None:
             n = np.diff(np.append(rs, rows.size)).astype(np.float64)
@@ -258,8 +259,9 @@ class _Window:
         return np.unique(np.concatenate(dirty))
 
     def quantiles_of(self, rows: I64) -> tuple[I64, NDArray[np.int64]]:
-        """``quantiles`` for ``rows`` only (sorted): the buckets of just those rows are
-        gathered and summed, so the cost follows the rows that changed."""
+        """The rows among ``rows`` (sorted) with weight in the window, and the bucket key of
+        each of ``QUANTILES`` for each: the buckets of just those rows are gathered and
+        summed, so the cost follows the rows asked for (those that changed)."""
         idx = self.idx
         if not rows.size or not idx.size:
             return np.empty(0, dtype=np.int64), np.empty((0, _Q.size), dtype=np.int64)
@@ -283,27 +285,10 @@ class _Window:
         np.minimum(pos, ends[:, None], out=pos)
         return rows[live], (idx[sel[pos]] & KEY_MASK) - KEY_OFF
 
-    def quantiles(self) -> tuple[I64, NDArray[np.int64]]:
-        """Rows with weight in the window and the bucket key of each of ``QUANTILES``."""
-        idx, cnt = self.idx, self.cnt
-        if idx.size == 0:
-            return np.empty(0, dtype=np.int64), np.empty((0, _Q.size), dtype=np.int64)
-        owner = idx >> KEY_BITS
-        new = np.empty(idx.size, dtype=bool)
-        new[0] = True
-        np.not_equal(owner[1:], owner[:-1], out=new[1:])
-        starts = np.flatnonzero(new)
-        ends = np.append(starts[1:], idx.size) - 1
-        cum = np.cumsum(cnt)
-        before = np.zeros(starts.size)
-        before[1:] = cum[starts[1:] - 1]
-        total = cum[ends] - before
-        live = total > 0
-        starts, ends, before, total = starts[live], ends[live], before[live], total[live]
-        targets = before[:, None] + _Q[None, :] * total[:, None]
-        pos = cum.searchsorted(targets.ravel(), side="left").reshape(targets.shape)
-        np.minimum(pos, ends[:, None], out=pos)
-        return owner[starts], (idx[pos] & KEY_MASK) - KEY_OFF
+    def rows_present(self) -> I64:
+        """Every row with an entry in the window (sorted)."""
+        owner = self.idx >> KEY_BITS
+        return owner[_run_starts(owner)] if owner.size else owner
 
 
 class WindowColumns:
@@ -439,21 +424,19 @@ class DistColumns:
 
     # --- rows --------------------------------------------------------------------------------
 
-    def row(self, key: SeriesKey, now_s: int) -> int:
-        """The row of ``key``, created when new (``SeriesStore`` checks the cap first)."""
-        r = self.rows.get(key)
-        if r is None:
-            if self._free:
-                r = self._free.pop()
-                self.key_of[r] = key
-            else:
-                r = len(self.key_of)
-                self.key_of.append(key)
-                if r >= self.cap:
-                    self._grow(max(64, 2 * self.cap))
-            self.rows[key] = r
-            self._born[r] = self._tick + 1
-            self._seed.pop(r, None)
+    def add_row(self, key: SeriesKey, now_s: int) -> int:
+        """A row for ``key``, which has none (``SeriesStore`` checks the cap first)."""
+        if self._free:
+            r = self._free.pop()
+            self.key_of[r] = key
+        else:
+            r = len(self.key_of)
+            self.key_of.append(key)
+            if r >= self.cap:
+                self._grow(max(64, 2 * self.cap))
+        self.rows[key] = r
+        self._born[r] = self._tick + 1
+        self._seed.pop(r, None)
         self.last_seen[r] = now_s
         return r
 
@@ -653,7 +636,7 @@ class DistColumns:
             q = w.q
             if dirty is None or q is None or q.shape[1] != self.cap:
                 q = w.q = np.full((_Q.size, self.cap), np.nan)
-                rows, keys = w.quantiles()
+                rows, keys = w.quantiles_of(w.rows_present())
             else:
                 q[:, dirty] = np.nan
                 rows, keys = w.quantiles_of(dirty)
@@ -713,7 +696,7 @@ class DistColumns:
     def table_values(self, rows: NDArray[np.intp], result: dict[str, WindowColumns]) -> F64:
         """The windows of ``rows`` as ``SeriesTable`` values: ``[window, field, i]`` (fields
         in ``model.table.FIELDS`` order, NaN where a ``WindowStats`` field is None)."""
-        out = np.empty((len(WINDOWS), 10, rows.size))
+        out = np.empty((len(WINDOWS), len(FIELDS), rows.size))
         for wi, (name, width) in enumerate(WINDOWS):
             wc, col = result[name], out[wi]
             n = col[0] = wc.n[rows]

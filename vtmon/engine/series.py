@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from vtmon.engine.columns import Chunk, DistColumns
+from vtmon.engine.columns import BLOCK_S, Chunk, DistColumns
 from vtmon.model import (
     RING_S,
     WINDOWS,
@@ -73,7 +73,6 @@ from vtmon.model import (
 from vtmon.model.table import FIELDS, Rows, window_values
 from vtmon.sketch import Sketch
 
-BLOCK_S = 10  # seconds per cached block
 FORGET_AFTER_S = 600
 SWEEP_EVERY_S = 10  # how often idle series are looked for
 FUTURE_SLACK_S = 1.0  # timed samples up to this far ahead keep their own second
@@ -172,13 +171,9 @@ class _Series:
 
     # --- reading ---------------------------------------------------------------------------
 
-    def flush(self, now_s: int) -> None:
-        """Move buffered writes into their slot (distributions buffer; the rest do not)."""
-
     def windows(self, now_s: int) -> dict[str, WindowStats]:
         at = (now_s, self.version)
         if self.cache_at != at:
-            self.flush(now_s)
             self.cache = {name: self._window(now_s, w) for name, w in WINDOWS}
             self.cache_at = at
         return self.cache
@@ -417,16 +412,7 @@ class _Layout:
     """The order of ``SeriesStore.stats`` and where its distributions are: display positions,
     their rows in the columns, their components."""
 
-    __slots__ = (
-        "order",
-        "dist_pos",
-        "dist_rows",
-        "pos_row",
-        "dist_comps",
-        "dist_comp_codes",
-        "other_pos",
-        "rows",
-    )
+    __slots__ = ("order", "dist_pos", "dist_rows", "pos_row", "other_pos", "rows")
 
     def __init__(
         self, order: list[tuple[SeriesKey, _Series | None]], rows: dict[SeriesKey, int]
@@ -437,11 +423,6 @@ class _Layout:
         self.dist_rows = np.asarray([rows[order[i][0]] for i in pos], dtype=np.intp)
         self.pos_row = np.full(len(order), -1, dtype=np.intp)
         self.pos_row[self.dist_pos] = self.dist_rows
-        comps: dict[str, int] = {}
-        self.dist_comp_codes = np.asarray(
-            [comps.setdefault(order[i][0].component, len(comps)) for i in pos], dtype=np.intp
-        )
-        self.dist_comps = list(comps)
         self.other_pos = [i for i, (_, s) in enumerate(order) if s is not None]
         self.rows = Rows([k for k, _ in order])
 
@@ -460,7 +441,6 @@ class SeriesStore:
         # Samples of new series refused because max_series series exist, by name prefix
         # (``svc.*``), so that a user sees which sender makes too many series.
         self.refused: Counter[str] = Counter()
-        self._history_len = history_len
         self._series: dict[SeriesKey, _Series] = {}  # counters, gauges and sets
         self._dist = DistColumns(history_len)  # every distribution
         # every key in the order of stats(), with its object (None: a distribution's row)
@@ -620,13 +600,15 @@ class SeriesStore:
         """``_get`` for a distribution: its row."""
         d = self._dist
         r = d.rows.get(key)
-        if r is None:
-            if len(self) >= self._max_series:
-                if n:
-                    self._refuse(key, n)
-                return None
-            self._order = None
-        return d.row(key, now_s)
+        if r is not None:
+            d.last_seen[r] = now_s
+            return r
+        if len(self) >= self._max_series:
+            if n:
+                self._refuse(key, n)
+            return None
+        self._order = None
+        return d.add_row(key, now_s)
 
     def _get(self, key: SeriesKey, now_s: int, cls: type[_Series], n: int = 1) -> Any:
         """The series for ``key`` (created when there is room), None when it must be dropped;
@@ -705,8 +687,9 @@ class SeriesStore:
             target = np.full(n, np.nan)
             if lay.dist_pos.size:
                 values[:, :, lay.dist_pos] = d.table_values(lay.dist_rows, res)
-                comp_target = np.array([self._target_ms(c) for c in lay.dist_comps])
-                target[lay.dist_pos] = comp_target[lay.dist_comp_codes]
+                _, comps, names = lay.rows.codes()
+                comp_target = np.array([self._target_ms(c) for c in names])
+                target[lay.dist_pos] = comp_target[comps[lay.dist_pos]]
             made = {}
             for pos in lay.other_pos:
                 key, s = lay.order[pos]
@@ -738,9 +721,11 @@ class SeriesStore:
         """Every slot of a second before ``upto_s`` not handed out before, as
         ``(key, kind, second, payload)``, corrections first (see "History export" above).
 
-        Payloads: distribution a ``Sketch`` (a copy), counter the sum of its increments, gauge
-        ``(updates, sum, min, max, last)``, set the number of unique members. Costs one dict
-        look-up per series and second; series idle since the last call are skipped.
+        Payloads: distribution a ``Sketch`` (its arrays are views of the second's chunk, which
+        never changes), counter the sum of its increments, gauge ``(updates, sum, min, max,
+        last)``, set the number of unique members. Counters, gauges and sets cost one dict
+        look-up per series and second (series idle since the last call are skipped);
+        distributions one pass over each second's chunk.
         """
         with self._lock:
             out, self._late = self._late, []
@@ -836,8 +821,10 @@ class SeriesStore:
             if len(d):
                 lay = self._layout()
                 counts = d.refresh(now_s)[ERRORS_WINDOW].n[lay.dist_rows]
-                per = np.bincount(lay.dist_comp_codes, weights=counts).tolist()
-                samples = dict(zip(lay.dist_comps, per, strict=True))
+                _, comps, names = lay.rows.codes()
+                per = np.bincount(comps[lay.dist_pos], weights=counts, minlength=len(names))
+                # a component without distributions counts 0 samples, as one not listed did
+                samples = dict(zip(names, per.tolist(), strict=True))
         out = []
         for comp in sorted(errors.keys() | ops.keys() | samples.keys()):
             e = errors.get(comp, 0.0)

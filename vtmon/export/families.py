@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
-import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.samples import Sample
 
@@ -57,8 +56,7 @@ def _series_gauges(snap: Snapshot) -> Iterator[Metric]:
     table = as_table(snap.series)
     targets = table.component_targets()
     seen: set[tuple[str, LatencyLabels]] = set()
-    shown = np.sort(np.concatenate((table.of_kind(Kind.GAUGE), table.of_kind(Kind.SET))))
-    for i in shown.tolist():
+    for i in table.of_kind(Kind.GAUGE, Kind.SET).tolist():
         s = table[i]
         fam = gauges if s.kind is Kind.GAUGE else sets
         last = as_float(s.last)

@@ -28,6 +28,7 @@ from vtmon.model.findings import (
     Severity,
 )
 from vtmon.model.keys import (
+    QUANTILES,
     RING_S,
     WINDOWS,
     Kind,
@@ -141,6 +142,7 @@ __all__ = [
     "REJECT_TOO_LONG",
     "REJECT_TYPE",
     "Reject",
+    "QUANTILES",
     "RING_S",
     "Recommendation",
     "Regression",

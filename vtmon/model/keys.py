@@ -53,6 +53,8 @@ def make_tags(pairs: dict[str, str] | list[tuple[str, str]] | None) -> Tags:
 
 
 WINDOWS: tuple[tuple[str, int], ...] = (("10s", 10), ("1m", 60), ("5m", 300))
+# the quantiles a distribution's window reports (p50, p90, p95, p99, p999)
+QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99, 0.999)
 RING_S = max(w for _, w in WINDOWS)  # seconds a series keeps: exactly the longest window
 
 _ERROR_SUFFIXES = (".error_count", ".errors", ".error")

@@ -35,6 +35,7 @@ _KIND_CODE = {k: i for i, k in enumerate(KINDS)}
 _EMPTY = WindowStats()
 
 F64 = NDArray[np.float64]
+Positions = NDArray[np.intp]  # places in a table's order
 Charts = Callable[[int], Sequence[HistoryPoint]]
 
 
@@ -59,7 +60,7 @@ class Rows:
     component codes, the JSON of the ids. Tables of consecutive ticks share one while the
     series stay the same, so these are worked out once, not every second."""
 
-    __slots__ = ("keys", "_codes", "_ids", "_ids_json", "_where")
+    __slots__ = ("keys", "_codes", "_ids", "_ids_json", "_where", "_kinds")
 
     def __init__(self, keys: Sequence[SeriesKey]) -> None:
         self.keys = tuple(keys)
@@ -67,6 +68,7 @@ class Rows:
         self._ids: list[str] | None = None
         self._ids_json: str | None = None
         self._where: dict[str, int] | None = None
+        self._kinds: dict[tuple[Kind, ...], Positions] = {}
 
     def codes(self) -> tuple[NDArray[np.int8], NDArray[np.int32], list[str]]:
         """Each key's kind code (``KINDS``) and component code, and the component names in
@@ -82,6 +84,15 @@ class Rows:
             )
             self._codes = (kinds, cc, list(comps))
         return self._codes
+
+    def of_kind(self, *kinds: Kind) -> Positions:
+        """Positions of the series of ``kinds``, in order (read-only; kept with the rows)."""
+        pos = self._kinds.get(kinds)
+        if pos is None:
+            wanted = np.isin(self.codes()[0], [_KIND_CODE[k] for k in kinds])
+            pos = self._kinds[kinds] = np.flatnonzero(wanted)
+            pos.flags.writeable = False
+        return pos
 
     @property
     def ids(self) -> list[str]:
@@ -182,9 +193,10 @@ class SeriesTable(ListLike[SeriesStats]):
             out.setdefault(names[c], t)
         return out
 
-    def of_kind(self, kind: Kind) -> NDArray[np.intp]:
-        """Positions of the series of one kind."""
-        return np.flatnonzero(self.kind_codes == _KIND_CODE[kind])
+    def of_kind(self, *kinds: Kind) -> Positions:
+        """Positions of the series of ``kinds``, in the table's order (read-only; worked out
+        once for tables that share their ``Rows``)."""
+        return self.rows.of_kind(*kinds)
 
     @property
     def ids(self) -> list[str]:

@@ -48,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from vtmon.model import QUANTILES
 from vtmon.sketch import Sketch, aggregate, key_values, summarise
 
 _HEAD = struct.Struct("<BiI")
@@ -698,7 +699,6 @@ def align(t: float, res: int) -> int:
 
 # --- reading ---------------------------------------------------------------------------------
 
-QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99, 0.999)
 _Q_NAMES = ("p50", "p90", "p95", "p99", "p999")
 
 

@@ -15,7 +15,6 @@ from textual.content import Content
 from vtmon.model import Event, IngestStats, Kind, SeriesStats, Snapshot, WindowStats, as_table
 from vtmon.tui import fmt
 from vtmon.tui.live import LiveStatic, Panel, flow
-from vtmon.tui.positions import kind_positions
 
 LABEL_W = 9
 MAX_ERRORS = 6
@@ -99,8 +98,8 @@ def metric_summary(series: Sequence[SeriesStats], window: str, width: int) -> li
     """The first counters (rate) and gauges and sets (last value), each list with how many
     more there are; only the series named are built from the Snapshot's table."""
     table = as_table(series)
-    counters = kind_positions(table, Kind.COUNTER)
-    gauges = kind_positions(table, Kind.GAUGE, Kind.SET)
+    counters = table.of_kind(Kind.COUNTER)
+    gauges = table.of_kind(Kind.GAUGE, Kind.SET)
     lines: list[Content] = []
     empty = WindowStats()
     room = max(12, width - LABEL_W)

@@ -15,11 +15,11 @@ from textual.content import Content
 from textual.message import Message
 
 from vtmon.model import Kind, SeriesKey, SeriesStats, SeriesTable, Snapshot, as_table
+from vtmon.model.table import Positions
 from vtmon.tui import fmt
 from vtmon.tui.charts import Chart, ChartData, Line
 from vtmon.tui.latency_table import LatencyTable, Shown, layout_columns
 from vtmon.tui.live import LiveStatic, Panel
-from vtmon.tui.positions import Positions, kind_positions
 
 if TYPE_CHECKING:
     from vtmon.model import ChartHistory
@@ -59,7 +59,7 @@ def series_key(s: SeriesStats) -> SeriesKey:
 def shown_positions(table: SeriesTable) -> Positions:
     """Which series the latency rows show, in which order: the distributions, in the
     engine's order (by component, then name)."""
-    return kind_positions(table, Kind.DISTRIBUTION)
+    return table.of_kind(Kind.DISTRIBUTION)
 
 
 class LatencyPanel(Panel):

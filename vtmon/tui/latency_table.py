@@ -27,9 +27,9 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from vtmon.model import Health, SeriesKey, SeriesTable
+from vtmon.model.table import Positions
 from vtmon.tui import fmt
 from vtmon.tui.fmt import Severity
-from vtmon.tui.positions import Positions
 from vtmon.tui.severity import HEALTH_CELL
 
 
@@ -59,13 +59,8 @@ FULL_COLUMNS: tuple[Column, ...] = (
 # component and target columns (the target still shows as colour and in the chart legend), so
 # the percentiles stay on screen at 80 columns.
 MEDIUM_COLUMNS: tuple[Column, ...] = tuple(c for c in FULL_COLUMNS if c.key != "rate")
-COMPACT_COLUMNS: tuple[Column, ...] = (
-    Column("series", "series", None, numeric=False),
-    Column("count", "count", 7),
-    Column("p50", "p50", 8),
-    Column("p95", "p95", 8),
-    Column("p99", "p99", 8),
-    Column("max", "max", 8),
+COMPACT_COLUMNS: tuple[Column, ...] = tuple(
+    c for c in MEDIUM_COLUMNS if c.key not in ("component", "target")
 )
 # The component's health score (0..1), coloured by its status; only once the engine scores.
 HEALTH_COLUMN = Column("health", "health", 7)

@@ -142,6 +142,11 @@ class HistoryFile:
         self._immutable = False
         self._check_lock = threading.Lock()
         self._next_check = -math.inf  # monotonic time before which ``check`` does nothing
+        self._init_state()
+
+    def _init_state(self) -> None:
+        """The state of the parts built on the file (writer, maintenance, store): each adds
+        its own and calls ``super()._init_state()`` first, so the constructor is one."""
 
     # --- opening -----------------------------------------------------------------------------
 

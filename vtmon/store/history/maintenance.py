@@ -12,10 +12,7 @@ import logging
 import math
 import sqlite3
 import time
-from pathlib import Path
 
-from vtmon.clock import Clock
-from vtmon.config import RetentionConfig
 from vtmon.model import RING_S
 from vtmon.store.bound import (
     CLEAR_BELOW,
@@ -45,13 +42,9 @@ ROLL_POINTS = 200_000
 class HistoryMaintenance(HistoryWriter):
     """Rollups, retention and the size bound (see the module docstring)."""
 
-    def __init__(
-        self,
-        path: Path | None,
-        retention: RetentionConfig | None = None,
-        clock: Clock | None = None,
-    ) -> None:
-        super().__init__(path, retention, clock)
+    def _init_state(self) -> None:
+        """The trim state (``HistoryFile.__init__`` calls this once)."""
+        super()._init_state()
         self._trim_notice = ""  # the notice that history is being trimmed, while it holds
         self._no_vacuum = False  # VACUUM failed (no room for its copy): not tried again
         self.last_trim: TrimStats | None = None  # what the last trim did (bench/store.py)

@@ -24,10 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from pathlib import Path
 
-from vtmon.clock import Clock
-from vtmon.config import RetentionConfig
 from vtmon.model import HistoryPoint, SeriesKey
 from vtmon.store.history.maintenance import HistoryMaintenance
 from vtmon.store.history.queries import HistoryQueries
@@ -38,13 +35,9 @@ log = logging.getLogger(__name__)
 class HistoryStore(HistoryMaintenance, HistoryQueries):
     """See the module docstring. ``HistoryStore.open`` never raises."""
 
-    def __init__(
-        self,
-        path: Path | None,
-        retention: RetentionConfig | None = None,
-        clock: Clock | None = None,
-    ) -> None:
-        super().__init__(path, retention, clock)
+    def _init_state(self) -> None:
+        """The seeds and the thread (``HistoryFile.__init__`` calls this once)."""
+        super()._init_state()
         self._seed: dict[SeriesKey, list[HistoryPoint]] | None = None
         self._resource_seed: dict[str, list[float | None]] | None = None
         self.seeded = threading.Event()  # set once the seeds asked of ``start`` are read

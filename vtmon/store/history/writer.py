@@ -16,13 +16,10 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vtmon.clock import Clock
-from vtmon.config import RetentionConfig
 from vtmon.model import Kind, Resources, Sensors, SeriesKey, Snapshot
 from vtmon.store.findings import Finding, FindingsTracker
 from vtmon.store.history.file import HistoryFile
@@ -71,13 +68,9 @@ def _json(data: Any) -> str:
 class HistoryWriter(HistoryFile):
     """The pending list and ``flush`` (see the module docstring)."""
 
-    def __init__(
-        self,
-        path: Path | None,
-        retention: RetentionConfig | None = None,
-        clock: Clock | None = None,
-    ) -> None:
-        super().__init__(path, retention, clock)
+    def _init_state(self) -> None:
+        """The pending list (``HistoryFile.__init__`` calls this once)."""
+        super()._init_state()
         self.rows_written = 0
         self.last_flush_s = 0.0  # how long the last flush took
         self._lock = threading.Lock()
